@@ -1,0 +1,106 @@
+"""What every fffcpu layer shares: parameters as a dict of NumPy arrays, validation, dispatch.
+
+A layer subclass provides
+- ``kind``: the name save/load records (``"fff"``, ``"neuron_tree"``);
+- ``_param_shapes()``: ordered ``{name: shape}`` in the PyTorch package's state_dict order;
+- ``config()``: the JSON-able hyperparameters that rebuild it with ``cls(**config)``;
+- ``_sizes_from_state_dict(mapping)`` (classmethod): the size arguments inferred from array shapes;
+- ``_hard_numpy(x2d)`` and ``_hard_numba(x2d)``: hard inference on a validated (n, input_width) batch;
+- ``train_forward(x, rng=None)`` -> ``(y, cache)`` and ``backward(cache, dL_dy, ...)`` -> ``(grads, dL_dx)``.
+
+Parameters are updated **in place** by the optimizers (``p -= lr * g``), so kernels and views always
+see the current values.
+"""
+import numpy as np
+
+from ._validate import as_input, check_choice, check_dtype
+
+BACKENDS = ("auto", "numba", "numpy")
+
+
+class Layer:
+    kind = None
+
+    def _init_common(self, dtype, backend, seed):
+        self.dtype = check_dtype(dtype)
+        self.backend = check_choice("backend", backend, BACKENDS)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _param_shapes(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def n_params(self):
+        """Total number of trainable numbers."""
+        return int(sum(np.prod(s) for s in self._param_shapes().values()))
+
+    def state_dict(self):
+        """Copies of the parameters, ``{name: ndarray}``, in the PyTorch package's order and layout."""
+        return {name: np.array(self.params[name], copy=True) for name in self._param_shapes()}
+
+    def load_state_dict(self, mapping):
+        """Copy arrays from ``mapping`` into this layer's parameters (same names and shapes required)."""
+        arrays = _check_mapping(mapping, self._param_shapes(), type(self).__name__)
+        for name, arr in arrays.items():
+            self.params[name][...] = arr
+        return self
+
+    @classmethod
+    def from_state_dict(cls, mapping, **config):
+        """Build a layer from ``{name: array}`` (NumPy arrays or torch tensors), inferring its sizes.
+
+        ``config`` holds the hyperparameters that shapes cannot tell (activation, ...). The dtype is
+        taken from the arrays unless ``dtype`` is given.
+        """
+        mapping = {k: _to_numpy(v) for k, v in dict(mapping).items()}
+        sizes = cls._sizes_from_state_dict(mapping)
+        if "dtype" not in config:
+            kinds = {np.asarray(v).dtype for v in mapping.values()}
+            config["dtype"] = "float64" if np.dtype(np.float64) in kinds else "float32"
+        layer = cls(**sizes, **config)
+        return layer.load_state_dict(mapping)
+
+    # -- inference ----------------------------------------------------------------------------
+    def _use_numba(self):
+        return self.backend != "numpy"
+
+    def __call__(self, x):
+        """Hard (log-time) inference: ``x`` of shape (..., input_width) -> (..., output_width)."""
+        x2d, lead = as_input(x, self.input_width, self.dtype)
+        y = self._hard_numba(x2d) if self._use_numba() else self._hard_numpy(x2d)
+        return y.reshape(lead + (self.output_width,))
+
+    predict = __call__
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _to_numpy(v):
+    if hasattr(v, "detach") and hasattr(v, "cpu"):  # torch tensor, duck-typed
+        v = v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
+def _check_mapping(mapping, shapes, owner):
+    """Check a state mapping has exactly the expected names and shapes; return numpy arrays."""
+    arrays = {k: _to_numpy(v) for k, v in dict(mapping).items()}
+    missing = [k for k in shapes if k not in arrays]
+    extra = [k for k in arrays if k not in shapes]
+    if missing or extra:
+        raise KeyError(
+            f"state for {owner} must have the arrays {list(shapes)}; "
+            f"missing {missing}, unexpected {extra}"
+        )
+    for name, shape in shapes.items():
+        a = arrays[name]
+        if a.shape != tuple(shape):
+            raise ValueError(f"array {name!r} must have shape {tuple(shape)}, got {a.shape}")
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"array {name!r} must hold real numbers, got dtype {a.dtype}")
+        if a.size and not np.isfinite(a).all():
+            raise ValueError(f"array {name!r} must be finite, got NaN or inf values")
+    return arrays

@@ -1,0 +1,83 @@
+"""Activation functions and their derivatives, by name.
+
+Each entry maps a name to ``(f, df)`` where ``df(z, fz)`` is the derivative at ``z`` given ``fz = f(z)``
+(passing ``fz`` lets tanh and sigmoid reuse the forward value). The integer codes are what the Numba
+kernels receive.
+
+    relu(z)     = max(z, 0)                     relu'(z)     = [z > 0]
+    gelu(z)     = z Phi(z)  (exact, erf form)   gelu'(z)     = Phi(z) + z phi(z)
+    tanh(z)                                     tanh'(z)     = 1 - tanh(z)^2
+    sigmoid(z)  = 1 / (1 + e^-z)                sigmoid'(z)  = s (1 - s)
+    identity(z) = z                             identity'(z) = 1
+
+Phi is the standard normal CDF, phi its density.
+"""
+import numpy as np
+from scipy.special import erf, expit
+
+_SQRT1_2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+def relu(z):
+    return np.maximum(z, 0)
+
+
+def d_relu(z, fz):
+    return (z > 0).astype(z.dtype)
+
+
+def gelu(z):
+    return z * (0.5 * (1.0 + erf(z * _SQRT1_2))).astype(z.dtype, copy=False)
+
+
+def d_gelu(z, fz):
+    cdf = 0.5 * (1.0 + erf(z * _SQRT1_2))
+    pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+    return (cdf + z * pdf).astype(z.dtype, copy=False)
+
+
+def tanh(z):
+    return np.tanh(z)
+
+
+def d_tanh(z, fz):
+    return 1 - fz * fz
+
+
+def sigmoid(z):
+    return expit(z)
+
+
+def d_sigmoid(z, fz):
+    return fz * (1 - fz)
+
+
+def identity(z):
+    return z
+
+
+def d_identity(z, fz):
+    return np.ones_like(z)
+
+
+ACTIVATIONS = {
+    "relu": (relu, d_relu),
+    "gelu": (gelu, d_gelu),
+    "tanh": (tanh, d_tanh),
+    "sigmoid": (sigmoid, d_sigmoid),
+    "identity": (identity, d_identity),
+}
+
+#: integer codes passed to the Numba kernels
+ACTIVATION_CODES = {"relu": 0, "gelu": 1, "tanh": 2, "sigmoid": 3, "identity": 4}
+
+
+def get(name):
+    """Return ``(f, df)`` for an activation name, or raise naming the choices."""
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}"
+        ) from None

@@ -1,0 +1,199 @@
+"""The leaf FFF layer (Belcak & Wattenhofer): validation and dispatch over the NumPy reference and kernels."""
+import numpy as np
+
+from . import activations
+from ._base import Layer, _to_numpy
+from ._tree import n_leaves, n_nodes
+from ._validate import (as_grad, as_input, check_fits_memory, check_int, check_rate)
+from .reference import leaf as ref
+
+
+class FFF(Layer):
+    """A fast feedforward layer with leaves of ``leaf_width`` neurons (SPEC §1).
+
+    Parameters
+    ----------
+    input_width, leaf_width, output_width : int
+        D, l and O; all >= 1.
+    depth : int
+        d >= 0: 2^d - 1 routing nodes and 2^d leaves; training width 2^d * l. Depth 0 is a plain
+        feedforward network ``act(x @ W1 + b1) @ W2 + b2``.
+    activation : {"relu", "gelu", "tanh", "sigmoid", "identity"}
+    dropout : float in [0, 1)
+        Dropout after the leaf activation, in training only (inverted: kept units scaled by 1/(1-p)).
+    region_leak : float in [0, 1)
+        In training only, each (sample, node) decision is flipped with this probability.
+    train_hardened : bool
+        Train with hard decisions [a >= 0] instead of sigmoids (routing then learns only from the
+        hardening term).
+    seed : int or None
+        Seeds the initialisation and the training randomness (region leak, dropout).
+    dtype : {"float32", "float64"}
+    backend : {"auto", "numba", "numpy"}
+        Hard inference through the Numba kernels ("auto", "numba") or the NumPy reference.
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        ``node_weights`` (N, D), ``node_biases`` (N, 1), ``w1s`` (L, D, l), ``b1s`` (L, l),
+        ``w2s`` (L, l, O), ``b2s`` (L, O) with N = 2^d - 1, L = 2^d.
+
+    Examples
+    --------
+    >>> import numpy as np, fffcpu
+    >>> layer = fffcpu.FFF(input_width=4, leaf_width=2, output_width=3, depth=2, seed=0)
+    >>> layer(np.ones((5, 4))).shape
+    (5, 3)
+    """
+
+    kind = "fff"
+
+    def __init__(self, input_width, leaf_width, output_width, depth, activation="relu", dropout=0.0,
+                 region_leak=0.0, train_hardened=False, seed=None, dtype="float32", backend="auto"):
+        self.input_width = check_int("input_width", input_width, 1)
+        self.leaf_width = check_int("leaf_width", leaf_width, 1)
+        self.output_width = check_int("output_width", output_width, 1)
+        self.depth = check_int("depth", depth, 0)
+        activations.get(activation)
+        self.activation = activation
+        self.dropout = check_rate("dropout", dropout)
+        self.region_leak = check_rate("region_leak", region_leak)
+        if not isinstance(train_hardened, (bool, np.bool_)):
+            raise TypeError(f"train_hardened must be a bool, got {train_hardened!r}")
+        self.train_hardened = bool(train_hardened)
+        if self.depth > 62:
+            raise MemoryError(f"depth {self.depth} would need 2^{self.depth} leaves; choose a smaller depth")
+        self._init_common(dtype, backend, seed)
+        check_fits_memory(f"an FFF of depth {self.depth}", self._count_params(), np.dtype(self.dtype).itemsize)
+        self.params = ref.init_params(self.input_width, self.leaf_width, self.output_width, self.depth,
+                                      self._rng, self.dtype)
+
+    # -- sizes --------------------------------------------------------------------------------
+    @property
+    def n_nodes(self):
+        return n_nodes(self.depth)
+
+    @property
+    def n_leaves(self):
+        return n_leaves(self.depth)
+
+    @property
+    def training_width(self):
+        """2^d * l: the width of the dense layer this FFF replaces."""
+        return self.n_leaves * self.leaf_width
+
+    def _count_params(self):
+        N, L = self.n_nodes, self.n_leaves
+        D, l, O = self.input_width, self.leaf_width, self.output_width
+        return N * (D + 1) + L * (D * l + l + l * O + O)
+
+    def _param_shapes(self):
+        return ref.param_shapes(self.input_width, self.leaf_width, self.output_width, self.depth)
+
+    def config(self):
+        return dict(input_width=self.input_width, leaf_width=self.leaf_width,
+                    output_width=self.output_width, depth=self.depth, activation=self.activation,
+                    dropout=self.dropout, region_leak=self.region_leak,
+                    train_hardened=self.train_hardened, seed=self.seed,
+                    dtype=np.dtype(self.dtype).name, backend=self.backend)
+
+    @classmethod
+    def _sizes_from_state_dict(cls, mapping):
+        if "w1s" not in mapping or "w2s" not in mapping:
+            raise KeyError(f"an FFF state needs the arrays 'w1s' and 'w2s'; got {sorted(mapping)}")
+        w1s, w2s = _to_numpy(mapping["w1s"]), _to_numpy(mapping["w2s"])
+        if w1s.ndim != 3 or w2s.ndim != 3:
+            raise ValueError(f"'w1s' and 'w2s' must be 3-D (n_leaves, ., .), got shapes {w1s.shape} and {w2s.shape}")
+        L, D, l = w1s.shape
+        depth = int(L).bit_length() - 1
+        if L < 1 or (1 << depth) != L:
+            raise ValueError(f"'w1s' must have a power of two of leaves on axis 0, got {L}")
+        return dict(input_width=D, leaf_width=l, output_width=w2s.shape[2], depth=depth)
+
+    # -- inference ----------------------------------------------------------------------------
+    def _hard_numpy(self, x2d):
+        return ref.hard_forward(self.params, x2d, self.activation)
+
+    def _hard_numba(self, x2d):
+        from . import _kernel_api
+        return _kernel_api.leaf_forward(self.params, self.activation, x2d)
+
+    def soft_forward(self, x):
+        """The soft mixture y = sum_j pi_j(x) L_j(x), deterministic (no leak, no dropout)."""
+        x2d, lead = as_input(x, self.input_width, self.dtype)
+        y, _ = ref.soft_forward(self.params, x2d, self.activation)
+        return y.reshape(lead + (self.output_width,))
+
+    def leaf_index(self, x):
+        """The leaf each sample's hard descent reaches: (..., D) -> (...) int."""
+        x2d, lead = as_input(x, self.input_width, self.dtype)
+        return ref.hard_leaf_index(self.params, x2d).reshape(lead)
+
+    def entropies(self, x):
+        """Per-node decision entropies H(p_k(x)): (..., D) -> (..., N)."""
+        x2d, lead = as_input(x, self.input_width, self.dtype)
+        p = 1 / (1 + np.exp(-ref.node_logits(self.params, x2d)))
+        return ref.entropy(p).reshape(lead + (self.n_nodes,))
+
+    def usage(self, x):
+        """Routing mass per node and leaf over a batch: ``soft_node``, ``soft_leaf``, ``hard_node``, ``hard_leaf``."""
+        x2d, _ = as_input(x, self.input_width, self.dtype)
+        return ref.usage(self.params, x2d)
+
+    # -- training -----------------------------------------------------------------------------
+    def train_forward(self, x, rng=None):
+        """Training forward: soft (or hardened) mixture with region leak and dropout drawn from ``rng``.
+
+        Returns ``(y, cache)``; pass the cache to :meth:`backward`.
+        """
+        x2d, lead = as_input(x, self.input_width, self.dtype)
+        rng = self._rng if rng is None else rng
+        n = x2d.shape[0]
+        flip = None
+        if self.region_leak > 0 and self.n_nodes:
+            flip = rng.random((n, self.n_nodes)) < self.region_leak
+        drop = None
+        if self.dropout > 0:
+            keep = rng.random((n, self.n_leaves, self.leaf_width)) >= self.dropout
+            drop = keep.astype(self.dtype) / self.dtype(1 - self.dropout)
+        y, cache = ref.soft_forward(self.params, x2d, self.activation, flip_mask=flip,
+                                    dropout_mask=drop, hardened=self.train_hardened)
+        cache["lead"] = lead
+        return y.reshape(lead + (self.output_width,)), cache
+
+    def backward(self, cache, dL_dy, hardening=0.0, balance=0.0):
+        """Gradients of L_task + hardening * L_harden + balance * L_balance.
+
+        Parameters
+        ----------
+        cache : dict from :meth:`train_forward`
+        dL_dy : array_like of shape (..., output_width)
+            dL_task/dy for the forward's output.
+        hardening, balance : float
+            h and alpha of SPEC §1 and §3.
+
+        Returns
+        -------
+        grads : dict of ndarray, keyed like ``params``
+        dL_dx : ndarray of shape (..., input_width)
+        """
+        n = cache["x"].shape[0]
+        g = as_grad(dL_dy, n, self.output_width, self.dtype)
+        grads, dL_dx = ref.soft_backward(self.params, cache, g, float(hardening), float(balance))
+        return grads, dL_dx.reshape(cache["lead"] + (self.input_width,))
+
+    def hardening_loss(self, cache):
+        """L_harden of SPEC §1 for the batch of ``cache``."""
+        return ref.hardening_loss(cache)
+
+    def balance_loss(self, cache):
+        """L_balance of SPEC §3 for the batch of ``cache``."""
+        return ref.balance_loss(cache)
+
+    def block_usage(self, cache):
+        """Hard usage per parameter block for the local optimizers: ``{name: (n_blocks,) counts}``."""
+        leaf = ref.hard_leaf_fractions(cache) * cache["x"].shape[0]
+        node = ref.subtree_sums(leaf)
+        out = {name: leaf for name in ("w1s", "b1s", "w2s", "b2s")}
+        out.update(node_weights=node, node_biases=node)
+        return out
