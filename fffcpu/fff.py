@@ -31,12 +31,16 @@ class FFF(Layer):
     dtype : {"float32", "float64"}
     backend : {"auto", "numba", "numpy"}
         Hard inference through the Numba kernels ("auto", "numba") or the NumPy reference.
+    master_leaf : int
+        Width m of the eFFF master leaf (SPEC §3), an always-on feedforward net mixed into the output
+        as ``y = s y_FFF + (1 - s) M(x)``, ``s = sigmoid(kappa)``; 0 (the default) for none, 8 in eFFF.
 
     Attributes
     ----------
     params : dict of ndarray
         ``node_weights`` (N, D), ``node_biases`` (N, 1), ``w1s`` (L, D, l), ``b1s`` (L, l),
-        ``w2s`` (L, l, O), ``b2s`` (L, O) with N = 2^d - 1, L = 2^d.
+        ``w2s`` (L, l, O), ``b2s`` (L, O) with N = 2^d - 1, L = 2^d; with a master leaf also
+        ``magic_w1`` (1, D, m), ``magic_b1`` (1, m), ``magic_w2`` (1, m, O), ``magic_b2`` (1, O), ``k`` ().
 
     Examples
     --------
@@ -49,7 +53,8 @@ class FFF(Layer):
     kind = "fff"
 
     def __init__(self, input_width, leaf_width, output_width, depth, activation="relu", dropout=0.0,
-                 region_leak=0.0, train_hardened=False, seed=None, dtype="float32", backend="auto"):
+                 region_leak=0.0, train_hardened=False, seed=None, dtype="float32", backend="auto",
+                 master_leaf=0):
         self.input_width = check_int("input_width", input_width, 1)
         self.leaf_width = check_int("leaf_width", leaf_width, 1)
         self.output_width = check_int("output_width", output_width, 1)
@@ -61,12 +66,13 @@ class FFF(Layer):
         if not isinstance(train_hardened, (bool, np.bool_)):
             raise TypeError(f"train_hardened must be a bool, got {train_hardened!r}")
         self.train_hardened = bool(train_hardened)
+        self.master_leaf = check_int("master_leaf", master_leaf, 0)
         if self.depth > 62:
             raise MemoryError(f"depth {self.depth} would need 2^{self.depth} leaves; choose a smaller depth")
         self._init_common(dtype, backend, seed)
         check_fits_memory(f"an FFF of depth {self.depth}", self._count_params(), np.dtype(self.dtype).itemsize)
         self.params = ref.init_params(self.input_width, self.leaf_width, self.output_width, self.depth,
-                                      self._rng, self.dtype)
+                                      self._rng, self.dtype, self.master_leaf)
 
     # -- sizes --------------------------------------------------------------------------------
     @property
@@ -85,17 +91,20 @@ class FFF(Layer):
     def _count_params(self):
         N, L = self.n_nodes, self.n_leaves
         D, l, O = self.input_width, self.leaf_width, self.output_width
-        return N * (D + 1) + L * (D * l + l + l * O + O)
+        m = self.master_leaf
+        return N * (D + 1) + L * (D * l + l + l * O + O) + (D * m + m + m * O + O + 1 if m else 0)
 
     def _param_shapes(self):
-        return ref.param_shapes(self.input_width, self.leaf_width, self.output_width, self.depth)
+        return ref.param_shapes(self.input_width, self.leaf_width, self.output_width, self.depth,
+                                self.master_leaf)
 
     def config(self):
         return dict(input_width=self.input_width, leaf_width=self.leaf_width,
                     output_width=self.output_width, depth=self.depth, activation=self.activation,
                     dropout=self.dropout, region_leak=self.region_leak,
                     train_hardened=self.train_hardened, seed=self.seed,
-                    dtype=np.dtype(self.dtype).name, backend=self.backend)
+                    dtype=np.dtype(self.dtype).name, backend=self.backend,
+                    master_leaf=self.master_leaf)
 
     @classmethod
     def _sizes_from_state_dict(cls, mapping):
@@ -108,7 +117,13 @@ class FFF(Layer):
         depth = int(L).bit_length() - 1
         if L < 1 or (1 << depth) != L:
             raise ValueError(f"'w1s' must have a power of two of leaves on axis 0, got {L}")
-        return dict(input_width=D, leaf_width=l, output_width=w2s.shape[2], depth=depth)
+        sizes = dict(input_width=D, leaf_width=l, output_width=w2s.shape[2], depth=depth)
+        if "magic_w1" in mapping:  # the eFFF authors' master leaf
+            mw1 = _to_numpy(mapping["magic_w1"])
+            if mw1.ndim != 3:
+                raise ValueError(f"'magic_w1' must be 3-D (1, input_width, m), got shape {mw1.shape}")
+            sizes["master_leaf"] = mw1.shape[2]
+        return sizes
 
     # -- inference ----------------------------------------------------------------------------
     def _hard_numpy(self, x2d):
@@ -116,7 +131,10 @@ class FFF(Layer):
 
     def _hard_numba(self, x2d):
         from . import _kernel_api
-        return _kernel_api.leaf_forward(self.params, self.activation, x2d)
+        y = _kernel_api.leaf_forward(self.params, self.activation, x2d)
+        if self.master_leaf:
+            y, _ = ref.master_mix(self.params, x2d, y, self.activation)
+        return y
 
     def soft_forward(self, x):
         """The soft mixture y = sum_j pi_j(x) L_j(x), deterministic (no leak, no dropout)."""

@@ -25,14 +25,21 @@ from .._tree import n_leaves, n_nodes
 #: probabilities are clamped to [EPS, 1 - EPS] inside the entropy (SPEC §1)
 ENTROPY_EPS = 1e-6
 
-PARAM_NAMES = ("node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s")
+MASTER_NAMES = ("magic_w1", "magic_b1", "magic_w2", "magic_b2", "k")
+
+#: kappa, the master-leaf mixing logit, starts at 0.5 (SPEC §3)
+KAPPA_INIT = 0.5
 
 
-def param_shapes(input_width, leaf_width, output_width, depth):
-    """Ordered ``{name: shape}`` of the parameters (the PyTorch package's state_dict)."""
+def param_shapes(input_width, leaf_width, output_width, depth, master_leaf=0):
+    """Ordered ``{name: shape}`` of the parameters (the PyTorch package's state_dict).
+
+    With ``master_leaf = m > 0`` the eFFF master leaf follows, in the eFFF authors' layout:
+    ``magic_w1`` (1, D, m), ``magic_b1`` (1, m), ``magic_w2`` (1, m, O), ``magic_b2`` (1, O), ``k`` ().
+    """
     N, L = n_nodes(depth), n_leaves(depth)
-    D, l, O = input_width, leaf_width, output_width
-    return {
+    D, l, O, m = input_width, leaf_width, output_width, master_leaf
+    shapes = {
         "node_weights": (N, D),
         "node_biases": (N, 1),
         "w1s": (L, D, l),
@@ -40,17 +47,65 @@ def param_shapes(input_width, leaf_width, output_width, depth):
         "w2s": (L, l, O),
         "b2s": (L, O),
     }
+    if m:
+        shapes.update(magic_w1=(1, D, m), magic_b1=(1, m), magic_w2=(1, m, O), magic_b2=(1, O), k=())
+    return shapes
 
 
-def init_params(input_width, leaf_width, output_width, depth, rng, dtype=np.float32):
-    """Uniform initialisation of SPEC §1: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = D or l."""
-    shapes = param_shapes(input_width, leaf_width, output_width, depth)
+def init_params(input_width, leaf_width, output_width, depth, rng, dtype=np.float32, master_leaf=0):
+    """Uniform initialisation of SPEC §1: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = D or l.
+
+    The master leaf's layers are initialised like a leaf of width m; kappa starts at 0.5.
+    """
+    shapes = param_shapes(input_width, leaf_width, output_width, depth, master_leaf)
     params = {}
     for name, shape in shapes.items():
-        fan_in = leaf_width if name in ("w2s", "b2s") else input_width
+        if name == "k":
+            params[name] = np.array(KAPPA_INIT, dtype=dtype)
+            continue
+        fan_in = {"w2s": leaf_width, "b2s": leaf_width, "magic_w2": master_leaf,
+                  "magic_b2": master_leaf}.get(name, input_width)
         bound = 1.0 / np.sqrt(fan_in)
         params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
     return params
+
+
+def has_master_leaf(params):
+    return "magic_w1" in params
+
+
+def master_forward(params, x, activation):
+    """The eFFF master leaf M(x) = act(x @ mw1 + mb1) @ mw2 + mb2: returns ``(M, z, fz)``."""
+    f, _ = activations.get(activation)
+    z = x @ params["magic_w1"][0] + params["magic_b1"][0]
+    fz = f(z)
+    return fz @ params["magic_w2"][0] + params["magic_b2"][0], z, fz
+
+
+def master_mix(params, x, y_tree, activation):
+    """y = s y_tree + (1 - s) M(x) with s = sigmoid(kappa); returns ``(y, parts)`` for the backward."""
+    M, z, fz = master_forward(params, x, activation)
+    s = expit(params["k"])
+    return s * y_tree + (1 - s) * M, dict(y_tree=y_tree, M=M, mz=z, mfz=fz, s=s)
+
+
+def master_backward(params, x, parts, g, activation):
+    """Gradients of the mix: returns ``(grads of the master params, g for y_tree, dL/dx through M)``.
+
+    dL/dkappa = s (1 - s) sum <g, y_tree - M>;  dL/dy_tree = s g;  dL/dM = (1 - s) g.
+    """
+    s = parts["s"]
+    _, df = activations.get(activation)
+    gM = (1 - s) * g
+    dz = (gM @ params["magic_w2"][0].T) * df(parts["mz"], parts["mfz"])
+    grads = {
+        "magic_w1": (x.T @ dz)[None],
+        "magic_b1": dz.sum(axis=0)[None],
+        "magic_w2": (parts["mfz"].T @ gM)[None],
+        "magic_b2": gM.sum(axis=0)[None],
+        "k": np.asarray(s * (1 - s) * np.sum(g * (parts["y_tree"] - parts["M"]))),
+    }
+    return grads, s * g, dz @ params["magic_w1"][0].T
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,8 +213,11 @@ def soft_forward(params, x, activation="relu", flip_mask=None, dropout_mask=None
         Pm = P[:, (1 << m) - 1:(1 << (m + 1)) - 1, None]  # (n, 2^m, 1)
         Y[m] = (1 - Pm) * Y[m + 1][:, 0::2] + Pm * Y[m + 1][:, 1::2]
     y = Y[0][:, 0]
+    master = None
+    if has_master_leaf(params):
+        y, master = master_mix(params, x, y, activation)
     cache = dict(x=x, a=a, p=p, P=P, R=R, Y=Y, z=z, fz=fz, h=h, flip_mask=flip_mask,
-                 dropout_mask=dropout_mask, hardened=hardened, activation=activation)
+                 dropout_mask=dropout_mask, hardened=hardened, activation=activation, master=master)
     return y, cache
 
 
@@ -209,6 +267,9 @@ def soft_backward(params, cache, dL_dy, hardening=0.0, balance=0.0):
     depth = len(R) - 1
     pi = R[-1]  # (n, L)
     g = dL_dy
+    master_grads, dx_master = {}, 0
+    if cache["master"] is not None:
+        master_grads, g, dx_master = master_backward(params, x, cache["master"], g, cache["activation"])
 
     # leaves: dL/dout_j = pi_j g
     dL_dout = pi[:, :, None] * g[:, None, :]  # (n, L, O)
@@ -232,7 +293,7 @@ def soft_backward(params, cache, dL_dy, hardening=0.0, balance=0.0):
         if balance:
             # L_balance = L sum_j f_j mean_n(pi_j): dL/dpi_j = balance * L f_j / n, spread up the tree
             f = hard_leaf_fractions(cache)
-            coef = balance * pi.shape[1] * f / n  # (L,)
+            coef = balance * pi.shape[1] * f / max(n, 1)  # (L,)
             up = [None] * (depth + 1)  # up[m]: (n or 1, 2^m) dL_balance/dR at level m
             up[depth] = np.broadcast_to(coef, pi.shape)
         for m in range(depth - 1, -1, -1):
@@ -248,12 +309,13 @@ def soft_backward(params, cache, dL_dy, hardening=0.0, balance=0.0):
             flip = cache["flip_mask"]
             dL_dp = dL_dP if flip is None else np.where(flip, -dL_dP, dL_dP)
             dL_da += dL_dp * p * (1 - p)
-        if hardening:
+        if hardening and n:
             dL_da += (hardening / (n * N)) * d_entropy_d_logit(a, p)
     grads["node_weights"] = dL_da.T @ x
     grads["node_biases"] = dL_da.sum(axis=0)[:, None]
-    dL_dx += dL_da @ params["node_weights"]
-    grads = {k: grads[k].astype(x.dtype, copy=False) for k in PARAM_NAMES}
+    dL_dx += dL_da @ params["node_weights"] + dx_master
+    grads.update(master_grads)
+    grads = {k: np.asarray(grads[k]).astype(x.dtype, copy=False) for k in params}
     return grads, dL_dx.astype(x.dtype, copy=False)
 
 
@@ -287,12 +349,15 @@ def hard_leaf_index(params, x):
 
 
 def hard_forward(params, x, activation="relu"):
-    """Log-time inference: d node dot products, then one leaf (b2s included). (n, D) -> (n, O)."""
+    """Log-time inference: d node dot products, then one leaf (b2s included), mixed with the master
+    leaf if there is one. (n, D) -> (n, O)."""
     j = hard_leaf_index(params, x)
     y = np.empty((x.shape[0], params["b2s"].shape[1]), dtype=x.dtype)
     for leaf in np.unique(j):
         rows = np.nonzero(j == leaf)[0]
         y[rows] = leaf_forward(params, x[rows], leaf, activation)
+    if has_master_leaf(params):
+        y, _ = master_mix(params, x, y, activation)
     return y
 
 

@@ -1,0 +1,293 @@
+"""The leaf FFF reference: gradients, forward identities, validation."""
+import numpy as np
+import pytest
+
+import fffcpu
+from fffcpu import FFF
+from fffcpu.reference import leaf as ref
+
+from .gradcheck import grad_check
+
+ACTS = ["relu", "gelu", "tanh", "sigmoid", "identity"]
+
+
+def _loss_and_grads(layer, x, G, h, alpha, seed):
+    """L = <y, G> + h L_harden + alpha L_balance with the training randomness fixed by ``seed``."""
+
+    def loss():
+        y, cache = layer.train_forward(x, rng=np.random.default_rng(seed))
+        return float((y * G).sum() + h * layer.hardening_loss(cache) + alpha * layer.balance_loss(cache))
+
+    y, cache = layer.train_forward(x, rng=np.random.default_rng(seed))
+    grads, dx = layer.backward(cache, G, hardening=h, balance=alpha)
+    return loss, grads, dx
+
+
+@pytest.mark.parametrize("depth,leaf_width,act", [
+    (0, 3, "relu"), (1, 2, "gelu"), (3, 2, "tanh"), (3, 1, "sigmoid"), (5, 1, "identity"),
+    (1, 4, "relu"), (3, 3, "gelu"),
+])
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(region_leak=0.3, dropout=0.25),
+])
+def test_gradients_match_finite_differences(depth, leaf_width, act, options):
+    rng = np.random.default_rng(depth * 10 + leaf_width)
+    layer = FFF(4, leaf_width, 3, depth, activation=act, seed=1, dtype="float64", **options)
+    x = rng.normal(size=(6, 4))
+    G = rng.normal(size=(6, 3))
+    loss, grads, dx = _loss_and_grads(layer, x, G, h=0.7, alpha=0.4, seed=3)
+    grad_check(loss, layer.params, grads, tol=1e-6)
+    grad_check(loss, {"x": x}, {"x": dx}, tol=1e-6)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_every_activation_gradient_depth3(act):
+    rng = np.random.default_rng(7)
+    layer = FFF(3, 2, 2, 3, activation=act, seed=2, dtype="float64")
+    x, G = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    loss, grads, dx = _loss_and_grads(layer, x, G, h=1.3, alpha=0.0, seed=0)
+    grad_check(loss, dict(layer.params, x=x), dict(grads, x=dx), tol=1e-6)
+
+
+def test_hardened_training_gives_routing_only_the_hardening_gradient():
+    rng = np.random.default_rng(0)
+    layer = FFF(4, 2, 3, 3, train_hardened=True, seed=0, dtype="float64")
+    x, G = rng.normal(size=(8, 4)), rng.normal(size=(8, 3))
+    loss, grads, dx = _loss_and_grads(layer, x, G, h=0.5, alpha=0.0, seed=0)
+    grad_check(loss, layer.params, grads)
+    _, c = layer.train_forward(x)
+    g0, _ = layer.backward(c, G, hardening=0.0)
+    assert not g0["node_weights"].any() and not g0["node_biases"].any()
+    assert grads["node_weights"].any()  # the hardening term still reaches the routing
+
+
+def test_gradient_check_can_fail():
+    """The checker itself must catch a wrong gradient."""
+    rng = np.random.default_rng(0)
+    layer = FFF(3, 2, 2, 2, seed=0, dtype="float64")
+    x, G = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    loss, grads, _ = _loss_and_grads(layer, x, G, h=0.0, alpha=0.0, seed=0)
+    grads["w1s"] = grads["w1s"] * 1.001
+    with pytest.raises(AssertionError, match="w1s"):
+        grad_check(loss, layer.params, grads)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 4])
+def test_hard_forward_equals_soft_forward_with_rounded_decisions(depth):
+    rng = np.random.default_rng(depth)
+    layer = FFF(5, 3, 4, depth, seed=depth, dtype="float64", backend="numpy")
+    x = rng.normal(size=(40, 5))
+    soft_rounded, _ = ref.soft_forward(layer.params, x, "relu", hardened=True)
+    np.testing.assert_allclose(layer(x), soft_rounded, rtol=1e-12, atol=1e-12)
+
+
+def test_hard_inference_uses_the_tie_rule_and_b2s():
+    layer = FFF(2, 1, 1, 1, activation="identity", dtype="float64", backend="numpy", seed=0)
+    layer.params["node_weights"][:] = [[1.0, 0.0]]
+    layer.params["node_biases"][:] = 0.0
+    layer.params["w1s"][:] = [[[1.0], [0.0]], [[2.0], [0.0]]]
+    layer.params["b1s"][:] = 0.0
+    layer.params["w2s"][:] = 1.0
+    layer.params["b2s"][:] = [[10.0], [20.0]]
+    # a = 0 exactly goes right: leaf 1, y = 2*0 + 20
+    assert layer([[0.0, 5.0]])[0, 0] == 20.0
+    assert layer([[-1.0, 5.0]])[0, 0] == -1.0 + 10.0
+    assert layer.leaf_index([[0.0, 1.0], [-1e-300, 1.0]]).tolist() == [1, 0]
+
+
+def test_depth_zero_is_a_plain_feedforward_network():
+    rng = np.random.default_rng(1)
+    layer = FFF(6, 5, 2, 0, activation="gelu", seed=4, dtype="float64", backend="numpy")
+    p = layer.params
+    x = rng.normal(size=(9, 6))
+    from fffcpu.activations import gelu
+    dense = gelu(x @ p["w1s"][0] + p["b1s"][0]) @ p["w2s"][0] + p["b2s"][0]
+    np.testing.assert_allclose(layer(x), dense, rtol=1e-12)
+    np.testing.assert_allclose(layer.soft_forward(x), dense, rtol=1e-12)
+    assert layer.usage(x)["hard_leaf"].tolist() == [9]
+
+
+def test_leaf_weights_sum_to_one_and_usage_is_consistent():
+    rng = np.random.default_rng(2)
+    layer = FFF(4, 2, 3, 3, seed=0, dtype="float64")
+    x = rng.normal(size=(50, 4))
+    _, cache = layer.train_forward(x)
+    np.testing.assert_allclose(cache["R"][-1].sum(axis=1), 1.0, rtol=1e-12)
+    u = layer.usage(x)
+    assert u["hard_leaf"].sum() == 50 and u["hard_node"][0] == 50
+    assert u["hard_node"][1] + u["hard_node"][2] == 50
+    np.testing.assert_allclose(u["soft_leaf"].sum(), 50.0)
+    np.testing.assert_allclose(u["soft_node"][0], 50.0)
+    np.testing.assert_allclose(u["soft_node"][1] + u["soft_node"][2], 50.0)
+    assert np.bincount(layer.leaf_index(x), minlength=8).tolist() == u["hard_leaf"].tolist()
+
+
+def test_entropies_match_definition():
+    rng = np.random.default_rng(3)
+    layer = FFF(3, 2, 2, 2, seed=0, dtype="float64")
+    x = rng.normal(size=(2, 4, 3))
+    H = layer.entropies(x)
+    assert H.shape == (2, 4, 3)
+    a = x.reshape(-1, 3) @ layer.params["node_weights"].T + layer.params["node_biases"][:, 0]
+    p = 1 / (1 + np.exp(-a))
+    np.testing.assert_allclose(H.reshape(-1, 3), -p * np.log(p) - (1 - p) * np.log(1 - p), rtol=1e-12)
+    _, cache = layer.train_forward(x)
+    assert layer.hardening_loss(cache) == pytest.approx(H.mean(), rel=1e-12)
+
+
+def test_region_leak_and_dropout_are_seeded_and_training_only():
+    rng = np.random.default_rng(0)
+    layer = FFF(4, 3, 2, 3, region_leak=0.5, dropout=0.5, seed=0, dtype="float64")
+    x = rng.normal(size=(10, 4))
+    y1, _ = layer.train_forward(x, rng=np.random.default_rng(1))
+    y2, _ = layer.train_forward(x, rng=np.random.default_rng(1))
+    y3, _ = layer.train_forward(x, rng=np.random.default_rng(2))
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.allclose(y1, y3)
+    clean = FFF.from_state_dict(layer.state_dict(), dtype="float64")
+    np.testing.assert_array_equal(layer.soft_forward(x), clean.soft_forward(x))
+    np.testing.assert_array_equal(layer(x), clean(x))
+
+
+def test_leading_dimensions_and_empty_batch():
+    layer = FFF(3, 2, 4, 2, seed=0, backend="numpy")
+    x = np.random.default_rng(0).normal(size=(2, 3, 3)).astype(np.float32)
+    assert layer(x).shape == (2, 3, 4)
+    np.testing.assert_allclose(layer(x).reshape(6, 4), layer(x.reshape(6, 3)))
+    assert layer(x[0, 0]).shape == (4,)
+    assert layer(np.zeros((0, 3))).shape == (0, 4)
+    y, cache = layer.train_forward(np.zeros((0, 3)))
+    grads, dx = layer.backward(cache, np.zeros((0, 4)), hardening=1.0, balance=1.0)
+    assert y.shape == (0, 4) and dx.shape == (0, 3) and not grads["w1s"].any()
+    assert layer.hardening_loss(cache) == 0.0 and layer.balance_loss(cache) == 0.0
+
+
+def test_parameters_follow_the_spec_layout_and_init():
+    layer = FFF(16, 4, 3, 3, seed=0)
+    shapes = {k: v.shape for k, v in layer.params.items()}
+    assert list(shapes) == ["node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s"]
+    assert shapes == {"node_weights": (7, 16), "node_biases": (7, 1), "w1s": (8, 16, 4),
+                      "b1s": (8, 4), "w2s": (8, 4, 3), "b2s": (8, 3)}
+    assert all(v.dtype == np.float32 for v in layer.params.values())
+    assert np.abs(layer.params["w1s"]).max() <= 1 / 4 and np.abs(layer.params["w2s"]).max() <= 1 / 2
+    assert np.abs(layer.params["w2s"]).max() > 1 / 4  # the leaf-width bound, not the input bound
+    assert FFF(16, 4, 3, 3, seed=0, dtype="float64").params["w1s"].dtype == np.float64
+    assert layer.training_width == 32 and layer.n_params == 7 * 17 + 8 * (64 + 4 + 12 + 3)
+
+
+def test_state_dict_round_trip_and_torch_like_mapping():
+    layer = FFF(5, 2, 3, 2, activation="tanh", seed=3)
+    sd = layer.state_dict()
+    sd["w1s"][...] = 0  # a copy: the layer is untouched
+    assert layer.params["w1s"].any()
+    again = FFF.from_state_dict(layer.state_dict(), activation="tanh")
+    assert again.config()["depth"] == 2 and again.dtype == np.float32
+    x = np.random.default_rng(0).normal(size=(7, 5))
+    np.testing.assert_array_equal(again(x), layer(x))
+
+    class FakeTensor:  # what a torch tensor offers, duck-typed
+        def __init__(self, a):
+            self.a = a
+
+        def detach(self):
+            return self
+
+        def cpu(self):
+            return self
+
+        def numpy(self):
+            return self.a
+
+    wrapped = {k: FakeTensor(v.astype(np.float64)) for k, v in layer.state_dict().items()}
+    assert FFF.from_state_dict(wrapped).dtype == np.float64
+
+
+@pytest.mark.parametrize("bad,error,match", [
+    (dict(input_width=0), ValueError, "input_width must be an integer >= 1, got 0"),
+    (dict(leaf_width=-2), ValueError, "leaf_width must be an integer >= 1, got -2"),
+    (dict(output_width=2.5), TypeError, "output_width must be an integer"),
+    (dict(depth=-1), ValueError, "depth must be an integer >= 0, got -1"),
+    (dict(depth=40), MemoryError, "GiB"),
+    (dict(activation="swish"), ValueError, "activation must be one of"),
+    (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\), got 1.0"),
+    (dict(region_leak=-0.1), ValueError, "region_leak"),
+    (dict(dtype="float16"), ValueError, "dtype must be 'float32' or 'float64', got 'float16'"),
+    (dict(backend="gpu"), ValueError, "backend must be one of"),
+])
+def test_bad_constructor_arguments(bad, error, match):
+    kwargs = dict(input_width=4, leaf_width=2, output_width=3, depth=2)
+    kwargs.update(bad)
+    with pytest.raises(error, match=match):
+        FFF(**kwargs)
+
+
+@pytest.mark.parametrize("x,error,match", [
+    (np.zeros((3, 5)), ValueError, r"x must have shape \(\.\.\., 4\).*got shape \(3, 5\)"),
+    (np.array([[1.0, np.nan, 0, 0]]), ValueError, "x must be finite, got 1 NaN or inf"),
+    (np.array([[1.0, np.inf, 0, 0]]), ValueError, "finite"),
+    (np.array([["a", "b", "c", "d"]]), TypeError, "x must hold real numbers.*got dtype <U1"),
+    (np.zeros((2, 4), dtype=complex), TypeError, "complex"),
+    (np.float64(1.0), ValueError, "scalar"),
+])
+def test_bad_inputs_are_refused_with_clear_messages(x, error, match):
+    layer = FFF(4, 2, 3, 2, seed=0, backend="numpy")
+    with pytest.raises(error, match=match):
+        layer(x)
+    with pytest.raises(error, match=match):
+        layer.train_forward(x)
+
+
+def test_bad_state_dicts():
+    layer = FFF(4, 2, 3, 2, seed=0)
+    sd = layer.state_dict()
+    with pytest.raises(KeyError, match=r"missing \['b2s'\]"):
+        FFF.from_state_dict({k: v for k, v in sd.items() if k != "b2s"})
+    with pytest.raises(KeyError, match=r"unexpected \['extra'\]"):
+        FFF.from_state_dict(dict(sd, extra=np.zeros(1)))
+    with pytest.raises(ValueError, match=r"'b1s' must have shape \(4, 2\), got \(4, 3\)"):
+        FFF.from_state_dict(dict(sd, b1s=np.zeros((4, 3))))
+    with pytest.raises(ValueError, match="power of two"):
+        FFF.from_state_dict(dict(sd, w1s=np.zeros((3, 4, 2))))
+    with pytest.raises(ValueError, match="finite"):
+        layer.load_state_dict(dict(sd, b2s=np.full((4, 3), np.nan)))
+
+
+def test_non_contiguous_fortran_and_big_endian_inputs():
+    layer = FFF(4, 3, 2, 3, seed=0, dtype="float64", backend="numpy")
+    base = np.random.default_rng(0).normal(size=(8, 8))
+    x = base[:, ::2]
+    expected = layer(np.ascontiguousarray(x))
+    np.testing.assert_array_equal(layer(x), expected)
+    np.testing.assert_array_equal(layer(np.asfortranarray(x)), expected)
+    np.testing.assert_array_equal(layer(x.astype(">f8")), expected)
+    np.testing.assert_array_equal(layer(x.astype(np.float32)), layer(x.astype(np.float32).astype(np.float64)))
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_master_leaf_gradients_and_mix(depth):
+    rng = np.random.default_rng(depth)
+    layer = FFF(4, 2, 3, depth, activation="gelu", master_leaf=3, region_leak=0.2, seed=0, dtype="float64")
+    assert layer.params["k"].shape == () and layer.params["k"] == 0.5
+    assert layer.params["magic_w1"].shape == (1, 4, 3) and layer.params["magic_w2"].shape == (1, 3, 3)
+    x, G = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    loss, grads, dx = _loss_and_grads(layer, x, G, h=0.6, alpha=0.3, seed=1)
+    assert sorted(grads) == sorted(layer.params)
+    grad_check(loss, dict(layer.params, x=x), dict(grads, x=dx), tol=1e-6)
+    # inference mixes the hard tree output with M(x)
+    plain = FFF.from_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith(("magic", "k"))},
+                                activation="gelu", backend="numpy")
+    s = 1 / (1 + np.exp(-0.5))
+    M, _, _ = ref.master_forward(layer.params, x, "gelu")
+    np.testing.assert_allclose(FFF.from_state_dict(layer.state_dict(), activation="gelu", backend="numpy")(x),
+                               s * plain(x) + (1 - s) * M, rtol=1e-12)
+
+
+def test_master_leaf_state_dict_in_the_efff_layout_loads_as_is():
+    layer = FFF(5, 2, 3, 2, master_leaf=8, seed=0)
+    sd = layer.state_dict()
+    assert list(sd)[-5:] == ["magic_w1", "magic_b1", "magic_w2", "magic_b2", "k"]
+    again = FFF.from_state_dict(sd)
+    assert again.master_leaf == 8 and again.n_params == layer.n_params
+    x = np.random.default_rng(0).normal(size=(4, 5))
+    np.testing.assert_array_equal(again.soft_forward(x), layer.soft_forward(x))
