@@ -1,0 +1,442 @@
+"""Saving and loading layers: one ``.npz`` file, a JSON header, no pickle.
+
+File format (version 1)
+-----------------------
+An uncompressed zip archive in NumPy's ``.npz`` layout (``np.load(path, allow_pickle=False)`` reads it):
+
+- one ``.npy`` member per parameter, named after it (``w1s.npy``, ``linear_in.weight.npy``, ...);
+- a member ``__header__.npy``: a 1-D ``uint8`` array holding UTF-8 JSON::
+
+      {"format": "fffcpu-layer", "format_version": 1, "fffcpu_version": "0.1.0",
+       "kind": "fff", "config": {... layer.config() ...},
+       "arrays": [{"name": "node_weights", "shape": [7, 4], "dtype": "float32"}, ...]}
+
+Loading rebuilds the layer with ``cls(**config)`` (``cls`` found by ``kind`` in :data:`LAYER_KINDS`) and
+copies the arrays in with ``load_state_dict``. The names and shapes it expects come from the rebuilt
+layer itself (``_param_shapes()``), so a layer option that adds parameters needs no change here.
+
+What is checked on load, each failure a :class:`ModelFileError` naming the file and the problem: that the
+file is a zip archive and not truncated (zip CRCs are verified), that the header is present and valid
+JSON of this format and version, that the kind is known, that the arrays listed in the header, the arrays
+in the archive and the arrays the rebuilt layer needs are the same names with the same shapes and the
+layer's dtype, and that no array holds Python objects. Pickled data is never unpickled: each ``.npy``
+member's header is parsed (with ``numpy.lib.format``, which uses ``ast.literal_eval``) and checked before
+any data is read, and object dtypes are refused outright.
+
+Paths
+-----
+``path`` is a ``str`` or ``os.PathLike`` and is used exactly as given: no ``.npz`` suffix is appended
+(unlike ``np.savez`` with a string name), so ``save(layer, "model.bin")`` writes ``model.bin``.
+
+Not saved: the state of the layer's random generator (training randomness restarts from ``seed``), and
+optimizer state (that belongs to the optimizer).
+"""
+import importlib
+import inspect
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+__all__ = ["save", "load", "ModelFileError", "LAYER_KINDS", "register_kind", "FORMAT_VERSION"]
+
+#: version of the file layout written by :func:`save`; :func:`load` reads exactly this version
+FORMAT_VERSION = 1
+FORMAT_NAME = "fffcpu-layer"
+HEADER_KEY = "__header__"
+
+#: kind -> layer class. Filled on first use from the built-in kinds below; add others with
+#: :func:`register_kind`.
+LAYER_KINDS = {}
+
+# built-in kinds, imported lazily so that loading an FFF never needs the other modules
+_BUILTIN_KINDS = {
+    "fff": ("fffcpu.fff", "FFF"),
+    "neuron_tree": ("fffcpu.neuron_tree", "NeuronTreeFFF"),
+}
+
+
+class ModelFileError(ValueError):
+    """A model file is malformed: not an npz, truncated, wrong header, or wrong arrays."""
+
+
+def register_kind(kind, cls):
+    """Make :func:`load` rebuild layers of ``kind`` with ``cls`` (``cls.kind`` must equal ``kind``)."""
+    if getattr(cls, "kind", None) != kind:
+        raise ValueError(f"cls.kind must equal kind {kind!r}, got {getattr(cls, 'kind', None)!r}")
+    LAYER_KINDS[kind] = cls
+    return cls
+
+
+def _layer_class(kind):
+    """The class registered for ``kind``, importing a built-in module on first use; KeyError if unknown."""
+    if kind not in LAYER_KINDS:
+        if kind not in _BUILTIN_KINDS:
+            raise KeyError(kind)
+        module, name = _BUILTIN_KINDS[kind]
+        LAYER_KINDS[kind] = getattr(importlib.import_module(module), name)
+    return LAYER_KINDS[kind]
+
+
+# ---------------------------------------------------------------------------------------------
+# save
+# ---------------------------------------------------------------------------------------------
+def save(layer, path):
+    """Write ``layer`` to ``path`` atomically (see the module docstring for the format).
+
+    The file is written to a temporary file in the same directory, flushed and fsynced, then renamed
+    over ``path``; if anything fails, the temporary file is removed and an existing file at ``path`` is
+    left untouched.
+
+    Parameters
+    ----------
+    layer : fffcpu layer (``FFF``, ``NeuronTreeFFF``, or a class added with :func:`register_kind`)
+    path : str or os.PathLike
+        Used exactly as given; no suffix is appended. Its directory must exist.
+
+    Raises
+    ------
+    TypeError
+        ``layer`` is not a registered layer kind, or its config is not JSON-serialisable.
+    ValueError
+        A parameter holds NaN or inf (such a file could not be loaded).
+    FileNotFoundError, IsADirectoryError
+        The directory does not exist, or ``path`` is a directory.
+    """
+    path = _check_path(path)
+    kind = getattr(layer, "kind", None)
+    try:
+        cls = _layer_class(kind)
+    except (KeyError, TypeError):
+        raise TypeError(
+            f"layer must be a registered layer kind {sorted(set(_BUILTIN_KINDS) | set(LAYER_KINDS))}, "
+            f"got {type(layer).__name__} with kind {kind!r}"
+        ) from None
+    if type(layer) is not cls:
+        raise TypeError(
+            f"layer of kind {kind!r} would load back as {cls.__name__}, not {type(layer).__name__}; "
+            f"register its class with fffcpu.io.register_kind under a kind of its own"
+        )
+    arrays = layer.state_dict()
+    if HEADER_KEY in arrays:
+        raise ValueError(f"a parameter may not be named {HEADER_KEY!r} (reserved for the file header)")
+    for name, arr in arrays.items():
+        if arr.dtype.hasobject or arr.dtype.kind not in "fiu":
+            raise TypeError(f"parameter {name!r} must hold real numbers, got dtype {arr.dtype}")
+        if arr.size and not np.isfinite(arr).all():
+            raise ValueError(f"parameter {name!r} holds NaN or inf values; refusing to save a file "
+                             f"that could not be loaded")
+    from . import __version__
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "fffcpu_version": __version__,
+        "kind": kind,
+        "config": _json_config(layer.config()),
+        "arrays": [{"name": name, "shape": list(arr.shape), "dtype": arr.dtype.name}
+                   for name, arr in arrays.items()],
+    }
+    blob = json.dumps(header, allow_nan=False).encode("utf-8")
+    members = {HEADER_KEY: np.frombuffer(blob, dtype=np.uint8), **arrays}
+    _atomic_write(path, lambda f: _write_npz(f, members))
+
+
+def _check_path(path):
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path!r}: it is a directory")
+    return path
+
+
+def _json_config(config):
+    """``config`` with NumPy scalars turned into Python ones; TypeError naming a value JSON cannot hold."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, (np.bool_, np.integer, np.floating)):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TypeError(f"layer.config()[{key!r}] = {value!r} cannot be saved (not finite)")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"layer.config()[{key!r}] = {value!r} ({type(value).__name__}) cannot be saved as JSON; "
+                f"build the layer with JSON-able hyperparameters (for example an int seed)"
+            ) from None
+        out[key] = value
+    return out
+
+
+def _write_npz(f, members):
+    """Write ``{name: array}`` to the binary file ``f`` as an uncompressed npz archive."""
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in members.items():
+            with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
+                npy_format.write_array(member, np.asarray(arr), allow_pickle=False)
+
+
+def _atomic_write(path, write):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _new_file_mode(path):
+    """Keep the mode of the file being replaced; a new file gets 0o666 minus the umask (as open() would).
+
+    mkstemp creates files readable by the owner only.
+    """
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask():
+    # os.umask can only be read by setting it, which races with other threads; Linux shows it here
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _fsync_directory(directory):
+    """Make the rename durable (POSIX); harmless to skip where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# load
+# ---------------------------------------------------------------------------------------------
+def load(path):
+    """Read a layer written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    layer
+        Of the class registered for the file's kind, with the saved config and parameters (bit for bit,
+        same dtype).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError
+        The file is not a valid model file; the message names the file and what is wrong.
+    """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+
+    def fail(problem):
+        return ModelFileError(f"{path!r} is not a valid fffcpu model file: {problem}")
+
+    with open(path, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
+        try:
+            zf = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+            raise fail(f"not an npz (zip) archive, or truncated ({err})") from None
+        with zf:
+            members = {}
+            for info in zf.infolist():
+                name = info.filename
+                if not name.endswith(".npy") or name[:-4] in members:
+                    raise fail(f"unexpected or duplicate archive member {name!r}")
+                members[name[:-4]] = info
+            if HEADER_KEY not in members:
+                raise fail(f"no {HEADER_KEY!r} member (the JSON header)")
+            raw = _read_member(zf, members[HEADER_KEY], None, fail)
+            if raw.dtype != np.uint8 or raw.ndim != 1:
+                raise fail(f"{HEADER_KEY!r} must be a 1-D uint8 array, got {raw.dtype} of shape {raw.shape}")
+            header = _parse_header(raw, fail)
+            listed = {a["name"]: a for a in header["arrays"]}
+
+            in_file = [k for k in members if k != HEADER_KEY]
+            missing = [k for k in listed if k not in members]
+            extra = [k for k in in_file if k not in listed]
+            if missing or extra:
+                raise fail(f"the arrays in the archive do not match its header: missing {missing}, "
+                           f"unexpected {extra}")
+            declared = sum(math.prod(a["shape"]) * np.dtype(a["dtype"]).itemsize for a in listed.values())
+            if declared > file_size:
+                raise fail(f"the header declares {declared} bytes of arrays but the file has only "
+                           f"{file_size} bytes (truncated?)")
+            arrays = {name: _read_member(zf, members[name], listed[name], fail) for name in listed}
+
+    kind, config = header["kind"], header["config"]
+    try:
+        cls = _layer_class(kind)
+    except KeyError:
+        raise fail(f"unknown layer kind {kind!r}; known kinds: "
+                   f"{sorted(set(_BUILTIN_KINDS) | set(LAYER_KINDS))}") from None
+    except ImportError as err:
+        raise fail(f"layer kind {kind!r} needs a module that could not be imported ({err})") from None
+    _check_sizes(cls, config, listed, fail)
+    try:
+        layer = cls(**config)
+    except (TypeError, ValueError, KeyError) as err:
+        raise fail(f"its config {config} does not build a {cls.__name__}: {err}") from None
+
+    expected = {name: tuple(shape) for name, shape in layer._param_shapes().items()}
+    missing = [k for k in expected if k not in arrays]
+    extra = [k for k in arrays if k not in expected]
+    if missing or extra:
+        raise fail(f"a {cls.__name__} with this config needs the arrays {list(expected)}; "
+                   f"missing {missing}, unexpected {extra}")
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise fail(f"array {name!r} must have shape {shape} for this config, got {arrays[name].shape}")
+        want = np.asarray(layer.params[name]).dtype
+        if arrays[name].dtype != want:
+            raise fail(f"array {name!r} must have the layer's dtype {want.name}, "
+                       f"got {arrays[name].dtype.name}")
+    try:
+        layer.load_state_dict(arrays)
+    except (KeyError, ValueError, TypeError) as err:
+        raise fail(str(err)) from None
+    return layer
+
+
+def _parse_header(raw, fail):
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise fail(f"the header is not valid UTF-8 JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise fail(f"the header must be a JSON object, got {type(header).__name__}")
+    if header.get("format") != FORMAT_NAME:
+        raise fail(f"the header's format must be {FORMAT_NAME!r}, got {header.get('format')!r}")
+    version = header.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise fail(f"unsupported format_version {version!r}; this fffcpu reads version {FORMAT_VERSION}"
+                   f" (file written by fffcpu {header.get('fffcpu_version')!r})")
+    for key, typ in (("kind", str), ("config", dict), ("arrays", list)):
+        if not isinstance(header.get(key), typ):
+            raise fail(f"the header's {key!r} must be a JSON {typ.__name__}, got {header.get(key)!r}")
+    seen = set()
+    for entry in header["arrays"]:
+        ok = (isinstance(entry, dict) and set(entry) == {"name", "shape", "dtype"}
+              and isinstance(entry["name"], str) and entry["name"] != HEADER_KEY
+              and isinstance(entry["shape"], list)
+              and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in entry["shape"])
+              and entry["dtype"] in ("float32", "float64", "int32", "int64", "uint8"))
+        if not ok:
+            raise fail(f"bad array entry in the header: {entry!r} (expected name, shape, dtype)")
+        if entry["name"] in seen:
+            raise fail(f"array {entry['name']!r} is listed twice in the header")
+        seen.add(entry["name"])
+    return header
+
+
+def _read_member(zf, info, entry, fail):
+    """Read one ``.npy`` member, checking its own header against ``entry`` before reading any data.
+
+    ``entry`` is the JSON header's ``{"name", "shape", "dtype"}`` (None for the header member itself).
+    """
+    name = info.filename[:-4]
+    try:
+        with zf.open(info) as fp:
+            version = npy_format.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran, dtype = npy_format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
+            else:
+                raise fail(f"array {name!r} uses .npy format version {version}, not 1.0 or 2.0")
+            if dtype.hasobject:
+                raise fail(f"array {name!r} holds Python objects (pickled data); refused, not unpickled")
+            if entry is not None:
+                if list(shape) != entry["shape"]:
+                    raise fail(f"array {name!r} has shape {tuple(shape)} in the archive but "
+                               f"{tuple(entry['shape'])} in the header")
+                if dtype.name != entry["dtype"]:
+                    raise fail(f"array {name!r} has dtype {dtype.name} in the archive but "
+                               f"{entry['dtype']} in the header")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise fail(f"array {name!r} declares {nbytes} bytes of data but its member holds only "
+                           f"{info.file_size} bytes (truncated?)")
+            data = fp.read(nbytes)
+            if len(data) != nbytes:
+                raise fail(f"array {name!r} is truncated: {len(data)} of {nbytes} bytes")
+            if fp.read(1):  # also reaches the end of the member, where zipfile checks the CRC
+                raise fail(f"array {name!r} has trailing bytes after its {nbytes} bytes of data")
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, SyntaxError) as err:
+        raise fail(f"array {name!r} is corrupt or truncated ({type(err).__name__}: {err})") from None
+    arr = np.frombuffer(bytearray(data), dtype=dtype)
+    arr = arr.reshape(shape, order="F" if fortran else "C")
+    return arr.astype(dtype.newbyteorder("="), order="C", copy=False)  # native byte order, C layout
+
+
+def _check_sizes(cls, config, listed, fail):
+    """Refuse a config whose sizes disagree with the arrays' shapes, before building (and allocating) it.
+
+    The sizes are inferred by the class's own ``_sizes_from_state_dict`` from zero-memory arrays of the
+    header's shapes, given as hints the config values it accepts by name (a neuron-tree forest needs
+    ``parallel_size`` or ``depth``: its row count alone does not tell them apart). The header's shapes are
+    bounded by the file's size, so a config that passes cannot make the layer allocate much more.
+    """
+    infer = getattr(cls, "_sizes_from_state_dict", None)
+    if infer is None:
+        return
+    accepted = list(inspect.signature(infer).parameters)[1:]  # after the mapping
+    hints = {k: config[k] for k in accepted if k in config}
+    shaped = {name: np.broadcast_to(np.zeros((), np.dtype(a["dtype"])), a["shape"])
+              for name, a in listed.items()}
+    try:
+        sizes = infer(shaped, **hints)
+    except (KeyError, ValueError, TypeError) as err:
+        raise fail(f"the arrays' shapes do not fit a {cls.__name__} with this config: {err}") from None
+    wrong = {k: (config.get(k), v) for k, v in sizes.items() if config.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k} is {c!r} in the config but {v} from the arrays"
+                           for k, (c, v) in wrong.items())
+        raise fail(f"the config does not match the arrays' shapes: {detail}")

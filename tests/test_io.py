@@ -1,0 +1,529 @@
+"""Save/load: exact round trips, atomic writes, and a clear ModelFileError for every malformed file."""
+import io as io_bytes
+import json
+import os
+import pathlib
+import zipfile
+
+import numpy as np
+import pytest
+
+import fffcpu
+from fffcpu import io
+from fffcpu.io import ModelFileError
+
+from fffcpu.neuron_tree import NeuronTreeFFF
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _perturbed_fff(depth, dtype, **kw):
+    """An FFF whose parameters differ from what its seed gives, so a load that re-initialises fails."""
+    layer = fffcpu.FFF(5, 3, 2, depth, seed=7, dtype=dtype, **kw)
+    rng = np.random.default_rng(123)
+    for p in layer.params.values():
+        p += rng.standard_normal(p.shape).astype(p.dtype)
+    return layer
+
+
+def _assert_same_layer(a, b):
+    assert type(a) is type(b)
+    assert a.config() == b.config()
+    assert a.dtype == b.dtype
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for name in sa:
+        assert sa[name].dtype == sb[name].dtype, name
+        assert sa[name].shape == sb[name].shape, name
+        assert sa[name].tobytes() == sb[name].tobytes(), name  # bit for bit
+
+
+def _members(path):
+    """The header (dict) and the arrays of a file, read with plain NumPy."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays.pop("__header__").tobytes().decode("utf-8"))
+    return header, arrays
+
+
+def _write_raw(path, header, arrays, allow_pickle=False):
+    """Write an npz with ``np.savez`` (independent of the code under test); ``header`` dict or raw array."""
+    if isinstance(header, dict):
+        header = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    members = dict(arrays) if header is None else {"__header__": header, **arrays}
+    with open(path, "wb") as f:
+        np.savez(f, allow_pickle=allow_pickle, **members)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A valid file of a depth-2 float32 FFF: returns (path, header, arrays)."""
+    path = tmp_path / "model.npz"
+    io.save(_perturbed_fff(2, "float32"), path)
+    header, arrays = _members(path)
+    return path, header, arrays
+
+
+def _load_fails(path, *needles):
+    with pytest.raises(ModelFileError) as info:
+        io.load(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    problem = msg.replace(str(path), "")  # test names in tmp_path must not satisfy the needles
+    for needle in needles:
+        assert needle in problem, (needle, msg)
+    return msg
+
+
+# ---------------------------------------------------------------------------------------------
+# round trips
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("depth", [0, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("master_leaf", [0, 4])
+def test_fff_round_trip_is_exact(tmp_path, depth, dtype, master_leaf):
+    layer = _perturbed_fff(depth, dtype, activation="gelu", dropout=0.25, region_leak=0.125,
+                           train_hardened=True, backend="numpy", master_leaf=master_leaf)
+    path = tmp_path / "fff.npz"
+    io.save(layer, path)
+    loaded = io.load(path)
+    _assert_same_layer(layer, loaded)
+    x = np.random.default_rng(0).standard_normal((4, 5))
+    np.testing.assert_array_equal(loaded(x), layer(x))
+    assert os.listdir(tmp_path) == ["fff.npz"]
+
+
+def test_header_records_format_kind_config_and_arrays(saved):
+    path, header, arrays = saved
+    assert header["format_version"] == io.FORMAT_VERSION == 1
+    assert header["fffcpu_version"] == fffcpu.__version__
+    assert header["kind"] == "fff"
+    assert header["config"]["depth"] == 2 and header["config"]["dtype"] == "float32"
+    assert [a["name"] for a in header["arrays"]] == list(arrays)
+    for a in header["arrays"]:
+        assert tuple(a["shape"]) == arrays[a["name"]].shape
+        assert a["dtype"] == arrays[a["name"]].dtype.name == "float32"
+
+
+@pytest.mark.parametrize("depth", [0, 3])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_neuron_tree_round_trip_is_exact(tmp_path, depth, dtype):
+    layer = NeuronTreeFFF(5, 3, depth, parallel_size=2, seed=3, dtype=dtype, backend="numpy")
+    rng = np.random.default_rng(1)
+    for p in layer.params.values():
+        p += rng.standard_normal(p.shape).astype(p.dtype)
+    path = tmp_path / "tree.npz"
+    io.save(layer, path)
+    loaded = io.load(path)
+    _assert_same_layer(layer, loaded)
+    x = rng.standard_normal((4, 5))
+    np.testing.assert_array_equal(loaded(x), layer(x))
+
+
+def test_neuron_tree_forest_config_must_match_rows(tmp_path):
+    path = tmp_path / "tree.npz"
+    io.save(NeuronTreeFFF(4, 2, 1, parallel_size=3, seed=0), path)  # 9 rows: 3 trees of 3 neurons
+    header, arrays = _members(path)
+    header["config"]["parallel_size"] = 1
+    _write_raw(path, header, arrays)
+    _load_fails(path, "parallel_size", "9 rows")
+
+
+def test_path_is_used_exactly_as_given(tmp_path):
+    layer = _perturbed_fff(1, "float64")
+    io.save(layer, str(tmp_path / "weights.bin"))  # str, no .npz suffix appended
+    io.save(layer, tmp_path / "plain")  # PathLike
+    assert sorted(os.listdir(tmp_path)) == ["plain", "weights.bin"]
+    _assert_same_layer(layer, io.load(tmp_path / "weights.bin"))
+    _assert_same_layer(layer, io.load(str(tmp_path / "plain")))
+
+
+def test_file_is_a_plain_npz(saved):
+    path, _, arrays = saved
+    assert set(arrays) == {"node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s"}
+
+
+def test_overwrite_replaces_and_keeps_mode(tmp_path):
+    path = tmp_path / "m.npz"
+    io.save(_perturbed_fff(1, "float32"), path)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~io._umask()  # as open() would, not mkstemp's 0o600
+    os.chmod(path, 0o640)
+    second = _perturbed_fff(2, "float64")
+    io.save(second, path)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    _assert_same_layer(second, io.load(path))
+
+
+class _FFFWithScale(fffcpu.FFF):
+    """An option that adds an array (as eFFF's master leaf does): expected names come from the layer."""
+
+    kind = "test_fff_scale"
+
+    def __init__(self, *args, scale=False, **kw):
+        super().__init__(*args, **kw)
+        self.scale = scale
+        if scale:
+            self.params["k"] = np.array(0.5, dtype=self.dtype)
+
+    def _param_shapes(self):
+        shapes = super()._param_shapes()
+        if self.scale:
+            shapes["k"] = ()
+        return shapes
+
+    def config(self):
+        return {**super().config(), "scale": self.scale}
+
+
+def test_registered_kind_with_extra_arrays(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "LAYER_KINDS", dict(io.LAYER_KINDS))
+    io.register_kind("test_fff_scale", _FFFWithScale)
+    layer = _FFFWithScale(3, 2, 2, 1, seed=0, scale=True)
+    layer.params["k"][...] = -1.25
+    io.save(layer, tmp_path / "s.npz")
+    loaded = io.load(tmp_path / "s.npz")
+    _assert_same_layer(layer, loaded)
+    assert float(loaded.params["k"]) == -1.25
+    # the same file with the option off in its config: "k" is now unexpected
+    header, arrays = _members(tmp_path / "s.npz")
+    header["config"]["scale"] = False
+    _write_raw(tmp_path / "off.npz", header, arrays)
+    _load_fails(tmp_path / "off.npz", "unexpected ['k']")
+
+
+# ---------------------------------------------------------------------------------------------
+# save errors
+# ---------------------------------------------------------------------------------------------
+def test_save_refuses_unregistered_layers(tmp_path):
+    with pytest.raises(TypeError, match="registered"):
+        io.save(object(), tmp_path / "x.npz")
+
+    class Sub(fffcpu.FFF):
+        pass
+
+    with pytest.raises(TypeError, match="Sub"):
+        io.save(Sub(2, 1, 1, 0, seed=0), tmp_path / "x.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_refuses_non_finite_parameters(tmp_path):
+    layer = _perturbed_fff(1, "float32")
+    layer.params["b2s"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="b2s"):
+        io.save(layer, tmp_path / "x.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_refuses_config_that_json_cannot_hold(tmp_path):
+    layer = fffcpu.FFF(2, 1, 1, 0, seed=np.random.default_rng(0))
+    with pytest.raises(TypeError, match="seed"):
+        io.save(layer, tmp_path / "x.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_into_missing_directory_or_onto_a_directory(tmp_path):
+    layer = _perturbed_fff(0, "float32")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        io.save(layer, tmp_path / "nope" / "m.npz")
+    with pytest.raises(IsADirectoryError):
+        io.save(layer, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic write
+# ---------------------------------------------------------------------------------------------
+class _Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("where", ["mid_write", "fsync", "replace"])
+def test_failed_save_leaves_old_file_and_no_temp_files(tmp_path, monkeypatch, where):
+    path = tmp_path / "m.npz"
+    io.save(_perturbed_fff(1, "float32"), path)
+    before = path.read_bytes()
+
+    if where == "mid_write":
+        real = io._write_npz
+
+        def partial(f, members):
+            real(f, dict(list(members.items())[:2]))  # some bytes reach the temp file
+            raise _Boom("disk full")
+
+        monkeypatch.setattr(io, "_write_npz", partial)
+    elif where == "fsync":
+        def bad_fsync(fd):
+            raise _Boom("fsync failed")
+
+        monkeypatch.setattr(io.os, "fsync", bad_fsync)
+    else:
+        def bad_replace(src, dst):
+            assert os.path.getsize(src) > 0
+            raise _Boom("rename failed")
+
+        monkeypatch.setattr(io.os, "replace", bad_replace)
+
+    with pytest.raises(_Boom):
+        io.save(_perturbed_fff(3, "float64"), path)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["m.npz"]
+    assert path.read_bytes() == before
+    assert io.load(path).depth == 1
+
+
+def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
+    def boom(f, members):
+        f.write(b"partial")
+        raise _Boom()
+
+    monkeypatch.setattr(io, "_write_npz", boom)
+    with pytest.raises(_Boom):
+        io.save(_perturbed_fff(1, "float32"), tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# malformed files
+# ---------------------------------------------------------------------------------------------
+def test_missing_file_gives_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.npz"):
+        io.load(tmp_path / "absent.npz")
+
+
+def test_array_listed_in_header_but_missing_from_archive(saved, tmp_path):
+    path, header, arrays = saved
+    del arrays["w2s"]
+    _write_raw(path, header, arrays)
+    _load_fails(path, "missing ['w2s']")
+
+
+def test_array_in_archive_but_not_in_header(saved):
+    path, header, arrays = saved
+    arrays["stowaway"] = np.zeros(3, np.float32)
+    _write_raw(path, header, arrays)
+    _load_fails(path, "unexpected ['stowaway']")
+
+
+def test_array_the_layer_needs_is_missing_everywhere(saved):
+    path, header, arrays = saved
+    del arrays["b1s"]
+    header["arrays"] = [a for a in header["arrays"] if a["name"] != "b1s"]
+    _write_raw(path, header, arrays)
+    _load_fails(path, "missing ['b1s']")
+
+
+def test_array_the_layer_does_not_know(saved):
+    path, header, arrays = saved
+    arrays["bonus_w"] = np.zeros((1, 2), np.float32)
+    header["arrays"].append({"name": "bonus_w", "shape": [1, 2], "dtype": "float32"})
+    _write_raw(path, header, arrays)
+    _load_fails(path, "unexpected ['bonus_w']")
+
+
+def test_master_leaf_arrays_without_master_leaf_in_config(tmp_path):
+    path = tmp_path / "m.npz"
+    io.save(_perturbed_fff(2, "float32", master_leaf=3), path)
+    header, arrays = _members(path)
+    header["config"]["master_leaf"] = 0
+    _write_raw(path, header, arrays)
+    _load_fails(path, "master_leaf")
+    del arrays["magic_w1"]
+    header["arrays"] = [a for a in header["arrays"] if a["name"] != "magic_w1"]
+    header["config"]["master_leaf"] = 3
+    _write_raw(path, header, arrays)
+    _load_fails(path, "missing ['magic_w1']")
+
+
+def test_array_shape_differs_from_header(saved):
+    path, header, arrays = saved
+    arrays["b2s"] = arrays["b2s"][:, :1].copy()
+    _write_raw(path, header, arrays)
+    _load_fails(path, "'b2s'", "shape")
+
+
+def test_array_shape_does_not_fit_the_config(saved):
+    path, header, arrays = saved
+    arrays["node_biases"] = np.zeros((3, 2), np.float32)
+    for a in header["arrays"]:
+        if a["name"] == "node_biases":
+            a["shape"] = [3, 2]
+    _write_raw(path, header, arrays)
+    _load_fails(path, "'node_biases'", "(3, 1)", "(3, 2)")
+
+
+def test_config_sizes_disagree_with_arrays(saved):
+    path, header, arrays = saved
+    header["config"]["input_width"] = 4000  # would allocate far more than the file holds
+    _write_raw(path, header, arrays)
+    _load_fails(path, "input_width", "4000")
+
+
+def test_array_dtype_differs_from_header(saved):
+    path, header, arrays = saved
+    arrays["w1s"] = arrays["w1s"].astype(np.float64)
+    _write_raw(path, header, arrays)
+    _load_fails(path, "'w1s'", "float64", "float32")
+
+
+def test_array_dtype_differs_from_layer_dtype(saved):
+    path, header, arrays = saved
+    arrays["w1s"] = arrays["w1s"].astype(np.float64)
+    for a in header["arrays"]:
+        if a["name"] == "w1s":
+            a["dtype"] = "float64"
+    _write_raw(path, header, arrays)
+    _load_fails(path, "'w1s'", "dtype float32")
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", None, True])
+def test_wrong_format_version(saved, version):
+    path, header, arrays = saved
+    header["format_version"] = version
+    _write_raw(path, header, arrays)
+    _load_fails(path, "format_version", repr(version))
+
+
+def test_wrong_format_name(saved):
+    path, header, arrays = saved
+    header["format"] = "someone-else"
+    _write_raw(path, header, arrays)
+    _load_fails(path, "format", "'someone-else'")
+
+
+def test_missing_format_version(saved):
+    path, header, arrays = saved
+    del header["format_version"]
+    _write_raw(path, header, arrays)
+    _load_fails(path, "format_version")
+
+
+def test_unknown_kind(saved):
+    path, header, arrays = saved
+    header["kind"] = "mystery"
+    _write_raw(path, header, arrays)
+    _load_fails(path, "unknown layer kind 'mystery'")
+
+
+def test_config_that_does_not_build_the_layer(saved):
+    path, header, arrays = saved
+    header["config"]["activation"] = "swish"
+    _write_raw(path, header, arrays)
+    _load_fails(path, "swish")
+    header["config"] = {**header["config"], "activation": "relu", "bogus": 1}
+    _write_raw(path, header, arrays)
+    _load_fails(path, "bogus")
+
+
+def test_corrupt_json_header(saved):
+    path, _, arrays = saved
+    _write_raw(path, np.frombuffer(b'{"format": "fffcpu-layer", ', np.uint8), arrays)
+    _load_fails(path, "JSON")
+    _write_raw(path, np.frombuffer(b"\xff\xfe", np.uint8), arrays)
+    _load_fails(path, "JSON")
+    _write_raw(path, np.frombuffer(b"[1, 2]", np.uint8), arrays)
+    _load_fails(path, "JSON object")
+
+
+def test_header_missing_or_of_the_wrong_type(saved):
+    path, header, arrays = saved
+    _write_raw(path, None, arrays)
+    _load_fails(path, "__header__")
+    _write_raw(path, np.zeros((2, 2), np.uint8), arrays)
+    _load_fails(path, "__header__", "uint8")
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a model\n", b"PK\x03\x04garbage"])
+def test_not_an_npz(tmp_path, content):
+    path = tmp_path / "m.npz"
+    path.write_bytes(content)
+    _load_fails(path, "not an npz")
+
+
+def test_a_plain_npy_file_is_not_a_model(tmp_path):
+    path = tmp_path / "m.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.zeros(3))
+    _load_fails(path, "not an npz")
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9, 0.99])
+def test_truncated_file(saved, fraction):
+    path = saved[0]
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    _load_fails(path, "truncated")
+
+
+def test_flipped_byte_in_array_data_is_caught_by_crc(saved):
+    path, _, arrays = saved
+    data = bytearray(path.read_bytes())
+    needle = arrays["w2s"].tobytes()[:16]
+    at = data.index(needle)
+    data[at + 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    _load_fails(path, "'w2s'", "corrupt")
+
+
+_unpickled = []
+
+
+def _record_unpickling():
+    _unpickled.append(True)
+    return "pwned"
+
+
+class _Canary:
+    def __reduce__(self):
+        return (_record_unpickling, ())
+
+
+@pytest.mark.parametrize("member", ["w1s", "__header__"])
+def test_pickled_object_array_is_refused_not_unpickled(saved, member):
+    path, header, arrays = saved
+    evil = np.empty(1, dtype=object)
+    evil[0] = _Canary()
+    if member == "__header__":
+        header = evil
+    else:
+        arrays[member] = evil
+        for a in header["arrays"]:
+            if a["name"] == member:
+                a["shape"] = [1]  # so that only the object dtype is wrong
+    _write_raw(path, header, arrays, allow_pickle=True)
+    _unpickled.clear()
+    _load_fails(path, repr(member), "Python objects (pickled data)")
+    assert _unpickled == []
+
+
+def test_trailing_bytes_after_array_data(saved):
+    path, header, arrays = saved
+    with zipfile.ZipFile(path, "w") as zf:
+        blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
+        for name, arr in {"__header__": blob, **arrays}.items():
+            buf = io_bytes.BytesIO()
+            np.save(buf, arr)
+            zf.writestr(name + ".npy", buf.getvalue() + (b"extra" if name == "b1s" else b""))
+    _load_fails(path, "'b1s'", "trailing bytes")
+
+
+def test_messages_name_the_file_for_pathlike_and_str(saved):
+    path, header, arrays = saved
+    header["kind"] = 3
+    _write_raw(path, header, arrays)
+    _load_fails(path, "'kind'")
+    _load_fails(pathlib.Path(str(path)), "'kind'")
+
+
+def test_non_finite_values_in_the_file(saved):
+    path, header, arrays = saved
+    arrays["w2s"] = arrays["w2s"].copy()
+    arrays["w2s"][0, 0, 0] = np.inf
+    _write_raw(path, header, arrays)
+    _load_fails(path, "'w2s'", "finite")
+
+
+def test_archive_member_that_is_not_an_array(saved):
+    path = saved[0]
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("notes.txt", b"hello")
+    _load_fails(path, "'notes.txt'")
