@@ -38,7 +38,7 @@ class Layer:
 
     def state_dict(self):
         """Copies of the parameters, ``{name: ndarray}``, in the PyTorch package's order and layout."""
-        return {name: np.array(self.params[name], copy=True) for name in self._param_shapes()}
+        return {name: np.array(self.params[name], order="C", copy=True) for name in self._param_shapes()}
 
     def load_state_dict(self, mapping):
         """Copy arrays from ``mapping`` into this layer's parameters (same names and shapes required)."""
@@ -51,16 +51,24 @@ class Layer:
     def from_state_dict(cls, mapping, **config):
         """Build a layer from ``{name: array}`` (NumPy arrays or torch tensors), inferring its sizes.
 
-        ``config`` holds the hyperparameters that shapes cannot tell (activation, ...). The dtype is
-        taken from the arrays unless ``dtype`` is given.
+        ``config`` holds the hyperparameters that shapes cannot tell (activation, ...); size arguments
+        in it (as in ``layer.config()``) are checked against the arrays. The dtype is taken from the
+        arrays unless ``dtype`` is given.
         """
         mapping = {k: _to_numpy(v) for k, v in dict(mapping).items()}
-        sizes = cls._sizes_from_state_dict(mapping)
+        return cls._build(mapping, cls._sizes_from_state_dict(mapping), config)
+
+    @classmethod
+    def _build(cls, mapping, sizes, config):
+        """``cls(**sizes, **config)`` loaded with ``mapping``; sizes repeated in ``config`` must agree."""
+        for name, value in sizes.items():
+            given = config.pop(name, value)
+            if given != value:
+                raise ValueError(f"{name} given as {given!r} does not match the arrays, which have {value}")
         if "dtype" not in config:
-            kinds = {np.asarray(v).dtype for v in mapping.values()}
+            kinds = {v.dtype for v in mapping.values()}
             config["dtype"] = "float64" if np.dtype(np.float64) in kinds else "float32"
-        layer = cls(**sizes, **config)
-        return layer.load_state_dict(mapping)
+        return cls(**sizes, **config).load_state_dict(mapping)
 
     # -- inference ----------------------------------------------------------------------------
     def _use_numba(self):

@@ -291,3 +291,11 @@ def test_master_leaf_state_dict_in_the_efff_layout_loads_as_is():
     assert again.master_leaf == 8 and again.n_params == layer.n_params
     x = np.random.default_rng(0).normal(size=(4, 5))
     np.testing.assert_array_equal(again.soft_forward(x), layer.soft_forward(x))
+
+
+def test_from_state_dict_accepts_its_own_config_and_checks_sizes():
+    layer = FFF(4, 2, 3, 2, activation="tanh", seed=0)
+    again = FFF.from_state_dict(layer.state_dict(), **layer.config())
+    assert again.config() == layer.config()
+    with pytest.raises(ValueError, match="depth given as 3 does not match the arrays, which have 2"):
+        FFF.from_state_dict(layer.state_dict(), **dict(layer.config(), depth=3))
