@@ -1,0 +1,471 @@
+"""Interoperability with the PyTorch FFF packages: import and export of weights.
+
+Two published layouts are read and written (SPEC §1, §2):
+
+- ``fastfeedforward.FFF`` (PyPI ``fastfeedforward`` 0.2.x), the leaf FFF: ``node_weights``,
+  ``node_biases``, ``w1s``, ``b1s``, ``w2s``, ``b2s``. Its ``state_dict`` also holds ``depth`` (a
+  0-d int64 tensor, checked against the shapes) and, with ``usage_mode != 'none'``, the usage counters
+  ``node_usage`` and ``leaf_usage`` (statistics, not weights: dropped on import).
+- the UltraFastBERT FFF layer, the neuron tree: ``linear_in.weight``, ``linear_in.bias``,
+  ``linear_out.weight``. Its rows count ``parallel_size * n_nodes``; the parallel size cannot be told
+  from the shapes alone and defaults to 1.
+
+Weights come from an in-memory mapping of arrays (NumPy arrays or torch tensors; no torch needed for
+the former), from ``.pt`` files (torch needed) and from ``.safetensors`` files (the ``safetensors``
+package; its NumPy side works without torch). Keys may carry a module prefix such as ``"mlp.fff."``:
+it is detected when only one layer is in the mapping, else pass ``prefix=``.
+
+What the weights cannot tell (the activation, the parallel size, dropout, ...) is passed as keyword
+arguments; ``.safetensors`` files written here also record it in their metadata. Files are written
+atomically (a temporary file in the same folder, then ``os.replace``).
+
+Examples
+--------
+>>> import numpy as np, fffcpu
+>>> from fffcpu import interop
+>>> rng = np.random.default_rng(0)
+>>> sd = {"mlp.fff.depth": np.array(1), "mlp.fff.node_weights": rng.normal(size=(1, 3)),
+...       "mlp.fff.node_biases": rng.normal(size=(1, 1)), "mlp.fff.w1s": rng.normal(size=(2, 3, 4)),
+...       "mlp.fff.b1s": rng.normal(size=(2, 4)), "mlp.fff.w2s": rng.normal(size=(2, 4, 5)),
+...       "mlp.fff.b2s": rng.normal(size=(2, 5))}
+>>> layer = interop.from_torch_state_dict(sd)
+>>> layer.kind, layer.depth, layer.dtype.__name__
+('fff', 1, 'float64')
+"""
+import json
+import os
+
+import numpy as np
+
+#: parameter names of each kind, in the PyTorch modules' state_dict order
+PARAM_NAMES = {
+    "fff": ("node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s"),
+    "neuron_tree": ("linear_in.weight", "linear_in.bias", "linear_out.weight"),
+}
+#: the key whose presence identifies a kind (and whose position gives the prefix)
+_ANCHORS = {"fff": "w1s", "neuron_tree": "linear_in.weight"}
+#: non-weight entries of fastfeedforward.FFF's state_dict
+_FFF_EXTRAS = ("depth", "node_usage", "leaf_usage")
+#: the eFFF master leaf (SPEC §3): all five or none
+_MASTER_NAMES = ("magic_w1", "magic_b1", "magic_w2", "magic_b2", "k")
+#: hyperparameters (not sizes) that a file's metadata may carry, per kind
+_HYPER = {
+    "fff": ("activation", "dropout", "region_leak", "train_hardened"),
+    "neuron_tree": ("activation", "parallel_size"),
+}
+_TORCH_HINT = "install it with `pip install fffcpu[torch]` (or `pip install torch`)"
+_SAFETENSORS_HINT = "install it with `pip install fffcpu[torch]` (or `pip install safetensors`)"
+
+
+# ---------------------------------------------------------------------------------------------
+# optional dependencies
+# ---------------------------------------------------------------------------------------------
+def _require_torch(what):
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(f"{what} needs PyTorch, which is not installed; {_TORCH_HINT}") from exc
+    return torch
+
+
+def _require_safetensors(what):
+    try:
+        import safetensors
+        import safetensors.numpy
+    except ImportError as exc:
+        raise ImportError(f"{what} needs the safetensors package, which is not installed; "
+                          f"{_SAFETENSORS_HINT}") from exc
+    return safetensors
+
+
+def _layer_class(kind):
+    if kind == "fff":
+        from .fff import FFF
+        return FFF
+    from .neuron_tree import NeuronTreeFFF
+    return NeuronTreeFFF
+
+
+# ---------------------------------------------------------------------------------------------
+# mappings
+# ---------------------------------------------------------------------------------------------
+def to_numpy(value, name="array"):
+    """A NumPy array from a NumPy array, a torch tensor or a nested list.
+
+    Half-precision tensors (float16, bfloat16; NumPy has no bfloat16) are widened to float32.
+    """
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, duck-typed
+        t = value.detach().cpu()
+        if t.is_floating_point() and t.element_size() < 4:
+            t = t.float()
+        return t.numpy()
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
+    return arr
+
+
+def _unwrap(obj):
+    """A checkpoint's state dict: ``obj`` itself, or ``obj["state_dict"]`` / ``obj["model"]``."""
+    if not hasattr(obj, "keys"):
+        raise TypeError(f"a state dict must be a mapping of names to arrays, got {type(obj).__name__}")
+    for key in ("state_dict", "model"):
+        inner = obj.get(key) if key in obj else None
+        if hasattr(inner, "keys"):
+            return inner
+    return obj
+
+
+def detect_kind(mapping, prefix=None, kind=None):
+    """Which layer a state dict holds: returns ``(kind, prefix)``.
+
+    Parameters
+    ----------
+    mapping : mapping of str to array
+    prefix : str, optional
+        The module prefix of the layer's keys (``"mlp.fff."``); detected when omitted.
+    kind : {"fff", "neuron_tree"}, optional
+        Look for this kind only.
+
+    Returns
+    -------
+    kind : {"fff", "neuron_tree"}
+    prefix : str
+        The prefix found ("" for bare names).
+
+    Raises
+    ------
+    KeyError
+        No FFF layer in the mapping, or several and no ``prefix`` to choose.
+    """
+    keys = [str(k) for k in _unwrap(mapping).keys()]
+    found = []
+    for candidate, anchor in _ANCHORS.items():
+        for key in keys:
+            if key == anchor or key.endswith("." + anchor):
+                found.append((candidate, key[: len(key) - len(anchor)]))
+    if prefix is not None:
+        found = [f for f in found if f[1] == prefix]
+    if kind is not None:
+        other = [f for f in found if f[0] != kind]
+        found = [f for f in found if f[0] == kind]
+        if other and not found:
+            raise KeyError(f"kind={kind!r} was asked for, but the state dict holds (kind, prefix) {other}")
+    if len(found) == 1:
+        return found[0]
+    shown = keys[:8] + (["..."] if len(keys) > 8 else [])
+    where = "" if prefix is None else f" under prefix {prefix!r}"
+    if not found:
+        raise KeyError(
+            f"found no FFF layer{where} in a state dict with keys {shown}: expected the keys "
+            f"{list(PARAM_NAMES['fff'])} (fastfeedforward.FFF) or {list(PARAM_NAMES['neuron_tree'])} "
+            "(UltraFastBERT), possibly behind a prefix such as 'mlp.fff.'"
+        )
+    raise KeyError(
+        f"found {len(found)} FFF layers{where} in the state dict (kind, prefix): {found}; "
+        "pass prefix= (and kind=) to choose one"
+    )
+
+
+def canonical_state_dict(mapping, kind=None, prefix=None):
+    """The layer's own arrays, with the prefix stripped and converted to NumPy.
+
+    Keys of other modules (outside the prefix) are ignored. Under the prefix, the kind's parameter
+    names are required; fastfeedforward's ``depth`` is checked against the shapes and its usage
+    counters are dropped; any other key there is an error (for example ``linear_out.bias``: the
+    UltraFastBERT layer has no output bias, SPEC §2).
+
+    Parameters
+    ----------
+    mapping : mapping of str to array (NumPy arrays or torch tensors)
+    kind : {"fff", "neuron_tree"}, optional
+        Detected from the key names when omitted.
+    prefix : str, optional
+        Detected when omitted.
+
+    Returns
+    -------
+    kind : str
+    arrays : dict of str to ndarray, in the PyTorch module's order
+    """
+    mapping = _unwrap(mapping)
+    if kind is not None and kind not in PARAM_NAMES:
+        raise ValueError(f"kind must be one of {sorted(PARAM_NAMES)}, got {kind!r}")
+    kind, prefix = detect_kind(mapping, prefix, kind)
+    names = PARAM_NAMES[kind]
+    own = {str(k)[len(prefix):]: v for k, v in mapping.items() if str(k).startswith(prefix)}
+    if kind == "neuron_tree":
+        own = {k: v for k, v in own.items() if k.startswith(("linear_in.", "linear_out."))}
+    else:
+        own = {k: v for k, v in own.items() if "." not in k}  # dotted keys: child modules
+        if any(n in own for n in _MASTER_NAMES):  # eFFF: the master leaf comes as a whole
+            names = names + _MASTER_NAMES
+    missing = [n for n in names if n not in own]
+    allowed = names + (_FFF_EXTRAS if kind == "fff" else ())
+    unexpected = [k for k in own if k not in allowed]
+    if missing or unexpected:
+        hint = ""
+        if "linear_out.bias" in unexpected:
+            hint = " (the UltraFastBERT FFF layer has no output bias: SPEC §2)"
+        raise KeyError(
+            f"the {kind!r} layer under prefix {prefix!r} must have the arrays {list(names)}; "
+            f"missing {missing}, unexpected {unexpected}{hint}"
+        )
+    arrays = {n: to_numpy(own[n], f"{prefix}{n}") for n in names}
+    if kind == "fff" and "depth" in own:
+        w1s = arrays["w1s"]
+        depth = to_numpy(own["depth"], f"{prefix}depth")
+        if depth.size != 1 or w1s.ndim != 3 or (1 << int(depth.reshape(()))) != w1s.shape[0]:
+            raise ValueError(
+                f"array {prefix + 'depth'!r} ({depth.tolist()}) does not match 'w1s' of shape "
+                f"{w1s.shape}: a depth d needs 2^d leaves on axis 0"
+            )
+    return kind, arrays
+
+
+def from_torch_state_dict(mapping, kind=None, prefix=None, **config):
+    """Build an fffcpu layer from a PyTorch FFF state dict.
+
+    Parameters
+    ----------
+    mapping : mapping of str to array
+        ``module.state_dict()`` of ``fastfeedforward.FFF`` or of the UltraFastBERT FFF layer, or any
+        mapping of NumPy arrays with the same names (torch is not needed for those); it may be a
+        whole model's state dict (``prefix``) or a checkpoint dict with a ``"state_dict"`` or
+        ``"model"`` entry.
+    kind : {"fff", "neuron_tree"}, optional
+        Detected from the key names when omitted.
+    prefix : str, optional
+        The layer's key prefix (``"mlp.fff."``), detected when the mapping holds one FFF layer.
+    **config
+        Hyperparameters the weights cannot tell, passed to the layer: ``activation``, ``dropout``,
+        ``region_leak``, ``train_hardened`` (leaf FFF); ``activation``, ``parallel_size``
+        (neuron tree; default 1); and ``dtype``, ``backend``, ``seed``. The dtype defaults to
+        float64 if any array is float64, else float32.
+
+    Returns
+    -------
+    FFF or NeuronTreeFFF
+    """
+    kind, arrays = canonical_state_dict(mapping, kind, prefix)
+    return _layer_class(kind).from_state_dict(arrays, **config)
+
+
+def to_numpy_state_dict(layer, prefix=""):
+    """The layer's weights under the PyTorch module's names: ``{prefix + name: ndarray}`` (copies).
+
+    For a leaf FFF the dict starts with ``depth`` (0-d int64), as ``fastfeedforward.FFF`` keeps it, so
+    that the package's strict ``load_state_dict`` accepts the result; an eFFF master leaf adds
+    ``magic_w1``, ``magic_b1``, ``magic_w2``, ``magic_b2`` and ``k`` (the eFFF code's names).
+    """
+    kind = _kind_of(layer)
+    out = {}
+    if kind == "fff":
+        out[prefix + "depth"] = np.array(layer.depth, dtype=np.int64)
+    for name, arr in layer.state_dict().items():
+        out[prefix + name] = np.asarray(arr, order="C")  # (ascontiguousarray would make 0-d 1-d)
+    return out
+
+
+def to_torch_state_dict(layer, prefix=""):
+    """The layer's weights as torch tensors under the PyTorch module's names (see
+    :func:`to_numpy_state_dict`); load them with ``module.load_state_dict(sd)``."""
+    torch = _require_torch("to_torch_state_dict")
+    return {k: torch.from_numpy(v) for k, v in to_numpy_state_dict(layer, prefix).items()}
+
+
+def _kind_of(layer):
+    kind = getattr(layer, "kind", None)
+    if kind not in PARAM_NAMES:
+        raise TypeError(f"layer must be an fffcpu FFF or NeuronTreeFFF, got {type(layer).__name__}")
+    return kind
+
+
+def hyperparameters(layer):
+    """The hyperparameters of ``layer`` that its weights cannot tell: ``{name: value}``."""
+    config = layer.config()
+    return {k: config[k] for k in _HYPER[_kind_of(layer)] if k in config}
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+def _atomic_write(path, write):
+    """``write(f)`` into a temporary file beside ``path``, then ``os.replace`` it onto ``path``
+    (fffcpu.io's writer: fsynced, an existing file's mode kept, the temporary removed on failure)."""
+    from .io import _atomic_write as write_atomically
+    write_atomically(os.fspath(path), write)
+
+
+def save_pt(layer, path, prefix=""):
+    """Write the layer's state dict (torch tensors, :func:`to_torch_state_dict`) with ``torch.save``.
+
+    The file loads into the PyTorch module with
+    ``module.load_state_dict(torch.load(path, weights_only=True))``.
+    """
+    torch = _require_torch("save_pt")
+    sd = to_torch_state_dict(layer, prefix)
+    _atomic_write(path, lambda f: torch.save(sd, f))
+    return path
+
+
+def load_pt(path, kind=None, prefix=None, **config):
+    """Read a ``.pt`` state dict (``torch.load(..., weights_only=True)``: nothing is unpickled beyond
+    tensors and plain containers) and build a layer (:func:`from_torch_state_dict`)."""
+    torch = _require_torch("load_pt")
+    obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    return from_torch_state_dict(obj, kind=kind, prefix=prefix, **config)
+
+
+def save_safetensors(layer, path, prefix=""):
+    """Write the layer's state dict to a ``.safetensors`` file (no torch needed).
+
+    The metadata records ``fffcpu.kind`` and ``fffcpu.hyperparameters`` (JSON of the activation,
+    parallel size, ...), which :func:`load_safetensors` uses unless told otherwise.
+    """
+    st = _require_safetensors("save_safetensors")
+    sd = to_numpy_state_dict(layer, prefix)
+    meta = {"format": "pt", "fffcpu.kind": layer.kind,
+            "fffcpu.hyperparameters": json.dumps(hyperparameters(layer))}
+    blob = st.numpy.save(sd, metadata=meta)
+    _atomic_write(path, lambda f: f.write(blob))
+    return path
+
+
+def read_safetensors(path):
+    """``(arrays, metadata)`` of a ``.safetensors`` file, as NumPy arrays and a dict of str."""
+    st = _require_safetensors("read_safetensors")
+    path = os.fspath(path)
+    with st.safe_open(path, framework="np") as f:
+        meta = dict(f.metadata() or {})
+        names = list(f.keys())
+    try:
+        arrays = st.numpy.load_file(path)
+    except (TypeError, ValueError) as exc:  # e.g. bfloat16, which NumPy lacks: go through torch
+        try:
+            import safetensors.torch
+        except ImportError:
+            raise ValueError(f"cannot read {path!r} with NumPy ({exc}); {_TORCH_HINT}") from exc
+        arrays = safetensors.torch.load_file(path)
+    return {n: arrays[n] for n in names}, meta
+
+
+def load_safetensors(path, kind=None, prefix=None, **config):
+    """Read a ``.safetensors`` state dict and build a layer (:func:`from_torch_state_dict`).
+
+    Hyperparameters recorded by :func:`save_safetensors` are used where ``config`` does not give them.
+    """
+    arrays, meta = read_safetensors(path)
+    kind = kind if kind is not None else meta.get("fffcpu.kind")
+    kind, arrays = canonical_state_dict(arrays, kind, prefix)
+    stored = {}
+    if meta.get("fffcpu.kind") == kind and "fffcpu.hyperparameters" in meta:
+        stored = {k: v for k, v in json.loads(meta["fffcpu.hyperparameters"]).items()
+                  if k in _HYPER[kind]}
+    return _layer_class(kind).from_state_dict(arrays, **{**stored, **config})
+
+
+# ---------------------------------------------------------------------------------------------
+# the PyTorch module itself
+# ---------------------------------------------------------------------------------------------
+_TORCH_ACTIVATIONS = {"ReLU": "relu", "GELU": "gelu", "Tanh": "tanh", "Sigmoid": "sigmoid",
+                      "Identity": "identity"}
+
+
+def activation_name(module):
+    """fffcpu's name for a torch activation module (``nn.ReLU()`` -> ``"relu"``)."""
+    cls = type(module).__name__
+    if cls == "GELU" and getattr(module, "approximate", "none") != "none":
+        raise ValueError("activation nn.GELU(approximate='tanh') has no fffcpu equivalent; "
+                         "fffcpu's gelu is the exact erf form")
+    if cls not in _TORCH_ACTIVATIONS:
+        raise ValueError(f"activation {module!r} has no fffcpu equivalent; expected one of "
+                         f"{['nn.' + c + '()' for c in _TORCH_ACTIVATIONS]}")
+    return _TORCH_ACTIVATIONS[cls]
+
+
+def from_fastfeedforward(module, **config):
+    """An :class:`fffcpu.FFF` with the weights and hyperparameters of a ``fastfeedforward.FFF`` module.
+
+    The activation, dropout, region leak and train_hardened are read from the module; ``config``
+    overrides them or adds ``dtype``, ``backend``, ``seed``.
+    """
+    hyper = dict(activation=activation_name(module.activation), dropout=float(module.dropout),
+                 region_leak=float(module.region_leak), train_hardened=bool(module.train_hardened))
+    return from_torch_state_dict(module.state_dict(), kind="fff", **{**hyper, **config})
+
+
+def to_fastfeedforward(layer):
+    """A ``fastfeedforward.FFF`` module (in training mode, float32) with the weights and
+    hyperparameters of an :class:`fffcpu.FFF`. Needs the ``fastfeedforward`` package."""
+    torch = _require_torch("to_fastfeedforward")
+    try:
+        import fastfeedforward
+    except ImportError as exc:
+        raise ImportError("to_fastfeedforward needs the fastfeedforward package; "
+                          "install it with `pip install fffcpu[torch]`") from exc
+    if _kind_of(layer) != "fff":
+        raise TypeError(f"to_fastfeedforward needs a leaf FFF, got a {layer.kind!r} layer")
+    acts = {v: k for k, v in _TORCH_ACTIVATIONS.items()}
+    module = fastfeedforward.FFF(layer.input_width, layer.leaf_width, layer.output_width, layer.depth,
+                                 activation=getattr(torch.nn, acts[layer.activation])(),
+                                 dropout=layer.dropout, train_hardened=layer.train_hardened,
+                                 region_leak=layer.region_leak)
+    module.load_state_dict(to_torch_state_dict(layer))
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# any supported file, by suffix
+# ---------------------------------------------------------------------------------------------
+FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors", ".npz": "npz"}
+
+
+def file_format(path):
+    """``"pt"``, ``"safetensors"`` or ``"npz"`` from the file name's suffix."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot tell the format of {os.fspath(path)!r} from its suffix "
+                         f"{suffix!r}: expected one of {sorted(FORMATS)}")
+    return FORMATS[suffix]
+
+
+def load_any(path, kind=None, prefix=None, **config):
+    """Read a layer from ``.pt``/``.pth``, ``.safetensors`` or fffcpu's ``.npz`` (``fffcpu.load``).
+
+    An ``.npz`` records its own kind and hyperparameters, so ``kind``, ``prefix`` and ``config``
+    are refused for it.
+    """
+    fmt = file_format(path)
+    if fmt == "pt":
+        return load_pt(path, kind=kind, prefix=prefix, **config)
+    if fmt == "safetensors":
+        return load_safetensors(path, kind=kind, prefix=prefix, **config)
+    given = {k: v for k, v in dict(config, kind=kind, prefix=prefix).items() if v is not None}
+    if given:
+        raise ValueError(f"{os.fspath(path)!r} is an fffcpu .npz file, which records its own kind and "
+                         f"hyperparameters; these options do not apply to it: {sorted(given)}")
+    from . import io as fio
+    return fio.load(path)
+
+
+def save_any(layer, path):
+    """Write ``layer`` as ``.pt``/``.pth``, ``.safetensors`` or fffcpu's ``.npz`` (``fffcpu.save``)."""
+    fmt = file_format(path)
+    if fmt == "pt":
+        return save_pt(layer, path)
+    if fmt == "safetensors":
+        return save_safetensors(layer, path)
+    from . import io as fio
+    fio.save(layer, path)
+    return path
+
+
+def convert(src, dst, kind=None, prefix=None, **config):
+    """Read ``src`` and write ``dst``, formats by suffix (:func:`load_any`, :func:`save_any`).
+
+    Returns the layer that was written.
+    """
+    layer = load_any(src, kind=kind, prefix=prefix, **config)
+    save_any(layer, dst)
+    return layer

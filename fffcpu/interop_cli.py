@@ -1,0 +1,51 @@
+"""``fffcpu convert IN OUT``: convert a layer between ``.pt``, ``.safetensors`` and fffcpu's ``.npz``.
+
+The formats are told by the file suffixes (``.pt``/``.pth``, ``.safetensors``, ``.npz``). A PyTorch state
+dict does not record the hyperparameters that its shapes cannot tell; give them with ``--activation``,
+``--parallel-size`` (neuron tree: its rows count parallel_size * n_nodes; default 1) and, where the
+key names leave it open, ``--kind`` and ``--prefix``. An ``.npz`` records all of them, so these options
+are refused for an ``.npz`` input.
+"""
+import sys
+
+from . import activations
+from . import interop
+
+
+def add_parser(subparsers):
+    """Register the ``convert`` subcommand on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "convert",
+        help="convert an FFF layer between .pt, .safetensors and fffcpu .npz",
+        description=__doc__.split("\n\n", 1)[1].strip(),
+    )
+    p.add_argument("src", metavar="IN", help="input file: .pt, .pth, .safetensors or .npz")
+    p.add_argument("dst", metavar="OUT", help="output file: .pt, .pth, .safetensors or .npz")
+    p.add_argument("--kind", choices=sorted(interop.PARAM_NAMES),
+                   help="layer kind (default: detected from the key names)")
+    p.add_argument("--prefix", help="key prefix of the layer inside a larger state dict, e.g. 'mlp.fff.' "
+                                    "(default: detected when the file holds one FFF layer)")
+    p.add_argument("--activation", choices=sorted(activations.ACTIVATIONS),
+                   help="the layer's activation (default: relu for a leaf FFF, gelu for a neuron tree, "
+                        "or what a .safetensors written by fffcpu records)")
+    p.add_argument("--parallel-size", type=int, dest="parallel_size",
+                   help="neuron tree: number of parallel trees P (default 1)")
+    p.add_argument("--dtype", choices=("float32", "float64"),
+                   help="dtype of the converted layer (default: float64 if the file has float64 arrays, "
+                        "else float32)")
+    p.set_defaults(func=run_convert)
+    return p
+
+
+def run_convert(args):
+    """Handler of ``fffcpu convert``: returns the exit status (0, or 2 with a message on stderr)."""
+    options = {k: getattr(args, k) for k in ("activation", "parallel_size", "dtype")}
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        layer = interop.convert(args.src, args.dst, kind=args.kind, prefix=args.prefix, **options)
+    except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"fffcpu convert: error: {msg}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.dst}: {layer!r}")
+    return 0

@@ -1,0 +1,332 @@
+"""Import/export of PyTorch FFF weights (fffcpu.interop), without torch.
+
+The golden vectors in tests/data/ were made from the PyTorch packages by tests/data/make_golden.py, so
+the cross-checks of tests/test_crosscheck_torch.py also run here, on stored numbers.
+"""
+import argparse
+import builtins
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import fffcpu
+from fffcpu import interop, interop_cli
+
+DATA = pathlib.Path(__file__).resolve().parent / "data"
+ROOT = DATA.parents[1]
+LEAF_NAMES = ("node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s")
+NT_NAMES = ("linear_in.weight", "linear_in.bias", "linear_out.weight")
+LEAF_FILES = sorted(DATA.glob("leaf_*.npz"))
+NT_FILES = sorted(DATA.glob("neuron_tree_*.npz"))
+
+
+def golden(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def assert_rel(actual, expected, rtol, what=""):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    scale = max(np.abs(expected).max(initial=0.0), 1e-300)
+    err = np.abs(actual - expected).max(initial=0.0) / scale
+    assert err <= rtol, f"{what}: relative error {err:.3g} > {rtol:g}"
+
+
+def leaf_state(rng, D=4, l=3, O=2, depth=2, prefix=""):
+    N, L = 2 ** depth - 1, 2 ** depth
+    shapes = {"node_weights": (N, D), "node_biases": (N, 1), "w1s": (L, D, l), "b1s": (L, l),
+              "w2s": (L, l, O), "b2s": (L, O)}
+    return {prefix + k: rng.normal(size=s) for k, s in shapes.items()}
+
+
+def nt_state(rng, D=4, O=2, depth=2, P=1, prefix=""):
+    rows = P * (2 ** (depth + 1) - 1)
+    return {prefix + "linear_in.weight": rng.normal(size=(rows, D)),
+            prefix + "linear_in.bias": rng.normal(size=rows),
+            prefix + "linear_out.weight": rng.normal(size=(O, rows))}
+
+
+# ---------------------------------------------------------------------------------------------
+# golden vectors from the PyTorch packages
+# ---------------------------------------------------------------------------------------------
+def test_golden_files_are_there_small_and_float64():
+    assert len(LEAF_FILES) >= 3 and len(NT_FILES) >= 2
+    for path in LEAF_FILES + NT_FILES:
+        assert path.stat().st_size < 100_000, path.name
+        for name, arr in golden(path).items():
+            assert arr.dtype.kind in "fiU", (path.name, name, arr.dtype)
+            if arr.dtype.kind == "f":
+                assert arr.dtype == np.float64, (path.name, name)
+
+
+@pytest.mark.parametrize("path", LEAF_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_leaf_golden(path, backend):
+    g = golden(path)
+    state = {k: g[k] for k in LEAF_NAMES + ("depth",)}  # as the package's state_dict, depth included
+    layer = interop.from_torch_state_dict(state, activation=str(g["activation"]), backend=backend)
+    assert layer.dtype is np.float64 and layer.depth == int(g["depth"])
+    x = g["x"]
+    assert_rel(layer.soft_forward(x), g["y_soft"], 1e-12, "soft forward")
+    assert_rel(layer(x), g["y_hard"], 1e-12, "hard forward")
+    assert (layer.leaf_index(x) == g["leaf"]).all()
+    if "y_package_eval" in g:  # the package's eval omits b2s (SPEC §1)
+        assert_rel(layer(x) - g["b2s"][g["leaf"]], g["y_package_eval"], 1e-12, "package eval")
+    else:
+        assert int(g["depth"]) == 0  # its eval crashes there
+    y, cache = layer.train_forward(x)
+    assert_rel(y, g["y_soft"], 1e-12, "train_forward")
+    assert layer.hardening_loss(cache) == pytest.approx(float(g["l_harden"]), rel=1e-12, abs=1e-15)
+    grads, dL_dx = layer.backward(cache, g["dL_dy"], hardening=float(g["hardening"]))
+    for name in LEAF_NAMES:
+        if grads[name].size:
+            assert_rel(grads[name], g["grad_" + name], 1e-10, name)
+    assert_rel(dL_dx, g["grad_x"], 1e-10, "dL_dx")
+
+
+@pytest.mark.parametrize("path", NT_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_neuron_tree_golden(path, backend):
+    g = golden(path)
+    P = int(g["parallel_size"])
+    layer = interop.from_torch_state_dict({k: g[k] for k in NT_NAMES}, parallel_size=P, backend=backend)
+    assert (layer.kind, layer.depth, layer.parallel_size) == ("neuron_tree", int(g["depth"]), P)
+    x = g["x"]
+    assert_rel(layer(x), g["y"], 1e-12, "hard forward")
+    assert (layer.path(x) == g["rows"] % layer.n_nodes).all()
+    y, cache = layer.train_forward(x)
+    assert_rel(y, g["y"], 1e-12, "masked forward")
+    grads, dL_dx = layer.backward(cache, g["dL_dy"])
+    for name in NT_NAMES:
+        assert_rel(grads[name], g["grad_" + name], 1e-10, name)
+    assert_rel(dL_dx, g["grad_x"], 1e-10, "dL_dx")
+
+
+# ---------------------------------------------------------------------------------------------
+# state dicts: detection, prefixes, errors
+# ---------------------------------------------------------------------------------------------
+def test_prefix_is_detected_and_other_modules_ignored():
+    rng = np.random.default_rng(0)
+    state = leaf_state(rng, prefix="mlp.fff.")
+    state.update({"mlp.norm.weight": np.ones(2), "head.weight": np.ones((2, 2))})
+    assert interop.detect_kind(state) == ("fff", "mlp.fff.")
+    layer = interop.from_torch_state_dict(state)
+    assert np.array_equal(layer.params["w1s"], state["mlp.fff.w1s"])
+    assert interop.detect_kind(nt_state(rng, prefix="encoder.0.ffn.")) == ("neuron_tree", "encoder.0.ffn.")
+
+
+def test_checkpoint_wrapper_and_usage_counters():
+    rng = np.random.default_rng(1)
+    state = leaf_state(rng)
+    state.update(depth=np.array(2), node_usage=np.arange(3.0), leaf_usage=np.arange(4.0))
+    layer = interop.from_torch_state_dict({"state_dict": state, "epoch": 3})
+    assert sorted(layer.params) == sorted(LEAF_NAMES)
+
+
+def test_several_layers_need_a_prefix():
+    rng = np.random.default_rng(2)
+    state = {**leaf_state(rng, prefix="a."), **leaf_state(rng, prefix="b."), **nt_state(rng, prefix="c.")}
+    with pytest.raises(KeyError, match="found 3 FFF layers.*prefix="):
+        interop.from_torch_state_dict(state)
+    assert interop.from_torch_state_dict(state, prefix="b.").kind == "fff"
+    assert interop.from_torch_state_dict(state, prefix="c.").kind == "neuron_tree"
+    with pytest.raises(KeyError, match="kind='neuron_tree' was asked for"):
+        interop.from_torch_state_dict(state, kind="neuron_tree", prefix="a.")
+
+
+@pytest.mark.parametrize("change,error,match", [
+    (lambda s: s.pop("b2s"), KeyError, r"missing \['b2s'\]"),
+    (lambda s: s.update(w3s=np.ones(2)), KeyError, r"unexpected \['w3s'\]"),
+    (lambda s: s.update(depth=np.array(3)), ValueError, "'depth' .*does not match 'w1s'"),
+    (lambda s: s.update(magic_w1=np.ones((1, 4, 8))), KeyError, r"missing \['magic_b1'"),
+    (lambda s: s.update(w1s=np.ones((3, 4, 3))), ValueError, "power of two"),
+    (lambda s: s.update(b1s=np.array([["a"] * 3] * 4)), TypeError, "real numbers"),
+    (lambda s: s.clear(), KeyError, "found no FFF layer"),
+])
+def test_bad_leaf_state_dicts(change, error, match):
+    state = leaf_state(np.random.default_rng(3))
+    change(state)
+    with pytest.raises(error, match=match):
+        interop.from_torch_state_dict(state)
+
+
+def test_bad_neuron_tree_state_dicts():
+    rng = np.random.default_rng(4)
+    state = nt_state(rng, P=2)
+    with pytest.raises(ValueError, match="parallel_size"):  # 14 rows are no single tree
+        interop.from_torch_state_dict(state)
+    state["linear_out.bias"] = np.zeros(2)
+    with pytest.raises(KeyError, match="no output bias"):
+        interop.from_torch_state_dict(state, parallel_size=2)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        interop.from_torch_state_dict(state, kind="dense")
+
+
+def test_parallel_size_is_not_guessed():
+    """7 rows: one tree of depth 2 by default, seven trees of depth 0 when told."""
+    state = nt_state(np.random.default_rng(5), depth=2, P=1)
+    assert (interop.from_torch_state_dict(state).depth, interop.from_torch_state_dict(state).parallel_size) == (2, 1)
+    forest = interop.from_torch_state_dict(state, parallel_size=7)
+    assert (forest.depth, forest.parallel_size) == (0, 7)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fffcpu.FFF(4, 3, 2, 2, seed=0),
+    lambda: fffcpu.FFF(4, 3, 2, 0, seed=0, dtype="float64", activation="tanh"),
+    lambda: fffcpu.FFF(4, 3, 2, 1, seed=0, master_leaf=5),
+    lambda: fffcpu.NeuronTreeFFF(4, 2, 2, parallel_size=3, seed=0),
+])
+def test_numpy_state_dict_round_trip(make):
+    layer = make()
+    sd = interop.to_numpy_state_dict(layer, prefix="m.")
+    if layer.kind == "fff":
+        assert list(sd)[0] == "m.depth" and sd["m.depth"] == layer.depth
+    config = interop.hyperparameters(layer)
+    again = interop.from_torch_state_dict(sd, **config)
+    assert again.config() == {**layer.config(), "seed": None}
+    for name, arr in layer.state_dict().items():
+        assert np.array_equal(again.params[name], arr) and again.params[name].dtype == arr.dtype
+    x = np.random.default_rng(6).normal(size=(7, 4))
+    assert np.array_equal(again(x), layer(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+def test_safetensors_round_trip_keeps_hyperparameters(tmp_path):
+    pytest.importorskip("safetensors", reason="needs the safetensors package (pip install fffcpu[torch])")
+    layer = fffcpu.NeuronTreeFFF(4, 2, 1, parallel_size=5, activation="tanh", seed=1)
+    path = tmp_path / "nt.safetensors"
+    assert interop.save_safetensors(layer, path) == path
+    arrays, meta = interop.read_safetensors(path)
+    assert meta["fffcpu.kind"] == "neuron_tree" and sorted(arrays) == sorted(NT_NAMES)
+    again = interop.load_safetensors(path)
+    assert (again.parallel_size, again.activation, again.dtype) == (5, "tanh", np.float32)
+    assert interop.load_safetensors(path, activation="relu").activation == "relu"
+    x = np.random.default_rng(7).normal(size=(3, 4))
+    assert np.array_equal(again(x), layer(x))
+    leaf = fffcpu.FFF(4, 3, 2, 2, seed=0, region_leak=0.25, dtype="float64")
+    interop.save_safetensors(leaf, tmp_path / "leaf.safetensors")
+    back = interop.load_safetensors(tmp_path / "leaf.safetensors")
+    assert (back.region_leak, back.dtype, back.depth) == (0.25, np.float64, 2)
+
+
+def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    st = pytest.importorskip("safetensors.numpy", reason="needs the safetensors package")
+    path = tmp_path / "m.safetensors"
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    interop.save_safetensors(layer, path)
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(st, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        interop.save_safetensors(fffcpu.FFF(4, 3, 2, 1, seed=1), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+@pytest.fixture
+def without_torch(monkeypatch):
+    """Make ``import torch`` (and safetensors.torch) fail as if torch were not installed."""
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch.") or name == "safetensors.torch":
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+def test_pt_without_torch_names_the_extra(tmp_path, without_torch):
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    for call in (lambda: interop.save_pt(layer, tmp_path / "m.pt"), lambda: interop.load_pt(tmp_path / "m.pt"),
+                 lambda: interop.to_torch_state_dict(layer)):
+        with pytest.raises(ImportError, match=re.escape("pip install fffcpu[torch]")):
+            call()
+    assert not (tmp_path / "m.pt").exists()
+    # the torch-free paths still work
+    assert interop.from_torch_state_dict(interop.to_numpy_state_dict(layer)).depth == 1
+
+
+def test_file_format_by_suffix():
+    assert [interop.file_format(p) for p in ("a.pt", "b.PTH", "c.safetensors", "d.npz")] == \
+        ["pt", "pt", "safetensors", "npz"]
+    with pytest.raises(ValueError, match="suffix '.bin'"):
+        interop.file_format("model.bin")
+
+
+# ---------------------------------------------------------------------------------------------
+# fffcpu convert
+# ---------------------------------------------------------------------------------------------
+def run_cli(*argv):
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    interop_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+def test_convert_between_all_formats(tmp_path, capsys):
+    pytest.importorskip("safetensors", reason="needs the safetensors package")
+    layer = fffcpu.NeuronTreeFFF(4, 2, 2, parallel_size=2, activation="relu", seed=3, dtype="float64")
+    fffcpu.save(layer, tmp_path / "a.npz")
+    x = np.random.default_rng(8).normal(size=(5, 4))
+    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "b.safetensors")) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert run_cli("convert", str(tmp_path / "b.safetensors"), str(tmp_path / "c.npz")) == 0
+    c = fffcpu.load(tmp_path / "c.npz")
+    assert (c.parallel_size, c.activation, c.dtype) == (2, "relu", np.float64)
+    assert np.array_equal(c(x), layer(x))
+    # a bare state dict (as torch would hold it, here without metadata) needs the hyperparameters
+    import safetensors.numpy
+    safetensors.numpy.save_file(interop.to_numpy_state_dict(layer), str(tmp_path / "bare.safetensors"))
+    assert run_cli("convert", str(tmp_path / "bare.safetensors"), str(tmp_path / "d.npz")) == 2
+    assert "parallel_size" in capsys.readouterr().err
+    assert run_cli("convert", str(tmp_path / "bare.safetensors"), str(tmp_path / "d.npz"),
+                   "--parallel-size", "2", "--activation", "relu", "--dtype", "float32") == 0
+    d = fffcpu.load(tmp_path / "d.npz")
+    assert (d.parallel_size, d.activation, d.dtype) == (2, "relu", np.float32)
+
+
+def test_convert_errors(tmp_path, capsys):
+    fffcpu.save(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "a.npz")
+    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--activation", "gelu") == 2
+    assert "do not apply" in capsys.readouterr().err
+    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "b.txt")) == 2
+    assert "suffix '.txt'" in capsys.readouterr().err
+    assert run_cli("convert", str(tmp_path / "missing.safetensors"), str(tmp_path / "b.npz")) == 2
+    assert not (tmp_path / "b.npz").exists()
+
+
+def test_convert_pt_without_torch(tmp_path, capsys, without_torch):
+    fffcpu.save(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "a.npz")
+    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "a.pt")) == 2
+    assert "pip install fffcpu[torch]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/porting.md: every python block runs (blocks fenced ```python torch need torch)
+# ---------------------------------------------------------------------------------------------
+BLOCK = re.compile(r"^```python( torch)?\n(.*?)^```", re.S | re.M)
+PORTING_BLOCKS = BLOCK.findall((ROOT / "docs" / "porting.md").read_text(encoding="utf-8"))
+
+
+def test_porting_guide_has_torch_free_examples():
+    assert sum(1 for tag, _ in PORTING_BLOCKS if not tag) >= 1
+    assert sum(1 for tag, _ in PORTING_BLOCKS if tag) >= 1
+
+
+@pytest.mark.parametrize("i", range(len(PORTING_BLOCKS)), ids=lambda i: f"block{i}")
+def test_porting_guide_examples_run(i, tmp_path, monkeypatch):
+    tag, code = PORTING_BLOCKS[i]
+    if tag:
+        for module in ("torch", "fastfeedforward", "safetensors"):
+            pytest.importorskip(module, reason=f"this example of docs/porting.md needs {module}")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, f"docs/porting.md[block {i}]", "exec"), {"__name__": "__porting__"})
