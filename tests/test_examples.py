@@ -1,0 +1,162 @@
+"""Every script in examples/ runs, at small sizes, and does what its docstring says."""
+import gzip
+import os
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fffcpu
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name):
+    """The example's module namespace, without running its ``__main__`` block."""
+    return runpy.run_path(str(EXAMPLES / name), run_name="example_under_test")
+
+
+def test_every_example_is_tested():
+    tested = {"toy_regions_2d.py", "embed_inference.py", "train_mnist.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+# -- toy_regions_2d.py ----------------------------------------------------------------------------
+def test_toy_regions_as_a_script_writes_a_png(tmp_path):
+    out = tmp_path / "regions.png"
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "toy_regions_2d.py"), "--quick", "--seed", "1",
+                           "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy: hard" in proc.stdout
+    pytest.importorskip("matplotlib")
+    assert f"wrote {out}" in proc.stdout
+    png = out.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width > 2 * height > 0  # three panels side by side
+
+
+def test_toy_regions_without_matplotlib_still_trains(tmp_path, monkeypatch, capsys):
+    ns = load_example("toy_regions_2d.py")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = tmp_path / "never.png"
+    assert ns["main"](["--quick", "--problem", "blobs", "--depth", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "test accuracy: hard" in text and "matplotlib is not installed" in text
+    assert not out.exists()
+
+
+def test_toy_data_and_path_entropy():
+    ns = load_example("toy_regions_2d.py")
+    rng = np.random.default_rng(0)
+    for make, n_classes in ((ns["two_spirals"], 2), (ns["four_blobs"], 4)):
+        X, y = make(100, rng)
+        assert X.shape == (100, 2) and X.dtype == np.float32 and set(np.unique(y)) <= set(range(n_classes))
+    layer = fffcpu.FFF(2, 3, 2, depth=3, seed=0, dtype="float64")
+    X, _ = ns["two_spirals"](50, rng)
+    got = ns["path_entropy"](layer, X)
+    H = layer.entropies(X)
+    from fffcpu import _tree
+    want = [np.mean([H[i, k] for k, _ in _tree.leaf_path(j, 3)]) for i, j in enumerate(layer.leaf_index(X))]
+    assert np.allclose(got, want)
+    assert np.array_equal(ns["path_entropy"](fffcpu.FFF(2, 3, 2, depth=0, seed=0), X), np.zeros(50))
+
+
+# -- embed_inference.py ---------------------------------------------------------------------------
+@pytest.fixture(params=["fff", "neuron_tree"])
+def saved_model(request, tmp_path):
+    if request.param == "fff":
+        layer = fffcpu.FFF(4, 3, 3, depth=2, seed=0)
+    else:
+        layer = fffcpu.NeuronTreeFFF(4, 3, depth=2, seed=0)
+    path = tmp_path / "model.npz"
+    fffcpu.save(layer, path)
+    return layer, path
+
+
+def test_embed_answers_one_by_one_and_in_batches(tmp_path, saved_model, capsys):
+    layer, path = saved_model
+    X = np.random.default_rng(0).normal(size=(11, 4)).astype(np.float32)
+    lines = [" ".join(f"{v:.9g}" for v in row) for row in X]
+    lines.insert(3, "1, 2, three, 4")  # not numbers
+    lines.insert(7, "1 2 3")  # wrong width
+    lines.insert(9, "")  # blank lines are skipped
+    requests = tmp_path / "requests.txt"
+    requests.write_text("\n".join(lines) + "\n")
+    ns = load_example("embed_inference.py")
+    answers = {}
+    for batch in ("0", "1", "4", "64"):
+        assert ns["main"]([str(path), "--input", str(requests), "--batch", batch]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert len(out) == 13
+        assert out[3].startswith("error:") and "numbers" in out[3]
+        assert out[7].startswith("error:") and "4" in out[7]
+        answers[batch] = [line for line in out if not line.startswith("error:")]
+    assert answers["0"] == answers["1"] == answers["4"] == answers["64"]
+    Y = layer(X)
+    for line, y in zip(answers["0"], Y):
+        label, values = line.split("\t")
+        assert int(label) == int(np.argmax(y))
+        assert np.allclose([float(v) for v in values.split()], y, rtol=1e-4, atol=1e-5)
+
+
+def test_embed_reads_stdin_as_a_script(saved_model):
+    layer, path = saved_model
+    x = np.linspace(-1, 1, 4)
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "embed_inference.py"), str(path)],
+                          input=" ".join(map(str, x)) + "\n", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    label, values = proc.stdout.strip().split("\t")
+    assert np.allclose([float(v) for v in values.split()], layer(x.astype(np.float32)), rtol=1e-4, atol=1e-5)
+    assert "1 single-sample calls" in proc.stderr
+
+
+# -- train_mnist.py -------------------------------------------------------------------------------
+def write_idx(path, arr):
+    data = bytes([0, 0, 8, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
+    data += arr.astype(np.uint8).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as fh:
+        fh.write(data)
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """Four IDX files of 6x6 images whose label is the bright row (train gzip-compressed, test raw)."""
+    rng = np.random.default_rng(0)
+    for split, n, suffix in (("train", 120, ".gz"), ("t10k", 40, "")):
+        y = rng.integers(0, 6, n)
+        X = rng.integers(0, 40, (n, 6, 6))
+        X[np.arange(n), y, :] = 255
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte{suffix}", X)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte{suffix}", y)
+    return tmp_path
+
+
+def test_train_mnist_on_tiny_idx_files(tiny_mnist, capsys):
+    ns = load_example("train_mnist.py")
+    out = tiny_mnist / "model.npz"
+    assert ns["main"](["--dir", str(tiny_mnist), "--depth", "1", "--leaf-width", "4", "--epochs", "3",
+                       "--lr", "0.01", "--harden-after", "1", "--master-leaf", "2", "--balance", "1",
+                       "--balance-epochs", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "120 training and 40 test images of 36 pixels, 6 classes" in text
+    layer = fffcpu.load(out)
+    assert (layer.input_width, layer.output_width, layer.depth, layer.master_leaf) == (36, 6, 1, 2)
+
+
+def test_train_mnist_explicit_paths_and_limit(tiny_mnist, capsys):
+    ns = load_example("train_mnist.py")
+    d = tiny_mnist
+    args = ["--train-images", str(d / "train-images-idx3-ubyte.gz"), "--train-labels",
+            str(d / "train-labels-idx1-ubyte.gz"), "--test-images", str(d / "t10k-images-idx3-ubyte"),
+            "--test-labels", str(d / "t10k-labels-idx1-ubyte"), "--depth", "0", "--epochs", "1",
+            "--limit", "50", "--out", str(d / "m.npz")]
+    assert ns["main"](args) == 0
+    assert "50 training and 40 test images" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        ns["main"](args[2:])  # --train-images missing and no --dir
