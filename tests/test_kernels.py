@@ -1,0 +1,247 @@
+"""Kernels against the naive per-sample oracle (tests/naive.py) and the NumPy reference.
+
+Shapes are few and reused: Numba compiles once per dtype/layout signature, not per shape. Batch
+sizes cover the serial path (1, 5), the bucketed batch path with per-sample top levels only, and
+batches large enough that whole subtrees are walked by groups of samples.
+"""
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+import fffcpu
+from fffcpu import _kernel_api as api
+from fffcpu import kernels
+from fffcpu.activations import ACTIVATION_CODES
+from fffcpu.reference import leaf as ref_leaf
+from fffcpu.reference import neuron_tree as ref_nt
+
+from . import naive
+
+D, L_WIDTH, O = 5, 3, 4
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+DTYPES = [np.float32, np.float64]
+LEAF_NAMES = ("node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s")
+
+
+def leaf_params(depth, dtype, rng, integer=False):
+    shapes = ref_leaf.param_shapes(D, L_WIDTH, O, depth)
+    if integer:  # small integers: every sum is exact in any order, so ties a == 0 are exact
+        return {k: rng.integers(-1, 2, size=s).astype(dtype) for k, s in shapes.items()}
+    return ref_leaf.init_params(D, L_WIDTH, O, depth, rng, dtype)
+
+
+def nt_params(depth, P, dtype, rng, integer=False):
+    shapes = ref_nt.param_shapes(D, O, depth, P)
+    if integer:
+        return {k: rng.integers(-1, 2, size=s).astype(dtype) for k, s in shapes.items()}
+    return ref_nt.init_params(D, O, depth, P, rng, dtype)
+
+
+def nt_call(params, depth, P, activation, x, out=None):
+    w_out_t = np.ascontiguousarray(params["linear_out.weight"].T)
+    return api.neuron_tree_forward(params["linear_in.weight"], params["linear_in.bias"], w_out_t,
+                                   depth, P, activation, x, out=out)
+
+
+def nt_naive(params, depth, P, activation, x):
+    return naive.neuron_tree(params["linear_in.weight"], params["linear_in.bias"],
+                             params["linear_out.weight"], depth, P, x, activation)
+
+
+# -- leaf FFF ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("depth,n", [(0, 5), (1, 1), (3, 40), (6, 700)])
+def test_leaf_matches_naive_and_reference(dtype, depth, n):
+    rng = np.random.default_rng(100 + depth)
+    params = leaf_params(depth, dtype, rng)
+    x = rng.standard_normal((n, D)).astype(dtype)
+    for activation in ("relu", "gelu") if n > 5 else tuple(ACTIVATION_CODES):
+        y = api.leaf_forward(params, activation, x)
+        assert y.shape == (n, O) and y.dtype == dtype
+        y_naive, leaf = naive.leaf_fff(params, x, activation)
+        np.testing.assert_array_equal(leaf, ref_leaf.hard_leaf_index(params, x))
+        np.testing.assert_allclose(y, y_naive, **TOL[dtype])
+        np.testing.assert_allclose(y, ref_leaf.hard_forward(params, x, activation), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 40])
+def test_leaf_exact_ties_route_right(dtype, n):
+    rng = np.random.default_rng(7)
+    params = leaf_params(3, dtype, rng, integer=True)
+    x = rng.integers(-1, 2, size=(n, D)).astype(dtype)
+    x[: n // 2 + 1] = 0  # with zero input a_k = bias_k, an exact 0 where the bias is 0
+    params["node_weights"][1] = 0
+    params["node_biases"][[0, 1]] = 0  # root and its left child tie for every zero sample
+    y_naive, leaf = naive.leaf_fff(params, x, "tanh")
+    assert leaf[0] >= 4 and (leaf[: n // 2 + 1] == leaf[0]).all()  # a_0 == 0 went right
+    np.testing.assert_array_equal(leaf, ref_leaf.hard_leaf_index(params, x))
+    np.testing.assert_allclose(api.leaf_forward(params, "tanh", x), y_naive, **TOL[dtype])
+
+
+def test_leaf_all_zero_goes_to_last_leaf():
+    rng = np.random.default_rng(8)
+    params = leaf_params(3, np.float64, rng)
+    params["node_biases"][:] = 0
+    x = np.zeros((10, D))
+    y = api.leaf_forward(params, "relu", x)
+    expected = ref_leaf.leaf_forward(params, x, 7, "relu")  # a == 0 everywhere: right, right, right
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+
+
+# -- neuron tree -------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("depth,P,n", [(0, 1, 5), (1, 3, 1), (3, 1, 40), (3, 3, 300), (6, 1, 1200)])
+def test_neuron_tree_matches_naive_and_reference(dtype, depth, P, n):
+    rng = np.random.default_rng(200 + depth + P)
+    params = nt_params(depth, P, dtype, rng)
+    x = rng.standard_normal((n, D)).astype(dtype)
+    for activation in ("gelu", "relu") if n > 5 else tuple(ACTIVATION_CODES):
+        y = nt_call(params, depth, P, activation, x)
+        assert y.shape == (n, O) and y.dtype == dtype
+        y_naive, rows = nt_naive(params, depth, P, activation, x)
+        np.testing.assert_array_equal(rows, ref_nt.hard_path(params, x, depth, P)[0])
+        np.testing.assert_allclose(y, y_naive, **TOL[dtype])
+        np.testing.assert_allclose(y, ref_nt.hard_forward(params, x, depth, P, activation), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 300])
+def test_neuron_tree_exact_ties_go_left(dtype, n):
+    rng = np.random.default_rng(9)
+    depth, P = 5, 3  # batch of 300: levels 3 to 5 are walked by groups of samples
+    N = 2 ** (depth + 1) - 1
+    params = nt_params(depth, P, dtype, rng, integer=True)
+    x = rng.integers(-1, 2, size=(n, D)).astype(dtype)
+    x[: n // 2 + 1] = 0
+    # zero input: a == 0 at these nodes, which go left (tree 0 all the way, tree 1 at its root)
+    params["linear_in.bias"][[0, 1, 3, 7, 15, N]] = 0
+    y_naive, rows = nt_naive(params, depth, P, "identity", x)
+    assert (rows[0, 0] == [0, 1, 3, 7, 15, 31]).all() and rows[0, 1, 1] == N + 1
+    np.testing.assert_array_equal(rows, ref_nt.hard_path(params, x, depth, P)[0])
+    # identity activation: the outputs carry the logits, so the route taken shows in y
+    np.testing.assert_allclose(nt_call(params, depth, P, "identity", x), y_naive, **TOL[dtype])
+
+
+def test_neuron_tree_zero_input_is_zero():
+    rng = np.random.default_rng(10)
+    params = nt_params(3, 3, np.float32, rng)
+    params["linear_in.bias"][:] = 0
+    y = nt_call(params, 3, 3, "gelu", np.zeros((50, D), np.float32))
+    assert (y == 0).all()  # gelu(0) = 0 along the all-left path
+
+
+# -- awkward calls -----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_batch_and_out_buffer(dtype):
+    rng = np.random.default_rng(11)
+    lp = leaf_params(3, dtype, rng)
+    tp = nt_params(3, 3, dtype, rng)
+    x0 = np.zeros((0, D), dtype)
+    assert api.leaf_forward(lp, "relu", x0).shape == (0, O)
+    assert nt_call(tp, 3, 3, "gelu", x0).shape == (0, O)
+    for n in (1, 40):
+        x = rng.standard_normal((n, D)).astype(dtype)
+        out = np.full((n, O), np.nan, dtype)
+        assert api.leaf_forward(lp, "relu", x, out=out) is out
+        np.testing.assert_allclose(out, ref_leaf.hard_forward(lp, x, "relu"), **TOL[dtype])
+        out[:] = np.nan
+        assert nt_call(tp, 3, 3, "gelu", x, out=out) is out
+        np.testing.assert_allclose(out, ref_nt.hard_forward(tp, x, 3, 3, "gelu"), **TOL[dtype])
+
+
+def test_one_sample_kernels_write_only_the_output():
+    rng = np.random.default_rng(12)
+    tp = nt_params(3, 3, np.float64, rng)
+    x = rng.standard_normal(D)
+    y = np.full(O, np.nan)
+    kernels.nt_forward_one(tp["linear_in.weight"], tp["linear_in.bias"],
+                           np.ascontiguousarray(tp["linear_out.weight"].T), 3, 3, 1, x, y)
+    np.testing.assert_allclose(y, ref_nt.hard_forward(tp, x[None], 3, 3, "gelu")[0], rtol=1e-12)
+    lp = leaf_params(3, np.float64, rng)
+    h = np.empty(L_WIDTH)
+    kernels.leaf_forward_one(*(lp[k] for k in LEAF_NAMES), 0, x, h, y)
+    np.testing.assert_allclose(y, ref_leaf.hard_forward(lp, x[None], "relu")[0], rtol=1e-12)
+
+
+def test_all_finite():
+    x = np.ones((3, D), np.float32)
+    assert api.all_finite(x) and api.all_finite(x[0])
+    for bad in (np.nan, np.inf, -np.inf):
+        x[1, 2] = bad
+        assert not api.all_finite(x)
+    assert api.all_finite(np.zeros((0, D), np.float32))
+
+
+def test_layer_awkward_inputs_match_numpy_backend():
+    layer = fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=0, dtype="float32")
+    rng = np.random.default_rng(13)
+    base = rng.standard_normal((60, 2 * D))
+    inputs = [base[:, ::2], np.asfortranarray(base[:, :D]), base[:, :D].astype(">f4"),
+              base[:, :D].astype(np.float64), base[0, :D], base[:24, :D].reshape(2, 3, 4, D)]
+    ref_layer = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy")
+    for x in inputs:
+        y = layer(x)
+        assert y.shape == x.shape[:-1] + (O,) and y.dtype == np.float32
+        np.testing.assert_allclose(y, ref_layer(x), **TOL[np.float32])
+
+
+def test_neuron_tree_layer_awkward_inputs():
+    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    layer = NT(D, O, depth=3, parallel_size=3, seed=0, dtype="float32")
+    rng = np.random.default_rng(14)
+    base = rng.standard_normal((60, 2 * D))
+    for x in (base[:, ::2], np.asfortranarray(base[:, :D]), base[:, :D].astype(">f8"), base[0, :D]):
+        y = layer(x)
+        y_ref = ref_nt.hard_forward(layer.params, np.asarray(x, np.float32).reshape(-1, D), 3, 3, "gelu")
+        np.testing.assert_allclose(y.reshape(-1, O), y_ref, **TOL[np.float32])
+
+
+def test_concurrent_calls_from_python_threads():
+    layer = fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=1, dtype="float64")
+    rng = np.random.default_rng(15)
+    xs = [rng.standard_normal((n, D)) for n in (1, 3, 40, 300) * 4]
+    expected = [ref_leaf.hard_forward(layer.params, x, "relu") for x in xs]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(layer, xs))
+    for y, e in zip(got, expected):
+        np.testing.assert_allclose(y, e, rtol=1e-12)
+    tp = nt_params(3, 3, np.float64, rng)
+    expected = [ref_nt.hard_forward(tp, x, 3, 3, "gelu") for x in xs]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: nt_call(tp, 3, 3, "gelu", x), xs))
+    for y, e in zip(got, expected):
+        np.testing.assert_allclose(y, e, rtol=1e-12)
+
+
+def test_thread_count_and_warmup():
+    before = api.get_num_threads()
+    try:
+        api.set_num_threads(1)
+        assert api.get_num_threads() == 1
+        rng = np.random.default_rng(16)
+        tp = nt_params(3, 3, np.float32, rng)
+        x = rng.standard_normal((40, D)).astype(np.float32)
+        np.testing.assert_allclose(nt_call(tp, 3, 3, "gelu", x), ref_nt.hard_forward(tp, x, 3, 3, "gelu"),
+                                   **TOL[np.float32])
+    finally:
+        api.set_num_threads(before)
+    api.warmup(("float32",))
+
+
+def test_layer_fast_path_keeps_checks_and_shapes():
+    layer = fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=2, dtype="float32")
+    ref_layer = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy")
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((40, D)).astype(np.float32)  # already in kernel layout: the lean path
+    assert layer(x[0]).shape == (O,) and layer(x).shape == (40, O)
+    np.testing.assert_allclose(layer(x[0]), ref_layer(x[0]), **TOL[np.float32])
+    np.testing.assert_allclose(layer(x), ref_layer(x), **TOL[np.float32])
+    x[3, 1] = np.nan
+    with pytest.raises(ValueError, match="must be finite"):
+        layer(x)
+    with pytest.raises(ValueError, match="must be finite"):
+        layer(x[3])
+    with pytest.raises(ValueError, match="activation must be one of"):
+        api.leaf_forward(layer.params, "swish", x[:1])
