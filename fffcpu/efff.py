@@ -5,6 +5,9 @@ Each variant trains with the published two-phase recipe (AdamW, lr 1e-3): a bala
 variants use the same phases with alpha = 0. Every (variant, seed) pair starts from the same tree
 weights for a given seed, so differences come from the recipe, not the draw.
 
+Inputs are standardised with the training set's statistics (:func:`~fffcpu.training.loop.input_scaling`)
+as in ``fffcpu train``: on raw non-negative pixels every sample starts on the same side of every node.
+
 Leaf usage spread is measured on the test set with hard routing: the coefficient of variation of the
 per-leaf sample counts (0 = perfectly even) and the number of leaves that receive no sample.
 """
@@ -15,7 +18,7 @@ import numpy as np
 
 from . import data
 from .fff import FFF
-from .training.loop import evaluate, fit
+from .training.loop import evaluate, fit, input_scaling
 
 VARIANTS = {
     "plain": dict(balance=False, master=False),
@@ -54,7 +57,9 @@ def run_one(variant, seed, depth=3, leaf_width=2, master_width=8, epochs=100, ba
 
 def compare(seeds=(0, 1, 2), variants=tuple(VARIANTS), **kwargs):
     """Run every variant for every seed; returns ``(rows, summary)`` with mean and spread per variant."""
-    split = data.digits_split(seed=0)
+    X_tr, X_te, y_tr, y_te = data.digits_split(seed=0)
+    mean, scale = input_scaling(X_tr)
+    split = (((X_tr - mean) / scale).astype(np.float32), ((X_te - mean) / scale).astype(np.float32), y_tr, y_te)
     rows = [run_one(v, s, split=split, **kwargs) for v in variants for s in seeds]
     summary = []
     for v in variants:

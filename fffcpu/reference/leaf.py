@@ -281,10 +281,12 @@ def soft_backward(params, cache, dL_dy, hardening=0.0, balance=0.0):
     _, df = activations.get(cache["activation"])
     dL_dz = dL_dh * df(z, cache["fz"])  # (n, L, l)
     grads["b1s"] = dL_dz.sum(axis=0)
-    grads["w1s"] = np.matmul(x.T[None], dL_dz.transpose(1, 0, 2))  # (L, D, l)
     L, D, l = params["w1s"].shape
-    w1_flat = np.ascontiguousarray(params["w1s"].transpose(1, 0, 2)).reshape(D, L * l)
-    dL_dx = dL_dz.reshape(n, L * l) @ w1_flat.T
+    # one GEMM for all leaves, (D, n) @ (n, L*l); a broadcast matmul over the leaves falls off BLAS
+    dL_dz_flat = dL_dz.reshape(n, L * l)
+    grads["w1s"] = np.ascontiguousarray((x.T @ dL_dz_flat).reshape(D, L, l).transpose(1, 0, 2))
+    w1_flat = params["w1s"].transpose(1, 0, 2).reshape(D, L * l)  # (D, L*l), a copy
+    dL_dx = dL_dz_flat @ w1_flat.T
 
     # routing: dL/dP_k = R_k <g, Y_right - Y_left>  (+ the balance term through pi)
     dL_da = np.zeros_like(a)

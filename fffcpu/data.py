@@ -1,0 +1,422 @@
+"""Data: the built-in digits, a seeded train/test split, and loaders for IDX, .npz and .csv files.
+
+Every loader returns plain NumPy arrays ``X`` of shape (n, n_features) and ``y`` of shape (n,),
+and refuses a malformed or truncated file with a ``ValueError`` that names the file and what is
+wrong with it. Nothing is ever unpickled (``.npz`` files are read with ``allow_pickle=False``).
+
+The built-in data set is the 8x8 "Optical Recognition of Handwritten Digits" (UCI, CC BY 4.0;
+see ``fffcpu/data/DIGITS_LICENSE.txt`` for the attribution): 1797 images, 64 pixels in 0..16,
+10 classes. It lets ``fffcpu demo`` run offline.
+"""
+import csv
+import gzip
+import os
+import zipfile
+
+import numpy as np
+
+from ._validate import check_int, check_rate
+
+_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DIGITS_PATH = os.path.join(_DATA_DIR, "digits.npz")
+DIGITS_LICENSE_PATH = os.path.join(_DATA_DIR, "DIGITS_LICENSE.txt")
+
+# IDX type codes (third byte of the magic number) -> big-endian NumPy dtype
+_IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+# -- built-in data ----------------------------------------------------------------------------
+def load_digits(scale=True, dtype="float32"):
+    """The 8x8 handwritten digits shipped with fffcpu.
+
+    Parameters
+    ----------
+    scale : bool, default True
+        Divide the pixel counts (0..16) by 16 so that features lie in [0, 1].
+    dtype : {"float32", "float64"}, default "float32"
+
+    Returns
+    -------
+    X : ndarray of shape (1797, 64), ``dtype``
+    y : ndarray of shape (1797,), int64
+        The digit 0..9.
+    """
+    X, y = load_npz(DIGITS_PATH)
+    X = X.astype(dtype)
+    if scale:
+        X /= 16
+    return X, y.astype(np.int64)
+
+
+def train_test_split(X, y, test_fraction=0.25, seed=0):
+    """Split ``(X, y)`` by a seeded permutation, stratified by class when ``y`` holds labels.
+
+    For each class (each distinct value of ``y``) ``round(test_fraction * count)`` samples go to
+    the test part, so both parts keep the class proportions. The same seed gives the same split.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, ...)
+    y : ndarray of shape (n,)
+    test_fraction : float in [0, 1), default 0.25
+    seed : int, default 0
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarrays
+        Rows in a shuffled order.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    test_fraction = check_rate("test_fraction", test_fraction)
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"X and y must have the same number of rows, got {X.shape[0]} and {y.shape[0]}"
+        )
+    rng = np.random.default_rng(seed)
+    test_idx = []
+    for cls in np.unique(y):
+        members = np.flatnonzero(y == cls)
+        rng.shuffle(members)
+        test_idx.append(members[: int(round(test_fraction * members.size))])
+    test_idx = np.concatenate(test_idx) if test_idx else np.zeros(0, dtype=np.intp)
+    is_test = np.zeros(y.shape[0], dtype=bool)
+    is_test[test_idx] = True
+    train_idx = rng.permutation(np.flatnonzero(~is_test))
+    test_idx = rng.permutation(test_idx)
+    return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
+
+
+def digits_split(test_fraction=0.25, seed=0, dtype="float32"):
+    """The built-in digits, scaled to [0, 1] and split by :func:`train_test_split`.
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarrays
+        With the defaults: 1348 training and 449 test samples.
+    """
+    X, y = load_digits(dtype=dtype)
+    return train_test_split(X, y, test_fraction=test_fraction, seed=seed)
+
+
+# -- IDX (the MNIST file format) --------------------------------------------------------------
+def _read_bytes(path):
+    path = os.fspath(path)
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        with open(path, "rb") as fh:
+            return fh.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise FileNotFoundError(f"data file {path!r} does not exist") from None
+        raise ValueError(f"cannot read {path!r}: {exc}") from None
+
+
+def load_idx(path):
+    """Read one IDX file (raw or gzip-compressed, as MNIST is distributed).
+
+    The format: a 4-byte magic number ``0x00 0x00 TYPE NDIM``, then NDIM big-endian uint32
+    dimensions, then the values in C order, big-endian, of the type given by TYPE
+    (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A name ending in ``.gz`` is decompressed.
+
+    Returns
+    -------
+    ndarray of shape (dim_0, ..., dim_(NDIM-1))
+        In native byte order.
+    """
+    path = os.fspath(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4:
+        raise ValueError(
+            f"IDX file {path!r} is truncated: {len(raw)} bytes, need at least 4 for the magic number"
+        )
+    zero0, zero1, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
+    if zero0 != 0 or zero1 != 0:
+        raise ValueError(
+            f"IDX file {path!r} has a bad magic number {raw[:4].hex()}: the first two bytes must be 0"
+        )
+    if type_code not in _IDX_TYPES:
+        raise ValueError(
+            f"IDX file {path!r} has an unknown type code 0x{type_code:02x}; expected one of "
+            + ", ".join(f"0x{c:02x}" for c in _IDX_TYPES)
+        )
+    if ndim == 0:
+        raise ValueError(f"IDX file {path!r} declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(
+            f"IDX file {path!r} is truncated: the header declares {ndim} dimensions "
+            f"({header} bytes) but the file has {len(raw)} bytes"
+        )
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = _IDX_TYPES[type_code]
+    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    have = len(raw) - header
+    if have < need:
+        raise ValueError(
+            f"IDX file {path!r} is truncated: shape {dims} of {dtype.name} needs {need} data bytes, "
+            f"found {have}"
+        )
+    if have > need:
+        raise ValueError(
+            f"IDX file {path!r} is malformed: shape {dims} of {dtype.name} needs {need} data bytes, "
+            f"found {have} ({have - need} extra)"
+        )
+    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return data.astype(dtype.newbyteorder("="))
+
+
+def load_mnist(images_path, labels_path, scale=True, dtype="float32"):
+    """Read an MNIST-style pair of IDX files: images (n, rows, cols) and labels (n,).
+
+    Parameters
+    ----------
+    images_path, labels_path : str or path-like
+        For example ``train-images-idx3-ubyte.gz`` and ``train-labels-idx1-ubyte.gz``.
+    scale : bool, default True
+        Divide uint8 images by 255 so that features lie in [0, 1].
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    X : ndarray of shape (n, rows * cols)
+    y : ndarray of shape (n,), int64
+    """
+    images = load_idx(images_path)
+    labels = load_idx(labels_path)
+    if labels.ndim != 1:
+        raise ValueError(
+            f"labels file {os.fspath(labels_path)!r} must hold a 1-d array, got shape {labels.shape}"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"images file {os.fspath(images_path)!r} has {images.shape[0]} samples but labels file "
+            f"{os.fspath(labels_path)!r} has {labels.shape[0]}"
+        )
+    is_bytes = images.dtype == np.uint8
+    X = images.reshape(images.shape[0], -1).astype(dtype)
+    if scale and is_bytes:
+        X /= 255
+    return X, labels.astype(np.int64)
+
+
+# -- .npz -------------------------------------------------------------------------------------
+def load_npz(path, x_key="X", y_key="y", require_y=True):
+    """Read ``X`` and ``y`` from a NumPy ``.npz`` archive (never unpickling).
+
+    Parameters
+    ----------
+    path : str or path-like
+    x_key, y_key : str, default "X", "y"
+        The names of the arrays in the archive.
+    require_y : bool, default True
+        If False, a missing ``y_key`` gives ``y = None``.
+
+    Returns
+    -------
+    X : ndarray of shape (n, n_features)
+        A 1-d ``X`` is read as one feature; higher ranks are flattened per sample.
+    y : ndarray of shape (n,) or None
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if x_key not in names:
+                raise ValueError(
+                    f".npz file {path!r} has no array {x_key!r} (arrays: {names}); "
+                    "choose the names with x_key / y_key"
+                )
+            X = archive[x_key]
+            y = None
+            if y_key in names:
+                y = archive[y_key]
+            elif require_y:
+                raise ValueError(
+                    f".npz file {path!r} has no array {y_key!r} (arrays: {names}); "
+                    "choose the names with x_key / y_key"
+                )
+    except ValueError as exc:
+        if str(exc).startswith(".npz file"):
+            raise
+        raise ValueError(f"cannot read .npz file {path!r}: {exc}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read .npz file {path!r}: {exc}") from None
+    if X.dtype.kind not in "fiub":
+        raise ValueError(f"array {x_key!r} in {path!r} must hold numbers, got dtype {X.dtype}")
+    if X.ndim == 0:
+        raise ValueError(f"array {x_key!r} in {path!r} must have one row per sample, got a scalar")
+    X = X.reshape(X.shape[0], -1) if X.ndim != 1 else X.reshape(-1, 1)
+    if y is not None:
+        if y.ndim != 1:
+            raise ValueError(f"array {y_key!r} in {path!r} must be 1-d, got shape {y.shape}")
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f".npz file {path!r}: {x_key!r} has {X.shape[0]} rows but {y_key!r} has {y.shape[0]}"
+            )
+    return X, y
+
+
+# -- .csv -------------------------------------------------------------------------------------
+def _parse_label_values(values):
+    """Numbers if every label parses as one (int64 when all are integral), else strings."""
+    try:
+        numbers = np.array([float(v) for v in values], dtype=np.float64)
+    except ValueError:
+        return np.array(values)
+    if numbers.size and np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
+        return numbers.astype(np.int64)
+    return numbers
+
+
+def load_csv(path, label_column=-1, header="auto", delimiter=","):
+    """Read a table of numbers with one label column.
+
+    Parameters
+    ----------
+    path : str or path-like
+    label_column : int, str or None, default -1
+        Index (negative counts from the end) or header name of the label column; None if the
+        file holds features only.
+    header : {"auto", True, False}, default "auto"
+        Whether the first row holds column names; "auto": it does if one of its cells is not a number
+        where the second row has a number.
+    delimiter : str, default ","
+
+    Returns
+    -------
+    X : ndarray of shape (n, n_columns - 1), float64
+    y : ndarray of shape (n,) or None
+        int64 if every label is an integer, float64 if numeric, else str.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [row for row in csv.reader(fh, delimiter=delimiter) if row and any(c.strip() for c in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"cannot read CSV file {path!r}: {exc}") from None
+    if not rows:
+        raise ValueError(f"CSV file {path!r} is empty")
+
+    def is_number(cell):
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+
+    names = None
+    if header == "auto":
+        # a header has a non-number where the next row has a number (a text label column does not)
+        first = [is_number(c) for c in rows[0]]
+        if len(rows) > 1:
+            second = [is_number(c) for c in rows[1]]
+            header = any(s and not f for f, s in zip(first, second))
+        else:
+            header = not all(first)
+    if header:
+        names = [c.strip() for c in rows[0]]
+        rows = rows[1:]
+        if not rows:
+            raise ValueError(f"CSV file {path!r} has a header but no data rows")
+    width = len(rows[0]) if names is None else len(names)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            line = i + 1 + (1 if names is not None else 0)
+            raise ValueError(
+                f"CSV file {path!r} is malformed: data row {line} has {len(row)} columns, expected {width}"
+            )
+
+    if label_column is None:
+        feature_cols, label_idx = list(range(width)), None
+    else:
+        if isinstance(label_column, str):
+            if names is None or label_column not in names:
+                raise ValueError(
+                    f"label_column {label_column!r} is not a column of {path!r} "
+                    f"(header: {names if names is not None else 'none'})"
+                )
+            label_idx = names.index(label_column)
+        else:
+            label_idx = check_int("label_column", label_column)
+            if not -width <= label_idx < width:
+                raise ValueError(
+                    f"label_column must be in [{-width}, {width - 1}] for {path!r} ({width} columns), "
+                    f"got {label_idx}"
+                )
+            label_idx %= width
+        feature_cols = [c for c in range(width) if c != label_idx]
+        if not feature_cols:
+            raise ValueError(f"CSV file {path!r} has only the label column, no features")
+
+    X = np.empty((len(rows), len(feature_cols)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        for j, c in enumerate(feature_cols):
+            try:
+                X[i, j] = float(row[c])
+            except ValueError:
+                line = i + 1 + (1 if names is not None else 0)
+                raise ValueError(
+                    f"CSV file {path!r} is malformed: data row {line}, column {c + 1} holds "
+                    f"{row[c]!r}, not a number"
+                ) from None
+    y = None if label_idx is None else _parse_label_values([row[label_idx].strip() for row in rows])
+    return X, y
+
+
+# -- one entry point for the command line -----------------------------------------------------
+def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", require_y=True):
+    """Load ``(X, y)`` from a file, choosing the reader from its name.
+
+    - ``"digits"``: the built-in digits (all 1797 samples, scaled to [0, 1]);
+    - ``*.npz``: :func:`load_npz` with ``x_key`` / ``y_key``;
+    - ``*.csv``, ``*.tsv``, ``*.txt``: :func:`load_csv` with ``label_column``;
+    - anything else (``*-ubyte``, ``*.idx``, ``*.gz``): IDX images, with the labels from the IDX
+      file ``labels`` (required when ``require_y``).
+
+    Returns
+    -------
+    X : ndarray of shape (n, n_features)
+    y : ndarray of shape (n,) or None
+    """
+    path = os.fspath(path)
+    low = path.lower()
+    if path == "digits":
+        return load_digits()
+    if low.endswith(".npz"):
+        return load_npz(path, x_key=x_key, y_key=y_key, require_y=require_y)
+    if low.endswith((".csv", ".tsv", ".txt")):
+        delimiter = "\t" if low.endswith(".tsv") else ","
+        X, y = load_csv(path, label_column=label_column, delimiter=delimiter)
+        if require_y and y is None:
+            raise ValueError(f"CSV file {path!r} was read without a label column, but labels are needed")
+        return X, y
+    if labels is not None:
+        return load_mnist(path, labels)
+    if require_y:
+        raise ValueError(
+            f"IDX file {path!r} holds no labels: give the labels file as well (--labels FILE)"
+        )
+    images = load_idx(path)
+    X = images.reshape(images.shape[0], -1).astype(np.float32)
+    if images.dtype == np.uint8:
+        X /= 255
+    return X, None

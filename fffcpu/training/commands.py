@@ -1,0 +1,418 @@
+"""Command-line subcommands ``demo``, ``train``, ``evaluate`` and ``predict``.
+
+``add_parsers(subparsers)`` registers them on the ``fffcpu`` parser (fffcpu/cli.py); each handler
+takes the parsed ``argparse.Namespace`` and returns an exit status, so tests call them in-process.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from .. import data as fdata
+from .estimators import VARIANTS, make_layer
+from .loop import evaluate, fit, fold_input_scaling, input_scaling
+from .optim import OPTIMIZERS
+
+
+# -- the training recipe (shared by demo and train) -------------------------------------------
+def recipe_schedules(epochs, hardening=1.0, final_hardening=3.0, balance=1.0, balance_fraction=0.5,
+                     hardened_fraction=1 / 3):
+    """The three phases used by ``demo`` and ``train``, as arguments for :func:`fit`.
+
+    1. epochs ``[0, balance_fraction * epochs)``: soft routing, ``hardening`` and load balancing
+       ``balance`` (eFFF's balancing phase: leaves get used evenly while the routing forms);
+    2. up to the last ``hardened_fraction``: soft routing, ``final_hardening``, no balancing
+       (the decisions sharpen);
+    3. the last ``hardened_fraction``: hard routing in training (``train_hardened``), so every
+       leaf is fine-tuned on exactly the samples that inference will send it.
+
+    Returns
+    -------
+    dict with ``hardening``, ``balance`` (functions of the epoch) and ``hardened_epochs``
+    """
+    n_balance = int(round(balance_fraction * epochs))
+    n_hardened = int(round(hardened_fraction * epochs))
+    return dict(
+        hardening=lambda e: hardening if e < n_balance else final_hardening,
+        balance=lambda e: balance if e < n_balance else 0.0,
+        hardened_epochs=min(n_hardened, epochs),
+    )
+
+
+def _median_seconds(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _leaf_usage_summary(layer, X):
+    """Hard leaf counts on X: (min, max, normalised entropy in [0, 1], unused leaves)."""
+    counts = np.asarray(layer.usage(X)["hard_leaf"], dtype=np.float64).ravel()
+    p = counts / counts.sum()
+    nz = p[p > 0]
+    entropy = float(-(nz * np.log(nz)).sum() / np.log(p.size)) if p.size > 1 else 1.0
+    return int(counts.min()), int(counts.max()), entropy, int(np.count_nonzero(counts == 0))
+
+
+# -- demo -------------------------------------------------------------------------------------
+def run_demo(args):
+    """Train a leaf FFF and a dense FF of equal training width on the built-in digits; compare."""
+    out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    X_train, X_test, y_train, y_test = fdata.digits_split(test_fraction=0.25, seed=args.seed)
+    mean, scale = input_scaling(X_train)
+    X_train = ((X_train - mean) / scale).astype(np.float32)
+    X_test = ((X_test - mean) / scale).astype(np.float32)
+    width = (1 << args.depth) * args.leaf_width
+    print(f"fffcpu demo: 8x8 handwritten digits (UCI, CC BY 4.0), {len(y_train)} training and "
+          f"{len(y_test)} test samples, 64 features, 10 classes", file=out)
+    print(f"FFF: depth {args.depth}, leaf width {args.leaf_width} ({1 << args.depth} leaves, training "
+          f"width {width}); dense FF: one hidden layer of {width}; Adam lr {args.lr}, "
+          f"{args.epochs} epochs, batch {args.batch_size}", file=out)
+
+    t0 = time.perf_counter()
+    fff = make_layer("leaf", 64, 10, args.depth, args.leaf_width, seed=args.seed)
+    fit(fff, X_train, y_train, optimizer="adam", lr=args.lr, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, **recipe_schedules(args.epochs))
+    t_fff = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dense = make_layer("leaf", 64, 10, 0, width, seed=args.seed)
+    fit(dense, X_train, y_train, optimizer="adam", lr=args.lr, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed)
+    t_dense = time.perf_counter() - t0
+
+    ev_fff = evaluate(fff, X_test, y_test)
+    ev_dense = evaluate(dense, X_test, y_test)
+    lo, hi, ent, unused = _leaf_usage_summary(fff, X_test)
+    print("", file=out)
+    print(f"test accuracy   dense FF {ev_dense['accuracy']:.4f}    FFF soft {ev_fff['accuracy_soft']:.4f}"
+          f"    FFF hard (inference) {ev_fff['accuracy']:.4f}", file=out)
+    print(f"                FFF hard trails dense by {100 * (ev_dense['accuracy'] - ev_fff['accuracy']):.1f} "
+          "points", file=out)
+    print(f"leaf usage      {len(y_test)} test samples over {fff.n_leaves} leaves: min {lo}, max {hi}, "
+          f"ideal {len(y_test) / fff.n_leaves:.1f}; entropy {ent:.3f} of 1; {unused} unused", file=out)
+    print(f"training time   FFF {t_fff:.1f} s, dense {t_dense:.1f} s (NumPy reference)", file=out)
+
+    # inference: the same call, layer(x), on the same inputs; warm-up first (kernel compilation)
+    fff(X_test[:2])
+    dense(X_test[:2])
+    repeats = 30
+    t_fff_b = _median_seconds(lambda: fff(X_test), repeats)
+    t_dense_b = _median_seconds(lambda: dense(X_test), repeats)
+    one = X_test[:1]
+    t_fff_1 = _median_seconds(lambda: fff(one), 200)
+    t_dense_1 = _median_seconds(lambda: dense(one), 200)
+    flops_ratio = (64 * width + width * 10) / (args.depth * 64 + 64 * args.leaf_width + args.leaf_width * 10)
+    print(f"inference       batch of {len(y_test)}: FFF {1e3 * t_fff_b:.3f} ms, dense {1e3 * t_dense_b:.3f} ms "
+          f"-> {t_dense_b / t_fff_b:.2f}x; one sample: FFF {1e6 * t_fff_1:.1f} us, dense "
+          f"{1e6 * t_dense_1:.1f} us -> {t_dense_1 / t_fff_1:.2f}x (FLOP ratio {flops_ratio:.1f}x; "
+          f"backend {fff.backend})", file=out)
+    if width < 1024:
+        print("                (layers this small are dominated by call overhead; the speedup grows with "
+              "the width: see `fffcpu bench`)", file=out)
+    return 0
+
+
+# -- train / evaluate / predict ---------------------------------------------------------------
+def _load(args, require_y):
+    return fdata.load_dataset(args.data, labels=getattr(args, "labels", None),
+                              label_column=_label_column(args.label_column),
+                              x_key=args.x_key, y_key=args.y_key, require_y=require_y)
+
+
+def _label_column(value):
+    if value is None:
+        return -1
+    if isinstance(value, int):
+        return value
+    if value.lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _class_targets(y, path):
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
+            f"got dtype {y.dtype} (use --loss mse for real-valued targets)"
+        )
+    if y.size and y.min() < 0:
+        raise ValueError(f"labels in {path!r} must be >= 0, got minimum {y.min()}")
+    return y.astype(np.int64)
+
+
+def run_train(args):
+    """Train a layer on a data file (or the built-in digits) and save it with :func:`fffcpu.save`."""
+    import fffcpu
+
+    out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    X, y = _load(args, require_y=True)
+    X = np.asarray(X, dtype=np.float64)
+    if args.loss == "cross_entropy":
+        y = _class_targets(y, args.data)
+        n_out = int(y.max()) + 1 if args.classes is None else args.classes
+        if y.max() >= n_out:
+            raise ValueError(f"--classes {n_out} is too small for labels up to {y.max()}")
+    else:
+        y = np.asarray(y, dtype=np.float64)
+        n_out = 1 if y.ndim == 1 else y.shape[1]
+    X_test = y_test = None
+    if args.test_fraction > 0:
+        if args.loss == "cross_entropy":
+            X, X_test, y, y_test = fdata.train_test_split(X, y, test_fraction=args.test_fraction, seed=args.seed)
+        else:
+            perm = np.random.default_rng(args.seed).permutation(len(X))
+            k = int(round(args.test_fraction * len(X)))
+            X_test, y_test, X, y = X[perm[:k]], y[perm[:k]], X[perm[k:]], y[perm[k:]]
+    mean, scale = (input_scaling(X) if args.standardize
+                   else (np.zeros(X.shape[1]), np.ones(X.shape[1])))
+    Xs = (X - mean) / scale
+    layer = make_layer(args.variant, X.shape[1], n_out, args.depth, args.leaf_width,
+                       activation=args.activation, region_leak=args.region_leak, dropout=args.dropout,
+                       parallel_size=args.parallel_size, seed=args.seed, dtype=args.dtype,
+                       master_leaf=args.master_leaf)
+    if args.variant == "leaf" and args.recipe:
+        schedule = recipe_schedules(args.epochs, hardening=args.hardening, final_hardening=args.final_hardening,
+                                    balance=args.balance, balance_fraction=args.balance_fraction,
+                                    hardened_fraction=args.hardened_fraction)
+    else:
+        schedule = dict(hardening=args.hardening, balance=args.balance)
+    print(f"training {type(layer).__name__} {layer.config()} on {len(X)} samples from {args.data}", file=out)
+    history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+                  batch_size=args.batch_size, validation_split=args.validation_split, patience=args.patience,
+                  seed=args.seed, verbose=not args.quiet, stream=out, local_batch_size=args.local_batch_size,
+                  **schedule)
+    fold_input_scaling(layer, mean, scale)
+    if X_test is not None and len(X_test):
+        ev = evaluate(layer, X_test, y_test, loss=args.loss)
+        msg = f"held-out {len(X_test)} samples: loss {ev['loss']:.4f}"
+        if ev["accuracy"] is not None:
+            msg += f", accuracy (hard inference) {ev['accuracy']:.4f}"
+        if ev["accuracy_soft"] is not None:
+            msg += f", soft {ev['accuracy_soft']:.4f}"
+        print(msg, file=out)
+    fffcpu.save(layer, args.output)
+    print(f"saved to {args.output} ({len(history['epoch'])} epochs)", file=out)
+    return 0
+
+
+def _features_for(layer, args):
+    """Read X for ``layer``; a CSV with one column more than input_width has its label dropped."""
+    if args.data.lower().endswith((".csv", ".tsv", ".txt")) and args.label_column is None:
+        X, _ = fdata.load_dataset(args.data, label_column=None, require_y=False)
+        if X.shape[1] == layer.input_width + 1:
+            X, _ = fdata.load_dataset(args.data, label_column=-1, require_y=False)
+        return X
+    X, _ = _load(args, require_y=False)
+    return X
+
+
+def run_evaluate(args):
+    """Print loss and accuracy of a saved model on a labelled data file."""
+    import fffcpu
+
+    out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    layer = fffcpu.load(args.model)
+    X, y = _load(args, require_y=True)
+    if args.loss == "cross_entropy":
+        y = _class_targets(y, args.data)
+    ev = evaluate(layer, X, y, loss=args.loss)
+    print(f"{args.model}: {len(X)} samples from {args.data}", file=out)
+    print(f"loss {ev['loss']:.6f}", file=out)
+    if ev["accuracy"] is not None:
+        print(f"accuracy (hard inference) {ev['accuracy']:.4f}", file=out)
+    if ev["accuracy_soft"] is not None:
+        print(f"accuracy (soft mixture) {ev['accuracy_soft']:.4f}", file=out)
+    return 0
+
+
+def _write_atomic(path, write):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run_predict(args):
+    """Predict with a saved model: class indices (default) or raw outputs (``--raw``)."""
+    import fffcpu
+
+    out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    layer = fffcpu.load(args.model)
+    X = _features_for(layer, args)
+    outputs = np.asarray(layer(X))
+    result = outputs if args.raw else outputs.argmax(axis=1)
+    if args.output is None:
+        for row in np.atleast_1d(result):
+            print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if args.raw else int(row), file=out)
+        return 0
+    if args.output.endswith(".npy"):
+        _write_atomic(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
+    else:
+        fmt = "%.9g" if args.raw else "%d"
+        _write_atomic(args.output, lambda fh: np.savetxt(fh, np.atleast_1d(result), fmt=fmt, delimiter=","))
+    print(f"wrote {len(result)} predictions to {args.output}", file=out)
+    return 0
+
+
+# -- argument parsers -------------------------------------------------------------------------
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _nonneg_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _nonneg_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _fraction(text):
+    value = _nonneg_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
+    return value
+
+
+def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labels-idx1-ubyte[.gz])"):
+    p.add_argument("--data", default="digits", metavar="FILE",
+                   help="data file: .npz (arrays X and y), .csv (one label column), IDX images "
+                        "(MNIST format, raw or .gz, with --labels), or 'digits' for the built-in data "
+                        "(default: %(default)s)")
+    p.add_argument("--labels", metavar="FILE", help=labels_help)
+    p.add_argument("--label-column", default=None, metavar="COL",
+                   help="CSV label column: an index (negative counts from the end) or a header name; "
+                        "'none' for a file without labels (default: the last column)")
+    p.add_argument("--x-key", default="X", metavar="NAME", help=".npz array holding the features (default: X)")
+    p.add_argument("--y-key", default="y", metavar="NAME", help=".npz array holding the labels (default: y)")
+
+
+def add_parsers(subparsers):
+    """Register ``demo``, ``train``, ``evaluate`` and ``predict`` on an argparse subparsers object."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = subparsers.add_parser(
+        "demo", formatter_class=fmt,
+        help="train an FFF and a dense net on the built-in digits and compare them",
+        description="Train a leaf FFF and a dense feedforward net of the same training width on the "
+                    "built-in 8x8 digits (offline), then print the test accuracy of both (FFF with soft "
+                    "and with hard routing), how evenly the FFF's leaves are used, and the inference "
+                    "speedup of the FFF's hard (log-time) inference over the dense net, measured now.")
+    p.add_argument("--depth", type=_nonneg_int, default=3, help="FFF tree depth d (2^d leaves)")
+    p.add_argument("--leaf-width", type=_positive_int, default=8, help="neurons per FFF leaf")
+    p.add_argument("--epochs", type=_positive_int, default=60, help="training epochs for both nets")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="mini-batch size")
+    p.add_argument("--lr", type=_nonneg_float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling")
+    p.set_defaults(func=run_demo)
+
+    p = subparsers.add_parser(
+        "train", formatter_class=fmt, help="train an FFF on a data file and save it",
+        description="Train a leaf FFF (or a neuron-tree FFF) with mini-batch gradient descent and save "
+                    "it with fffcpu.save. Inputs are standardised for training and the scaling is folded "
+                    "into the saved weights, so the model takes raw inputs. Leaf FFFs follow a three-"
+                    "phase recipe (see docs/training.md): balancing, hardening, hardened fine-tuning.")
+    _add_data_options(p)
+    p.add_argument("--output", "-o", required=True, metavar="PATH", help="where to save the trained model")
+    p.add_argument("--variant", choices=VARIANTS, default="leaf",
+                   help="leaf: Belcak & Wattenhofer leaf FFF; neuron-tree: UltraFastBERT tree")
+    p.add_argument("--depth", type=_nonneg_int, default=3, help="tree depth (leaf: 2^depth leaves)")
+    p.add_argument("--leaf-width", type=_positive_int, default=8, help="neurons per leaf (leaf variant)")
+    p.add_argument("--parallel-size", type=_positive_int, default=1, help="number of trees (neuron-tree)")
+    p.add_argument("--master-leaf", type=_nonneg_int, default=0, metavar="M",
+                   help="width of the eFFF always-on master leaf (leaf variant; 0 = none, eFFF uses 8)")
+    p.add_argument("--activation", default=None,
+                   help="relu, gelu, tanh, sigmoid or identity (default: relu for leaf, gelu for neuron-tree)")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
+                   help="cross_entropy: integer class labels; mse: real-valued targets")
+    p.add_argument("--classes", type=_positive_int, default=None,
+                   help="number of classes (default: largest label + 1)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="momentum/nesterov are SGD with 0.9; local-* update a node or leaf only after "
+                        "--local-batch-size samples used it")
+    p.add_argument("--lr", type=_nonneg_float, default=None,
+                   help="learning rate (default: 1e-3 for the Adam family, 0.1 for the SGD family)")
+    p.add_argument("--local-batch-size", type=_positive_int, default=None,
+                   help="samples a block must see before a local optimizer updates it (default 64)")
+    p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size")
+    p.add_argument("--hardening", type=_nonneg_float, default=1.0,
+                   help="h, weight of the mean node entropy (first phase of the recipe)")
+    p.add_argument("--final-hardening", type=_nonneg_float, default=3.0,
+                   help="h in the second phase of the recipe")
+    p.add_argument("--balance", type=_nonneg_float, default=1.0,
+                   help="alpha, weight of the eFFF load-balancing term (first phase)")
+    p.add_argument("--balance-fraction", type=_fraction, default=0.5,
+                   help="fraction of the epochs in the balancing phase")
+    p.add_argument("--hardened-fraction", type=_fraction, default=1 / 3,
+                   help="fraction of the epochs, at the end, trained with hard routing")
+    p.add_argument("--no-recipe", dest="recipe", action="store_false",
+                   help="train in one phase with constant --hardening and --balance")
+    p.add_argument("--region-leak", type=_fraction, default=0.0,
+                   help="probability of flipping each routing decision in training (leaf variant)")
+    p.add_argument("--dropout", type=_fraction, default=0.0, help="dropout after the leaf activation")
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="train on the raw inputs instead of standardised ones")
+    p.add_argument("--test-fraction", type=_fraction, default=0.2,
+                   help="held out (seeded, stratified) and reported after training; 0 to train on all")
+    p.add_argument("--validation-split", type=_fraction, default=0.0,
+                   help="fraction of the training data evaluated after every epoch")
+    p.add_argument("--patience", type=_positive_int, default=None,
+                   help="stop after this many epochs without a better validation loss (needs --validation-split)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split, shuffling and noise")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-epoch progress")
+    p.set_defaults(func=run_train)
+
+    p = subparsers.add_parser(
+        "evaluate", formatter_class=fmt, help="loss and accuracy of a saved model on a data file",
+        description="Load a model saved by `fffcpu train` (or fffcpu.save) and report its loss and "
+                    "accuracy with hard (log-time) inference, and with the soft mixture where defined.")
+    p.add_argument("model", metavar="MODEL", help="saved model file")
+    _add_data_options(p)
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
+                   help="how to score the outputs")
+    p.set_defaults(func=run_evaluate)
+
+    p = subparsers.add_parser(
+        "predict", formatter_class=fmt, help="predict with a saved model",
+        description="Load a saved model and predict for every row of a data file: the class index "
+                    "(argmax), or the raw outputs with --raw. A CSV with one column more than the "
+                    "model's input width has its last column (a label) ignored.")
+    p.add_argument("model", metavar="MODEL", help="saved model file")
+    _add_data_options(p, labels_help="ignored; accepted so the same options work for all commands")
+    p.add_argument("--raw", action="store_true", help="write the raw outputs instead of class indices")
+    p.add_argument("--output", "-o", default=None, metavar="PATH",
+                   help="write predictions to PATH (.npy, else CSV) instead of printing them")
+    p.set_defaults(func=run_predict)

@@ -1,0 +1,240 @@
+"""Scikit-learn style estimators around an FFF layer, by duck typing (scikit-learn is not imported).
+
+``__init__`` only stores the hyperparameters; ``fit`` validates, builds the layer, trains it and
+returns ``self``; learned state ends in ``_`` (``layer_``, ``classes_``, ``history_``,
+``n_features_in_``); randomness comes from ``random_state``. ``get_params``/``set_params`` make
+them usable with scikit-learn's model selection tools when scikit-learn is installed.
+
+    clf = FFFClassifier(depth=3, leaf_width=8, hardening=1.0, epochs=30, random_state=0).fit(X, y)
+    clf.score(X_test, y_test)
+"""
+import inspect
+
+import numpy as np
+
+from .loop import fit as _fit
+from .losses import softmax
+
+VARIANTS = ("leaf", "neuron-tree")
+
+
+def make_layer(variant, input_width, output_width, depth, leaf_width=8, activation=None,
+               region_leak=0.0, dropout=0.0, parallel_size=1, seed=None, dtype="float32", backend="auto",
+               master_leaf=0):
+    """Build an untrained layer: ``variant`` "leaf" (:class:`fffcpu.FFF`) or "neuron-tree".
+
+    ``activation=None`` keeps the variant's default (relu for leaf, gelu for neuron-tree);
+    ``leaf_width``, ``region_leak``, ``dropout`` and ``master_leaf`` (eFFF) apply to leaf FFFs,
+    ``parallel_size`` to trees.
+    """
+    if variant == "leaf":
+        from ..fff import FFF
+        kw = {} if activation is None else {"activation": activation}
+        return FFF(input_width, leaf_width, output_width, depth, region_leak=region_leak,
+                   dropout=dropout, seed=seed, dtype=dtype, backend=backend, master_leaf=master_leaf, **kw)
+    if variant == "neuron-tree":
+        from ..neuron_tree import NeuronTreeFFF
+        if master_leaf:
+            raise ValueError(f"master_leaf applies to the leaf variant only, got master_leaf={master_leaf} "
+                             "for variant 'neuron-tree'")
+        kw = {} if activation is None else {"activation": activation}
+        return NeuronTreeFFF(input_width, output_width, depth, parallel_size=parallel_size,
+                             seed=seed, dtype=dtype, backend=backend, **kw)
+    raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
+
+
+def _check_X(X, n_features=None):
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (n_samples, n_features), got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but this estimator was fitted with {n_features} (n_features_in_)"
+        )
+    return X
+
+
+class _FFFEstimator:
+    _loss = None
+
+    def __init__(self, depth=3, leaf_width=8, activation=None, hardening=1.0, balance=0.0,
+                 region_leak=0.0, dropout=0.0, optimizer="adam", lr=None, epochs=20, batch_size=64,
+                 local_batch_size=None, validation_split=0.0, patience=None, variant="leaf",
+                 parallel_size=1, dtype="float32", backend="auto", random_state=None, verbose=False):
+        self.depth = depth
+        self.leaf_width = leaf_width
+        self.activation = activation
+        self.hardening = hardening
+        self.balance = balance
+        self.region_leak = region_leak
+        self.dropout = dropout
+        self.optimizer = optimizer
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.local_batch_size = local_batch_size
+        self.validation_split = validation_split
+        self.patience = patience
+        self.variant = variant
+        self.parallel_size = parallel_size
+        self.dtype = dtype
+        self.backend = backend
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- scikit-learn protocol ----------------------------------------------------------------
+    @classmethod
+    def _get_param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return sorted(p for p in sig.parameters if p != "self")
+
+    def get_params(self, deep=True):
+        """The constructor arguments, ``{name: value}``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set constructor arguments by name; returns ``self``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"{name!r} is not a parameter of {type(self).__name__}; valid: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        sig = inspect.signature(type(self).__init__)
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # -- shared fitting -----------------------------------------------------------------------
+    def _fit_layer(self, X, targets, n_outputs):
+        self.layer_ = make_layer(self.variant, X.shape[1], n_outputs, self.depth, self.leaf_width,
+                                 activation=self.activation, region_leak=self.region_leak,
+                                 dropout=self.dropout, parallel_size=self.parallel_size,
+                                 seed=self.random_state, dtype=self.dtype, backend=self.backend)
+        self.history_ = _fit(self.layer_, X, targets, loss=self._loss, optimizer=self.optimizer, lr=self.lr,
+                             epochs=self.epochs, batch_size=self.batch_size, hardening=self.hardening,
+                             balance=self.balance, validation_split=self.validation_split,
+                             patience=self.patience, seed=self.random_state, verbose=self.verbose,
+                             local_batch_size=self.local_batch_size)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "layer_"):
+            raise AttributeError(f"this {type(self).__name__} is not fitted yet: call fit(X, y) first")
+
+    def _outputs(self, X):
+        self._check_fitted()
+        X = _check_X(X, self.n_features_in_)
+        return np.asarray(self.layer_(X), dtype=np.float64)
+
+
+class FFFClassifier(_FFFEstimator):
+    """Classifier: an FFF trained with softmax cross-entropy (+ hardening); hard inference to predict.
+
+    Parameters
+    ----------
+    depth, leaf_width : int
+        The tree: 2^depth leaves of ``leaf_width`` neurons (leaf variant); tree depth (neuron-tree).
+    activation : str, optional
+        Layer activation (default: the variant's).
+    hardening, balance : float
+        h and alpha of the training objective (SPEC §1, §3).
+    region_leak, dropout : float
+        Training regularisers of the leaf FFF.
+    optimizer : str
+        "adam" (default), "adamw", "sgd", "momentum", "nesterov", "local-sgd", "local-adam", ...
+    lr : float, optional
+        Default 1e-3 (Adam family) or 0.1 (SGD family).
+    epochs, batch_size : int
+    local_batch_size : int, optional
+        For the local optimizers.
+    validation_split : float, patience : int, optional
+        Early stopping on a held-out fraction.
+    variant : {"leaf", "neuron-tree"}
+    parallel_size : int
+        Trees of the neuron-tree variant.
+    dtype, backend : str
+        The layer's.
+    random_state : int, optional
+        Seeds initialisation, shuffling and training noise.
+    verbose : bool
+
+    Attributes
+    ----------
+    layer_ : the trained layer
+    classes_ : ndarray of shape (n_classes,)
+    history_ : History
+    n_features_in_ : int
+    """
+
+    _loss = "cross_entropy"
+
+    def fit(self, X, y):
+        """Train on ``X`` (n, n_features) and labels ``y`` (n,); returns ``self``."""
+        X = _check_X(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"y must have shape ({X.shape[0]},) (one label per row of X), got {y.shape}")
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if self.classes_.size < 2:
+            raise ValueError(f"y must hold at least 2 classes, got {self.classes_.size}")
+        return self._fit_layer(X, codes.astype(np.int64), self.classes_.size)
+
+    def predict_proba(self, X):
+        """Class probabilities, softmax of the hard-inference logits: (n, n_classes)."""
+        return softmax(self._outputs(X))
+
+    def predict(self, X):
+        """The most likely class of each row: (n,)."""
+        index = self._outputs(X).argmax(axis=1)
+        return self.classes_[index]
+
+    def score(self, X, y):
+        """Mean accuracy of :meth:`predict` on ``(X, y)``."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+
+class FFFRegressor(_FFFEstimator):
+    """Regressor: an FFF trained with mean squared error (+ hardening); hard inference to predict.
+
+    Parameters are those of :class:`FFFClassifier`. ``y`` may be (n,) or (n, n_outputs); predictions
+    have the same layout.
+
+    Attributes
+    ----------
+    layer_, history_, n_features_in_ : as :class:`FFFClassifier`
+    n_outputs_ : int
+    """
+
+    _loss = "mse"
+
+    def fit(self, X, y):
+        """Train on ``X`` (n, n_features) and targets ``y`` (n,) or (n, n_outputs); returns ``self``."""
+        X = _check_X(X)
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+            raise ValueError(f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs), got {y.shape}")
+        self._y_1d = y.ndim == 1
+        y2 = y[:, None] if self._y_1d else y
+        self.n_outputs_ = y2.shape[1]
+        return self._fit_layer(X, y2, self.n_outputs_)
+
+    def predict(self, X):
+        """Predicted targets: (n,) or (n, n_outputs), as ``y`` in :meth:`fit`."""
+        out = self._outputs(X)
+        return out[:, 0] if self._y_1d else out
+
+    def score(self, X, y):
+        """Coefficient of determination R^2 (averaged over outputs)."""
+        y = np.asarray(y, dtype=np.float64)
+        pred = self.predict(X)
+        y2 = y.reshape(len(y), -1)
+        p2 = pred.reshape(len(pred), -1)
+        ss_res = ((y2 - p2) ** 2).sum(axis=0)
+        ss_tot = ((y2 - y2.mean(axis=0)) ** 2).sum(axis=0)
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 0.0)
+        return float(r2.mean())

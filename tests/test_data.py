@@ -1,0 +1,172 @@
+"""Built-in digits, the seeded split, and the IDX / .npz / .csv loaders (good and broken files)."""
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from fffcpu import data
+
+
+def test_digits_shape_values_and_licence():
+    X, y = data.load_digits(scale=False)
+    assert X.shape == (1797, 64) and y.shape == (1797,)
+    assert X.dtype == np.float32 and y.dtype == np.int64
+    assert X.min() == 0 and X.max() == 16 and np.all(X == np.round(X))
+    np.testing.assert_array_equal(np.bincount(y), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
+    Xs, _ = data.load_digits()
+    np.testing.assert_allclose(Xs, X / 16)
+    text = open(data.DIGITS_LICENSE_PATH, encoding="utf-8").read()
+    assert "CC BY 4.0" in text and "Alpaydin" in text
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    a = data.digits_split(seed=1)
+    b = data.digits_split(seed=1)
+    c = data.digits_split(seed=2)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    assert not np.array_equal(a[1], c[1])
+    X_train, X_test, y_train, y_test = a
+    assert len(y_train) + len(y_test) == 1797
+    np.testing.assert_allclose(np.bincount(y_test) / len(y_test), np.bincount(y_train) / len(y_train), atol=0.01)
+    # no sample in both parts (rows of the digits are not all distinct, so compare indices via a tag)
+    X = np.arange(20)[:, None]
+    y = np.repeat([0, 1], 10)
+    Xtr, Xte, _, _ = data.train_test_split(X, y, test_fraction=0.3, seed=0)
+    assert len(Xte) == 6 and set(Xtr[:, 0]).isdisjoint(Xte[:, 0])
+    with pytest.raises(ValueError, match="same number of rows"):
+        data.train_test_split(X, y[:5])
+
+
+def write_idx(path, arr, type_code=0x08, compress=False, dims=None, extra=b""):
+    dims = arr.shape if dims is None else dims
+    dt = {0x08: ">u1", 0x0B: ">i2", 0x0D: ">f4"}[type_code]
+    raw = bytes([0, 0, type_code, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims)
+    raw += np.asarray(arr).astype(dt).tobytes() + extra
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as fh:
+        fh.write(raw)
+    return path
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_round_trip_and_mnist_pair(tmp_path, compress):
+    suffix = ".gz" if compress else ""
+    imgs = np.arange(3 * 2 * 2, dtype=np.uint8).reshape(3, 2, 2) * 20
+    labels = np.array([7, 0, 9], dtype=np.uint8)
+    ip = write_idx(tmp_path / f"img{suffix}", imgs, compress=compress)
+    lp = write_idx(tmp_path / f"lab{suffix}", labels, compress=compress)
+    np.testing.assert_array_equal(data.load_idx(ip), imgs)
+    X, y = data.load_mnist(ip, lp)
+    assert X.shape == (3, 4) and X.dtype == np.float32
+    np.testing.assert_allclose(X, imgs.reshape(3, 4) / 255)
+    np.testing.assert_array_equal(y, [7, 0, 9])
+    Xd, yd = data.load_dataset(str(ip), labels=str(lp))
+    np.testing.assert_array_equal(Xd, X)
+
+
+def test_idx_other_types(tmp_path):
+    a = np.array([[1.5, -2.0], [0.25, 8.0]], dtype=np.float32)
+    np.testing.assert_array_equal(data.load_idx(write_idx(tmp_path / "f", a, 0x0D)), a)
+    b = np.array([-300, 300], dtype=np.int16)
+    np.testing.assert_array_equal(data.load_idx(write_idx(tmp_path / "s", b, 0x0B)), b)
+
+
+@pytest.mark.parametrize("raw, match", [
+    (b"\x00\x00", "truncated: 2 bytes"),
+    (b"\x01\x00\x08\x01\x00\x00\x00\x01\x05", "bad magic number"),
+    (b"\x00\x00\x07\x01\x00\x00\x00\x01\x05", "unknown type code 0x07"),
+    (b"\x00\x00\x08\x03\x00\x00\x00\x01", "header declares 3 dimensions"),
+    (b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", r"truncated: shape \(5,\) of uint8 needs 5 data bytes, found 2"),
+    (b"\x00\x00\x08\x01\x00\x00\x00\x01\x01\x02", "1 extra"),
+    (b"\x00\x00\x08\x00", "0 dimensions"),
+])
+def test_idx_malformed_files_name_file_and_problem(tmp_path, raw, match):
+    path = tmp_path / "bad-idx1-ubyte"
+    path.write_bytes(raw)
+    with pytest.raises(ValueError, match=match) as info:
+        data.load_idx(path)
+    assert "bad-idx1-ubyte" in str(info.value)
+
+
+def test_idx_truncated_gzip_and_missing_file(tmp_path):
+    good = write_idx(tmp_path / "x.gz", np.zeros((50, 4), np.uint8), compress=True)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(good.read_bytes()[:20])
+    with pytest.raises(ValueError, match="cut.gz"):
+        data.load_idx(cut)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load_idx(tmp_path / "nope")
+
+
+def test_mnist_count_mismatch(tmp_path):
+    ip = write_idx(tmp_path / "i", np.zeros((3, 2, 2), np.uint8))
+    lp = write_idx(tmp_path / "l", np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match="has 3 samples but labels file"):
+        data.load_mnist(ip, lp)
+    with pytest.raises(ValueError, match="--labels"):
+        data.load_dataset(str(ip))
+
+
+def test_npz_names_shapes_and_errors(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, X=np.ones((4, 2, 3)), y=np.arange(4))
+    X, y = data.load_npz(p)
+    assert X.shape == (4, 6) and y.tolist() == [0, 1, 2, 3]
+    q = tmp_path / "other.npz"
+    np.savez(q, feats=np.ones((2, 3)), target=np.zeros(2))
+    X, y = data.load_npz(q, x_key="feats", y_key="target")
+    assert X.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"has no array 'X' \(arrays: \['feats', 'target'\]\)"):
+        data.load_npz(q)
+    X, y = data.load_npz(q, x_key="feats", y_key="nope", require_y=False)
+    assert y is None
+    r = tmp_path / "rows.npz"
+    np.savez(r, X=np.ones((3, 2)), y=np.zeros(2))
+    with pytest.raises(ValueError, match="'X' has 3 rows but 'y' has 2"):
+        data.load_npz(r)
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, X=np.array([{"a": 1}, None], dtype=object), y=np.zeros(2))
+    with pytest.raises(ValueError, match="obj.npz"):
+        data.load_npz(obj)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(p.read_bytes()[:40])
+    with pytest.raises(ValueError, match="broken.npz"):
+        data.load_npz(broken)
+
+
+def test_csv_header_label_column_and_types(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("a,label,b\n1,3,2\n4,5,6.5\n\n")
+    X, y = data.load_csv(p, label_column="label")
+    np.testing.assert_array_equal(X, [[1, 2], [4, 6.5]])
+    assert y.dtype == np.int64 and y.tolist() == [3, 5]
+    X, y = data.load_csv(p, label_column=0)
+    np.testing.assert_array_equal(y, [1, 4])
+    q = tmp_path / "n.csv"
+    q.write_text("0.5,1,cat\n1.5,2,dog\n")
+    X, y = data.load_csv(q)
+    assert X.shape == (2, 2) and y.tolist() == ["cat", "dog"]
+    r = tmp_path / "r.csv"
+    r.write_text("1,2,0.5\n3,4,1.25\n")
+    X, y = data.load_dataset(str(r))
+    assert y.dtype == np.float64
+    X, y = data.load_csv(r, label_column=None)
+    assert X.shape == (2, 3) and y is None
+
+
+@pytest.mark.parametrize("text, kw, match", [
+    ("1,2\n3\n", {}, "data row 2 has 1 columns, expected 2"),
+    ("x,y\n1,2\n3,oops\n", {"label_column": 0}, "data row 3, column 2 holds 'oops', not a number"),
+    ("", {}, "is empty"),
+    ("a,b\n", {}, "has a header but no data rows"),
+    ("1,2\n", {"label_column": 5}, r"label_column must be in \[-2, 1\]"),
+    ("a,b\n1,2\n", {"label_column": "c"}, "label_column 'c' is not a column"),
+])
+def test_csv_malformed(tmp_path, text, kw, match):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=match) as info:
+        data.load_csv(p, **kw)
+    assert "bad.csv" in str(info.value)

@@ -1,0 +1,276 @@
+"""The training loop, input-scaling folding, the estimators and the demo/train/evaluate/predict commands."""
+import argparse
+import io
+
+import numpy as np
+import pytest
+
+import fffcpu
+from fffcpu.training import FFFClassifier, FFFRegressor, fit
+from fffcpu.training import commands
+from fffcpu.training.loop import evaluate, fold_input_scaling, input_scaling, make_generators
+from fffcpu.training.optim import SGD
+
+
+class LinearLayer:
+    """A tiny layer with the FFF protocol: y = x @ W + b (records train_hardened per forward)."""
+
+    def __init__(self, d, o, seed=0):
+        rng = np.random.default_rng(seed)
+        self.input_width, self.output_width, self.dtype = d, o, np.float64
+        self.params = {"W": rng.standard_normal((d, o)) * 0.1, "b": np.zeros(o)}
+        self.train_hardened = False
+        self.seen_hardened = []
+
+    def train_forward(self, x, rng=None):
+        self.seen_hardened.append(self.train_hardened)
+        return x @ self.params["W"] + self.params["b"], {"x": x}
+
+    def backward(self, cache, dL_dy, hardening=0.0, balance=0.0):
+        x = cache["x"]
+        return {"W": x.T @ dL_dy, "b": dL_dy.sum(axis=0)}, dL_dy @ self.params["W"].T
+
+    def hardening_loss(self, cache):
+        return 0.0
+
+    def balance_loss(self, cache):
+        return 0.0
+
+    def __call__(self, x):
+        return np.asarray(x, dtype=np.float64) @ self.params["W"] + self.params["b"]
+
+
+def blobs(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    centers = np.array([[2.0, 0.0], [-2.0, 1.0], [0.0, -2.5]])
+    return centers[y] + 0.5 * rng.standard_normal((n, 2)), y
+
+
+def test_fit_learns_with_a_fake_layer_and_reports_history():
+    X, y = blobs()
+    layer = LinearLayer(2, 3)
+    hist = fit(layer, X, y, optimizer="adam", lr=0.05, epochs=15, batch_size=16, seed=0, validation=blobs(60, 1))
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["accuracy"][-1] > 0.9 and hist["val_accuracy"][-1] > 0.9
+    assert hist["epoch"] == list(range(15)) and len(hist["time"]) == 15
+    assert hist["val_accuracy_soft"][-1] is None  # the fake layer has no soft forward
+
+
+def test_fit_is_bit_identical_under_one_seed():
+    X, y = fffcpu.data.digits_split()[0::2]
+    X, y = X[:200], y[:200]
+    runs = []
+    for seed in (7, 7, 8):
+        layer = fffcpu.FFF(64, 4, 10, 2, region_leak=0.1, dropout=0.1, seed=1, backend="numpy")
+        hist = fit(layer, X, y, optimizer="adam", lr=1e-2, epochs=2, batch_size=32, hardening=0.5, seed=seed)
+        runs.append((layer.state_dict(), hist["loss"]))
+    for name in runs[0][0]:
+        np.testing.assert_array_equal(runs[0][0][name], runs[1][0][name])
+    assert runs[0][1] == runs[1][1]
+    assert not np.array_equal(runs[0][0]["w1s"], runs[2][0]["w1s"])
+
+
+def test_shuffling_uses_the_documented_generator():
+    shuffle_rng, _ = make_generators(3)
+    first = shuffle_rng.permutation(10)
+    again, _ = make_generators(3)
+    np.testing.assert_array_equal(first, again.permutation(10))
+
+
+def test_early_stopping_and_restore():
+    X, y = blobs()
+    layer = LinearLayer(2, 3)
+    opt = SGD(layer.params, lr=0.0)  # nothing changes, so the validation loss never improves
+    hist = fit(layer, X, y, optimizer=opt, epochs=10, validation_split=0.25, patience=2, seed=0)
+    assert hist.stopped_early and hist.best_epoch == 0 and len(hist["epoch"]) == 3
+    with pytest.raises(ValueError, match="patience needs validation data"):
+        fit(layer, X, y, epochs=2, patience=1)
+
+
+def test_hardened_epochs_switch_and_restore():
+    X, y = blobs(32)
+    layer = LinearLayer(2, 3)
+    fit(layer, X, y, epochs=4, batch_size=32, hardened_epochs=1, seed=0)
+    assert layer.seen_hardened == [False, False, False, True]
+    assert layer.train_hardened is False
+    with pytest.raises(ValueError, match="hardened_epochs must be <= epochs"):
+        fit(layer, X, y, epochs=2, hardened_epochs=3)
+
+
+def test_schedules_reach_the_layer():
+    calls = []
+
+    class Spy(LinearLayer):
+        def backward(self, cache, dL_dy, hardening=0.0, balance=0.0):
+            calls.append((hardening, balance))
+            return super().backward(cache, dL_dy)
+
+    X, y = blobs(32)
+    fit(Spy(2, 3), X, y, epochs=3, batch_size=32, hardening=lambda e: float(e), balance=0.5, seed=0)
+    assert calls == [(0.0, 0.5), (1.0, 0.5), (2.0, 0.5)]
+
+
+def test_progress_plain_lines_and_terminal_bar():
+    X, y = blobs(64)
+    plain = io.StringIO()
+    fit(LinearLayer(2, 3), X, y, epochs=3, batch_size=8, verbose=True, stream=plain, seed=0)
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch 1/3") and "\r" not in plain.getvalue()
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    fit(LinearLayer(2, 3), X, y, epochs=1, batch_size=8, verbose=True, stream=tty, seed=0)
+    assert "\repoch 1/1 [" in tty.getvalue() and "ETA" in tty.getvalue()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(y=np.array([0, 1, 5] * 40)), r"class indices in \[0, 2\]"),
+    (dict(epochs=0), "epochs must be an integer >= 1"),
+    (dict(hardening=-1.0), "hardening must be a finite number >= 0"),
+    (dict(loss="hinge"), "loss must be one of"),
+    (dict(validation_split=0.001), "validation_split"),
+])
+def test_fit_errors(kw, match):
+    X, y = blobs()
+    args = dict(y=y, epochs=1)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        fit(LinearLayer(2, 3), X, **args)
+
+
+def test_mse_training_and_local_optimizer_on_fff():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((128, 3))
+    t = np.sin(X[:, :1]) + 0.5 * X[:, 1:2]
+    layer = fffcpu.FFF(3, 4, 1, 2, seed=0, dtype="float64", backend="numpy")
+    hist = fit(layer, X, t, loss="mse", optimizer="local-adam", lr=1e-2, local_batch_size=16,
+               epochs=10, batch_size=16, hardening=0.1, seed=0, validation=(X, t))
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["accuracy"][-1] is None and hist["val_loss"][-1] < np.var(t)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fffcpu.FFF(5, 3, 2, 2, seed=0, dtype="float64", backend="numpy"),
+    lambda: fffcpu.NeuronTreeFFF(5, 2, 2, parallel_size=2, seed=0, dtype="float64", backend="numpy"),
+])
+def test_fold_input_scaling_is_exact(make):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5)) * [1, 2, 3, 4, 5] + [0, 1, -2, 3, 10]
+    mean, scale = input_scaling(X)
+    layer = make()
+    expect = layer((X - mean) / scale)
+    fold_input_scaling(layer, mean, scale)
+    np.testing.assert_allclose(layer(X), expect, rtol=1e-10, atol=1e-12)
+    if hasattr(layer, "soft_forward"):
+        fresh = make()
+        np.testing.assert_allclose(layer.soft_forward(X), fresh.soft_forward((X - mean) / scale), rtol=1e-10)
+
+
+# -- estimators -----------------------------------------------------------------------------
+def test_classifier_sklearn_protocol():
+    X, y = blobs()
+    labels = np.array(["cat", "dog", "eel"])[y]
+    clf = FFFClassifier(depth=1, leaf_width=4, epochs=20, lr=0.02, random_state=0, backend="numpy")
+    params = clf.get_params()
+    assert params["depth"] == 1 and "random_state" in params
+    assert type(clf)(**params).get_params() == params
+    with pytest.raises(AttributeError, match="not fitted"):
+        clf.predict(X)
+    assert clf.fit(X, labels) is clf
+    assert list(clf.classes_) == ["cat", "dog", "eel"] and clf.n_features_in_ == 2
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert clf.score(X, labels) > 0.9
+    assert set(clf.predict(X)) <= set(clf.classes_)
+    assert len(clf.history_["loss"]) == 20
+    assert clf.set_params(depth=2) is clf and clf.depth == 2
+    with pytest.raises(ValueError, match="'depht' is not a parameter"):
+        clf.set_params(depht=2)
+    with pytest.raises(ValueError, match="this estimator was fitted with 2"):
+        clf.predict(np.zeros((2, 3)))
+    assert "depth=2" in repr(clf)
+
+
+def test_regressor_fits_a_smooth_function():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, (256, 1))
+    y = np.sin(X[:, 0])
+    reg = FFFRegressor(depth=1, leaf_width=8, epochs=40, lr=0.01, hardening=0.0, random_state=0,
+                       backend="numpy", activation="tanh").fit(X, y)
+    assert reg.predict(X).shape == (256,)
+    assert reg.score(X, y) > 0.8
+
+
+# -- commands -------------------------------------------------------------------------------
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    commands.add_parsers(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    args.stream = io.StringIO()
+    return args
+
+
+def run(argv):
+    args = parse(argv)
+    assert args.func(args) == 0
+    return args.stream.getvalue()
+
+
+def test_train_evaluate_predict_round_trip(tmp_path):
+    model = str(tmp_path / "m.fff")
+    out = run(["train", "--depth", "2", "--leaf-width", "4", "--epochs", "3", "--batch-size", "64",
+               "--output", model, "--seed", "1", "--quiet"])
+    assert "held-out 359 samples" in out and "saved to" in out
+    layer = fffcpu.load(model)
+    assert layer.depth == 2 and layer.leaf_width == 4
+    X, y = fffcpu.data.load_digits()
+    data_file = tmp_path / "d.npz"
+    np.savez(data_file, X=X[:50], y=y[:50])
+    out = run(["evaluate", model, "--data", str(data_file)])
+    acc = float(out.split("accuracy (hard inference) ")[1].split()[0])
+    assert acc == pytest.approx(np.mean(np.asarray(layer(X[:50])).argmax(1) == y[:50]))
+    run(["predict", model, "--data", str(data_file), "--output", str(tmp_path / "p.npy")])
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), np.asarray(layer(X[:50])).argmax(1))
+    csv = tmp_path / "d.csv"
+    np.savetxt(csv, np.column_stack([X[:5], y[:5]]), delimiter=",", fmt="%.6g")
+    printed = run(["predict", model, "--data", str(csv)]).split()
+    assert [int(v) for v in printed] == list(np.asarray(layer(X[:5])).argmax(1))
+
+
+def test_train_other_options(tmp_path):
+    model = str(tmp_path / "t.fff")
+    out = run(["train", "--variant", "neuron-tree", "--depth", "2", "--epochs", "1", "--optimizer", "local-sgd",
+               "--local-batch-size", "8", "--output", model, "--test-fraction", "0", "--no-standardize"])
+    assert "NeuronTreeFFF" in out and "epoch 1/1" in out
+    csv = tmp_path / "r.csv"
+    rng = np.random.default_rng(0)
+    Xr = rng.standard_normal((60, 3))
+    np.savetxt(csv, np.column_stack([Xr, Xr.sum(1)]), delimiter=",")
+    run(["train", "--data", str(csv), "--loss", "mse", "--epochs", "2", "--depth", "1", "--output", model,
+         "--no-recipe", "--validation-split", "0.2", "--patience", "5", "--quiet"])
+    assert "loss" in run(["evaluate", model, "--data", str(csv), "--loss", "mse"])
+    args = parse(["train", "--data", str(csv), "--output", model])
+    with pytest.raises(ValueError, match="must be integer class indices"):
+        args.func(args)
+
+
+def test_demo_runs_small():
+    out = run(["demo", "--epochs", "2", "--depth", "2", "--leaf-width", "4"])
+    for text in ("dense FF", "FFF soft", "FFF hard", "leaf usage", "entropy", "inference", "FLOP ratio"):
+        assert text in out
+
+
+def test_help_explains_every_option():
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    sub = parser.add_subparsers(dest="command")
+    commands.add_parsers(sub)
+    for name, choice in sub.choices.items():
+        text = choice.format_help()
+        for action in choice._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help"
+                assert action.option_strings[-1] in text
