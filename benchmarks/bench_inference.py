@@ -1,0 +1,105 @@
+"""Hard (log-time) inference of both FFF variants: Numba kernels, NumPy reference, dense FF."""
+import tracemalloc
+
+from .common import (LEAF_INFER, TREE_INFER, dense_forward, dense_weights, make_layer, make_x,
+                     median_time, require, training_width)
+
+IMPLEMENTATIONS = ["kernels", "numpy", "dense"]
+_BACKEND = {"kernels": "auto", "numpy": "numpy"}
+
+
+def _build(variant, implementation, batch):
+    """``(call, x)``: a callable of no arguments running ``implementation`` on a seeded batch."""
+    sizes = LEAF_INFER if variant == "fff" else TREE_INFER
+    act = "relu" if variant == "fff" else "gelu"
+    x = make_x(batch, sizes["input_width"])
+    if implementation == "dense":
+        w = dense_weights(sizes["input_width"], training_width(variant, sizes), sizes["output_width"])
+        return (lambda: dense_forward(x, *w, act)), x
+    layer = make_layer(variant, sizes, backend=_BACKEND[implementation])
+    return (lambda: layer(x)), x
+
+
+class LeafFFFInference:
+    """leaf-768-d8-l16: leaf FFF D 768, O 768, depth 8, leaf 16, vs dense 768-4096-768 relu."""
+
+    params = (IMPLEMENTATIONS, [1, 256])
+    param_names = ["implementation", "batch"]
+
+    def setup(self, implementation, batch):
+        self.call, _ = _build("fff", implementation, batch)
+        self.call()  # numba compilation
+
+    def time_forward(self, implementation, batch):
+        self.call()
+
+
+class NeuronTreeInference:
+    """ufb-768-d11: neuron tree D 768, O 768, depth 11 (4095 neurons), vs dense 768-4095-768 gelu."""
+
+    params = (IMPLEMENTATIONS, [1, 256])
+    param_names = ["implementation", "batch"]
+
+    def setup(self, implementation, batch):
+        self.call, _ = _build("neuron_tree", implementation, batch)
+        self.call()  # numba compilation
+
+    def time_forward(self, implementation, batch):
+        self.call()
+
+
+class BatchInferenceMemory:
+    """Memory of one batch of 4096: the kernels should need the output plus O(batch) scratch only.
+
+    ``peakmem_`` is the peak resident size of the whole process, so it includes the weights and the
+    input built in setup, and the Numba runtime: setup loads the kernels for every implementation so
+    that the implementations of a variant start from the same base and can be compared.
+    ``track_python_scratch`` counts the bytes allocated through Python/NumPy during one call beyond
+    the output (tracemalloc), per sample; Numba's own allocations inside a kernel are not visible to
+    it, the peak RSS covers them.
+    """
+
+    params = (["fff", "neuron_tree"], IMPLEMENTATIONS)
+    param_names = ["variant", "implementation"]
+    batch = 4096
+
+    def setup(self, variant, implementation):
+        require("fffcpu._kernel_api").warmup(("float32",))  # the same runtime base for all
+        self.call, self.x = _build(variant, implementation, self.batch)
+        self.call()  # numba compilation
+
+    def peakmem_forward(self, variant, implementation):
+        self.call()
+
+    def track_python_scratch(self, variant, implementation):
+        tracemalloc.start()
+        try:
+            y = self.call()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return max(peak - y.nbytes, 0) / self.batch
+
+    track_python_scratch.unit = "bytes/sample"
+
+
+class SpeedupVsDense:
+    """Median time of the dense FF of the same training width divided by the kernels' (higher is better).
+
+    A ratio measured in one process, so it is less sensitive to the machine's speed than the absolute
+    timings; FLOP-ratio ceilings: leaf-768-d8-l16 ~205x, ufb-768-d11 341x.
+    """
+
+    params = (["fff", "neuron_tree"], [1, 256])
+    param_names = ["variant", "batch"]
+    timeout = 120
+
+    def setup(self, variant, batch):
+        self.kernels, _ = _build(variant, "kernels", batch)
+        self.dense, _ = _build(variant, "dense", batch)
+        self.kernels()  # numba compilation
+
+    def track_speedup(self, variant, batch):
+        return median_time(self.dense) / median_time(self.kernels)
+
+    track_speedup.unit = "x"

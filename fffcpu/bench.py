@@ -1,0 +1,857 @@
+"""``fffcpu bench``: the standard configurations of SPEC §5, measured side by side on this machine.
+
+Every implementation of a configuration runs on the same weights and the same input batch:
+
+- ``fffcpu kernels``      the public layer, ``layer(x)`` with ``backend="auto"`` (Numba kernels);
+- ``fffcpu numpy``        the same layer with ``backend="numpy"`` (the NumPy reference);
+- ``dense numpy``         the dense feedforward layer of the same training width in float32 BLAS,
+                          ``act(x @ W1 + b1) @ W2 + b2`` (gelu in the exact erf form);
+- peers, when installed:  ``dense torch``, ``torch index_select/bmm`` (the neuron tree written with
+                          gathers and batched matmuls, from SPEC §2), ``fastfeedforward eval`` and
+                          ``fastfeedforward train`` (the PyTorch reference package).
+
+Timing: one warm-up call (Numba compilation, caches, lazy allocations) is excluded; each repeat runs the
+call ``number`` times, with ``number`` chosen so that one repeat lasts at least ``min_time``; the result is
+the median over repeats of the time per call. ``speedup_vs_dense`` is the dense NumPy median divided by
+the implementation's median, for the same configuration and batch (so > 1 means faster than dense).
+
+``--scaling`` measures the cost per sample against the training width 2^6 .. 2^16 instead: a leaf FFF
+with a fixed leaf width, a neuron tree, and the dense layers of the same width.
+
+Examples
+--------
+    fffcpu bench                                  # all configurations, table
+    fffcpu bench --configs ufb-768-d11 --batches 1 256 --threads 2
+    fffcpu bench --json > results.jsonl           # one JSON object per line
+    fffcpu bench --scaling --plot scaling.png
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+
+# ---------------------------------------------------------------------------------------------
+# configurations (SPEC §5)
+# ---------------------------------------------------------------------------------------------
+#: name -> what is measured. ``quick`` replaces sizes and batches under ``--quick`` (tests, smoke runs).
+CONFIGS = {
+    "ufb-768-d11": dict(
+        variant="neuron_tree", task="inference", activation="gelu",
+        what="neuron tree D 768, O 768, depth 11, P 1 (4095 neurons) vs dense 768-4095-768 gelu",
+        sizes=dict(input_width=768, output_width=768, depth=11, parallel_size=1),
+        batches=(1, 256, 4096),
+        quick=dict(sizes=dict(input_width=24, output_width=16, depth=3, parallel_size=1), batches=(1, 16)),
+    ),
+    "leaf-768-d8-l16": dict(
+        variant="fff", task="inference", activation="relu",
+        what="leaf FFF D 768, O 768, depth 8, leaf 16 (width 4096) vs dense 768-4096-768 relu",
+        sizes=dict(input_width=768, leaf_width=16, output_width=768, depth=8),
+        batches=(1, 1024),
+        quick=dict(sizes=dict(input_width=24, leaf_width=4, output_width=16, depth=3), batches=(1, 16)),
+    ),
+    "leaf-784-d6-l8": dict(
+        variant="fff", task="training", activation="relu",
+        what="one training step: soft forward, CE + h*harden, backward, SGD (leaf FFF 784-10, d 6, l 8)",
+        sizes=dict(input_width=784, leaf_width=8, output_width=10, depth=6),
+        batches=(256,),
+        quick=dict(sizes=dict(input_width=24, leaf_width=4, output_width=10, depth=2), batches=(16,)),
+    ),
+}
+
+#: hardening coefficient and learning rate of the training step
+TRAIN_HARDENING = 0.1
+TRAIN_LR = 0.01
+
+SCALING_WIDTHS = tuple(2 ** k for k in range(6, 17))
+SCALING_LEAF_WIDTH = 16
+SCALING_IO = 768
+
+SEED = 20240601
+DESCRIPTION = ("Measure fffcpu's kernels and NumPy reference against the dense feedforward layer and the "
+               "PyTorch peers on the standard configurations of SPEC §5 (medians, warm-up excluded).")
+
+
+class Unavailable(Exception):
+    """An implementation that cannot run here (a peer not installed, a module missing)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# timing and machine
+# ---------------------------------------------------------------------------------------------
+def measure(fn, repeats=7, min_time=0.02):
+    """Median seconds per call of ``fn()``, warm-up excluded.
+
+    Parameters
+    ----------
+    fn : callable taking no arguments
+    repeats : int
+        Number of timed repeats; the median is reported.
+    min_time : float
+        Each repeat calls ``fn`` ``number`` times, enough to last at least this long (so microsecond
+        calls are not dominated by the clock's resolution).
+
+    Returns
+    -------
+    median : float
+        Seconds per call.
+    number : int
+        Calls per repeat.
+    """
+    fn()  # warm-up: compilation, caches, first-touch page faults
+    number = 1
+    while True:
+        t = _run(fn, number)
+        if t >= min_time or number >= 1 << 20:
+            break
+        # aim slightly past min_time, at most 10x more calls per step
+        number = min(number * 10, max(number + 1, int(number * 1.2 * min_time / max(t, 1e-9))))
+    times = [_run(fn, number) / number for _ in range(repeats)]
+    return statistics.median(times), number
+
+
+def _run(fn, number):
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return time.perf_counter() - t0
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16") if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def _blas_name():
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # older NumPy: no dict mode
+        return "unknown"
+
+
+def _version(dist_name):
+    """Installed version of a distribution, or None (without importing it)."""
+    from importlib import metadata
+    try:
+        return metadata.version(dist_name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit():
+    """The commit of the source tree fffcpu is imported from (``-dirty``: with uncommitted edits), or None."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isdir(os.path.join(root, ".git")):
+        return None
+    try:
+        out = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_info(threads):
+    """What the numbers depend on: CPU, cores, thread count, library versions, date, commit."""
+    import numba
+    import scipy
+    return {
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "fffcpu": __version__,
+        "commit": _git_commit(),
+        "numpy": np.__version__,
+        "blas": _blas_name(),
+        "numba": numba.__version__,
+        "scipy": scipy.__version__,
+        "torch": _version("torch"),
+        "fastfeedforward": _version("fastfeedforward"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average": _load_average(),
+    }
+
+
+def _load_average():
+    """The 1-minute load average when the run starts (None where unknown): a busy machine slows
+    multi-threaded code most, so the reader should know."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+class _Threads:
+    """Use ``n`` threads in Numba, BLAS (through threadpoolctl when installed) and torch (if imported)."""
+
+    def __init__(self, n):
+        self.n = n
+        self._limits = None
+
+    def __enter__(self):
+        from . import _kernel_api
+        _kernel_api.set_num_threads(self.n)
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            self.blas = "not limited (threadpoolctl not installed)"
+        else:
+            self._limits = threadpool_limits(limits=self.n, user_api="blas")
+            self.blas = self.n
+        return self
+
+    def __exit__(self, *exc):
+        if self._limits is not None:
+            self._limits.unregister()
+        return False
+
+
+def _torch(threads):
+    """Import torch with ``threads`` intra-op threads, or raise :class:`Unavailable`."""
+    try:
+        import torch
+    except ImportError:
+        raise Unavailable("torch is not installed") from None
+    torch.set_num_threads(threads)
+    return torch
+
+
+# ---------------------------------------------------------------------------------------------
+# the dense baseline and the peers
+# ---------------------------------------------------------------------------------------------
+_SQRT1_2 = 1 / math.sqrt(2)  # a Python float keeps the array dtype (NEP 50)
+
+
+def dense_forward(x, w1, b1, w2, b2, activation):
+    """Dense feedforward layer ``act(x @ w1 + b1) @ w2 + b2`` in BLAS, with in-place activation.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, D)
+    w1 : ndarray of shape (D, W)
+    b1 : ndarray of shape (W,)
+    w2 : ndarray of shape (W, O)
+    b2 : ndarray of shape (O,)
+    activation : {"relu", "gelu"}
+        gelu is exact: z * Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2.
+
+    Returns
+    -------
+    ndarray of shape (n, O)
+    """
+    from scipy.special import erf
+    h = x @ w1
+    h += b1
+    if activation == "relu":
+        np.maximum(h, 0, out=h)
+    elif activation == "gelu":
+        phi = h * _SQRT1_2
+        erf(phi, out=phi)
+        phi += 1
+        phi *= 0.5
+        h *= phi
+    else:
+        raise ValueError(f"activation must be 'relu' or 'gelu' for the dense baseline, got {activation!r}")
+    y = h @ w2
+    y += b2
+    return y
+
+
+def dense_weights_of(layer):
+    """The dense layer of the same training width as ``layer``, from its own weights.
+
+    Leaf FFF: W1 stacks the leaves' first layers side by side, W2 the second layers on top of each other
+    (b2 is the mean of the leaves' b2s). Neuron tree: ``linear_in`` and ``linear_out`` (no output bias).
+
+    Returns
+    -------
+    w1 (D, W), b1 (W,), w2 (W, O), b2 (O,) : C-contiguous arrays of the layer's dtype
+    """
+    p = layer.params
+    if layer.kind == "fff":
+        L, D, l = p["w1s"].shape
+        w1 = np.ascontiguousarray(p["w1s"].transpose(1, 0, 2).reshape(D, L * l))
+        b1 = p["b1s"].reshape(L * l).copy()
+        w2 = p["w2s"].reshape(L * l, -1).copy()
+        b2 = p["b2s"].mean(axis=0)
+    else:
+        w1 = np.ascontiguousarray(p["linear_in.weight"].T)
+        b1 = p["linear_in.bias"].copy()
+        w2 = np.ascontiguousarray(p["linear_out.weight"].T)
+        b2 = np.zeros(w2.shape[1], dtype=w2.dtype)
+    return w1, b1, w2, b2.astype(w1.dtype)
+
+
+def torch_neuron_tree(torch, layer):
+    """The neuron tree of SPEC §2 in torch with gathers and batched matmuls, on ``layer``'s weights.
+
+    Per level, each sample gathers the input row of its current neuron in every tree
+    (``index_select``), takes the dot product with ``bmm``, and steps to child 2i+1+[a>0]; at the end the
+    visited neurons' output rows are gathered and mixed with their gelu activations by one ``bmm``.
+
+    Returns
+    -------
+    forward : callable, torch tensor (n, D) -> (n, O)
+    """
+    sd = layer.state_dict()
+    w_in = torch.from_numpy(sd["linear_in.weight"])                                    # (P*N, D)
+    b_in = torch.from_numpy(sd["linear_in.bias"])                                      # (P*N,)
+    w_out_t = torch.from_numpy(np.ascontiguousarray(sd["linear_out.weight"].T))        # (P*N, O)
+    depth, P, N = layer.depth, layer.parallel_size, layer.n_nodes
+    D, O = layer.input_width, layer.output_width
+    offsets = torch.arange(P, dtype=torch.long) * N                                    # (P,)
+    act = {"gelu": torch.nn.functional.gelu, "relu": torch.relu}[layer.activation]
+
+    def forward(x):
+        n = x.shape[0]
+        node = torch.zeros((n, P), dtype=torch.long)                                   # (n, P) in-tree index
+        rows = torch.empty((n, P, depth + 1), dtype=torch.long)                        # visited rows
+        logits = torch.empty((n, P, depth + 1), dtype=x.dtype)
+        xs = x.unsqueeze(2)                                                            # (n, D, 1)
+        for m in range(depth + 1):
+            r = (node + offsets).reshape(-1)                                           # (n*P,)
+            w = w_in.index_select(0, r).view(n, P, D)                                  # (n, P, D)
+            a = torch.bmm(w, xs).view(n, P) + b_in.index_select(0, r).view(n, P)       # (n, P)
+            rows[:, :, m] = r.view(n, P)
+            logits[:, :, m] = a
+            node = 2 * node + 1 + (a > 0).long()
+        h = act(logits).view(n, 1, P * (depth + 1))                                    # (n, 1, P*(d+1))
+        wo = w_out_t.index_select(0, rows.view(-1)).view(n, P * (depth + 1), O)        # (n, P*(d+1), O)
+        return torch.bmm(h, wo).view(n, O)
+
+    return forward
+
+
+def _fastfeedforward_model(torch, layer):
+    try:
+        from fastfeedforward import FFF as TorchFFF
+    except ImportError:
+        raise Unavailable("fastfeedforward is not installed") from None
+    act = {"relu": torch.nn.ReLU(), "gelu": torch.nn.GELU()}[layer.activation]
+    model = TorchFFF(layer.input_width, layer.leaf_width, layer.output_width, layer.depth, activation=act)
+    with torch.no_grad():
+        for name, value in layer.state_dict().items():
+            getattr(model, name).copy_(torch.from_numpy(value))
+    return model
+
+
+def _torch_dense(torch, layer):
+    w1, b1, w2, b2 = (torch.from_numpy(np.ascontiguousarray(a)) for a in dense_weights_of(layer))
+    act = {"gelu": torch.nn.functional.gelu, "relu": torch.relu}[layer.activation]
+    w1t, w2t = w1.T.contiguous(), w2.T.contiguous()   # nn.Linear layout (out, in)
+    F = torch.nn.functional
+    return lambda x: F.linear(act(F.linear(x, w1t, b1)), w2t, b2)
+
+
+# ---------------------------------------------------------------------------------------------
+# implementations: each returns a callable of no arguments, or raises Unavailable
+# ---------------------------------------------------------------------------------------------
+def _layer_for(cfg, sizes, backend):
+    if cfg["variant"] == "fff":
+        from .fff import FFF
+        return FFF(**sizes, activation=cfg["activation"], seed=SEED, backend=backend)
+    try:
+        from .neuron_tree import NeuronTreeFFF
+    except ImportError as e:
+        raise Unavailable(f"fffcpu.neuron_tree is missing ({e})") from None
+    return NeuronTreeFFF(**sizes, activation=cfg["activation"], seed=SEED, backend=backend)
+
+
+def _inference_impls(cfg, sizes, threads, peers):
+    """Yield ``(implementation name, builder)``; ``builder(x)`` returns a callable of no arguments."""
+    layer = _layer_for(cfg, sizes, "auto")
+
+    def kernels(x):
+        try:
+            from . import _kernel_api  # noqa: F401
+            layer(x[:1])
+        except ImportError as e:
+            raise Unavailable(f"the Numba kernels are missing ({e})") from None
+        return lambda: layer(x)
+
+    def reference(x):
+        ref = _layer_for(cfg, sizes, "numpy")
+        ref.load_state_dict(layer.state_dict())
+        return lambda: ref(x)
+
+    dense = dense_weights_of(layer)
+
+    def dense_numpy(x):
+        return lambda: dense_forward(x, *dense, cfg["activation"])
+
+    yield "fffcpu kernels", kernels
+    yield "fffcpu numpy", reference
+    yield "dense numpy", dense_numpy
+    if not peers:
+        return
+
+    def dense_torch(x):
+        torch = _torch(threads)
+        f, xt = _torch_dense(torch, layer), torch.from_numpy(x)
+        return _no_grad(torch, lambda: f(xt))
+
+    yield "dense torch", dense_torch
+    if cfg["variant"] == "neuron_tree":
+        def tree_torch(x):
+            torch = _torch(threads)
+            f, xt = torch_neuron_tree(torch, layer), torch.from_numpy(x)
+            return _no_grad(torch, lambda: f(xt))
+
+        yield "torch index_select/bmm", tree_torch
+    else:
+        def ff_eval(x):
+            torch = _torch(threads)
+            model = _fastfeedforward_model(torch, layer).eval()
+            xt = torch.from_numpy(x)
+            return _no_grad(torch, lambda: model(xt))
+
+        yield "fastfeedforward eval", ff_eval
+
+
+def _no_grad(torch, fn):
+    def call():
+        with torch.inference_mode():
+            return fn()
+    return call
+
+
+def _training_impls(cfg, sizes, threads, peers):
+    """Training-step implementations; ``builder(x, t)`` returns a callable of no arguments."""
+    from .fff import FFF
+
+    layer0 = FFF(**sizes, activation=cfg["activation"], seed=SEED)
+
+    def fffcpu_step(x, t):
+        from .training.losses import cross_entropy
+        from .training.optim import SGD
+        layer = FFF(**sizes, activation=cfg["activation"], seed=SEED)
+        opt = SGD(layer.params, lr=TRAIN_LR)
+
+        def step():
+            y, cache = layer.train_forward(x)
+            _, dL_dy = cross_entropy(y, t)
+            grads, _ = layer.backward(cache, dL_dy, hardening=TRAIN_HARDENING)
+            opt.step(grads)
+        return step
+
+    def dense_step(x, t):
+        from .training.losses import cross_entropy
+        w1, b1, w2, b2 = dense_weights_of(layer0)
+
+        def step():
+            z = x @ w1
+            z += b1
+            h = np.maximum(z, 0)
+            y = h @ w2
+            y += b2
+            _, g = cross_entropy(y, t)             # (n, O)
+            gh = g @ w2.T                          # (n, W)
+            gh *= z > 0
+            for p, dp in ((w2, h.T @ g), (b2, g.sum(0)), (w1, x.T @ gh), (b1, gh.sum(0))):
+                p -= TRAIN_LR * dp
+        return step
+
+    yield "fffcpu numpy", fffcpu_step
+    yield "dense numpy", dense_step
+    if not peers:
+        return
+
+    def ff_train(x, t):
+        torch = _torch(threads)
+        model = _fastfeedforward_model(torch, layer0).train()
+        opt = torch.optim.SGD(model.parameters(), lr=TRAIN_LR)
+        xt, tt = torch.from_numpy(x), torch.from_numpy(t.astype(np.int64))
+
+        def step():
+            logits, entropies = model(xt, return_entropies=True)
+            loss = torch.nn.functional.cross_entropy(logits, tt) + TRAIN_HARDENING * entropies.mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return step
+
+    def dense_torch_train(x, t):
+        torch = _torch(threads)
+        w1, b1, w2, b2 = dense_weights_of(layer0)
+        net = torch.nn.Sequential(torch.nn.Linear(w1.shape[0], w1.shape[1]), torch.nn.ReLU(),
+                                  torch.nn.Linear(w2.shape[0], w2.shape[1]))
+        with torch.no_grad():  # the same weights as the numpy dense step
+            for lin, w, b in ((net[0], w1, b1), (net[2], w2, b2)):
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+                lin.bias.copy_(torch.from_numpy(b))
+        opt = torch.optim.SGD(net.parameters(), lr=TRAIN_LR)
+        xt, tt = torch.from_numpy(x), torch.from_numpy(t.astype(np.int64))
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(net(xt), tt)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return step
+
+    yield "fastfeedforward train", ff_train
+    yield "dense torch", dense_torch_train
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+# ---------------------------------------------------------------------------------------------
+def run_configs(configs, batches=None, repeats=7, min_time=0.02, threads=None, quick=False, peers=True,
+                emit=None):
+    """Measure every implementation of every configuration; return a list of result dicts.
+
+    Parameters
+    ----------
+    configs : list of str
+        Names from :data:`CONFIGS`.
+    batches : list of int or None
+        Batch sizes; None uses each configuration's own.
+    repeats, min_time : see :func:`measure`
+    threads : int or None
+        Threads for Numba, BLAS and torch; None uses every core.
+    quick : bool
+        Tiny sizes (see ``CONFIGS[...]["quick"]``) for tests and smoke runs.
+    peers : bool
+        Include the torch-based peers when installed.
+    emit : callable or None
+        Called with each result dict as soon as it is measured.
+
+    Returns
+    -------
+    list of dict
+        ``record`` "measurement" (``variant, config, task, implementation, batch, seconds,
+        per_sample_seconds, speedup_vs_dense, number, repeats, threads``) or "skipped"
+        (``config, implementation, reason``).
+    """
+    threads = threads or os.cpu_count()
+    results = []
+
+    def out(record):
+        results.append(record)
+        if emit is not None:
+            emit(record)
+
+    with _Threads(threads):
+        for name in configs:
+            cfg = CONFIGS[name]
+            sizes = cfg["quick"]["sizes"] if quick else cfg["sizes"]
+            cfg_batches = batches or (cfg["quick"]["batches"] if quick else cfg["batches"])
+            training = cfg["task"] == "training"
+            rng = np.random.default_rng(SEED)
+            for batch in cfg_batches:
+                x = rng.standard_normal((batch, sizes["input_width"]), dtype=np.float32)
+                t = rng.integers(0, sizes["output_width"], size=batch)
+                impls = (_training_impls if training else _inference_impls)(cfg, sizes, threads, peers)
+                dense_median = None
+                measured = []
+                for impl, build in impls:
+                    try:
+                        fn = build(x, t) if training else build(x)
+                    except Unavailable as e:
+                        out(dict(record="skipped", config=name, implementation=impl, batch=batch,
+                                 reason=str(e)))
+                        continue
+                    median, number = measure(fn, repeats=repeats, min_time=min_time)
+                    if impl == "dense numpy":
+                        dense_median = median
+                    measured.append(dict(record="measurement", variant=cfg["variant"], config=name,
+                                         task=cfg["task"], implementation=impl, batch=batch,
+                                         seconds=median, per_sample_seconds=median / batch,
+                                         number=number, repeats=repeats, threads=threads))
+                for m in measured:
+                    m["speedup_vs_dense"] = None if dense_median is None else dense_median / m["seconds"]
+                    out(m)
+    return results
+
+
+def _scaling_layers(width, io, leaf_width, dtype=np.float32):
+    """Leaf FFF and neuron tree of training width ``width`` (neuron tree: ``width - 1`` neurons)."""
+    from .fff import FFF
+    from .neuron_tree import NeuronTreeFFF
+    k = int(round(math.log2(width)))
+    leaf_depth = max(k - int(round(math.log2(leaf_width))), 0)
+    fff = FFF(io, leaf_width, io, leaf_depth, activation="relu", seed=SEED, dtype=dtype)
+    tree = NeuronTreeFFF(io, io, k - 1, activation="gelu", seed=SEED, dtype=dtype)
+    return fff, tree
+
+
+def run_scaling(widths=SCALING_WIDTHS, batches=(1, 256), repeats=5, min_time=0.02, threads=None,
+                io=SCALING_IO, leaf_width=SCALING_LEAF_WIDTH, emit=None):
+    """Cost per sample against training width for the kernels and the dense layers.
+
+    For each width W (a power of two): a leaf FFF io-W-io with leaves of ``leaf_width`` (depth
+    log2(W / leaf_width)), relu; a neuron tree io-(W-1)-io of depth log2(W) - 1, gelu; and the dense
+    layers io-W-io, relu and gelu.
+
+    Returns
+    -------
+    list of dict
+        ``record`` "scaling" with ``width, implementation, batch, seconds, per_sample_seconds``.
+    """
+    threads = threads or os.cpu_count()
+    results = []
+    rng = np.random.default_rng(SEED)
+    with _Threads(threads):
+        for width in widths:
+            fff, tree = _scaling_layers(width, io, leaf_width)
+            dense_w = dense_weights_of(fff)
+            for batch in batches:
+                x = rng.standard_normal((batch, io), dtype=np.float32)
+                impls = [
+                    (f"leaf FFF kernels (l={leaf_width}, d={fff.depth})", lambda: fff(x)),
+                    (f"neuron tree kernels (d={tree.depth})", lambda: tree(x)),
+                    ("dense numpy relu", lambda: dense_forward(x, *dense_w, "relu")),
+                    ("dense numpy gelu", lambda: dense_forward(x, *dense_w, "gelu")),
+                ]
+                for impl, fn in impls:
+                    median, number = measure(fn, repeats=repeats, min_time=min_time)
+                    rec = dict(record="scaling", width=width, implementation=impl.split(" (")[0],
+                               detail=impl, batch=batch, seconds=median, per_sample_seconds=median / batch,
+                               number=number, repeats=repeats, threads=threads)
+                    results.append(rec)
+                    if emit is not None:
+                        emit(rec)
+            del fff, tree, dense_w
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------------------------
+def format_seconds(s):
+    """Seconds as a short human string: ``3.1 µs``, ``12.4 ms``, ``1.20 s``."""
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if s >= scale:
+            v = s / scale
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return "0 s"
+
+
+def format_machine(info):
+    """The machine record as one line of text."""
+    threads = f"{info['threads']} thread{'' if info['threads'] == 1 else 's'}"
+    flags = " ".join(info["cpu_flags"]) or "no AVX flags"
+    commit = f" @ {info['commit']}" if info["commit"] else ""
+    return (f"{info['cpu']}, {info['cores']} cores ({flags}), {threads}; Python {info['python']}, "
+            f"NumPy {info['numpy']} ({info['blas']}), Numba {info['numba']}, SciPy {info['scipy']}, "
+            f"torch {info['torch'] or '-'}, fastfeedforward {info['fastfeedforward'] or '-'}; "
+            f"fffcpu {info['fffcpu']}{commit}; {info['date']}; load average {info['load_average']}")
+
+
+def format_table(results):
+    """The measurements as a plain-text table, one block per configuration; skipped ones listed below."""
+    rows = [("config", "batch", "implementation", "median", "per sample", "vs dense")]
+    prev = None
+    for r in results:
+        if r["record"] != "measurement":
+            continue
+        key = (r["config"], r["batch"])
+        if prev is not None and key != prev:
+            rows.append(None)
+        prev = key
+        speed = "-" if r["speedup_vs_dense"] is None else f"{r['speedup_vs_dense']:.2f}x"
+        rows.append((r["config"], str(r["batch"]), r["implementation"], format_seconds(r["seconds"]),
+                     format_seconds(r["per_sample_seconds"]), speed))
+    lines = _columns(rows, right=(1, 3, 4, 5))
+    skipped = {(r["config"], r["implementation"], r["reason"]) for r in results if r["record"] == "skipped"}
+    for config, impl, reason in sorted(skipped):
+        lines.append(f"skipped {impl} for {config}: {reason}")
+    return "\n".join(lines)
+
+
+def format_scaling_table(results):
+    """Per-sample cost by width (rows) and implementation/batch (columns)."""
+    impls = list(dict.fromkeys((r["implementation"], r["batch"]) for r in results))
+    widths = sorted({r["width"] for r in results})
+    by = {(r["width"], r["implementation"], r["batch"]): r["per_sample_seconds"] for r in results}
+    header = ("width",) + tuple(f"{impl} b{batch}" for impl, batch in impls)
+    rows = [header]
+    for w in widths:
+        rows.append((str(w),) + tuple(format_seconds(by.get((w, i, b))) for i, b in impls))
+    return "\n".join(_columns(rows, right=tuple(range(len(header)))))
+
+
+def _columns(rows, right=()):
+    cells = [r for r in rows if r is not None]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = []
+    for r in rows:
+        if r is None:
+            lines.append("")
+            continue
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(parts).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def plot_scaling(results, path, machine=None):
+    """Write a log-log plot of per-sample cost against training width to ``path`` (needs matplotlib)."""
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay untouched
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    impls = list(dict.fromkeys(r["implementation"] for r in results))
+    batches = list(dict.fromkeys(r["batch"] for r in results))
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, impl in enumerate(impls):         # colour: implementation; line style: batch
+        for j, batch in enumerate(batches):
+            pts = sorted((r["width"], r["per_sample_seconds"]) for r in results
+                         if r["implementation"] == impl and r["batch"] == batch)
+            ax.plot([p[0] for p in pts], [p[1] * 1e6 for p in pts], ("-", "--", ":", "-.")[j % 4],
+                    color=colors[i % len(colors)], marker="o", ms=3, label=f"{impl}, batch {batch}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("training width (neurons)")
+    ax.set_ylabel("time per sample (µs)")
+    title = "fffcpu: inference cost per sample vs training width"
+    if machine:
+        title += f"\n{machine['cpu']}, {machine['cores']} cores, {machine['threads']} thread(s)"
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_arguments(parser):
+    """Add the ``fffcpu bench`` options to ``parser``; returns it."""
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS),
+                        metavar="NAME",
+                        help=f"configurations to measure (default: all of {', '.join(CONFIGS)})")
+    parser.add_argument("--batches", nargs="+", type=_positive_int, default=None, metavar="N",
+                        help="batch sizes (default: each configuration's own; --scaling: 1 256)")
+    parser.add_argument("--repeats", type=_positive_int, default=None,
+                        help="timed repeats per measurement, median reported "
+                             "(default 7; --scaling 5; --quick 3)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="threads for Numba, BLAS and torch (default: all cores)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line: a machine record, then one per measurement")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
+    parser.add_argument("--no-peers", dest="peers", action="store_false",
+                        help="leave out the torch-based peers even when installed")
+    parser.add_argument("--scaling", action="store_true",
+                        help="cost per sample against training width 2^6 .. 2^16 "
+                             "instead of the configurations")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="with --scaling: write a PNG plot there (needs matplotlib)")
+    return parser
+
+
+def add_parser(subparsers):
+    """Add the ``bench`` subcommand to an ``argparse`` subparsers object; returns its parser."""
+    parser = subparsers.add_parser(
+        "bench", help="measure fffcpu against dense and peer implementations (SPEC §5)",
+        description=DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args, stdout=None):
+    """Handle parsed ``fffcpu bench`` arguments; returns the exit status."""
+    stdout = stdout or sys.stdout
+    if args.plot and not args.scaling:
+        print("fffcpu bench: error: --plot needs --scaling", file=sys.stderr)
+        return 2
+    threads = args.threads or os.cpu_count()
+    repeats = args.repeats or (3 if args.quick else 5 if args.scaling else 7)
+    min_time = 0.001 if args.quick else 0.02
+    info = machine_info(threads)
+
+    def emit(record):
+        if args.json:
+            print(json.dumps(record), file=stdout, flush=True)
+
+    if args.json:
+        emit(dict(record="machine", **info))
+    else:
+        print(f"machine: {format_machine(info)}", file=stdout)
+        print(f"timing: median of {repeats} repeats, warm-up excluded", file=stdout, flush=True)
+
+    if args.scaling:
+        widths = SCALING_WIDTHS[:3] if args.quick else SCALING_WIDTHS
+        io = 32 if args.quick else SCALING_IO
+        leaf_width = 4 if args.quick else SCALING_LEAF_WIDTH
+        results = run_scaling(widths=widths, batches=args.batches or (1, 256), repeats=repeats,
+                              min_time=min_time, threads=threads, io=io, leaf_width=leaf_width, emit=emit)
+        if not args.json:
+            print(f"\ncost per sample, input and output width {io}, leaf FFF leaf width {leaf_width}\n",
+                  file=stdout)
+            print(format_scaling_table(results), file=stdout)
+        if args.plot:
+            try:
+                plot_scaling(results, args.plot, info)
+            except ImportError:
+                print("fffcpu bench: matplotlib is not installed; no plot written", file=sys.stderr)
+                return 1
+            if not args.json:
+                print(f"\nplot written to {args.plot}", file=stdout)
+        return 0
+
+    results = run_configs(args.configs, batches=args.batches, repeats=repeats, min_time=min_time,
+                          threads=threads, quick=args.quick, peers=args.peers, emit=emit)
+    if not args.json:
+        print("", file=stdout)
+        for name in args.configs:
+            print(f"{name}: {CONFIGS[name]['what']}", file=stdout)
+        print("", file=stdout)
+        print(format_table(results), file=stdout)
+    return 0
+
+
+def main(argv=None):
+    """``python -m fffcpu.bench [options]``: the same as ``fffcpu bench``."""
+    parser = add_arguments(argparse.ArgumentParser(prog="fffcpu bench", description=DESCRIPTION))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""`fffcpu bench` and the asv suites: structure, the baselines' correctness, and no benchmark rots.
+
+Nothing here asserts a speed: speed is what the benchmarks report, never what a test checks.
+"""
+import argparse
+import importlib
+import inspect
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fffcpu import bench
+from fffcpu.fff import FFF
+from fffcpu.neuron_tree import NeuronTreeFFF
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEASUREMENT_KEYS = {"record", "variant", "config", "task", "implementation", "batch", "seconds",
+                    "per_sample_seconds", "speedup_vs_dense", "number", "repeats", "threads"}
+MACHINE_KEYS = {"cpu", "cores", "threads", "numpy", "numba", "scipy", "blas", "python", "fffcpu", "date"}
+
+
+def run_bench(*argv):
+    """Run ``fffcpu bench`` in-process through its subcommand parser; return (exit status, stdout)."""
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    bench.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", *argv])
+    out = io.StringIO()
+    status = args.func(args, stdout=out)
+    return status, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick_json():
+    status, text = run_bench("--quick", "--json", "--repeats", "2", "--threads", "1")
+    assert status == 0
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_json_has_machine_line_then_measurements(quick_json):
+    machine, *rest = quick_json
+    assert machine["record"] == "machine"
+    assert MACHINE_KEYS <= set(machine)
+    assert machine["threads"] == 1
+    assert rest and {r["record"] for r in rest} <= {"measurement", "skipped"}
+    for r in rest:
+        if r["record"] == "measurement":
+            assert MEASUREMENT_KEYS <= set(r), sorted(MEASUREMENT_KEYS - set(r))
+            assert r["seconds"] > 0 and r["per_sample_seconds"] == pytest.approx(r["seconds"] / r["batch"])
+        else:
+            assert r["reason"]
+
+
+def test_json_covers_every_config_batch_and_the_dense_ratio(quick_json):
+    meas = [r for r in quick_json if r["record"] == "measurement"]
+    for name, cfg in bench.CONFIGS.items():
+        for batch in cfg["quick"]["batches"]:
+            group = {r["implementation"]: r for r in meas if r["config"] == name and r["batch"] == batch}
+            assert "dense numpy" in group and "fffcpu numpy" in group, (name, batch, sorted(group))
+            if cfg["task"] == "inference":
+                assert "fffcpu kernels" in group
+            assert group["dense numpy"]["speedup_vs_dense"] == pytest.approx(1.0)
+            for r in group.values():
+                assert r["speedup_vs_dense"] == pytest.approx(group["dense numpy"]["seconds"] / r["seconds"])
+                assert r["variant"] == cfg["variant"] and r["task"] == cfg["task"]
+
+
+def test_table_output_names_machine_configs_and_implementations():
+    status, text = run_bench("--quick", "--no-peers", "--repeats", "1", "--configs", "ufb-768-d11",
+                             "--batches", "3")
+    assert status == 0
+    assert text.startswith("machine: ")
+    header = [line for line in text.splitlines() if line.startswith("config")]
+    assert header and header[0].split()[:3] == ["config", "batch", "implementation"]
+    rows = [line.split() for line in text.splitlines() if line.startswith("ufb-768-d11 ")]
+    assert {" ".join(r[2:4]) for r in rows} == {"fffcpu kernels", "fffcpu numpy", "dense numpy"}
+    assert all(r[1] == "3" for r in rows)
+    assert "torch" not in text.split("\n\n", 2)[-1]
+
+
+def test_scaling_table_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "scaling.png"
+    status, text = run_bench("--quick", "--scaling", "--repeats", "1", "--batches", "2", "--plot", str(png))
+    assert status == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [line.split() for line in text.splitlines() if line[:1].isdigit() or line.lstrip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["64", "128", "256"]
+
+
+def test_scaling_json_records():
+    status, text = run_bench("--quick", "--scaling", "--json", "--repeats", "1", "--batches", "1")
+    assert status == 0
+    recs = [json.loads(line) for line in text.splitlines()][1:]
+    assert {r["width"] for r in recs} == {64, 128, 256}
+    assert {r["implementation"] for r in recs} == {"leaf FFF kernels", "neuron tree kernels",
+                                                  "dense numpy relu", "dense numpy gelu"}
+
+
+def test_bad_arguments_are_refused(capsys):
+    assert run_bench("--plot", "x.png")[0] == 2
+    assert "--plot needs --scaling" in capsys.readouterr().err
+    for bad in (["--batches", "0"], ["--repeats", "x"], ["--configs", "nope"]):
+        with pytest.raises(SystemExit):
+            run_bench(*bad)
+        assert "bench" in capsys.readouterr().err
+
+
+def test_measure_excludes_the_warm_up_and_reports_the_median():
+    calls = []
+    median, number = bench.measure(lambda: calls.append(1), repeats=4, min_time=0.0)
+    assert number == 1
+    assert len(calls) == 1 + 1 + 4  # warm-up, calibration, repeats
+    assert median >= 0
+
+
+def test_format_seconds():
+    assert bench.format_seconds(1.5) == "1.5 s"
+    assert bench.format_seconds(0.0123) == "12.3 ms"
+    assert bench.format_seconds(3.1e-6) == "3.1 µs"
+    assert bench.format_seconds(None) == "-"
+
+
+# -- the baselines compute what they claim ------------------------------------------------------
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_dense_baseline_equals_a_depth_0_fff(activation):
+    layer = FFF(7, 5, 3, 0, activation=activation, seed=1, dtype="float64", backend="numpy")
+    x = np.random.default_rng(2).standard_normal((6, 7))
+    y = bench.dense_forward(x, *bench.dense_weights_of(layer), activation)
+    np.testing.assert_allclose(y, layer(x), rtol=1e-12, atol=1e-12)
+
+
+def test_dense_weights_of_a_leaf_fff_stack_the_leaves():
+    layer = FFF(4, 3, 2, 2, seed=0)
+    w1, b1, w2, b2 = bench.dense_weights_of(layer)
+    assert w1.shape == (4, 12) and b1.shape == (12,) and w2.shape == (12, 2) and b2.shape == (2,)
+    np.testing.assert_array_equal(w1[:, 3:6], layer.params["w1s"][1])
+    np.testing.assert_array_equal(w2[3:6], layer.params["w2s"][1])
+
+
+def test_torch_neuron_tree_equals_the_reference():
+    torch = pytest.importorskip("torch")
+    layer = NeuronTreeFFF(9, 4, 3, parallel_size=2, seed=3, dtype="float32", backend="numpy")
+    x = np.random.default_rng(4).standard_normal((11, 9)).astype(np.float32)
+    forward = bench.torch_neuron_tree(torch, layer)
+    with torch.inference_mode():
+        y = forward(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(y, layer(x), rtol=1e-5, atol=1e-6)
+
+
+def test_fastfeedforward_peer_gets_the_same_weights():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("fastfeedforward")
+    layer = FFF(6, 3, 4, 2, seed=5)
+    model = bench._fastfeedforward_model(torch, layer)
+    for name, value in layer.state_dict().items():
+        np.testing.assert_array_equal(getattr(model, name).detach().numpy(), value)
+
+
+# -- no benchmark rots: every asv benchmark's setup and one call, at tiny sizes ----------------------
+BENCH_PREFIXES = ("time_", "peakmem_", "track_", "timeraw_", "mem_")
+
+
+def _bench_modules(monkeypatch):
+    monkeypatch.setenv("FFFCPU_BENCH_TINY", "1")
+    monkeypatch.syspath_prepend(ROOT)
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    names = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "benchmarks"))
+                   if f.startswith("bench_") and f.endswith(".py"))
+    assert names, "no benchmark modules found"
+    return [importlib.import_module(f"benchmarks.{n}") for n in names]
+
+
+def _param_sets(cls):
+    params = getattr(cls, "params", None)
+    if params is None:
+        return [()]
+    if isinstance(params, tuple) or (params and isinstance(params[0], list)):
+        return list(itertools.product(*params))
+    return [(p,) for p in params]
+
+
+def test_every_asv_benchmark_runs_once(monkeypatch):
+    modules = _bench_modules(monkeypatch)
+    assert importlib.import_module("benchmarks.common").TINY
+    ran = []
+    for module in modules:
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__:
+                continue
+            methods = [m for m in dir(cls) if m.startswith(BENCH_PREFIXES)]
+            if not methods:
+                continue
+            names = getattr(cls, "param_names", [])
+            for params in _param_sets(cls):
+                assert len(params) == len(names) or not names, (cls_name, params, names)
+                bench_obj = cls()
+                if hasattr(bench_obj, "setup"):
+                    bench_obj.setup(*params)  # NotImplementedError here means a missing module: a failure
+                try:
+                    for m in methods:
+                        if m.startswith("timeraw_"):
+                            continue
+                        value = getattr(bench_obj, m)(*params)
+                        if m.startswith("track_"):
+                            assert isinstance(value, (int, float)) and np.isfinite(value), (cls_name, m)
+                            assert getattr(cls, m).unit, f"{cls_name}.{m} needs a unit"
+                        ran.append(f"{cls_name}.{m}{params}")
+                finally:
+                    if hasattr(bench_obj, "teardown"):
+                        bench_obj.teardown(*params)
+    assert len(ran) >= 20, ran
+
+
+def test_every_timeraw_benchmark_runs_in_a_fresh_interpreter(monkeypatch):
+    modules = _bench_modules(monkeypatch)
+    codes = []
+    for module in modules:
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            for m in dir(cls):
+                if m.startswith("timeraw_"):
+                    code = getattr(cls(), m)()
+                    stmt, setup = code if isinstance(code, tuple) else (code, "")
+                    codes.append(textwrap.dedent(setup) + "\n" + textwrap.dedent(stmt))
+    assert codes
+    for code in codes:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
