@@ -154,17 +154,20 @@ def all_leaves_forward(params, x, activation, dropout_mask=None):
     z = x @ w1s[j] + b1s[j]  (n, L, l);  fz = act(z);  h = fz times the dropout mask  (n, L, l);
     out = h @ w2s[j] + b2s[j]  (n, L, O).
     """
-    w1s = params["w1s"]
-    L, D, l = w1s.shape
-    n = x.shape[0]
-    # one GEMM for all leaves: (n, D) @ (D, L*l)
-    w1_flat = np.ascontiguousarray(w1s.transpose(1, 0, 2)).reshape(D, L * l)
-    z = (x @ w1_flat).reshape(n, L, l) + params["b1s"]
+    w1_flat = flat_w1s(params["w1s"])
+    n, (L, _, l) = x.shape[0], params["w1s"].shape
+    z = (x @ w1_flat).reshape(n, L, l) + params["b1s"]  # one GEMM for all leaves
     f, _ = activations.get(activation)
     fz = f(z)
     h = fz if dropout_mask is None else fz * dropout_mask
     out = np.matmul(h.transpose(1, 0, 2), params["w2s"]).transpose(1, 0, 2) + params["b2s"]
     return out, z, fz, h
+
+
+def flat_w1s(w1s):
+    """All leaves' first layers side by side: (L, D, l) -> (D, L*l), column j*l + k = w1s[j, :, k]."""
+    L, D, l = w1s.shape
+    return np.ascontiguousarray(w1s.transpose(1, 0, 2)).reshape(D, L * l)
 
 
 def leaf_forward(params, x, j, activation):
@@ -285,8 +288,7 @@ def soft_backward(params, cache, dL_dy, hardening=0.0, balance=0.0):
     # one GEMM for all leaves, (D, n) @ (n, L*l); a broadcast matmul over the leaves falls off BLAS
     dL_dz_flat = dL_dz.reshape(n, L * l)
     grads["w1s"] = np.ascontiguousarray((x.T @ dL_dz_flat).reshape(D, L, l).transpose(1, 0, 2))
-    w1_flat = params["w1s"].transpose(1, 0, 2).reshape(D, L * l)  # (D, L*l), a copy
-    dL_dx = dL_dz_flat @ w1_flat.T
+    dL_dx = dL_dz_flat @ flat_w1s(params["w1s"]).T
 
     # routing: dL/dP_k = R_k <g, Y_right - Y_left>  (+ the balance term through pi)
     dL_da = np.zeros_like(a)
