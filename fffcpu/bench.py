@@ -38,6 +38,7 @@ import time
 import numpy as np
 
 from . import __version__
+from ._argtypes import positive_int
 
 # ---------------------------------------------------------------------------------------------
 # configurations (SPEC §5)
@@ -750,27 +751,17 @@ def plot_scaling(results, path, machine=None):
 # ---------------------------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------------------------
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_arguments(parser):
     """Add the ``fffcpu bench`` options to ``parser``; returns it."""
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS),
                         metavar="NAME",
                         help=f"configurations to measure (default: all of {', '.join(CONFIGS)})")
-    parser.add_argument("--batches", nargs="+", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--batches", nargs="+", type=positive_int, default=None, metavar="N",
                         help="batch sizes (default: each configuration's own; --scaling: 1 256)")
-    parser.add_argument("--repeats", type=_positive_int, default=None,
+    parser.add_argument("--repeats", type=positive_int, default=None,
                         help="timed repeats per measurement, median reported "
                              "(default 7; --scaling 5; --quick 3)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="threads for Numba, BLAS and torch (default: all cores)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line: a machine record, then one per measurement")

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from . import data
+from ._argtypes import nonneg_int, positive_int
 from .fff import FFF
 from .training.loop import evaluate, fit, input_scaling
 
@@ -93,13 +94,13 @@ def add_parser(subparsers):
         "efff", help="compare plain FFF, + load balancing, + master leaf and both (eFFF) on the built-in digits",
         description="Train each eFFF variant over several seeds on the built-in digits and print the "
                     "hard-inference test accuracy (mean, spread) and how evenly the leaves are used.")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds per variant (0 .. N-1; default 3)")
-    p.add_argument("--depth", type=int, default=3, help="tree depth d (default 3)")
-    p.add_argument("--leaf-width", type=int, default=2, help="leaf width l (default 2: training width 16)")
-    p.add_argument("--master-width", type=int, default=8, help="master leaf width m (default 8)")
-    p.add_argument("--epochs", type=int, default=100,
+    p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds per variant (0 .. N-1; default 3)")
+    p.add_argument("--depth", type=nonneg_int, default=3, help="tree depth d (default 3)")
+    p.add_argument("--leaf-width", type=positive_int, default=2, help="leaf width l (default 2: training width 16)")
+    p.add_argument("--master-width", type=nonneg_int, default=8, help="master leaf width m (default 8)")
+    p.add_argument("--epochs", type=positive_int, default=100,
                    help="epochs in all; the first half balances (alpha 1, h 1), the second hardens (alpha 0, h 3)")
-    p.add_argument("--batch-size", type=int, default=64, help="mini-batch size (default 64)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run and per variant summary")
     p.set_defaults(func=_run)
@@ -107,8 +108,6 @@ def add_parser(subparsers):
 
 
 def _run(args):
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     rows, summary = compare(seeds=range(args.seeds), depth=args.depth, leaf_width=args.leaf_width,
                             master_width=args.master_width, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr)

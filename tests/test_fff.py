@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-import fffcpu
 from fffcpu import FFF
 from fffcpu.reference import leaf as ref
 

@@ -4,14 +4,14 @@
 takes the parsed ``argparse.Namespace`` and returns an exit status, so tests call them in-process.
 """
 import argparse
-import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from .. import data as fdata
+from .._argtypes import fraction, nonneg_float, nonneg_int, positive_int
+from ..io import _atomic_write
 from .estimators import VARIANTS, make_layer
 from .loop import evaluate, fit, fold_input_scaling, input_scaling
 from .optim import OPTIMIZERS
@@ -235,19 +235,6 @@ def run_evaluate(args):
     return 0
 
 
-def _write_atomic(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run_predict(args):
     """Predict with a saved model: class indices (default) or raw outputs (``--raw``)."""
     import fffcpu
@@ -262,48 +249,15 @@ def run_predict(args):
             print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if args.raw else int(row), file=out)
         return 0
     if args.output.endswith(".npy"):
-        _write_atomic(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
+        _atomic_write(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
     else:
         fmt = "%.9g" if args.raw else "%d"
-        _write_atomic(args.output, lambda fh: np.savetxt(fh, np.atleast_1d(result), fmt=fmt, delimiter=","))
+        _atomic_write(args.output, lambda fh: np.savetxt(fh, np.atleast_1d(result), fmt=fmt, delimiter=","))
     print(f"wrote {len(result)} predictions to {args.output}", file=out)
     return 0
 
 
 # -- argument parsers -------------------------------------------------------------------------
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _nonneg_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _nonneg_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def _fraction(text):
-    value = _nonneg_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
-    return value
-
 
 def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labels-idx1-ubyte[.gz])"):
     p.add_argument("--data", default="digits", metavar="FILE",
@@ -329,11 +283,11 @@ def add_parsers(subparsers):
                     "built-in 8x8 digits (offline), then print the test accuracy of both (FFF with soft "
                     "and with hard routing), how evenly the FFF's leaves are used, and the inference "
                     "speedup of the FFF's hard (log-time) inference over the dense net, measured now.")
-    p.add_argument("--depth", type=_nonneg_int, default=3, help="FFF tree depth d (2^d leaves)")
-    p.add_argument("--leaf-width", type=_positive_int, default=8, help="neurons per FFF leaf")
-    p.add_argument("--epochs", type=_positive_int, default=60, help="training epochs for both nets")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="mini-batch size")
-    p.add_argument("--lr", type=_nonneg_float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--depth", type=nonneg_int, default=3, help="FFF tree depth d (2^d leaves)")
+    p.add_argument("--leaf-width", type=positive_int, default=8, help="neurons per FFF leaf")
+    p.add_argument("--epochs", type=positive_int, default=60, help="training epochs for both nets")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="mini-batch size")
+    p.add_argument("--lr", type=nonneg_float, default=3e-3, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling")
     p.set_defaults(func=run_demo)
 
@@ -347,48 +301,48 @@ def add_parsers(subparsers):
     p.add_argument("--output", "-o", required=True, metavar="PATH", help="where to save the trained model")
     p.add_argument("--variant", choices=VARIANTS, default="leaf",
                    help="leaf: Belcak & Wattenhofer leaf FFF; neuron-tree: UltraFastBERT tree")
-    p.add_argument("--depth", type=_nonneg_int, default=3, help="tree depth (leaf: 2^depth leaves)")
-    p.add_argument("--leaf-width", type=_positive_int, default=8, help="neurons per leaf (leaf variant)")
-    p.add_argument("--parallel-size", type=_positive_int, default=1, help="number of trees (neuron-tree)")
-    p.add_argument("--master-leaf", type=_nonneg_int, default=0, metavar="M",
+    p.add_argument("--depth", type=nonneg_int, default=3, help="tree depth (leaf: 2^depth leaves)")
+    p.add_argument("--leaf-width", type=positive_int, default=8, help="neurons per leaf (leaf variant)")
+    p.add_argument("--parallel-size", type=positive_int, default=1, help="number of trees (neuron-tree)")
+    p.add_argument("--master-leaf", type=nonneg_int, default=0, metavar="M",
                    help="width of the eFFF always-on master leaf (leaf variant; 0 = none, eFFF uses 8)")
     p.add_argument("--activation", default=None,
                    help="relu, gelu, tanh, sigmoid or identity (default: relu for leaf, gelu for neuron-tree)")
     p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
                    help="cross_entropy: integer class labels; mse: real-valued targets")
-    p.add_argument("--classes", type=_positive_int, default=None,
+    p.add_argument("--classes", type=positive_int, default=None,
                    help="number of classes (default: largest label + 1)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="momentum/nesterov are SGD with 0.9; local-* update a node or leaf only after "
                         "--local-batch-size samples used it")
-    p.add_argument("--lr", type=_nonneg_float, default=None,
+    p.add_argument("--lr", type=nonneg_float, default=None,
                    help="learning rate (default: 1e-3 for the Adam family, 0.1 for the SGD family)")
-    p.add_argument("--local-batch-size", type=_positive_int, default=None,
+    p.add_argument("--local-batch-size", type=positive_int, default=None,
                    help="samples a block must see before a local optimizer updates it (default 64)")
-    p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="mini-batch size")
-    p.add_argument("--hardening", type=_nonneg_float, default=1.0,
+    p.add_argument("--epochs", type=positive_int, default=30, help="training epochs")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size")
+    p.add_argument("--hardening", type=nonneg_float, default=1.0,
                    help="h, weight of the mean node entropy (first phase of the recipe)")
-    p.add_argument("--final-hardening", type=_nonneg_float, default=3.0,
+    p.add_argument("--final-hardening", type=nonneg_float, default=3.0,
                    help="h in the second phase of the recipe")
-    p.add_argument("--balance", type=_nonneg_float, default=1.0,
+    p.add_argument("--balance", type=nonneg_float, default=1.0,
                    help="alpha, weight of the eFFF load-balancing term (first phase)")
-    p.add_argument("--balance-fraction", type=_fraction, default=0.5,
+    p.add_argument("--balance-fraction", type=fraction, default=0.5,
                    help="fraction of the epochs in the balancing phase")
-    p.add_argument("--hardened-fraction", type=_fraction, default=1 / 3,
+    p.add_argument("--hardened-fraction", type=fraction, default=1 / 3,
                    help="fraction of the epochs, at the end, trained with hard routing")
     p.add_argument("--no-recipe", dest="recipe", action="store_false",
                    help="train in one phase with constant --hardening and --balance")
-    p.add_argument("--region-leak", type=_fraction, default=0.0,
+    p.add_argument("--region-leak", type=fraction, default=0.0,
                    help="probability of flipping each routing decision in training (leaf variant)")
-    p.add_argument("--dropout", type=_fraction, default=0.0, help="dropout after the leaf activation")
+    p.add_argument("--dropout", type=fraction, default=0.0, help="dropout after the leaf activation")
     p.add_argument("--no-standardize", dest="standardize", action="store_false",
                    help="train on the raw inputs instead of standardised ones")
-    p.add_argument("--test-fraction", type=_fraction, default=0.2,
+    p.add_argument("--test-fraction", type=fraction, default=0.2,
                    help="held out (seeded, stratified) and reported after training; 0 to train on all")
-    p.add_argument("--validation-split", type=_fraction, default=0.0,
+    p.add_argument("--validation-split", type=fraction, default=0.0,
                    help="fraction of the training data evaluated after every epoch")
-    p.add_argument("--patience", type=_positive_int, default=None,
+    p.add_argument("--patience", type=positive_int, default=None,
                    help="stop after this many epochs without a better validation loss (needs --validation-split)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split, shuffling and noise")
