@@ -5,7 +5,9 @@ A layer subclass provides
 - ``_param_shapes()``: ordered ``{name: shape}`` in the PyTorch package's state_dict order;
 - ``config()``: the JSON-able hyperparameters that rebuild it with ``cls(**config)``;
 - ``_sizes_from_state_dict(mapping)`` (classmethod): the size arguments inferred from array shapes;
-- ``_hard_numpy(x2d)`` and ``_hard_numba(x2d)``: hard inference on a validated (n, input_width) batch;
+- ``_hard_numpy(x2d)`` and ``_hard_numba(x2d, check_finite=False)``: hard inference on a validated
+  (n, input_width) batch; ``_hard_numba`` also takes one sample (input_width,) -> (output_width,), and
+  with ``check_finite`` returns None for NaN/inf input (the lean path of ``__call__``);
 - ``train_forward(x, rng=None)`` -> ``(y, cache)`` and ``backward(cache, dL_dy, ...)`` -> ``(grads, dL_dx)``.
 
 Parameters are updated **in place** by the optimizers (``p -= lr * g``), so kernels and views always
@@ -79,13 +81,11 @@ class Layer:
         if (type(x) is np.ndarray and x.dtype == self.dtype and 1 <= x.ndim <= 2
                 and x.shape[-1] == self.input_width and x.flags.c_contiguous and self._use_numba()):
             # lean path for an input already in kernel layout (one sample costs microseconds): no
-            # conversion, and the finiteness check runs in a kernel without temporaries; a non-finite
-            # input falls through to as_input, which raises its usual error
-            from . import _kernel_api
-            if _kernel_api.all_finite(x):
-                if x.ndim == 1:
-                    return self._hard_numba(x.reshape(1, -1)).reshape(self.output_width)
-                return self._hard_numba(x)
+            # conversion; the kernels check finiteness themselves (no temporaries) and answer None
+            # for NaN or inf, which then falls through to as_input and its usual error
+            y = self._hard_numba(x, check_finite=True)
+            if y is not None:
+                return y
         x2d, lead = as_input(x, self.input_width, self.dtype)
         y = self._hard_numba(x2d) if self._use_numba() else self._hard_numpy(x2d)
         return y.reshape(lead + (self.output_width,))

@@ -72,8 +72,44 @@ def leaf_forward(params, activation, x2d, out=None):
             k.leaf_forward_serial(*args[:-1], x2d, np.empty(w1s.shape[2], x2d.dtype), out)
     else:
         with _PARALLEL_LOCK:
-            k.leaf_forward_batch(*args, out)
+            k.leaf_forward_batch(*args, out, get_num_threads())
     return out
+
+
+def leaf_forward_one(params, activation, x):
+    """Hard leaf-FFF inference of one sample ``x`` (D,), C-contiguous in the parameters' dtype.
+
+    Returns
+    -------
+    y : ndarray of shape (O,), or None
+        None when ``x`` holds NaN or inf (checked in the same kernel call; the caller raises).
+    """
+    w1s, b2s = params["w1s"], params["b2s"]
+    y = np.empty(b2s.shape[1], x.dtype)
+    h = np.empty(w1s.shape[2], x.dtype)
+    if (_K or _kernels()).leaf_forward_one_checked(params["node_weights"], params["node_biases"], w1s,
+                                                   params["b1s"], params["w2s"], b2s,
+                                                   _act_code(activation), x, h, y):
+        return y
+    return None
+
+
+def neuron_tree_forward_one(w_in, b_in, w_out_t, depth, parallel_size, activation, x):
+    """Hard neuron-tree inference of one sample ``x`` (D,), C-contiguous in the parameters' dtype.
+
+    The lean path of ``layer(x)`` for one sample: one kernel call checks ``x`` and computes ``y``.
+    Arrays as in :func:`neuron_tree_forward`.
+
+    Returns
+    -------
+    y : ndarray of shape (O,), or None
+        None when ``x`` holds NaN or inf (the caller raises its usual error).
+    """
+    y = np.empty(w_out_t.shape[1], x.dtype)
+    if (_K or _kernels()).nt_forward_one_checked(w_in, b_in, w_out_t, depth, parallel_size,
+                                                 _act_code(activation), x, y):
+        return y
+    return None
 
 
 def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x2d, out=None):
@@ -133,6 +169,9 @@ def warmup(dtypes=("float32", "float64")):
             "w2s": rng.standard_normal((2, l, O)).astype(dt),
             "b2s": rng.standard_normal((2, O)).astype(dt),
         }
+        w_in, b_in, w_out_t = (rng.standard_normal(s).astype(dt) for s in ((3, D), 3, (3, O)))
+        leaf_forward_one(p, 0, np.zeros(D, dt))
+        neuron_tree_forward_one(w_in, b_in, w_out_t, 1, 1, 1, np.zeros(D, dt))
         for n in (1, SERIAL_BELOW):
             x = rng.standard_normal((n, D)).astype(dt)
             leaf_forward(p, 0, x)

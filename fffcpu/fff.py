@@ -129,8 +129,21 @@ class FFF(Layer):
     def _hard_numpy(self, x2d):
         return ref.hard_forward(self.params, x2d, self.activation)
 
-    def _hard_numba(self, x2d):
+    def _hard_numba(self, x2d, check_finite=False):
+        """Kernel inference of ``x2d`` (n, D), or of one sample (D,) -> (O,); both C-contiguous in
+        the layer's dtype. With ``check_finite``, returns None when ``x2d`` holds NaN or inf."""
+        if x2d.ndim == 1:  # one sample: the finiteness check rides along in the same kernel call
+            forward_one = self.__dict__.get("_forward_one")  # saves an import statement per call
+            if forward_one is None:
+                from ._kernel_api import leaf_forward_one as forward_one
+                self._forward_one = forward_one
+            y = forward_one(self.params, self.activation, x2d)
+            if y is not None and self.master_leaf:
+                y = ref.master_mix(self.params, x2d[None], y[None], self.activation)[0][0]
+            return y
         from . import _kernel_api
+        if check_finite and not _kernel_api.all_finite(x2d):
+            return None
         y = _kernel_api.leaf_forward(self.params, self.activation, x2d)
         if self.master_leaf:
             y, _ = ref.master_mix(self.params, x2d, y, self.activation)

@@ -26,13 +26,18 @@ group and reused from cache (see ``docs/kernels.md``):
   the samples are bucketed by their node at level ``K``; each subtree below is walked depth-first
   with its bucket, one node at a time for the whole group (a group of one sample finishes alone);
   then the bucket's outputs are summed per sample in path order, four output rows per pass.
-- leaf FFF: routing per sample (all node rows fit in L2), then samples are bucketed by leaf and each
-  leaf's two small matrices are applied to its bucket back to back.
+- leaf FFF: routing by a depth-first walk that carries groups of samples (one chunk of the batch
+  per thread), then samples are bucketed by leaf and each leaf's two small matrices are applied to
+  its bucket four samples at a time, with register-resident accumulators in a stack block
+  (:func:`_stack_block`) and the next leaf's weights prefetched (:func:`_prefetch`).
 """
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import carray, config, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 #: fastmath flags for every kernel: no ``nnan``/``ninf`` (NaN and inf keep working)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -80,6 +85,38 @@ def dot_row(w, r, x):
 
 
 @njit(**_SERIAL)
+def dot_row8(w, r, X, perm, p):
+    """``w[r] . X[perm[p + m]]`` for m = 0..7: one pass over the row for eight samples."""
+    x0 = X[perm[p]]
+    x1 = X[perm[p + 1]]
+    x2 = X[perm[p + 2]]
+    x3 = X[perm[p + 3]]
+    x4 = X[perm[p + 4]]
+    x5 = X[perm[p + 5]]
+    x6 = X[perm[p + 6]]
+    x7 = X[perm[p + 7]]
+    a0 = X.dtype.type(0)
+    a1 = a0
+    a2 = a0
+    a3 = a0
+    a4 = a0
+    a5 = a0
+    a6 = a0
+    a7 = a0
+    for i in range(x0.shape[0]):
+        wi = w[r, i]
+        a0 += wi * x0[i]
+        a1 += wi * x1[i]
+        a2 += wi * x2[i]
+        a3 += wi * x3[i]
+        a4 += wi * x4[i]
+        a5 += wi * x5[i]
+        a6 += wi * x6[i]
+        a7 += wi * x7[i]
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@njit(**_SERIAL)
 def dot_row4(w, r, x0, x1, x2, x3):
     """``w[r] . x0 ... w[r] . x3``: one pass over the row for four samples (row loads shared)."""
     a0 = x0.dtype.type(0)
@@ -113,13 +150,71 @@ def all_finite(x):
 
 
 # ---------------------------------------------------------------------------------------------
+# accumulator blocks on the stack
+# ---------------------------------------------------------------------------------------------
+#: elements of a stack accumulator block: 4 samples x 16 hidden units, or 4 samples x 64 outputs
+ACC_BLOCK = 256
+#: hidden units per register block (16 float32 lanes: one AVX-512 register per sample)
+HID_BLOCK = 16
+#: outputs per register block (four AVX-512 registers per sample)
+OUT_BLOCK = 64
+
+
+@intrinsic
+def _stack_block(typingctx, dtype):
+    """A pointer to ``ACC_BLOCK`` uninitialised elements of ``dtype`` in the calling kernel's frame.
+
+    Why: an accumulator kept in an array argument may alias the weights as far as LLVM knows, so it
+    is stored and reloaded at every step (a store-to-load dependency per weight row, 4x to 5x slower
+    for a leaf of 16 units). Stack memory provably aliases nothing: a fixed-size loop over it becomes
+    FMAs into registers. Wrap with ``carray(ptr, ACC_BLOCK)``; never return it or store it.
+    """
+    elt = dtype.dtype
+
+    def codegen(context, builder, signature, args):
+        size = context.get_constant(types.intp, ACC_BLOCK)
+        return cgutils.alloca_once(builder, context.get_value_type(elt), size=size)
+
+    return types.CPointer(elt)(dtype), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, offset):
+    """Hint the CPU to bring ``arr``'s element at flat ``offset`` (from its first element) into L2.
+
+    Why: a batch reads every leaf's weights (25 MB for leaf-768-d8-l16) once from memory; fetching
+    leaf j+1's rows while leaf j computes overlaps that traffic with arithmetic. A hint never faults.
+    """
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), cgutils.voidptr_t)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch")
+        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])  # read, keep in L2, data cache
+        return context.get_dummy_value()
+
+    return types.none(arr, types.intp), codegen
+
+
+if config.DISABLE_JIT:  # pure Python (NUMBA_DISABLE_JIT=1, e.g. coverage): plain stand-ins
+    def _stack_block(dtype):  # noqa: F811
+        return np.empty(ACC_BLOCK, dtype)
+
+    def carray(block, size):  # noqa: F811
+        return block[:size]
+
+    def _prefetch(arr, offset):  # noqa: F811
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
 # leaf FFF (SPEC §1): k = 0; d times k = 2k + 1 + [a_k >= 0]; y = L_(k - n_nodes)(x)
 # ---------------------------------------------------------------------------------------------
 @njit(**_SERIAL)
-def leaf_route_one(node_weights, node_biases, x):
-    """The leaf index j reached by one sample ``x`` (D,): d dot products, no allocation."""
+def leaf_route_from(node_weights, node_biases, k, x):
+    """The leaf index j that one sample ``x`` (D,) reaches from node ``k``. No allocation."""
     n_nodes = node_weights.shape[0]
-    k = 0
     while k < n_nodes:
         a = dot_row(node_weights, k, x) + node_biases[k, 0]
         k = 2 * k + (2 if a >= 0 else 1)
@@ -127,70 +222,378 @@ def leaf_route_one(node_weights, node_biases, x):
 
 
 @njit(**_SERIAL)
-def leaf_hidden(w1s, b1s, j, act, x, h):
+def leaf_route_one(node_weights, node_biases, x):
+    """The leaf index j reached by one sample ``x`` (D,): d dot products, no allocation."""
+    return leaf_route_from(node_weights, node_biases, 0, x)
+
+
+@njit(**_SERIAL)
+def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, stack):
+    """The leaf index of every sample ``perm[lo0:hi0]`` of ``X`` into ``leaf``.
+
+    A depth-first walk of the tree that carries the group of samples sitting at each node: the
+    node's row is read once per eight or four samples (:func:`dot_row8`, :func:`dot_row4`), then
+    ``perm[lo:hi]`` is split in place into the samples going left and right (``a >= 0``). A sample
+    alone at a node finishes its descent by itself. ``right`` (n,) bool scratch; ``stack`` int64
+    scratch of shape (>= depth + 2, 3). No allocation.
+    """
+    n_nodes = node_weights.shape[0]
+    stack[0, 0] = 0
+    stack[0, 1] = lo0
+    stack[0, 2] = hi0
+    top = 1
+    while top > 0:
+        top -= 1
+        k = stack[top, 0]
+        lo = stack[top, 1]
+        hi = stack[top, 2]
+        if k >= n_nodes:
+            for p in range(lo, hi):
+                leaf[perm[p]] = k - n_nodes
+            continue
+        if hi - lo == 1:
+            s = perm[lo]
+            leaf[s] = leaf_route_from(node_weights, node_biases, k, X[s])
+            continue
+        b = node_biases[k, 0]
+        p = lo
+        while p + 8 <= hi:
+            a0, a1, a2, a3, a4, a5, a6, a7 = dot_row8(node_weights, k, X, perm, p)
+            right[perm[p]] = a0 + b >= 0
+            right[perm[p + 1]] = a1 + b >= 0
+            right[perm[p + 2]] = a2 + b >= 0
+            right[perm[p + 3]] = a3 + b >= 0
+            right[perm[p + 4]] = a4 + b >= 0
+            right[perm[p + 5]] = a5 + b >= 0
+            right[perm[p + 6]] = a6 + b >= 0
+            right[perm[p + 7]] = a7 + b >= 0
+            p += 8
+        while p < hi:  # a last pass of two or three samples repeats its last one (costs one pass)
+            s0 = perm[p]
+            s1 = perm[min(p + 1, hi - 1)]
+            s2 = perm[min(p + 2, hi - 1)]
+            s3 = perm[min(p + 3, hi - 1)]
+            a0, a1, a2, a3 = dot_row4(node_weights, k, X[s0], X[s1], X[s2], X[s3])
+            right[s0] = a0 + b >= 0
+            right[s1] = a1 + b >= 0
+            right[s2] = a2 + b >= 0
+            right[s3] = a3 + b >= 0
+            p += 4
+        i = lo
+        j = hi - 1
+        while i <= j:
+            if right[perm[i]]:
+                tmp = perm[i]
+                perm[i] = perm[j]
+                perm[j] = tmp
+                j -= 1
+            else:
+                i += 1
+        if hi > i:
+            stack[top, 0] = 2 * k + 2
+            stack[top, 1] = i
+            stack[top, 2] = hi
+            top += 1
+        if i > lo:
+            stack[top, 0] = 2 * k + 1
+            stack[top, 1] = lo
+            stack[top, 2] = i
+            top += 1
+
+
+@njit(**_SERIAL)
+def leaf_hidden(w1s, b1s, j, jn, act, x, h):
     """``h = act(x @ w1s[j] + b1s[j])`` for one sample: ``x`` (D,), ``h`` (l,). No allocation.
 
-    Eight input rows per pass over ``h`` (the inner loop runs over the l contiguous hidden units of
-    eight rows), so ``h`` is read and written D / 8 times instead of D times.
+    Blocks of 16 hidden units accumulate in registers; four input rows per step go to four
+    separate accumulators, so four FMA chains run side by side (summed at the end). Leaf ``jn``'s
+    rows are prefetched alongside (pass ``jn = j`` when there is no next leaf).
     """
     l = h.shape[0]
     D = x.shape[0]
-    for c in range(l):
-        h[c] = 0
-    i = 0
-    while i + 8 <= D:
-        x0 = x[i]
-        x1 = x[i + 1]
-        x2 = x[i + 2]
-        x3 = x[i + 3]
-        x4 = x[i + 4]
-        x5 = x[i + 5]
-        x6 = x[i + 6]
-        x7 = x[i + 7]
-        for c in range(l):
-            h[c] += (((x0 * w1s[j, i, c] + x1 * w1s[j, i + 1, c]) + (x2 * w1s[j, i + 2, c] + x3 * w1s[j, i + 3, c]))
-                     + ((x4 * w1s[j, i + 4, c] + x5 * w1s[j, i + 5, c]) + (x6 * w1s[j, i + 6, c] + x7 * w1s[j, i + 7, c])))
-        i += 8
-    while i < D:
-        xi = x[i]
-        for c in range(l):
-            h[c] += xi * w1s[j, i, c]
-        i += 1
-    for c in range(l):
-        h[c] = activate(h[c] + b1s[j, c], act)
+    acc = carray(_stack_block(x.dtype), ACC_BLOCK)
+    for cb in range((l + HID_BLOCK - 1) // HID_BLOCK):
+        c0 = cb * HID_BLOCK  # (not range(0, l, B): LLVM must see c0 >= 0 to skip index wraparound)
+        w = min(HID_BLOCK, l - c0)
+        for t in range(4 * HID_BLOCK):
+            acc[t] = 0
+        i = 0
+        if w == HID_BLOCK:
+            nxt = jn * D * l + c0
+            while i + 4 <= D:
+                _prefetch(w1s, nxt + i * l)
+                _prefetch(w1s, nxt + (i + 1) * l)
+                _prefetch(w1s, nxt + (i + 2) * l)
+                _prefetch(w1s, nxt + (i + 3) * l)
+                x0 = x[i]
+                x1 = x[i + 1]
+                x2 = x[i + 2]
+                x3 = x[i + 3]
+                for c in range(HID_BLOCK):
+                    acc[c] += x0 * w1s[j, i, c0 + c]
+                    acc[HID_BLOCK + c] += x1 * w1s[j, i + 1, c0 + c]
+                    acc[2 * HID_BLOCK + c] += x2 * w1s[j, i + 2, c0 + c]
+                    acc[3 * HID_BLOCK + c] += x3 * w1s[j, i + 3, c0 + c]
+                i += 4
+        while i < D:
+            xi = x[i]
+            for c in range(w):
+                acc[c] += xi * w1s[j, i, c0 + c]
+            i += 1
+        for c in range(w):
+            z = (acc[c] + acc[HID_BLOCK + c]) + (acc[2 * HID_BLOCK + c] + acc[3 * HID_BLOCK + c])
+            h[c0 + c] = activate(z + b1s[j, c0 + c], act)
 
 
 @njit(**_SERIAL)
-def leaf_output(w2s, b2s, j, h, y):
-    """``y = h @ w2s[j] + b2s[j]`` for one sample: ``h`` (l,), ``y`` (O,), four rows per pass over ``y``.
+def leaf_hidden4(w1s, b1s, j, jn, act, x0, x1, x2, x3, h0, h1, h2, h3):
+    """:func:`leaf_hidden` for four samples of leaf j at once (``x*`` (D,), ``h*`` (l,)).
 
-    A short last chunk repeats its last row with weight 0 (finite weights: adds exact zeros).
-    No allocation.
+    Each weight row is loaded once for the four samples; their four accumulators (one register
+    each for 16 float32 units) are independent FMA chains. Samples may repeat (same ``x`` and
+    ``h`` twice): the duplicate is computed twice and written with the same values. Leaf ``jn``'s
+    rows are prefetched alongside (one cache line per row). No allocation.
+    """
+    l = h0.shape[0]
+    D = x0.shape[0]
+    B = HID_BLOCK
+    acc = carray(_stack_block(x0.dtype), ACC_BLOCK)
+    for cb in range((l + B - 1) // B):
+        c0 = cb * B
+        w = min(B, l - c0)
+        for t in range(4 * B):
+            acc[t] = 0
+        if w == B:
+            nxt = jn * D * l + c0
+            for i in range(D):
+                _prefetch(w1s, nxt + i * l)
+                a0 = x0[i]
+                a1 = x1[i]
+                a2 = x2[i]
+                a3 = x3[i]
+                for c in range(B):
+                    wc = w1s[j, i, c0 + c]
+                    acc[c] += a0 * wc
+                    acc[B + c] += a1 * wc
+                    acc[2 * B + c] += a2 * wc
+                    acc[3 * B + c] += a3 * wc
+        else:
+            for i in range(D):
+                a0 = x0[i]
+                a1 = x1[i]
+                a2 = x2[i]
+                a3 = x3[i]
+                for c in range(w):
+                    wc = w1s[j, i, c0 + c]
+                    acc[c] += a0 * wc
+                    acc[B + c] += a1 * wc
+                    acc[2 * B + c] += a2 * wc
+                    acc[3 * B + c] += a3 * wc
+        for c in range(w):
+            b = b1s[j, c0 + c]
+            h0[c0 + c] = activate(acc[c] + b, act)
+            h1[c0 + c] = activate(acc[B + c] + b, act)
+            h2[c0 + c] = activate(acc[2 * B + c] + b, act)
+            h3[c0 + c] = activate(acc[3 * B + c] + b, act)
+
+
+@njit(**_SERIAL)
+def leaf_hidden2(w1s, b1s, j, jn, act, x0, x1, h0, h1):
+    """:func:`leaf_hidden` for two samples of leaf j: each weight row loaded once for both; even and
+    odd rows go to separate accumulators, so four FMA chains run side by side. Leaf ``jn``'s rows
+    are prefetched alongside. No allocation."""
+    l = h0.shape[0]
+    D = x0.shape[0]
+    B = HID_BLOCK
+    acc = carray(_stack_block(x0.dtype), ACC_BLOCK)
+    for cb in range((l + B - 1) // B):
+        c0 = cb * B
+        w = min(B, l - c0)
+        for t in range(4 * B):
+            acc[t] = 0
+        i = 0
+        if w == B:
+            nxt = jn * D * l + c0
+            while i + 2 <= D:
+                _prefetch(w1s, nxt + i * l)
+                _prefetch(w1s, nxt + (i + 1) * l)
+                a0 = x0[i]
+                a1 = x1[i]
+                e0 = x0[i + 1]
+                e1 = x1[i + 1]
+                for c in range(B):
+                    wc = w1s[j, i, c0 + c]
+                    we = w1s[j, i + 1, c0 + c]
+                    acc[c] += a0 * wc
+                    acc[B + c] += a1 * wc
+                    acc[2 * B + c] += e0 * we
+                    acc[3 * B + c] += e1 * we
+                i += 2
+        while i < D:
+            a0 = x0[i]
+            a1 = x1[i]
+            for c in range(w):
+                wc = w1s[j, i, c0 + c]
+                acc[c] += a0 * wc
+                acc[B + c] += a1 * wc
+            i += 1
+        for c in range(w):
+            b = b1s[j, c0 + c]
+            h0[c0 + c] = activate((acc[c] + acc[2 * B + c]) + b, act)
+            h1[c0 + c] = activate((acc[B + c] + acc[3 * B + c]) + b, act)
+
+
+@njit(**_SERIAL)
+def leaf_output(w2s, b2s, j, jn, h, y):
+    """``y = h @ w2s[j] + b2s[j]`` for one sample: ``h`` (l,), ``y`` (O,). No allocation.
+
+    Blocks of 64 outputs accumulate in registers over all l hidden units, then are stored once.
+    Leaf ``jn``'s rows are prefetched alongside.
     """
     l = h.shape[0]
-    dt = y.dtype.type
-    for o in range(y.shape[0]):
-        y[o] = b2s[j, o]
-    for c0 in range(0, l, 4):
-        c1 = min(c0 + 1, l - 1)
-        c2 = min(c0 + 2, l - 1)
-        c3 = min(c0 + 3, l - 1)
-        g0 = h[c0]
-        g1 = h[c1] if c0 + 1 < l else dt(0)
-        g2 = h[c2] if c0 + 2 < l else dt(0)
-        g3 = h[c3] if c0 + 3 < l else dt(0)
-        for o in range(y.shape[0]):
-            y[o] += (g0 * w2s[j, c0, o] + g1 * w2s[j, c1, o]) + (g2 * w2s[j, c2, o] + g3 * w2s[j, c3, o])
+    O = y.shape[0]
+    B = OUT_BLOCK
+    acc = carray(_stack_block(y.dtype), ACC_BLOCK)
+    for ob in range((O + B - 1) // B):
+        o0 = ob * B
+        if o0 + B <= O:
+            for t in range(B):
+                acc[t] = b2s[j, o0 + t]
+            for c in range(l):
+                nxt = (jn * l + c) * O + o0
+                _prefetch(w2s, nxt)
+                _prefetch(w2s, nxt + B // 4)
+                _prefetch(w2s, nxt + B // 2)
+                _prefetch(w2s, nxt + 3 * B // 4)
+                g = h[c]
+                for t in range(B):
+                    acc[t] += g * w2s[j, c, o0 + t]
+            for t in range(B):
+                y[o0 + t] = acc[t]
+        else:
+            w = O - o0
+            for t in range(w):
+                acc[t] = b2s[j, o0 + t]
+            for c in range(l):
+                g = h[c]
+                for t in range(w):
+                    acc[t] += g * w2s[j, c, o0 + t]
+            for t in range(w):
+                y[o0 + t] = acc[t]
 
 
 @njit(**_SERIAL)
-def leaf_apply_one(w1s, b1s, w2s, b2s, j, act, x, h, y):
+def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, y0, y1, y2, y3):
+    """:func:`leaf_output` for four samples of leaf j: each block of weights is loaded once for
+    the four, 4 x 64 accumulators stay in registers. Samples may repeat. Leaf ``jn``'s rows are
+    prefetched alongside. No allocation."""
+    l = h0.shape[0]
+    O = y0.shape[0]
+    B = OUT_BLOCK
+    acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
+    for ob in range((O + B - 1) // B):
+        o0 = ob * B
+        w = min(B, O - o0)
+        for t in range(w):
+            b = b2s[j, o0 + t]
+            acc[t] = b
+            acc[B + t] = b
+            acc[2 * B + t] = b
+            acc[3 * B + t] = b
+        if w == B:
+            for c in range(l):
+                nxt = (jn * l + c) * O + o0
+                _prefetch(w2s, nxt)
+                _prefetch(w2s, nxt + B // 4)
+                _prefetch(w2s, nxt + B // 2)
+                _prefetch(w2s, nxt + 3 * B // 4)
+                g0 = h0[c]
+                g1 = h1[c]
+                g2 = h2[c]
+                g3 = h3[c]
+                for t in range(B):
+                    wv = w2s[j, c, o0 + t]
+                    acc[t] += g0 * wv
+                    acc[B + t] += g1 * wv
+                    acc[2 * B + t] += g2 * wv
+                    acc[3 * B + t] += g3 * wv
+            for t in range(B):  # a fixed-size store loop: the registers go straight to the rows
+                y0[o0 + t] = acc[t]
+                y1[o0 + t] = acc[B + t]
+                y2[o0 + t] = acc[2 * B + t]
+                y3[o0 + t] = acc[3 * B + t]
+            continue
+        else:
+            for c in range(l):
+                g0 = h0[c]
+                g1 = h1[c]
+                g2 = h2[c]
+                g3 = h3[c]
+                for t in range(w):
+                    wv = w2s[j, c, o0 + t]
+                    acc[t] += g0 * wv
+                    acc[B + t] += g1 * wv
+                    acc[2 * B + t] += g2 * wv
+                    acc[3 * B + t] += g3 * wv
+        for t in range(w):
+            y0[o0 + t] = acc[t]
+            y1[o0 + t] = acc[B + t]
+            y2[o0 + t] = acc[2 * B + t]
+            y3[o0 + t] = acc[3 * B + t]
+
+
+@njit(**_SERIAL)
+def leaf_output2(w2s, b2s, j, jn, h0, h1, y0, y1):
+    """:func:`leaf_output` for two samples of leaf j: each block of weights loaded once for both,
+    2 x 64 accumulators in registers; leaf ``jn``'s rows are prefetched alongside. No allocation."""
+    l = h0.shape[0]
+    O = y0.shape[0]
+    B = OUT_BLOCK
+    acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
+    for ob in range((O + B - 1) // B):
+        o0 = ob * B
+        w = min(B, O - o0)
+        for t in range(w):
+            b = b2s[j, o0 + t]
+            acc[t] = b
+            acc[B + t] = b
+        if w == B:
+            for c in range(l):
+                nxt = (jn * l + c) * O + o0
+                _prefetch(w2s, nxt)
+                _prefetch(w2s, nxt + B // 4)
+                _prefetch(w2s, nxt + B // 2)
+                _prefetch(w2s, nxt + 3 * B // 4)
+                g0 = h0[c]
+                g1 = h1[c]
+                for t in range(B):
+                    wv = w2s[j, c, o0 + t]
+                    acc[t] += g0 * wv
+                    acc[B + t] += g1 * wv
+            for t in range(B):
+                y0[o0 + t] = acc[t]
+                y1[o0 + t] = acc[B + t]
+            continue
+        for c in range(l):
+            g0 = h0[c]
+            g1 = h1[c]
+            for t in range(w):
+                wv = w2s[j, c, o0 + t]
+                acc[t] += g0 * wv
+                acc[B + t] += g1 * wv
+        for t in range(w):
+            y0[o0 + t] = acc[t]
+            y1[o0 + t] = acc[B + t]
+
+
+@njit(**_SERIAL)
+def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, x, h, y):
     """Leaf j on one sample: ``y = act(x @ w1s[j] + b1s[j]) @ w2s[j] + b2s[j]``.
 
     ``x`` (D,), scratch ``h`` (l,), output ``y`` (O,). No allocation; loops run over contiguous rows.
     """
-    leaf_hidden(w1s, b1s, j, act, x, h)
-    leaf_output(w2s, b2s, j, h, y)
+    leaf_hidden(w1s, b1s, j, jn, act, x, h)
+    leaf_output(w2s, b2s, j, jn, h, y)
 
 
 @njit(**_SERIAL)
@@ -213,7 +616,17 @@ def leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, x, h, y
     Performance contract: d + 1 passes over weight rows, no allocation.
     """
     j = leaf_route_one(node_weights, node_biases, x)
-    leaf_apply_one(w1s, b1s, w2s, b2s, j, act, x, h, y)
+    leaf_apply_one(w1s, b1s, w2s, b2s, j, j, act, x, h, y)
+
+
+@njit(**_SERIAL)
+def leaf_forward_one_checked(node_weights, node_biases, w1s, b1s, w2s, b2s, act, x, h, y):
+    """:func:`leaf_forward_one` when every value of ``x`` is finite (returns True); else returns
+    False and leaves ``y`` untouched. One dispatch for the check and the inference of one sample."""
+    if not all_finite(x):
+        return False
+    leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, x, h, y)
+    return True
 
 
 @njit(**_SERIAL)
@@ -248,40 +661,70 @@ def bucket_by(keys, n_keys, offsets, perm):
 
 
 @njit(**_SERIAL)
-def leaf_apply_group(w1s, b1s, w2s, b2s, j, act, X, perm, lo, hi, H, Y):
+def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, X, perm, lo, hi, H, Y):
     """Leaf j on the samples ``perm[lo:hi]`` of ``X``; hidden rows in ``H[lo:hi]``, outputs in ``Y``.
 
-    The samples of one leaf run back to back, so the leaf's weights (2 * D * l values) are read
-    from memory once and from L2 for the others. No allocation.
+    Four samples at a time share every weight load (:func:`leaf_hidden4`, :func:`leaf_output4`);
+    a rest of three runs as a four with a repeat, a rest of two as a pair, a single one alone. The leaf's
+    weights (2 * D * l values) come from memory once and stay in L2 for the rest; leaf ``jn``'s
+    (the next one this thread runs) are prefetched meanwhile. No allocation.
     """
-    for p in range(lo, hi):
+    p = lo
+    while hi - p >= 3:
+        s0 = perm[p]
+        s1 = perm[p + 1]
+        s2 = perm[p + 2]
+        q3 = min(p + 3, hi - 1)
+        s3 = perm[q3]
+        leaf_hidden4(w1s, b1s, j, jn, act, X[s0], X[s1], X[s2], X[s3], H[p], H[p + 1], H[p + 2], H[q3])
+        leaf_output4(w2s, b2s, j, jn, H[p], H[p + 1], H[p + 2], H[q3], Y[s0], Y[s1], Y[s2], Y[s3])
+        p += 4
+    if hi - p == 2:
+        s0 = perm[p]
+        s1 = perm[p + 1]
+        leaf_hidden2(w1s, b1s, j, jn, act, X[s0], X[s1], H[p], H[p + 1])
+        leaf_output2(w2s, b2s, j, jn, H[p], H[p + 1], Y[s0], Y[s1])
+        p += 2
+    if p < hi:
         s = perm[p]
-        leaf_apply_one(w1s, b1s, w2s, b2s, j, act, X[s], H[p], Y[s])
+        leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, X[s], H[p], Y[s])
 
 
 @njit(**_PARALLEL)
-def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, X, Y):
-    """Hard leaf-FFF inference of a batch ``X`` (n, D) into ``Y`` (n, O).
+def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, X, Y, n_threads):
+    """Hard leaf-FFF inference of a batch ``X`` (n, D) into ``Y`` (n, O) with ``n_threads`` threads.
 
-    Performance contract: routing parallel over samples; then samples are bucketed by leaf
-    (counting sort) and the loop over leaves is parallel, each leaf reading its weights once for its
-    whole bucket. Scratch: O(n * l) (leaf index, permutation, hidden rows); no allocation in the loops.
+    Performance contract: routing parallel over one chunk of samples per thread, each chunk
+    walking the tree with groups of samples (:func:`leaf_route_group`); then samples are bucketed
+    by leaf (counting sort) and the loop over leaves is parallel, each leaf reading its weights once
+    for its whole bucket, four samples per pass, while the next leaf's weights are prefetched.
+    Scratch: O(n * l) (leaf index, permutation, flags, hidden rows); no allocation in the loops.
     """
     n = X.shape[0]
     L = w1s.shape[0]
     l = w1s.shape[2]
+    depth = 0
+    while (1 << depth) < L:
+        depth += 1
     leaf = np.empty(n, np.int64)
-    for s in prange(n):
-        leaf[s] = leaf_route_one(node_weights, node_biases, X[s])
-    offsets = np.empty(L + 1, np.int64)
     perm = np.empty(n, np.int64)
+    right = np.empty(n, np.bool_)
+    n_chunks = max(1, min(n_threads, n // 64))
+    stacks = np.empty((n_chunks, depth + 2, 3), np.int64)
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        for p in range(lo, hi):
+            perm[p] = p
+        leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right, stacks[c])
+    offsets = np.empty(L + 1, np.int64)
     bucket_by(leaf, L, offsets, perm)
     H = np.empty((n, l), X.dtype)
     for j in prange(L):
         lo = offsets[j]
         hi = offsets[j + 1]
         if hi > lo:
-            leaf_apply_group(w1s, b1s, w2s, b2s, j, act, X, perm, lo, hi, H, Y)
+            leaf_apply_group(w1s, b1s, w2s, b2s, j, min(j + 1, L - 1), act, X, perm, lo, hi, H, Y)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +769,16 @@ def nt_forward_one(w_in, b_in, w_out_t, depth, parallel_size, act, x, y):
         y[o] = 0
     for t in range(parallel_size):
         nt_descend_one(w_in, b_in, w_out_t, t * n_nodes, 0, 0, depth, act, x, y)
+
+
+@njit(**_SERIAL)
+def nt_forward_one_checked(w_in, b_in, w_out_t, depth, parallel_size, act, x, y):
+    """:func:`nt_forward_one` when every value of ``x`` is finite (returns True); else returns
+    False and leaves ``y`` untouched. One dispatch for the check and the inference of one sample."""
+    if not all_finite(x):
+        return False
+    nt_forward_one(w_in, b_in, w_out_t, depth, parallel_size, act, x, y)
+    return True
 
 
 @njit(**_SERIAL)

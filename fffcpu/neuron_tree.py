@@ -164,18 +164,35 @@ class NeuronTreeFFF(Layer):
 
         No copies while the parameters are only updated in place (then ``w_out_t`` shares
         ``self._w_out_t``'s memory); if a caller rebound ``params[...]`` to a new array, the kernels see
-        that array (converted).
+        that array (converted). Views of the parameters' own memory are cached (they always show the
+        current values); the cache is keyed on the identity of the three parameter arrays.
         """
         p = self.params
-        return tuple(np.ascontiguousarray(a, dtype=self.dtype) for a in
-                     (p["linear_in.weight"], p["linear_in.bias"], p["linear_out.weight"].T))
+        w_in, b_in, w_out = p["linear_in.weight"], p["linear_in.bias"], p["linear_out.weight"]
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is not None and cached[0] is w_in and cached[1] is b_in and cached[2] is w_out:
+            return cached[3]
+        arrays = tuple(np.ascontiguousarray(a, dtype=self.dtype) for a in (w_in, b_in, w_out.T))
+        if arrays[0] is w_in and arrays[1] is b_in and np.shares_memory(arrays[2], w_out):
+            self._kernel_cache = (w_in, b_in, w_out, arrays)
+        return arrays
 
     def _hard_numpy(self, x2d):
         return ref.hard_forward(self.params, x2d, self.depth, self.parallel_size, self.activation)
 
-    def _hard_numba(self, x2d):
-        from . import _kernel_api
+    def _hard_numba(self, x2d, check_finite=False):
+        """Kernel inference of ``x2d`` (n, D), or of one sample (D,) -> (O,); both C-contiguous in
+        the layer's dtype. With ``check_finite``, returns None when ``x2d`` holds NaN or inf."""
         w_in, b_in, w_out_t = self._kernel_arrays()
+        if x2d.ndim == 1:  # one sample: the finiteness check rides along in the same kernel call
+            forward_one = self.__dict__.get("_forward_one")  # saves an import statement per call
+            if forward_one is None:
+                from ._kernel_api import neuron_tree_forward_one as forward_one
+                self._forward_one = forward_one
+            return forward_one(w_in, b_in, w_out_t, self.depth, self.parallel_size, self.activation, x2d)
+        from . import _kernel_api
+        if check_finite and not _kernel_api.all_finite(x2d):
+            return None
         return _kernel_api.neuron_tree_forward(w_in, b_in, w_out_t, self.depth, self.parallel_size,
                                                self.activation, x2d)
 

@@ -245,3 +245,86 @@ def test_layer_fast_path_keeps_checks_and_shapes():
         layer(x[3])
     with pytest.raises(ValueError, match="activation must be one of"):
         api.leaf_forward(layer.params, "swish", x[:1])
+
+
+# -- register-blocked leaf paths (round 2) -----------------------------------------------------
+# widths that exercise a full 16-unit hidden block plus a remainder, a full 64-output block plus a
+# remainder, and an input width that is not a multiple of the 4-row split
+D_WIDE, L_WIDE, O_WIDE = 9, 19, 70
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("depth,n", [(0, 7), (2, 1), (3, 90), (6, 700)])
+def test_leaf_wide_blocks_match_naive(dtype, depth, n):
+    rng = np.random.default_rng(200 + depth)
+    params = ref_leaf.init_params(D_WIDE, L_WIDE, O_WIDE, depth, rng, dtype)
+    x = rng.standard_normal((n, D_WIDE)).astype(dtype)
+    y = api.leaf_forward(params, "gelu", x)
+    y_naive, leaf = naive.leaf_fff(params, x, "gelu")
+    np.testing.assert_allclose(y, y_naive, **TOL[dtype])
+    if n > 50:  # bucket sizes of every remainder mod 4: full groups, groups with repeats, singles
+        assert {0, 1, 2, 3} <= set(np.bincount(leaf) % 4) or depth == 0
+    for s in range(min(n, 3)):  # the one-sample kernel agrees as well
+        np.testing.assert_allclose(api.leaf_forward_one(params, "gelu", x[s]), y_naive[s], **TOL[dtype])
+
+
+def test_leaf_grouped_routing_exact_ties():
+    """Routing by groups of samples (four per row pass) keeps the a >= 0 rule on exact zeros."""
+    rng = np.random.default_rng(21)
+    params = leaf_params(4, np.float64, rng, integer=True)
+    x = rng.integers(-1, 2, size=(300, D)).astype(np.float64)
+    x[::3] = 0
+    params["node_biases"][:7] = 0
+    y_naive, leaf = naive.leaf_fff(params, x, "relu")
+    assert (leaf[::3] == leaf[0]).all()
+    np.testing.assert_allclose(api.leaf_forward(params, "relu", x), y_naive, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_sample_entry_points_report_non_finite(dtype):
+    rng = np.random.default_rng(22)
+    lp = leaf_params(3, dtype, rng)
+    tp = nt_params(3, 2, dtype, rng)
+    w_out_t = np.ascontiguousarray(tp["linear_out.weight"].T)
+    x = rng.standard_normal(D).astype(dtype)
+    np.testing.assert_allclose(api.leaf_forward_one(lp, "relu", x),
+                               ref_leaf.hard_forward(lp, x[None], "relu")[0], **TOL[dtype])
+    np.testing.assert_allclose(
+        api.neuron_tree_forward_one(tp["linear_in.weight"], tp["linear_in.bias"], w_out_t, 3, 2, "gelu", x),
+        ref_nt.hard_forward(tp, x[None], 3, 2, "gelu")[0], **TOL[dtype])
+    for bad in (np.nan, np.inf):
+        x[2] = bad
+        assert api.leaf_forward_one(lp, "relu", x) is None
+        assert api.neuron_tree_forward_one(tp["linear_in.weight"], tp["linear_in.bias"], w_out_t, 3, 2,
+                                           "gelu", x) is None
+
+
+def test_neuron_tree_lean_path_checks_and_follows_rebound_params():
+    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    layer = NT(D, O, depth=3, parallel_size=2, seed=3, dtype="float32")
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((30, D)).astype(np.float32)
+
+    def expected(v):
+        return ref_nt.hard_forward(layer.params, v.reshape(-1, D), 3, 2, "gelu").reshape(v.shape[:-1] + (O,))
+
+    for v in (x[0], x):
+        np.testing.assert_allclose(layer(v), expected(v), **TOL[np.float32])
+    layer.params["linear_in.weight"] *= -1  # in place: the cached kernel views see it
+    np.testing.assert_allclose(layer(x[0]), expected(x[0]), **TOL[np.float32])
+    layer.params["linear_in.weight"] = rng.standard_normal((2 * 15, D))  # rebound, float64: converted
+    np.testing.assert_allclose(layer(x[1]), expected(x[1]), **TOL[np.float32])
+    layer.params["linear_out.weight"] = np.asfortranarray(layer.params["linear_out.weight"] * 2)
+    np.testing.assert_allclose(layer(x), expected(x), **TOL[np.float32])
+    x[4, 1] = np.inf
+    for v in (x[4], x):
+        with pytest.raises(ValueError, match="must be finite"):
+            layer(v)
+
+
+def test_leaf_master_leaf_lean_path_matches_numpy_backend():
+    layer = fffcpu.FFF(D, L_WIDTH, O, depth=2, seed=4, dtype="float64", master_leaf=2)
+    ref_layer = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy", master_leaf=2)
+    x = np.random.default_rng(24).standard_normal((12, D))
+    np.testing.assert_allclose(layer(x[0]), ref_layer(x[0]), rtol=1e-12)
+    np.testing.assert_allclose(layer(x), ref_layer(x), rtol=1e-12)
