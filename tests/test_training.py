@@ -264,6 +264,14 @@ def test_demo_runs_small():
         assert text in out
 
 
+def test_demo_neuron_tree_variant_runs_small():
+    out = run(["demo", "--variant", "neuron-tree", "--epochs", "2", "--depth", "2", "--parallel-size", "2"])
+    assert "neuron-tree FFF: depth 2, 2 tree(s) (14 neurons, 6 per inference)" in out
+    assert "FFF soft" not in out  # a neuron tree has no soft mixture
+    for text in ("dense FF", "FFF hard", "over 8 leaves (all trees)", "FLOP ratio"):
+        assert text in out
+
+
 def test_help_explains_every_option():
     parser = argparse.ArgumentParser(prog="fffcpu")
     sub = parser.add_subparsers(dest="command")

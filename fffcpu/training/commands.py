@@ -68,20 +68,33 @@ def run_demo(args):
     mean, scale = input_scaling(X_train)
     X_train = ((X_train - mean) / scale).astype(np.float32)
     X_test = ((X_test - mean) / scale).astype(np.float32)
-    width = (1 << args.depth) * args.leaf_width
+    tree = args.variant == "neuron-tree"
+    if tree:
+        width = args.parallel_size * ((2 << args.depth) - 1)
+        touched = args.parallel_size * (args.depth + 1)
+        described = (f"neuron-tree FFF: depth {args.depth}, {args.parallel_size} tree(s) ({width} neurons, "
+                     f"{touched} per inference)")
+        inference_macs = touched * (64 + 10)
+    else:
+        width = (1 << args.depth) * args.leaf_width
+        described = (f"FFF: depth {args.depth}, leaf width {args.leaf_width} ({1 << args.depth} leaves, "
+                     f"training width {width})")
+        inference_macs = args.depth * 64 + 64 * args.leaf_width + args.leaf_width * 10
     print(f"fffcpu demo: 8x8 handwritten digits (UCI, CC BY 4.0), {len(y_train)} training and "
           f"{len(y_test)} test samples, 64 features, 10 classes", file=out)
-    print(f"FFF: depth {args.depth}, leaf width {args.leaf_width} ({1 << args.depth} leaves, training "
-          f"width {width}); dense FF: one hidden layer of {width}; Adam lr {args.lr}, "
+    print(f"{described}; dense FF: one hidden layer of {width}; Adam lr {args.lr}, "
           f"{args.epochs} epochs, batch {args.batch_size}", file=out)
 
     t0 = time.perf_counter()
-    fff = make_layer("leaf", 64, 10, args.depth, args.leaf_width, seed=args.seed)
+    fff = make_layer(args.variant, 64, 10, args.depth, args.leaf_width, parallel_size=args.parallel_size,
+                     seed=args.seed)
+    # a neuron tree routes hard from the start (SPEC §2): there is nothing to harden or balance
+    schedule = {} if tree else recipe_schedules(args.epochs)
     fit(fff, X_train, y_train, optimizer="adam", lr=args.lr, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, **recipe_schedules(args.epochs))
+        batch_size=args.batch_size, seed=args.seed, **schedule)
     t_fff = time.perf_counter() - t0
     t0 = time.perf_counter()
-    dense = make_layer("leaf", 64, 10, 0, width, seed=args.seed)
+    dense = make_layer("leaf", 64, 10, 0, width, activation=fff.activation, seed=args.seed)
     fit(dense, X_train, y_train, optimizer="adam", lr=args.lr, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed)
     t_dense = time.perf_counter() - t0
@@ -90,12 +103,15 @@ def run_demo(args):
     ev_dense = evaluate(dense, X_test, y_test)
     lo, hi, ent, unused = _leaf_usage_summary(fff, X_test)
     print("", file=out)
-    print(f"test accuracy   dense FF {ev_dense['accuracy']:.4f}    FFF soft {ev_fff['accuracy_soft']:.4f}"
+    soft = "" if ev_fff["accuracy_soft"] is None else f"    FFF soft {ev_fff['accuracy_soft']:.4f}"
+    print(f"test accuracy   dense FF {ev_dense['accuracy']:.4f}{soft}"
           f"    FFF hard (inference) {ev_fff['accuracy']:.4f}", file=out)
     print(f"                FFF hard trails dense by {100 * (ev_dense['accuracy'] - ev_fff['accuracy']):.1f} "
           "points", file=out)
-    print(f"leaf usage      {len(y_test)} test samples over {fff.n_leaves} leaves: min {lo}, max {hi}, "
-          f"ideal {len(y_test) / fff.n_leaves:.1f}; entropy {ent:.3f} of 1; {unused} unused", file=out)
+    n_leaves = (1 << args.depth) * (args.parallel_size if tree else 1)
+    print(f"leaf usage      {len(y_test)} test samples over {n_leaves} leaves{' (all trees)' if tree else ''}: "
+          f"min {lo}, max {hi}, ideal {len(y_test) / (1 << args.depth):.1f}; "
+          f"entropy {ent:.3f} of 1; {unused} unused", file=out)
     print(f"training time   FFF {t_fff:.1f} s, dense {t_dense:.1f} s (NumPy reference)", file=out)
 
     # inference: the same call, layer(x), on the same inputs; warm-up first (kernel compilation)
@@ -107,7 +123,7 @@ def run_demo(args):
     one = X_test[:1]
     t_fff_1 = _median_seconds(lambda: fff(one), 200)
     t_dense_1 = _median_seconds(lambda: dense(one), 200)
-    flops_ratio = (64 * width + width * 10) / (args.depth * 64 + 64 * args.leaf_width + args.leaf_width * 10)
+    flops_ratio = (64 * width + width * 10) / inference_macs
     print(f"inference       batch of {len(y_test)}: FFF {1e3 * t_fff_b:.3f} ms, dense {1e3 * t_dense_b:.3f} ms "
           f"-> {t_dense_b / t_fff_b:.2f}x; one sample: FFF {1e6 * t_fff_1:.1f} us, dense "
           f"{1e6 * t_dense_1:.1f} us -> {t_dense_1 / t_fff_1:.2f}x (FLOP ratio {flops_ratio:.1f}x; "
@@ -284,7 +300,10 @@ def add_parsers(subparsers):
                     "and with hard routing), how evenly the FFF's leaves are used, and the inference "
                     "speedup of the FFF's hard (log-time) inference over the dense net, measured now.")
     p.add_argument("--depth", type=nonneg_int, default=3, help="FFF tree depth d (2^d leaves)")
-    p.add_argument("--leaf-width", type=positive_int, default=8, help="neurons per FFF leaf")
+    p.add_argument("--leaf-width", type=positive_int, default=8, help="neurons per FFF leaf (leaf variant)")
+    p.add_argument("--variant", choices=VARIANTS, default="leaf",
+                   help="leaf: Belcak & Wattenhofer leaf FFF; neuron-tree: UltraFastBERT tree of neurons")
+    p.add_argument("--parallel-size", type=positive_int, default=1, help="number of trees (neuron-tree)")
     p.add_argument("--epochs", type=positive_int, default=60, help="training epochs for both nets")
     p.add_argument("--batch-size", type=positive_int, default=32, help="mini-batch size")
     p.add_argument("--lr", type=nonneg_float, default=3e-3, help="Adam learning rate")
