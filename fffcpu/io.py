@@ -145,13 +145,17 @@ def save(layer, path):
     _atomic_write(path, lambda f: _write_npz(f, members))
 
 
-def _check_path(path):
+def _fspath(path):
+    """``path`` (str, bytes or os.PathLike) as a str, or a TypeError naming what it got."""
     try:
         path = os.fspath(path)
     except TypeError:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
+    return os.fsdecode(path) if isinstance(path, bytes) else path
+
+
+def _check_path(path):
+    path = _fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
@@ -266,12 +270,7 @@ def load(path):
     ModelFileError
         The file is not a valid model file; the message names the file and what is wrong.
     """
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
+    path = _fspath(path)
 
     def fail(problem):
         return ModelFileError(f"{path!r} is not a valid fffcpu model file: {problem}")
