@@ -17,7 +17,27 @@ def warmup(dtypes=("float32", "float64")):
 
 
 def set_num_threads(n):
-    """Threads used by the parallel batch kernels (default: all cores). Same as numba.set_num_threads."""
+    """Threads used by the parallel batch kernels (default: all cores). Same as numba.set_num_threads.
+
+    Applies to the calling Python thread and may not exceed ``NUMBA_NUM_THREADS`` (the size of
+    Numba's thread pool, all cores by default; set that environment variable before the first
+    parallel call to make the pool smaller). Small batches run serially whatever the setting.
+
+    On a machine shared with other busy processes, a parallel call can wait for a descheduled
+    worker: with Numba's default ``omp`` threading layer the waiting threads spin, and a 2-thread
+    call has been measured 5x to 15x slower than on a quiet machine. Remedies, chosen before the
+    first parallel call (they are process-wide, so fffcpu does not set them for you):
+
+    - ``set_num_threads(1)`` (or fewer threads than idle cores);
+    - ``OMP_WAIT_POLICY=passive``: waiting threads sleep; under a co-runner that spins (another
+      multi-threaded BLAS/OpenMP process) it cut the median about 3x, but on a quiet machine it
+      costs ~10 % on large batches and doubles the time of small ones (wake-up latency), and it
+      made things worse under a single-threaded co-runner;
+    - ``NUMBA_THREADING_LAYER=workqueue``: no spinning; slower than ``omp`` on a quiet machine
+      (~25 %), between the two under load.
+
+    See docs/kernels.md for the measurements.
+    """
     from . import _kernel_api
     _kernel_api.set_num_threads(n)
 

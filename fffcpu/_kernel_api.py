@@ -9,6 +9,7 @@ Numba thread, and Numba's ``workqueue`` threading layer must not be entered twic
 Numba's thread count is per calling thread: :func:`set_num_threads` applies to the thread that
 calls it.
 """
+import math
 import threading
 
 import numpy as np
@@ -16,11 +17,22 @@ import numpy as np
 from .activations import ACTIVATION_CODES
 
 _PARALLEL_LOCK = threading.Lock()
-#: batches smaller than this run the serial per-sample loop (a parallel launch costs microseconds)
+#: batches smaller than this always run the serial per-sample loop
 SERIAL_BELOW = 8
+#: multiply-adds a batch must need before the parallel kernels pay: a parallel launch costs about
+#: 10 us on a quiet machine (measured break-even, 2 threads: ~8 samples for leaf-768-d8-l16 and for
+#: ufb-768-d11), and much more when another process holds a core, so small work stays serial
+PARALLEL_MIN_WORK = 200_000
+
+
+def use_parallel(n, work_per_sample):
+    """True when a batch of ``n`` samples of ``work_per_sample`` multiply-adds should run in parallel."""
+    return n >= SERIAL_BELOW and n * work_per_sample >= PARALLEL_MIN_WORK
 
 
 _K = None
+#: leaf order of the last batch call (alternated, under the lock, by every call)
+_REVERSE = False
 
 
 def _kernels():
@@ -41,57 +53,109 @@ def _act_code(activation):
     return int(activation)
 
 
-def leaf_forward(params, activation, x2d, out=None):
-    """Hard leaf-FFF inference (SPEC §1) with the Numba kernels.
+def leaf_kernel_args(params):
+    """The leaf-FFF parameters as the kernels take them, master leaf included.
 
     Parameters
     ----------
     params : dict
         ``node_weights`` (n_nodes, D), ``node_biases`` (n_nodes, 1), ``w1s`` (L, D, l), ``b1s`` (L, l),
-        ``w2s`` (L, l, O), ``b2s`` (L, O), all of one dtype.
+        ``w2s`` (L, l, O), ``b2s`` (L, O), all of one dtype and C-contiguous; optionally the eFFF
+        master leaf ``magic_w1`` (1, D, m), ``magic_b1`` (1, m), ``magic_w2`` (1, m, O),
+        ``magic_b2`` (1, O), ``k`` ().
+
+    Returns
+    -------
+    tuple
+        ``(node_weights, node_biases, w1s, b1s, w2s, b2s, mw1, mb1, mw2, mb2, s)`` with
+        ``s = sigmoid(k)`` in the parameters' dtype. Without a master leaf the master arrays are
+        empty views (m = 0) and s = 1, which the kernels compute exactly like a plain leaf FFF.
+    """
+    w1s, b1s, w2s, b2s = params["w1s"], params["b1s"], params["w2s"], params["b2s"]
+    head = (params["node_weights"], params["node_biases"], w1s, b1s, w2s, b2s)
+    if "magic_w1" in params:
+        return head + (params["magic_w1"], params["magic_b1"], params["magic_w2"], params["magic_b2"],
+                       mix_share(params["k"], w1s.dtype))
+    return head + no_master(w1s, b1s, w2s, b2s)
+
+
+def no_master(w1s, b1s, w2s, b2s):
+    """Master-leaf arguments meaning "none": empty views of the leaf arrays (no copy) and s = 1."""
+    return w1s[:1, :, :0], b1s[:1, :0], w2s[:1, :0, :], b2s[:1], w1s.dtype.type(1)
+
+
+def mix_share(k, dtype):
+    """``sigmoid(k)`` (the tree's share of the eFFF output) as a scalar of ``dtype``."""
+    k = float(k)
+    s = 1.0 / (1.0 + math.exp(-k)) if k >= 0 else math.exp(k) / (1.0 + math.exp(k))
+    return np.dtype(dtype).type(s)
+
+
+def _leaf_args(params):
+    return params if type(params) is tuple else leaf_kernel_args(params)
+
+
+def leaf_forward(params, activation, x2d, out=None, check_finite=False):
+    """Hard leaf-FFF inference (SPEC §1, with the master leaf of SPEC §3) with the Numba kernels.
+
+    Parameters
+    ----------
+    params : dict or tuple
+        The layer's parameters (see :func:`leaf_kernel_args`), or that function's result.
     activation : str or int
         Leaf activation name or code.
     x2d : ndarray of shape (n, D)
         C-contiguous, the parameters' dtype.
     out : ndarray of shape (n, O), optional
         C-contiguous output buffer of the same dtype.
+    check_finite : bool
+        Check that ``x2d`` is finite, in the same kernel call (the batch kernel reads it off the
+        root logits).
 
     Returns
     -------
-    y : ndarray of shape (n, O)
+    y : ndarray of shape (n, O), or None
+        None (only with ``check_finite``) when ``x2d`` holds NaN or inf, or a root logit overflows:
+        the caller then validates ``x2d`` itself.
     """
-    k = _kernels()
-    w1s, b2s = params["w1s"], params["b2s"]
+    k = _K or _kernels()
+    args = _leaf_args(params)
     n = x2d.shape[0]
     if out is None:
-        out = np.empty((n, b2s.shape[1]), dtype=x2d.dtype)
-    args = (params["node_weights"], params["node_biases"], w1s, params["b1s"], params["w2s"], b2s,
-            _act_code(activation), x2d)
-    if n < SERIAL_BELOW:
-        if n:
-            k.leaf_forward_serial(*args[:-1], x2d, np.empty(w1s.shape[2], x2d.dtype), out)
+        out = np.empty((n, args[5].shape[1]), dtype=x2d.dtype)
+    D, l, m, O = x2d.shape[1], args[2].shape[2], args[6].shape[2], args[5].shape[1]
+    if not use_parallel(n, D * (args[0].shape[0].bit_length()) + (l + m) * (D + O)):
+        ok = k.leaf_forward_serial(*args[:6], _act_code(activation), *args[6:], x2d, out, check_finite)
     else:
+        global _REVERSE
         with _PARALLEL_LOCK:
-            k.leaf_forward_batch(*args, out, get_num_threads())
-    return out
+            _REVERSE = not _REVERSE  # alternate the leaf order: see kernels.leaf_forward_batch
+            ok = k.leaf_forward_batch(*args[:6], _act_code(activation), *args[6:], x2d, out,
+                                      get_num_threads(), check_finite, _REVERSE)
+    return out if ok else None
 
 
 def leaf_forward_one(params, activation, x):
     """Hard leaf-FFF inference of one sample ``x`` (D,), C-contiguous in the parameters' dtype.
+
+    ``params`` as in :func:`leaf_forward`.
 
     Returns
     -------
     y : ndarray of shape (O,), or None
         None when ``x`` holds NaN or inf (checked in the same kernel call; the caller raises).
     """
-    w1s, b2s = params["w1s"], params["b2s"]
-    y = np.empty(b2s.shape[1], x.dtype)
-    h = np.empty(w1s.shape[2], x.dtype)
-    if (_K or _kernels()).leaf_forward_one_checked(params["node_weights"], params["node_biases"], w1s,
-                                                   params["b1s"], params["w2s"], b2s,
-                                                   _act_code(activation), x, h, y):
-        return y
-    return None
+    args = params if type(params) is tuple else leaf_kernel_args(params)
+    k = _K or _kernels()
+    y = np.empty(args[5].shape[1], x.dtype)
+    h = np.empty(args[2].shape[2], x.dtype)
+    m = args[6].shape[2]
+    if m == 0:
+        ok = k.leaf_forward_one_checked(*args[:6], _act_code(activation), x, h, y)
+    else:
+        ok = k.leaf_forward_one_master_checked(*args[:6], _act_code(activation), *args[6:], x, h,
+                                               np.empty(m, x.dtype), y)
+    return y if ok else None
 
 
 def neuron_tree_forward_one(w_in, b_in, w_out_t, depth, parallel_size, activation, x):
@@ -112,7 +176,8 @@ def neuron_tree_forward_one(w_in, b_in, w_out_t, depth, parallel_size, activatio
     return None
 
 
-def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x2d, out=None):
+def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x2d, out=None,
+                        check_finite=False):
     """Hard neuron-tree inference (SPEC §2) with the Numba kernels.
 
     Parameters
@@ -128,22 +193,30 @@ def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x
     x2d : ndarray of shape (n, D)
         C-contiguous, the parameters' dtype.
     out : ndarray of shape (n, O), optional
+    check_finite : bool
+        Check that ``x2d`` is finite, in the same kernel call (the batch kernel reads it off the
+        root logits).
 
     Returns
     -------
-    y : ndarray of shape (n, O)
+    y : ndarray of shape (n, O), or None
+        None (only with ``check_finite``) when ``x2d`` holds NaN or inf, or a root logit overflows.
     """
     k = _K or _kernels()
     n = x2d.shape[0]
     if out is None:
         out = np.empty((n, w_out_t.shape[1]), dtype=x2d.dtype)
     act = _act_code(activation)
-    if n < SERIAL_BELOW:
+    if not use_parallel(n, parallel_size * (depth + 1) * (x2d.shape[1] + w_out_t.shape[1])):
+        if check_finite and not k.all_finite(x2d):
+            return None
         if n:
             k.nt_forward_serial(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out)
     else:
         with _PARALLEL_LOCK:
-            k.nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out)
+            if not k.nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out,
+                                      check_finite):
+                return None
     return out
 
 
@@ -172,13 +245,17 @@ def warmup(dtypes=("float32", "float64")):
         w_in, b_in, w_out_t = (rng.standard_normal(s).astype(dt) for s in ((3, D), 3, (3, O)))
         leaf_forward_one(p, 0, np.zeros(D, dt))
         neuron_tree_forward_one(w_in, b_in, w_out_t, 1, 1, 1, np.zeros(D, dt))
-        for n in (1, SERIAL_BELOW):
-            x = rng.standard_normal((n, D)).astype(dt)
-            leaf_forward(p, 0, x)
-            neuron_tree_forward(rng.standard_normal((3, D)).astype(dt), rng.standard_normal(3).astype(dt),
-                                rng.standard_normal((3, O)).astype(dt), 1, 1, 1, x)
-            all_finite(x)
-            all_finite(x[0])
+        global PARALLEL_MIN_WORK
+        saved, PARALLEL_MIN_WORK = PARALLEL_MIN_WORK, 0  # tiny inputs, yet compile the batch kernels
+        try:
+            for n in (1, SERIAL_BELOW):
+                x = rng.standard_normal((n, D)).astype(dt)
+                leaf_forward(p, 0, x)
+                neuron_tree_forward(w_in, b_in, w_out_t, 1, 1, 1, x)
+                all_finite(x)
+                all_finite(x[0])
+        finally:
+            PARALLEL_MIN_WORK = saved
 
 
 def set_num_threads(n):

@@ -129,25 +129,54 @@ class FFF(Layer):
     def _hard_numpy(self, x2d):
         return ref.hard_forward(self.params, x2d, self.activation)
 
+    def _kernel_arrays(self):
+        """The parameters as the kernels take them: :func:`fffcpu._kernel_api.leaf_kernel_args`.
+
+        The arrays are the parameters themselves (no copy; the layer keeps them C-contiguous in its
+        dtype) and are cached keyed on their identity; ``s = sigmoid(k)`` is re-read on every call
+        because ``k`` is updated in place by the optimizers.
+        """
+        p = self.params
+        names = self.__dict__.get("_kernel_names")
+        if names is None:
+            names = tuple(name for name in self._param_shapes() if name != "k")  # k: a scalar, below
+            self._kernel_names = names
+        # keyed on the arrays' ids: the cache holds the arrays, so an id cannot be reused meanwhile
+        key = tuple(map(id, map(p.__getitem__, names)))
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is not None and cached[0] == key:
+            args = cached[2]
+        else:
+            from ._kernel_api import leaf_kernel_args
+            arrays = tuple(p[name] for name in names)
+            conv = {name: np.ascontiguousarray(p[name], dtype=self.dtype) for name in names}
+            cacheable = all(conv[name] is p[name] for name in names)  # the parameters themselves
+            if self.master_leaf:
+                conv["k"] = p["k"]
+            args = leaf_kernel_args(conv)
+            if cacheable:
+                self._kernel_cache = (key, arrays, args)
+        if self.master_leaf:
+            from ._kernel_api import mix_share
+            args = args[:10] + (mix_share(p["k"], self.dtype),)
+        return args
+
     def _hard_numba(self, x2d, check_finite=False):
         """Kernel inference of ``x2d`` (n, D), or of one sample (D,) -> (O,); both C-contiguous in
-        the layer's dtype. With ``check_finite``, returns None when ``x2d`` holds NaN or inf."""
+        the layer's dtype. With ``check_finite``, returns None when ``x2d`` holds NaN or inf (or a
+        routing logit overflows: the caller then validates ``x2d`` and calls again without the check).
+
+        The eFFF master leaf, when there is one, is mixed in by the kernels themselves.
+        """
+        args = self._kernel_arrays()
         if x2d.ndim == 1:  # one sample: the finiteness check rides along in the same kernel call
             forward_one = self.__dict__.get("_forward_one")  # saves an import statement per call
             if forward_one is None:
                 from ._kernel_api import leaf_forward_one as forward_one
                 self._forward_one = forward_one
-            y = forward_one(self.params, self.activation, x2d)
-            if y is not None and self.master_leaf:
-                y = ref.master_mix(self.params, x2d[None], y[None], self.activation)[0][0]
-            return y
-        from . import _kernel_api
-        if check_finite and not _kernel_api.all_finite(x2d):
-            return None
-        y = _kernel_api.leaf_forward(self.params, self.activation, x2d)
-        if self.master_leaf:
-            y, _ = ref.master_mix(self.params, x2d, y, self.activation)
-        return y
+            return forward_one(args, self.activation, x2d)
+        from ._kernel_api import leaf_forward
+        return leaf_forward(args, self.activation, x2d, check_finite=check_finite)
 
     def soft_forward(self, x):
         """The soft mixture y = sum_j pi_j(x) L_j(x), deterministic (no leak, no dropout)."""

@@ -26,10 +26,13 @@ group and reused from cache (see ``docs/kernels.md``):
   the samples are bucketed by their node at level ``K``; each subtree below is walked depth-first
   with its bucket, one node at a time for the whole group (a group of one sample finishes alone);
   then the bucket's outputs are summed per sample in path order, four output rows per pass.
-- leaf FFF: routing by a depth-first walk that carries groups of samples (one chunk of the batch
-  per thread), then samples are bucketed by leaf and each leaf's two small matrices are applied to
-  its bucket four samples at a time, with register-resident accumulators in a stack block
-  (:func:`_stack_block`) and the next leaf's weights prefetched (:func:`_prefetch`).
+- leaf FFF: routing by a depth-first walk that carries groups of samples (tasks of
+  ``ROUTE_TASK`` samples), then samples are bucketed by leaf and each leaf's two small matrices are
+  applied to its bucket four samples at a time, with register-resident accumulators in a stack
+  block (:func:`_stack_block`) and the next leaf's weights prefetched (:func:`_prefetch`). Threads
+  take tasks from an atomic counter (:func:`_atomic_next`), so the work balances itself. The eFFF
+  master leaf is one more always-on leaf whose hidden units are scaled by ``1 - s`` (the tree's by
+  ``s``), so the mix costs no extra pass over the output.
 """
 import math
 
@@ -50,8 +53,6 @@ _SQRT1_2 = 0.7071067811865476
 #: neuron tree: target number of samples per bucket below the per-sample top levels (x and y rows
 #: of a bucket, 2 * 64 * O * 4 bytes for O = 768 float32, stay in a 1 MB L2 next to the rows)
 NT_BUCKET = 64
-#: below this batch size the batch entry points loop over samples (no bucketing)
-SMALL_BATCH = 16
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +198,22 @@ def _prefetch(typingctx, arr, offset):
     return types.none(arr, types.intp), codegen
 
 
+@intrinsic
+def _atomic_next(typingctx, counters, index):
+    """``counters[index] += 1`` as one atomic step; returns the value before (a task number).
+
+    Why: ``prange`` splits its range evenly in advance; threads that take their next task from a
+    shared counter balance the work by itself (uneven buckets, a core shared with another process).
+    ``counters`` must be an int64 array.
+    """
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        return builder.atomic_rmw("add", ptr, context.get_constant(types.int64, 1), "monotonic")
+
+    return types.int64(counters, types.intp), codegen
+
+
 if config.DISABLE_JIT:  # pure Python (NUMBA_DISABLE_JIT=1, e.g. coverage): plain stand-ins
     def _stack_block(dtype):  # noqa: F811
         return np.empty(ACC_BLOCK, dtype)
@@ -206,6 +223,10 @@ if config.DISABLE_JIT:  # pure Python (NUMBA_DISABLE_JIT=1, e.g. coverage): plai
 
     def _prefetch(arr, offset):  # noqa: F811
         return None
+
+    def _atomic_next(counters, index):  # noqa: F811  (prange runs serially without the JIT)
+        counters[index] += 1
+        return counters[index] - 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,8 +257,12 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
     ``perm[lo:hi]`` is split in place into the samples going left and right (``a >= 0``). A sample
     alone at a node finishes its descent by itself. ``right`` (n,) bool scratch; ``stack`` int64
     scratch of shape (>= depth + 2, 3). No allocation.
+
+    Returns False when a root logit is not finite (NaN or inf in a sample, with finite weights;
+    or an overflow), else True: the batch's input check at no extra pass.
     """
     n_nodes = node_weights.shape[0]
+    finite = True
     stack[0, 0] = 0
     stack[0, 1] = lo0
     stack[0, 2] = hi0
@@ -252,32 +277,50 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
                 leaf[perm[p]] = k - n_nodes
             continue
         if hi - lo == 1:
-            s = perm[lo]
-            leaf[s] = leaf_route_from(node_weights, node_biases, k, X[s])
+            q = perm[lo]
+            if k == 0:
+                finite &= (dot_row(node_weights, 0, X[q]) + node_biases[0, 0]) * 0 == 0
+            leaf[q] = leaf_route_from(node_weights, node_biases, k, X[q])
             continue
         b = node_biases[k, 0]
         p = lo
         while p + 8 <= hi:
             a0, a1, a2, a3, a4, a5, a6, a7 = dot_row8(node_weights, k, X, perm, p)
-            right[perm[p]] = a0 + b >= 0
-            right[perm[p + 1]] = a1 + b >= 0
-            right[perm[p + 2]] = a2 + b >= 0
-            right[perm[p + 3]] = a3 + b >= 0
-            right[perm[p + 4]] = a4 + b >= 0
-            right[perm[p + 5]] = a5 + b >= 0
-            right[perm[p + 6]] = a6 + b >= 0
-            right[perm[p + 7]] = a7 + b >= 0
+            a0 += b
+            a1 += b
+            a2 += b
+            a3 += b
+            a4 += b
+            a5 += b
+            a6 += b
+            a7 += b
+            if k == 0:  # x * 0 is 0 for finite x, NaN for inf and NaN (no nnan/ninf fastmath)
+                finite &= ((a0 + a1) + (a2 + a3) + (a4 + a5) + (a6 + a7)) * 0 == 0
+            right[perm[p]] = a0 >= 0
+            right[perm[p + 1]] = a1 >= 0
+            right[perm[p + 2]] = a2 >= 0
+            right[perm[p + 3]] = a3 >= 0
+            right[perm[p + 4]] = a4 >= 0
+            right[perm[p + 5]] = a5 >= 0
+            right[perm[p + 6]] = a6 >= 0
+            right[perm[p + 7]] = a7 >= 0
             p += 8
         while p < hi:  # a last pass of two or three samples repeats its last one (costs one pass)
-            s0 = perm[p]
-            s1 = perm[min(p + 1, hi - 1)]
-            s2 = perm[min(p + 2, hi - 1)]
-            s3 = perm[min(p + 3, hi - 1)]
-            a0, a1, a2, a3 = dot_row4(node_weights, k, X[s0], X[s1], X[s2], X[s3])
-            right[s0] = a0 + b >= 0
-            right[s1] = a1 + b >= 0
-            right[s2] = a2 + b >= 0
-            right[s3] = a3 + b >= 0
+            q0 = perm[p]
+            q1 = perm[min(p + 1, hi - 1)]
+            q2 = perm[min(p + 2, hi - 1)]
+            q3 = perm[min(p + 3, hi - 1)]
+            a0, a1, a2, a3 = dot_row4(node_weights, k, X[q0], X[q1], X[q2], X[q3])
+            a0 += b
+            a1 += b
+            a2 += b
+            a3 += b
+            if k == 0:
+                finite &= ((a0 + a1) + (a2 + a3)) * 0 == 0
+            right[q0] = a0 >= 0
+            right[q1] = a1 >= 0
+            right[q2] = a2 >= 0
+            right[q3] = a3 >= 0
             p += 4
         i = lo
         j = hi - 1
@@ -299,15 +342,18 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
             stack[top, 1] = lo
             stack[top, 2] = i
             top += 1
+    return finite
 
 
 @njit(**_SERIAL)
-def leaf_hidden(w1s, b1s, j, jn, act, x, h):
-    """``h = act(x @ w1s[j] + b1s[j])`` for one sample: ``x`` (D,), ``h`` (l,). No allocation.
+def leaf_hidden(w1s, b1s, j, jn, act, scale, x, h):
+    """``h = scale * act(x @ w1s[j] + b1s[j])`` for one sample: ``x`` (D,), ``h`` (l,). No allocation.
 
-    Blocks of 16 hidden units accumulate in registers; four input rows per step go to four
-    separate accumulators, so four FMA chains run side by side (summed at the end). Leaf ``jn``'s
-    rows are prefetched alongside (pass ``jn = j`` when there is no next leaf).
+    ``scale`` is the output weight of this leaf (1, or the master-leaf mix s or 1 - s), folded
+    into the hidden units so that the output layer needs no extra pass. Blocks of 16 hidden units
+    accumulate in registers; four input rows per step go to four separate accumulators, so four
+    FMA chains run side by side (summed at the end). Leaf ``jn``'s rows are prefetched alongside
+    (pass ``jn = j`` when there is no next leaf).
     """
     l = h.shape[0]
     D = x.shape[0]
@@ -342,17 +388,18 @@ def leaf_hidden(w1s, b1s, j, jn, act, x, h):
             i += 1
         for c in range(w):
             z = (acc[c] + acc[HID_BLOCK + c]) + (acc[2 * HID_BLOCK + c] + acc[3 * HID_BLOCK + c])
-            h[c0 + c] = activate(z + b1s[j, c0 + c], act)
+            h[c0 + c] = scale * activate(z + b1s[j, c0 + c], act)
 
 
 @njit(**_SERIAL)
-def leaf_hidden4(w1s, b1s, j, jn, act, x0, x1, x2, x3, h0, h1, h2, h3):
+def leaf_hidden4(w1s, b1s, j, jn, act, scale, x0, x1, x2, x3, h0, h1, h2, h3):
     """:func:`leaf_hidden` for four samples of leaf j at once (``x*`` (D,), ``h*`` (l,)).
 
-    Each weight row is loaded once for the four samples; their four accumulators (one register
-    each for 16 float32 units) are independent FMA chains. Samples may repeat (same ``x`` and
-    ``h`` twice): the duplicate is computed twice and written with the same values. Leaf ``jn``'s
-    rows are prefetched alongside (one cache line per row). No allocation.
+    Each weight row is loaded once for the four samples. A full block of 16 units keeps two
+    accumulators per sample (even and odd input rows): eight independent FMA chains, twice the
+    FMA latency's worth. Samples may repeat (same ``x`` and ``h`` twice): the duplicate is
+    computed twice and written with the same values. Leaf ``jn``'s rows are prefetched alongside
+    (one cache line per row). No allocation.
     """
     l = h0.shape[0]
     D = x0.shape[0]
@@ -361,12 +408,35 @@ def leaf_hidden4(w1s, b1s, j, jn, act, x0, x1, x2, x3, h0, h1, h2, h3):
     for cb in range((l + B - 1) // B):
         c0 = cb * B
         w = min(B, l - c0)
-        for t in range(4 * B):
+        for t in range(8 * B):
             acc[t] = 0
         if w == B:
             nxt = jn * D * l + c0
-            for i in range(D):
+            for i2 in range(D // 2):
+                i = 2 * i2
                 _prefetch(w1s, nxt + i * l)
+                _prefetch(w1s, nxt + (i + 1) * l)
+                a0 = x0[i]
+                a1 = x1[i]
+                a2 = x2[i]
+                a3 = x3[i]
+                e0 = x0[i + 1]
+                e1 = x1[i + 1]
+                e2 = x2[i + 1]
+                e3 = x3[i + 1]
+                for c in range(B):
+                    wc = w1s[j, i, c0 + c]
+                    we = w1s[j, i + 1, c0 + c]
+                    acc[c] += a0 * wc
+                    acc[B + c] += a1 * wc
+                    acc[2 * B + c] += a2 * wc
+                    acc[3 * B + c] += a3 * wc
+                    acc[4 * B + c] += e0 * we
+                    acc[5 * B + c] += e1 * we
+                    acc[6 * B + c] += e2 * we
+                    acc[7 * B + c] += e3 * we
+            if D % 2:
+                i = D - 1
                 a0 = x0[i]
                 a1 = x1[i]
                 a2 = x2[i]
@@ -391,14 +461,14 @@ def leaf_hidden4(w1s, b1s, j, jn, act, x0, x1, x2, x3, h0, h1, h2, h3):
                     acc[3 * B + c] += a3 * wc
         for c in range(w):
             b = b1s[j, c0 + c]
-            h0[c0 + c] = activate(acc[c] + b, act)
-            h1[c0 + c] = activate(acc[B + c] + b, act)
-            h2[c0 + c] = activate(acc[2 * B + c] + b, act)
-            h3[c0 + c] = activate(acc[3 * B + c] + b, act)
+            h0[c0 + c] = scale * activate((acc[c] + acc[4 * B + c]) + b, act)
+            h1[c0 + c] = scale * activate((acc[B + c] + acc[5 * B + c]) + b, act)
+            h2[c0 + c] = scale * activate((acc[2 * B + c] + acc[6 * B + c]) + b, act)
+            h3[c0 + c] = scale * activate((acc[3 * B + c] + acc[7 * B + c]) + b, act)
 
 
 @njit(**_SERIAL)
-def leaf_hidden2(w1s, b1s, j, jn, act, x0, x1, h0, h1):
+def leaf_hidden2(w1s, b1s, j, jn, act, scale, x0, x1, h0, h1):
     """:func:`leaf_hidden` for two samples of leaf j: each weight row loaded once for both; even and
     odd rows go to separate accumulators, so four FMA chains run side by side. Leaf ``jn``'s rows
     are prefetched alongside. No allocation."""
@@ -439,166 +509,192 @@ def leaf_hidden2(w1s, b1s, j, jn, act, x0, x1, h0, h1):
             i += 1
         for c in range(w):
             b = b1s[j, c0 + c]
-            h0[c0 + c] = activate((acc[c] + acc[2 * B + c]) + b, act)
-            h1[c0 + c] = activate((acc[B + c] + acc[3 * B + c]) + b, act)
+            h0[c0 + c] = scale * activate((acc[c] + acc[2 * B + c]) + b, act)
+            h1[c0 + c] = scale * activate((acc[B + c] + acc[3 * B + c]) + b, act)
 
 
 @njit(**_SERIAL)
-def leaf_output(w2s, b2s, j, jn, h, y):
-    """``y = h @ w2s[j] + b2s[j]`` for one sample: ``h`` (l,), ``y`` (O,). No allocation.
+def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y):
+    """``y = h @ w2s[j] + s b2s[j] + hm @ mw2[0] + (1 - s) mb2[0]`` for one sample.
 
-    Blocks of 64 outputs accumulate in registers over all l hidden units, then are stored once.
-    Leaf ``jn``'s rows are prefetched alongside.
+    ``h`` (l,) are the leaf's hidden units already scaled by s, ``hm`` (m,) the master leaf's
+    scaled by 1 - s (m = 0 and s = 1 without a master leaf: then ``y`` is exactly the leaf's output
+    as long as ``mb2`` is finite). ``y`` (O,). Blocks of 64 outputs accumulate in registers over
+    all hidden units, then are stored once; leaf ``jn``'s rows are prefetched alongside. No allocation.
     """
     l = h.shape[0]
+    m = hm.shape[0]
     O = y.shape[0]
     B = OUT_BLOCK
+    sm = 1 - s
     acc = carray(_stack_block(y.dtype), ACC_BLOCK)
-    for ob in range((O + B - 1) // B):
+    for ob in range(O // B):  # full blocks: every loop has a fixed size (registers, no branches)
         o0 = ob * B
-        if o0 + B <= O:
+        for t in range(B):
+            acc[t] = s * b2s[j, o0 + t] + sm * mb2[0, o0 + t]
+        for c in range(l):
+            nxt = (jn * l + c) * O + o0
+            _prefetch(w2s, nxt)
+            _prefetch(w2s, nxt + B // 4)
+            _prefetch(w2s, nxt + B // 2)
+            _prefetch(w2s, nxt + 3 * B // 4)
+            g = h[c]
             for t in range(B):
-                acc[t] = b2s[j, o0 + t]
-            for c in range(l):
-                nxt = (jn * l + c) * O + o0
-                _prefetch(w2s, nxt)
-                _prefetch(w2s, nxt + B // 4)
-                _prefetch(w2s, nxt + B // 2)
-                _prefetch(w2s, nxt + 3 * B // 4)
-                g = h[c]
-                for t in range(B):
-                    acc[t] += g * w2s[j, c, o0 + t]
+                acc[t] += g * w2s[j, c, o0 + t]
+        for c in range(m):
+            g = hm[c]
             for t in range(B):
-                y[o0 + t] = acc[t]
-        else:
-            w = O - o0
-            for t in range(w):
-                acc[t] = b2s[j, o0 + t]
-            for c in range(l):
-                g = h[c]
-                for t in range(w):
-                    acc[t] += g * w2s[j, c, o0 + t]
-            for t in range(w):
-                y[o0 + t] = acc[t]
+                acc[t] += g * mw2[0, c, o0 + t]
+        for t in range(B):
+            y[o0 + t] = acc[t]
+    leaf_output_tail(w2s, b2s, j, h, mw2, mb2, hm, s, y)
 
 
 @njit(**_SERIAL)
-def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, y0, y1, y2, y3):
-    """:func:`leaf_output` for four samples of leaf j: each block of weights is loaded once for
-    the four, 4 x 64 accumulators stay in registers. Samples may repeat. Leaf ``jn``'s rows are
-    prefetched alongside. No allocation."""
+def leaf_output_tail(w2s, b2s, j, h, mw2, mb2, hm, s, y):
+    """:func:`leaf_output` for the last ``O % 64`` outputs only (after the full blocks)."""
+    O = y.shape[0]
+    sm = 1 - s
+    for o in range((O // OUT_BLOCK) * OUT_BLOCK, O):
+        v = s * b2s[j, o] + sm * mb2[0, o]
+        for c in range(h.shape[0]):
+            v += h[c] * w2s[j, c, o]
+        for c in range(hm.shape[0]):
+            v += hm[c] * mw2[0, c, o]
+        y[o] = v
+
+
+@njit(**_SERIAL)
+def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y0, y1, y2, y3):
+    """:func:`leaf_output` for four samples of leaf j (master hidden units ``m*``): each block of
+    weights is loaded once for the four, 4 x 64 accumulators stay in registers. Samples may
+    repeat. Leaf ``jn``'s rows are prefetched alongside. No allocation.
+
+    Why the full blocks are a loop of their own: with a variable block width (the remainder handled
+    in the same loop) LLVM kept the accumulators' setup and stores generic, and the block ran at
+    about half the FMA rate.
+    """
     l = h0.shape[0]
+    m = m0.shape[0]
     O = y0.shape[0]
     B = OUT_BLOCK
+    sm = 1 - s
     acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
-    for ob in range((O + B - 1) // B):
+    for ob in range(O // B):
         o0 = ob * B
-        w = min(B, O - o0)
-        for t in range(w):
-            b = b2s[j, o0 + t]
+        for t in range(B):
+            b = s * b2s[j, o0 + t] + sm * mb2[0, o0 + t]
             acc[t] = b
             acc[B + t] = b
             acc[2 * B + t] = b
             acc[3 * B + t] = b
-        if w == B:
-            for c in range(l):
-                nxt = (jn * l + c) * O + o0
-                _prefetch(w2s, nxt)
-                _prefetch(w2s, nxt + B // 4)
-                _prefetch(w2s, nxt + B // 2)
-                _prefetch(w2s, nxt + 3 * B // 4)
-                g0 = h0[c]
-                g1 = h1[c]
-                g2 = h2[c]
-                g3 = h3[c]
-                for t in range(B):
-                    wv = w2s[j, c, o0 + t]
-                    acc[t] += g0 * wv
-                    acc[B + t] += g1 * wv
-                    acc[2 * B + t] += g2 * wv
-                    acc[3 * B + t] += g3 * wv
-            for t in range(B):  # a fixed-size store loop: the registers go straight to the rows
-                y0[o0 + t] = acc[t]
-                y1[o0 + t] = acc[B + t]
-                y2[o0 + t] = acc[2 * B + t]
-                y3[o0 + t] = acc[3 * B + t]
-            continue
-        else:
-            for c in range(l):
-                g0 = h0[c]
-                g1 = h1[c]
-                g2 = h2[c]
-                g3 = h3[c]
-                for t in range(w):
-                    wv = w2s[j, c, o0 + t]
-                    acc[t] += g0 * wv
-                    acc[B + t] += g1 * wv
-                    acc[2 * B + t] += g2 * wv
-                    acc[3 * B + t] += g3 * wv
-        for t in range(w):
-            y0[o0 + t] = acc[t]
-            y1[o0 + t] = acc[B + t]
-            y2[o0 + t] = acc[2 * B + t]
-            y3[o0 + t] = acc[3 * B + t]
-
-
-@njit(**_SERIAL)
-def leaf_output2(w2s, b2s, j, jn, h0, h1, y0, y1):
-    """:func:`leaf_output` for two samples of leaf j: each block of weights loaded once for both,
-    2 x 64 accumulators in registers; leaf ``jn``'s rows are prefetched alongside. No allocation."""
-    l = h0.shape[0]
-    O = y0.shape[0]
-    B = OUT_BLOCK
-    acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
-    for ob in range((O + B - 1) // B):
-        o0 = ob * B
-        w = min(B, O - o0)
-        for t in range(w):
-            b = b2s[j, o0 + t]
-            acc[t] = b
-            acc[B + t] = b
-        if w == B:
-            for c in range(l):
-                nxt = (jn * l + c) * O + o0
-                _prefetch(w2s, nxt)
-                _prefetch(w2s, nxt + B // 4)
-                _prefetch(w2s, nxt + B // 2)
-                _prefetch(w2s, nxt + 3 * B // 4)
-                g0 = h0[c]
-                g1 = h1[c]
-                for t in range(B):
-                    wv = w2s[j, c, o0 + t]
-                    acc[t] += g0 * wv
-                    acc[B + t] += g1 * wv
-            for t in range(B):
-                y0[o0 + t] = acc[t]
-                y1[o0 + t] = acc[B + t]
-            continue
         for c in range(l):
+            nxt = (jn * l + c) * O + o0
+            _prefetch(w2s, nxt)
+            _prefetch(w2s, nxt + B // 4)
+            _prefetch(w2s, nxt + B // 2)
+            _prefetch(w2s, nxt + 3 * B // 4)
             g0 = h0[c]
             g1 = h1[c]
-            for t in range(w):
+            g2 = h2[c]
+            g3 = h3[c]
+            for t in range(B):
                 wv = w2s[j, c, o0 + t]
                 acc[t] += g0 * wv
                 acc[B + t] += g1 * wv
-        for t in range(w):
+                acc[2 * B + t] += g2 * wv
+                acc[3 * B + t] += g3 * wv
+        for c in range(m):
+            g0 = m0[c]
+            g1 = m1[c]
+            g2 = m2[c]
+            g3 = m3[c]
+            for t in range(B):
+                wv = mw2[0, c, o0 + t]
+                acc[t] += g0 * wv
+                acc[B + t] += g1 * wv
+                acc[2 * B + t] += g2 * wv
+                acc[3 * B + t] += g3 * wv
+        # one store loop per row: the rows may be one array twice (a repeated sample), and
+        # interleaved stores into possibly aliasing rows compile to scalar moves
+        for t in range(B):
             y0[o0 + t] = acc[t]
+        for t in range(B):
             y1[o0 + t] = acc[B + t]
+        for t in range(B):
+            y2[o0 + t] = acc[2 * B + t]
+        for t in range(B):
+            y3[o0 + t] = acc[3 * B + t]
+    if O % B:
+        leaf_output_tail(w2s, b2s, j, h0, mw2, mb2, m0, s, y0)
+        leaf_output_tail(w2s, b2s, j, h1, mw2, mb2, m1, s, y1)
+        leaf_output_tail(w2s, b2s, j, h2, mw2, mb2, m2, s, y2)
+        leaf_output_tail(w2s, b2s, j, h3, mw2, mb2, m3, s, y3)
 
 
 @njit(**_SERIAL)
-def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, x, h, y):
-    """Leaf j on one sample: ``y = act(x @ w1s[j] + b1s[j]) @ w2s[j] + b2s[j]``.
+def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1):
+    """:func:`leaf_output` for two samples of leaf j: each block of weights loaded once for both,
+    2 x 64 accumulators in registers; leaf ``jn``'s rows are prefetched alongside. No allocation."""
+    l = h0.shape[0]
+    m = m0.shape[0]
+    O = y0.shape[0]
+    B = OUT_BLOCK
+    sm = 1 - s
+    acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
+    for ob in range(O // B):
+        o0 = ob * B
+        for t in range(B):
+            b = s * b2s[j, o0 + t] + sm * mb2[0, o0 + t]
+            acc[t] = b
+            acc[B + t] = b
+        for c in range(l):
+            nxt = (jn * l + c) * O + o0
+            _prefetch(w2s, nxt)
+            _prefetch(w2s, nxt + B // 4)
+            _prefetch(w2s, nxt + B // 2)
+            _prefetch(w2s, nxt + 3 * B // 4)
+            g0 = h0[c]
+            g1 = h1[c]
+            for t in range(B):
+                wv = w2s[j, c, o0 + t]
+                acc[t] += g0 * wv
+                acc[B + t] += g1 * wv
+        for c in range(m):
+            g0 = m0[c]
+            g1 = m1[c]
+            for t in range(B):
+                wv = mw2[0, c, o0 + t]
+                acc[t] += g0 * wv
+                acc[B + t] += g1 * wv
+        for t in range(B):  # one store loop per row (see leaf_output4)
+            y0[o0 + t] = acc[t]
+        for t in range(B):
+            y1[o0 + t] = acc[B + t]
+    if O % B:
+        leaf_output_tail(w2s, b2s, j, h0, mw2, mb2, m0, s, y0)
+        leaf_output_tail(w2s, b2s, j, h1, mw2, mb2, m1, s, y1)
 
-    ``x`` (D,), scratch ``h`` (l,), output ``y`` (O,). No allocation; loops run over contiguous rows.
+
+@njit(**_SERIAL)
+def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, x, h, hm, y):
+    """Leaf j on one sample, mixed with the master leaf:
+    ``y = s L_j(x) + (1 - s) M(x)``, ``L_j(x) = act(x @ w1s[j] + b1s[j]) @ w2s[j] + b2s[j]``,
+    ``M(x) = act(x @ mw1[0] + mb1[0]) @ mw2[0] + mb2[0]``.
+
+    ``x`` (D,), scratch ``h`` (l,) and ``hm`` (m,), output ``y`` (O,). Without a master leaf m = 0
+    and s = 1 (then ``y = L_j(x)`` exactly). No allocation; loops run over contiguous rows.
     """
-    leaf_hidden(w1s, b1s, j, jn, act, x, h)
-    leaf_output(w2s, b2s, j, jn, h, y)
+    leaf_hidden(w1s, b1s, j, jn, act, s, x, h)
+    if hm.shape[0]:
+        leaf_hidden(mw1, mb1, 0, 0, act, 1 - s, x, hm)
+    leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y)
 
 
 @njit(**_SERIAL)
-def leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, x, h, y):
-    """Hard leaf-FFF inference of one sample.
+def leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s,
+                     x, h, hm, y):
+    """Hard leaf-FFF inference of one sample (SPEC §1), with the eFFF master leaf (SPEC §3).
 
     Parameters
     ----------
@@ -607,36 +703,65 @@ def leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, x, h, y
     w1s, b1s, w2s, b2s : ndarrays of shapes (L, D, l), (L, l), (L, l, O), (L, O)
     act : int
         Activation code of the leaves.
+    mw1, mb1, mw2, mb2 : ndarrays of shapes (1, D, m), (1, m), (1, m, O), (1, O)
+        The master leaf (``magic_w1`` ...); without one m = 0 and ``mb2`` any finite row.
+    s : float
+        ``sigmoid(k)``, the tree's share of the output; 1 without a master leaf.
     x : ndarray of shape (D,)
     h : ndarray of shape (l,)
-        Scratch for the hidden layer.
+        Scratch for the leaf's hidden layer.
+    hm : ndarray of shape (m,)
+        Scratch for the master leaf's hidden layer.
     y : ndarray of shape (O,)
-        Output, overwritten.
+        Output ``s L_j(x) + (1 - s) M(x)``, overwritten.
 
-    Performance contract: d + 1 passes over weight rows, no allocation.
+    Performance contract: d + 1 passes over weight rows (+1 with a master leaf), no allocation.
     """
     j = leaf_route_one(node_weights, node_biases, x)
-    leaf_apply_one(w1s, b1s, w2s, b2s, j, j, act, x, h, y)
+    leaf_apply_one(w1s, b1s, w2s, b2s, j, j, act, mw1, mb1, mw2, mb2, s, x, h, hm, y)
 
 
 @njit(**_SERIAL)
 def leaf_forward_one_checked(node_weights, node_biases, w1s, b1s, w2s, b2s, act, x, h, y):
-    """:func:`leaf_forward_one` when every value of ``x`` is finite (returns True); else returns
-    False and leaves ``y`` untouched. One dispatch for the check and the inference of one sample."""
+    """:func:`leaf_forward_one` without a master leaf, when every value of ``x`` is finite (returns
+    True); else returns False and leaves ``y`` untouched. One dispatch for the check and the
+    inference of one sample; fewer arguments than :func:`leaf_forward_one_master_checked` (each
+    costs dispatch time). No allocation: the empty master arrays are views."""
     if not all_finite(x):
         return False
-    leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, x, h, y)
+    leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, w1s[:1, :, :0], b1s[:1, :0],
+                     w2s[:1, :0, :], b2s[:1], x.dtype.type(1), x, h, h[:0], y)
     return True
 
 
 @njit(**_SERIAL)
-def leaf_forward_serial(node_weights, node_biases, w1s, b1s, w2s, b2s, act, X, H, Y):
-    """:func:`leaf_forward_one` on each row of ``X`` (n, D) into ``Y`` (n, O); ``H`` (l,) scratch.
+def leaf_forward_one_master_checked(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2,
+                                    mb2, s, x, h, hm, y):
+    """:func:`leaf_forward_one` (master leaf included) when every value of ``x`` is finite (returns
+    True); else returns False and leaves ``y`` untouched."""
+    if not all_finite(x):
+        return False
+    leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, x, h,
+                     hm, y)
+    return True
 
-    Performance contract: serial, no allocation (for one sample and tiny batches).
+
+@njit(**_SERIAL)
+def leaf_forward_serial(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s,
+                        X, Y, check_finite):
+    """:func:`leaf_forward_one` on each row of ``X`` (n, D) into ``Y`` (n, O).
+
+    With ``check_finite``, returns False (``Y`` untouched) when ``X`` holds NaN or inf; else True.
+    Performance contract: serial, scratch O(l + m), no allocation in the loop (small batches).
     """
-    for s in range(X.shape[0]):
-        leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, X[s], H, Y[s])
+    if check_finite and not all_finite(X):
+        return False
+    h = np.empty(w1s.shape[2], X.dtype)
+    hm = np.empty(mw1.shape[2], X.dtype)
+    for q in range(X.shape[0]):
+        leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s,
+                         X[q], h, hm, Y[q])
+    return True
 
 
 @njit(**_SERIAL)
@@ -647,84 +772,145 @@ def bucket_by(keys, n_keys, offsets, perm):
     """
     for q in range(n_keys + 1):
         offsets[q] = 0
-    for s in range(keys.shape[0]):
-        offsets[keys[s] + 1] += 1
+    for q in range(keys.shape[0]):
+        offsets[keys[q] + 1] += 1
     for q in range(n_keys):
         offsets[q + 1] += offsets[q]
-    for s in range(keys.shape[0]):  # offsets[q] runs ahead while filling, then is restored
-        q = keys[s]
-        perm[offsets[q]] = s
-        offsets[q] += 1
+    for q in range(keys.shape[0]):  # offsets[key] runs ahead while filling, then is restored
+        key = keys[q]
+        perm[offsets[key]] = q
+        offsets[key] += 1
     for q in range(n_keys, 0, -1):
         offsets[q] = offsets[q - 1]
     offsets[0] = 0
 
 
 @njit(**_SERIAL)
-def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, X, perm, lo, hi, H, Y):
-    """Leaf j on the samples ``perm[lo:hi]`` of ``X``; hidden rows in ``H[lo:hi]``, outputs in ``Y``.
+def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, perm, lo, hi, H, HM, Y):
+    """Leaf j (mixed with the master leaf) on the samples ``perm[lo:hi]`` of ``X`` into ``Y``;
+    hidden rows in ``H[lo:hi]`` (n, l) and ``HM[lo:hi]`` (n, m).
 
     Four samples at a time share every weight load (:func:`leaf_hidden4`, :func:`leaf_output4`);
-    a rest of three runs as a four with a repeat, a rest of two as a pair, a single one alone. The leaf's
-    weights (2 * D * l values) come from memory once and stay in L2 for the rest; leaf ``jn``'s
-    (the next one this thread runs) are prefetched meanwhile. No allocation.
+    a rest of three runs as a four with a repeat, a rest of two as a pair, a single one alone. The
+    leaf's weights (2 * D * l values) come from memory once and stay in L2 for the rest; leaf
+    ``jn``'s (the next one this thread runs) are prefetched meanwhile. The master leaf is one more
+    leaf that every group runs (its rows stay in L2). No allocation.
     """
+    master = HM.shape[1] > 0
+    sm = 1 - s
     p = lo
     while hi - p >= 3:
-        s0 = perm[p]
-        s1 = perm[p + 1]
-        s2 = perm[p + 2]
-        q3 = min(p + 3, hi - 1)
-        s3 = perm[q3]
-        leaf_hidden4(w1s, b1s, j, jn, act, X[s0], X[s1], X[s2], X[s3], H[p], H[p + 1], H[p + 2], H[q3])
-        leaf_output4(w2s, b2s, j, jn, H[p], H[p + 1], H[p + 2], H[q3], Y[s0], Y[s1], Y[s2], Y[s3])
+        q0 = perm[p]
+        q1 = perm[p + 1]
+        q2 = perm[p + 2]
+        p3 = min(p + 3, hi - 1)
+        q3 = perm[p3]
+        leaf_hidden4(w1s, b1s, j, jn, act, s, X[q0], X[q1], X[q2], X[q3], H[p], H[p + 1], H[p + 2], H[p3])
+        if master:
+            leaf_hidden4(mw1, mb1, 0, 0, act, sm, X[q0], X[q1], X[q2], X[q3], HM[p], HM[p + 1], HM[p + 2],
+                         HM[p3])
+        leaf_output4(w2s, b2s, j, jn, H[p], H[p + 1], H[p + 2], H[p3], mw2, mb2, HM[p], HM[p + 1], HM[p + 2],
+                     HM[p3], s, Y[q0], Y[q1], Y[q2], Y[q3])
         p += 4
     if hi - p == 2:
-        s0 = perm[p]
-        s1 = perm[p + 1]
-        leaf_hidden2(w1s, b1s, j, jn, act, X[s0], X[s1], H[p], H[p + 1])
-        leaf_output2(w2s, b2s, j, jn, H[p], H[p + 1], Y[s0], Y[s1])
+        q0 = perm[p]
+        q1 = perm[p + 1]
+        leaf_hidden2(w1s, b1s, j, jn, act, s, X[q0], X[q1], H[p], H[p + 1])
+        if master:
+            leaf_hidden2(mw1, mb1, 0, 0, act, sm, X[q0], X[q1], HM[p], HM[p + 1])
+        leaf_output2(w2s, b2s, j, jn, H[p], H[p + 1], mw2, mb2, HM[p], HM[p + 1], s, Y[q0], Y[q1])
         p += 2
     if p < hi:
-        s = perm[p]
-        leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, X[s], H[p], Y[s])
+        q = perm[p]
+        leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X[q], H[p], HM[p], Y[q])
+
+
+#: samples per routing task (a task's x rows, 256 * D * 4 bytes, stay in L2 across its levels)
+ROUTE_TASK = 512
+#: samples per worker thread at least (below, fewer threads: a launch costs more than it saves)
+LEAF_MIN_SAMPLES = 4
+#: leaves per leaf-phase task: threads take tasks from a shared counter, so a thread that runs
+#: slower (uneven buckets, a core shared with another process) simply takes fewer
+LEAF_TASK = 16
 
 
 @njit(**_PARALLEL)
-def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, X, Y, n_threads):
-    """Hard leaf-FFF inference of a batch ``X`` (n, D) into ``Y`` (n, O) with ``n_threads`` threads.
+def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s,
+                       X, Y, n_threads, check_finite, reverse):
+    """Hard leaf-FFF inference of a batch ``X`` (n, D) into ``Y`` (n, O) with ``n_threads`` threads,
+    mixed with the master leaf (arguments as in :func:`leaf_forward_one`).
 
-    Performance contract: routing parallel over one chunk of samples per thread, each chunk
-    walking the tree with groups of samples (:func:`leaf_route_group`); then samples are bucketed
-    by leaf (counting sort) and the loop over leaves is parallel, each leaf reading its weights once
-    for its whole bucket, four samples per pass, while the next leaf's weights are prefetched.
-    Scratch: O(n * l) (leaf index, permutation, flags, hidden rows); no allocation in the loops.
+    With ``check_finite``, returns False when ``X`` holds NaN or inf (``Y`` is then left
+    unfinished), else True; for depth >= 1 the check rides on the root logits (a non-finite input
+    value makes its sample's root logit non-finite; a finite logit that overflows is also
+    reported, a false alarm the caller resolves by validating ``X``), at depth 0 it is a separate
+    pass.
+
+    Performance contract: routing by tasks of ``ROUTE_TASK`` samples, each walking the tree with
+    groups of samples (:func:`leaf_route_group`); then samples are bucketed by leaf (counting
+    sort) and the leaves run by tasks of ``LEAF_TASK`` leaves, each leaf reading its weights once for
+    its whole bucket, four samples per pass, while the next leaf's weights are prefetched. Tasks
+    are handed out by an atomic counter (dynamic balance by work). With ``reverse`` the leaves run
+    from the last to the first: callers alternate the direction from call to call, so that the
+    leaves a call reads first are those the previous call read last, still in cache when all the
+    weights do not fit (a fixed order evicts each leaf just before it is needed again).
+    Scratch O(n * (l + m)); no allocation in the loops.
     """
     n = X.shape[0]
     L = w1s.shape[0]
-    l = w1s.shape[2]
     depth = 0
     while (1 << depth) < L:
         depth += 1
-    leaf = np.empty(n, np.int64)
+    n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
+    counters = np.zeros(2 * 16, np.int64)  # two task counters, 128 bytes apart (no false sharing)
+    ok = np.ones(n_workers, np.bool_)
+    leaf = np.zeros(n, np.int64)
     perm = np.empty(n, np.int64)
-    right = np.empty(n, np.bool_)
-    n_chunks = max(1, min(n_threads, n // 64))
-    stacks = np.empty((n_chunks, depth + 2, 3), np.int64)
-    for c in prange(n_chunks):
-        lo = c * n // n_chunks
-        hi = (c + 1) * n // n_chunks
-        for p in range(lo, hi):
-            perm[p] = p
-        leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right, stacks[c])
+    if depth > 0:
+        right = np.empty(n, np.bool_)
+        stacks = np.empty((n_workers, depth + 2, 3), np.int64)
+        n_tasks = (n + ROUTE_TASK - 1) // ROUTE_TASK
+        for t in prange(n_workers):
+            while True:
+                task = _atomic_next(counters, 0)
+                if task >= n_tasks:
+                    break
+                lo = task * ROUTE_TASK
+                hi = min(n, lo + ROUTE_TASK)
+                for p in range(lo, hi):
+                    perm[p] = p
+                if not leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right,
+                                        stacks[t]):
+                    ok[t] = False
+    elif check_finite:
+        ok[0] = all_finite(X)
+    if check_finite:
+        for t in range(n_workers):
+            if not ok[t]:
+                return False
     offsets = np.empty(L + 1, np.int64)
     bucket_by(leaf, L, offsets, perm)
-    H = np.empty((n, l), X.dtype)
-    for j in prange(L):
-        lo = offsets[j]
-        hi = offsets[j + 1]
-        if hi > lo:
-            leaf_apply_group(w1s, b1s, w2s, b2s, j, min(j + 1, L - 1), act, X, perm, lo, hi, H, Y)
+    H = np.empty((n, w1s.shape[2]), X.dtype)
+    HM = np.empty((n, mw1.shape[2]), X.dtype)
+    n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
+    for t in prange(n_workers):
+        while True:
+            task = _atomic_next(counters, 16)
+            if task >= n_tasks:
+                break
+            j0 = task * LEAF_TASK
+            if reverse:
+                j0 = (n_tasks - 1 - task) * LEAF_TASK
+            j1 = min(L, j0 + LEAF_TASK)
+            for jj in range(j1 - j0):
+                j = j1 - 1 - jj if reverse else j0 + jj
+                jn = max(j - 1, 0) if reverse else min(j + 1, L - 1)
+                lo = offsets[j]
+                hi = offsets[j + 1]
+                if hi > lo:
+                    leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, perm, lo,
+                                     hi, H, HM, Y)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -926,7 +1112,7 @@ def nt_output_one(w_out_t, base, act, a, rows, accumulate, y):
 
 
 @njit(**_PARALLEL)
-def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y):
+def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check_finite):
     """Hard neuron-tree inference of a batch ``X`` (n, D) into ``Y`` (n, O), all parallel trees.
 
     Performance contract, per tree:
@@ -938,6 +1124,9 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y):
     3. right after its walk, the bucket's outputs, sample by sample in path order: the output rows
        of neighbouring samples are shared and hot in L1/L2, and each output row ``Y[s]`` is written
        once per four levels (:func:`nt_output_one`).
+    With ``check_finite``, returns False (``Y`` unfinished) when a root logit of tree 0 is not
+    finite: ``X`` holds NaN or inf (or a logit overflowed, a false alarm the caller resolves by
+    validating ``X``); else True. The check reads n logits instead of n * D inputs.
     Scratch O(n * depth + 2^K * depth); no allocation in the loops.
     """
     n = X.shape[0]
@@ -962,6 +1151,12 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y):
         for s in prange(n):
             k = nt_logits_one(w_in, b_in, base, 0, 0, K - 1, X[s], A[s])
             node[s] = k - first
+        if t == 0 and check_finite:  # a NaN or inf in a sample makes its root logit non-finite
+            bad = X.dtype.type(0)
+            for q in range(n):
+                bad += A[q, 0] * 0
+            if bad != 0:
+                return False
         bucket_by(node, n_sub, offsets, perm)
         for q in prange(n_sub):
             lo = offsets[q]
@@ -972,3 +1167,4 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y):
             for p in range(lo, hi):  # right away, while this bucket's rows are in L2
                 s = perm[p]
                 nt_output_one(w_out_t, base, act, A[s], rows[s], t > 0, Y[s])
+    return True

@@ -191,10 +191,8 @@ class NeuronTreeFFF(Layer):
                 self._forward_one = forward_one
             return forward_one(w_in, b_in, w_out_t, self.depth, self.parallel_size, self.activation, x2d)
         from . import _kernel_api
-        if check_finite and not _kernel_api.all_finite(x2d):
-            return None
         return _kernel_api.neuron_tree_forward(w_in, b_in, w_out_t, self.depth, self.parallel_size,
-                                               self.activation, x2d)
+                                               self.activation, x2d, check_finite=check_finite)
 
     def path(self, x):
         """The neurons each tree visits, numbered 0 .. N-1 inside its tree: (..., D) -> (..., P, depth+1) int."""

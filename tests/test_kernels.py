@@ -19,6 +19,15 @@ from fffcpu.reference import neuron_tree as ref_nt
 from . import naive
 
 D, L_WIDTH, O = 5, 3, 4
+
+
+@pytest.fixture(autouse=True)
+def batch_kernels_for_small_shapes(monkeypatch):
+    """The test shapes are tiny, so the work rule would send every batch to the serial loop: lift it
+    (batches of SERIAL_BELOW or more then run the batch kernels, as large layers do)."""
+    monkeypatch.setattr(api, "PARALLEL_MIN_WORK", 0)
+
+
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 DTYPES = [np.float32, np.float64]
 LEAF_NAMES = ("node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s")
@@ -38,10 +47,10 @@ def nt_params(depth, P, dtype, rng, integer=False):
     return ref_nt.init_params(D, O, depth, P, rng, dtype)
 
 
-def nt_call(params, depth, P, activation, x, out=None):
+def nt_call(params, depth, P, activation, x, out=None, check_finite=False):
     w_out_t = np.ascontiguousarray(params["linear_out.weight"].T)
     return api.neuron_tree_forward(params["linear_in.weight"], params["linear_in.bias"], w_out_t,
-                                   depth, P, activation, x, out=out)
+                                   depth, P, activation, x, out=out, check_finite=check_finite)
 
 
 def nt_naive(params, depth, P, activation, x):
@@ -160,8 +169,9 @@ def test_one_sample_kernels_write_only_the_output():
                            np.ascontiguousarray(tp["linear_out.weight"].T), 3, 3, 1, x, y)
     np.testing.assert_allclose(y, ref_nt.hard_forward(tp, x[None], 3, 3, "gelu")[0], rtol=1e-12)
     lp = leaf_params(3, np.float64, rng)
-    h = np.empty(L_WIDTH)
-    kernels.leaf_forward_one(*(lp[k] for k in LEAF_NAMES), 0, x, h, y)
+    args = api.leaf_kernel_args(lp)
+    y[:] = np.nan
+    kernels.leaf_forward_one(*args[:6], 0, *args[6:], x, np.empty(L_WIDTH), np.empty(0), y)
     np.testing.assert_allclose(y, ref_leaf.hard_forward(lp, x[None], "relu")[0], rtol=1e-12)
 
 
@@ -213,6 +223,19 @@ def test_concurrent_calls_from_python_threads():
         got = list(pool.map(lambda x: nt_call(tp, 3, 3, "gelu", x), xs))
     for y, e in zip(got, expected):
         np.testing.assert_allclose(y, e, rtol=1e-12)
+
+
+def test_work_rule_picks_the_serial_loop_for_small_work(monkeypatch):
+    monkeypatch.setattr(api, "PARALLEL_MIN_WORK", 200_000)
+    assert not api.use_parallel(api.SERIAL_BELOW - 1, 10 ** 9)
+    assert not api.use_parallel(100, 1000) and api.use_parallel(200, 1000)
+    rng = np.random.default_rng(18)
+    params = leaf_params(3, np.float32, rng)
+    x = rng.standard_normal((100, D)).astype(np.float32)  # tiny work: the serial loop, same results
+    np.testing.assert_allclose(api.leaf_forward(params, "relu", x), ref_leaf.hard_forward(params, x, "relu"),
+                               **TOL[np.float32])
+    x[50, 2] = np.nan
+    assert api.leaf_forward(params, "relu", x, check_finite=True) is None
 
 
 def test_thread_count_and_warmup():
@@ -328,3 +351,87 @@ def test_leaf_master_leaf_lean_path_matches_numpy_backend():
     x = np.random.default_rng(24).standard_normal((12, D))
     np.testing.assert_allclose(layer(x[0]), ref_layer(x[0]), rtol=1e-12)
     np.testing.assert_allclose(layer(x), ref_layer(x), rtol=1e-12)
+
+
+# -- eFFF master leaf inside the kernels (round 3) ---------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("depth,n", [(0, 1), (0, 40), (3, 1), (3, 5), (3, 90), (6, 700)])
+def test_master_leaf_fused_matches_reference(dtype, depth, n):
+    rng = np.random.default_rng(300 + depth)
+    params = ref_leaf.init_params(D, L_WIDTH, O, depth, rng, dtype, master_leaf=2)
+    params["k"][...] = -0.7  # s = sigmoid(k) away from 1/2: a wrong mix would show
+    x = rng.standard_normal((n, D)).astype(dtype)
+    expected = ref_leaf.hard_forward(params, x, "gelu")
+    tree_only = ref_leaf.hard_forward({k: params[k] for k in LEAF_NAMES}, x, "gelu")
+    assert np.abs(expected - tree_only).max() > 1e-3
+    np.testing.assert_allclose(api.leaf_forward(params, "gelu", x), expected, **TOL[dtype])
+    for s in range(min(n, 3)):
+        np.testing.assert_allclose(api.leaf_forward_one(params, "gelu", x[s]), expected[s], **TOL[dtype])
+
+
+def test_master_leaf_layer_follows_kappa_and_wide_blocks():
+    """Through the layer: k updated in place is seen by the next call; 16-unit and 64-output
+    blocks with remainders in both the leaf and the master leaf."""
+    rng = np.random.default_rng(31)
+    layer = fffcpu.FFF(D_WIDE, L_WIDE, O_WIDE, depth=3, seed=5, dtype="float32", master_leaf=17)
+    x = rng.standard_normal((90, D_WIDE)).astype(np.float32)
+    for kappa in (0.5, -2.0):
+        layer.params["k"][...] = kappa
+        expected = ref_leaf.hard_forward(layer.params, x, "relu")
+        np.testing.assert_allclose(layer(x), expected, **TOL[np.float32])
+        np.testing.assert_allclose(layer(x[7]), expected[7], **TOL[np.float32])
+
+
+@pytest.mark.parametrize("depth", [0, 3])
+def test_batch_kernel_reports_non_finite_input(depth):
+    rng = np.random.default_rng(32)
+    params = leaf_params(depth, np.float32, rng)
+    x = rng.standard_normal((300, D)).astype(np.float32)
+    assert api.leaf_forward(params, "relu", x, check_finite=True) is not None
+    for bad, row in ((np.nan, 299), (np.inf, 0), (-np.inf, 150)):
+        z = x.copy()
+        z[row, 1] = bad
+        assert api.leaf_forward(params, "relu", z, check_finite=True) is None
+        assert api.leaf_forward(params, "relu", z[max(0, row - 4):row + 1], check_finite=True) is None  # serial
+        assert api.leaf_forward(params, "relu", z).shape == (300, O)  # no check asked: computes
+
+
+def test_leaf_layer_kernel_arrays_follow_rebound_params():
+    layer = fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=6, dtype="float32")
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal((40, D)).astype(np.float32)
+    np.testing.assert_allclose(layer(x), ref_leaf.hard_forward(layer.params, x, "relu"), **TOL[np.float32])
+    layer.params["w2s"] *= -1  # in place: the cached arguments are the parameters themselves
+    np.testing.assert_allclose(layer(x[0]), ref_leaf.hard_forward(layer.params, x[:1], "relu")[0],
+                               **TOL[np.float32])
+    layer.params["w1s"] = rng.standard_normal(layer.params["w1s"].shape)  # rebound, float64: converted
+    np.testing.assert_allclose(layer(x), ref_leaf.hard_forward(layer.params, x, "relu"), **TOL[np.float32])
+
+
+@pytest.mark.parametrize("depth", [0, 3])
+def test_neuron_tree_batch_kernel_reports_non_finite_input(depth):
+    rng = np.random.default_rng(34)
+    tp = nt_params(depth, 2, np.float32, rng)
+    x = rng.standard_normal((300, D)).astype(np.float32)
+    assert nt_call(tp, depth, 2, "gelu", x, check_finite=True) is not None
+    for bad, row in ((np.nan, 299), (-np.inf, 0)):
+        z = x.copy()
+        z[row, 3] = bad
+        assert nt_call(tp, depth, 2, "gelu", z, check_finite=True) is None
+        assert nt_call(tp, depth, 2, "gelu", z[max(0, row - 4):row + 1], check_finite=True) is None
+        assert nt_call(tp, depth, 2, "gelu", z).shape == (300, O)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_leaf_batch_kernel_both_leaf_orders(dtype):
+    """The batch kernel runs the leaves forward or backward (alternated between calls): same results."""
+    rng = np.random.default_rng(35)
+    params = ref_leaf.init_params(D_WIDE, L_WIDE, O_WIDE, 6, rng, dtype, master_leaf=3)
+    x = rng.standard_normal((700, D_WIDE)).astype(dtype)
+    expected = ref_leaf.hard_forward(params, x, "relu")
+    args = api.leaf_kernel_args(params)
+    for reverse in (False, True):
+        for threads in (1, 2):
+            y = np.full((700, O_WIDE), np.nan, dtype)
+            assert kernels.leaf_forward_batch(*args[:6], 0, *args[6:], x, y, threads, True, reverse)
+            np.testing.assert_allclose(y, expected, **TOL[dtype])
