@@ -83,9 +83,14 @@ class Layer:
             # lean path for an input already in kernel layout (one sample costs microseconds): no
             # conversion; the kernels check finiteness themselves (no temporaries) and answer None
             # for NaN or inf, which then falls through to as_input and its usual error
-            y = self._hard_numba(x, check_finite=True)
-            if y is not None:
-                return y
+            if x.ndim == 2 and x.shape[0] == 1:  # a batch of one takes the one-sample kernel call
+                y = self._hard_numba(x[0], check_finite=True)
+                if y is not None:
+                    return y.reshape(1, self.output_width)
+            else:
+                y = self._hard_numba(x, check_finite=True)
+                if y is not None:
+                    return y
         x2d, lead = as_input(x, self.input_width, self.dtype)
         y = self._hard_numba(x2d) if self._use_numba() else self._hard_numpy(x2d)
         return y.reshape(lead + (self.output_width,))

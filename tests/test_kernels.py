@@ -435,3 +435,17 @@ def test_leaf_batch_kernel_both_leaf_orders(dtype):
             y = np.full((700, O_WIDE), np.nan, dtype)
             assert kernels.leaf_forward_batch(*args[:6], 0, *args[6:], x, y, threads, True, reverse)
             np.testing.assert_allclose(y, expected, **TOL[dtype])
+
+
+def test_a_batch_of_one_takes_the_one_sample_call_and_keeps_its_shape_and_errors():
+    from fffcpu import FFF, NeuronTreeFFF
+    rng = np.random.default_rng(11)
+    for layer in (FFF(6, 3, 4, 2, seed=0), NeuronTreeFFF(6, 4, 2, seed=0)):
+        x = rng.standard_normal((1, 6)).astype(np.float32)
+        y = layer(x)
+        assert y.shape == (1, 4)
+        np.testing.assert_array_equal(y[0], layer(x[0]))
+        np.testing.assert_array_equal(y, layer(np.concatenate([x, x]))[:1])
+        x[0, 2] = np.inf
+        with pytest.raises(ValueError, match="x must be finite"):
+            layer(x)
