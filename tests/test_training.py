@@ -8,7 +8,7 @@ import pytest
 import fffcpu
 from fffcpu.training import FFFClassifier, FFFRegressor, fit
 from fffcpu.training import commands
-from fffcpu.training.loop import evaluate, fold_input_scaling, input_scaling, make_generators
+from fffcpu.training.loop import fold_input_scaling, input_scaling, make_generators
 from fffcpu.training.optim import SGD
 
 
