@@ -25,7 +25,7 @@ group and reused from cache (see ``docs/kernels.md``):
 - neuron tree: the logits of the top ``K`` levels are computed per sample (their rows stay in L2);
   the samples are bucketed by their node at level ``K``; each subtree below is walked depth-first
   with its bucket, one node at a time for the whole group (a group of one sample finishes alone);
-  then the bucket's outputs are summed per sample in path order, four output rows per pass.
+  then the bucket's outputs are summed in path order, two samples per pass sharing their common rows.
 - leaf FFF: routing by a depth-first walk that carries groups of samples (tasks of
   ``ROUTE_TASK`` samples), then samples are bucketed by leaf and each leaf's two small matrices are
   applied to its bucket four samples at a time, with register-resident accumulators in a stack
@@ -1037,6 +1037,15 @@ def nt_logits_one(w_in, b_in, base, k, level, depth, x, a_out):
 
 
 @njit(**_SERIAL)
+def prefetch_row(w, r):
+    """Hint the CPU to bring row ``r`` of the C-contiguous 2-D ``w`` into L2 (one hint per 64 bytes)."""
+    D = w.shape[1]
+    o = r * D
+    for i in range(0, D, max(1, 64 // w.itemsize)):
+        _prefetch(w, o + i)
+
+
+@njit(**_SERIAL)
 def nt_subtree_logits(w_in, b_in, base, k0, level0, depth, X, perm, lo0, hi0, A, right, stack):
     """Depth-first walk of the subtree under node ``k0`` (at ``level0``) for samples ``perm[lo0:hi0]``,
     filling their logits ``A[s, level0:]``.
@@ -1060,6 +1069,9 @@ def nt_subtree_logits(w_in, b_in, base, k0, level0, depth, X, perm, lo0, hi0, A,
         if hi - lo == 1:
             nt_logits_one(w_in, b_in, base, k, level, depth, X[perm[lo]], A[perm[lo]])
             continue
+        if level < depth:  # the next node is a child: its row arrives while this one computes
+            prefetch_row(w_in, base + 2 * k + 1)
+            prefetch_row(w_in, base + 2 * k + 2)
         mid = nt_group_logits(w_in, b_in, base + k, level, X, perm, lo, hi, A, right)
         if level < depth:
             if hi > mid:
@@ -1077,38 +1089,68 @@ def nt_subtree_logits(w_in, b_in, base, k0, level0, depth, X, perm, lo0, hi0, A,
 
 
 @njit(**_SERIAL)
-def nt_output_one(w_out_t, base, act, a, rows, accumulate, y):
-    """``y (+)= sum_m act(a[m]) * w_out_t[base + node_m]`` along the path the logits ``a`` (levels,) take.
-
-    ``rows`` (levels,) int64 scratch. The sum runs four rows at a time with ``y`` read and written
-    once per four rows. ``accumulate`` False overwrites ``y``. No allocation.
-    """
-    levels = a.shape[0]
-    dt = y.dtype.type
+def nt_path_activations(base, act, a, rows):
+    """Turn the logits ``a`` (levels,) of one sample into activations, in place, and write the rows
+    its path visits (``base`` + node index, levels,) into ``rows``. No allocation."""
+    dt = a.dtype.type
     k = 0
-    for m in range(levels):
+    for m in range(a.shape[0]):
         rows[m] = base + k
         k = 2 * k + (2 if a[m] > 0 else 1)
-        a[m] = dt(activate(a[m], act))  # the logit is no longer needed: keep the activation
-    for m0 in range(0, levels, 4):
-        # a short last chunk repeats its last row with weight 0 (finite weights: adds exact zeros)
-        m1 = min(m0 + 1, levels - 1)
-        m2 = min(m0 + 2, levels - 1)
-        m3 = min(m0 + 3, levels - 1)
-        g0 = a[m0]
-        g1 = a[m1] if m0 + 1 < levels else dt(0)
-        g2 = a[m2] if m0 + 2 < levels else dt(0)
-        g3 = a[m3] if m0 + 3 < levels else dt(0)
-        r0 = rows[m0]
-        r1 = rows[m1]
-        r2 = rows[m2]
-        r3 = rows[m3]
-        if m0 == 0 and not accumulate:
-            for o in range(y.shape[0]):
-                y[o] = (g0 * w_out_t[r0, o] + g1 * w_out_t[r1, o]) + (g2 * w_out_t[r2, o] + g3 * w_out_t[r3, o])
+        a[m] = dt(activate(a[m], act))
+
+
+@njit(**_SERIAL)
+def nt_output_pair(w_out_t, g0, r0, g1, r1, accumulate, y0, y1):
+    """``y (+)= sum_m g[m] * w_out_t[r[m]]`` for two samples (activations ``g*``, rows ``r*``, levels,).
+
+    Blocks of ``OUT_BLOCK`` outputs: 2 x 64 accumulators stay in registers over all the levels and
+    each output row is stored once (was read and written once per four levels). Where both
+    samples visit the same row (every level above their bucket, and deeper for neighbours in path
+    order) its block is loaded once for both. ``y0`` and ``y1`` may be one array (a repeated
+    sample). ``accumulate`` False overwrites. No allocation.
+    """
+    levels = g0.shape[0]
+    O = y0.shape[0]
+    B = OUT_BLOCK
+    acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
+    for ob in range(O // B):
+        o0 = ob * B
+        if accumulate:
+            for t in range(B):
+                acc[t] = y0[o0 + t]
+            for t in range(B):
+                acc[B + t] = y1[o0 + t]
         else:
-            for o in range(y.shape[0]):
-                y[o] += (g0 * w_out_t[r0, o] + g1 * w_out_t[r1, o]) + (g2 * w_out_t[r2, o] + g3 * w_out_t[r3, o])
+            for t in range(2 * B):
+                acc[t] = 0
+        for m in range(levels):
+            ra = r0[m]
+            rb = r1[m]
+            ga = g0[m]
+            gb = g1[m]
+            if ra == rb:
+                for t in range(B):
+                    wv = w_out_t[ra, o0 + t]
+                    acc[t] += ga * wv
+                    acc[B + t] += gb * wv
+            else:
+                for t in range(B):
+                    acc[t] += ga * w_out_t[ra, o0 + t]
+                    acc[B + t] += gb * w_out_t[rb, o0 + t]
+        # one store loop per row (the rows may be one array: interleaved stores would go scalar)
+        for t in range(B):
+            y0[o0 + t] = acc[t]
+        for t in range(B):
+            y1[o0 + t] = acc[B + t]
+    for o in range((O // B) * B, O):
+        v0 = y0[o] if accumulate else y0.dtype.type(0)
+        v1 = y1[o] if accumulate else y1.dtype.type(0)
+        for m in range(levels):
+            v0 += g0[m] * w_out_t[r0[m], o]
+            v1 += g1[m] * w_out_t[r1[m], o]
+        y0[o] = v0
+        y1[o] = v1
 
 
 @njit(**_PARALLEL)
@@ -1122,8 +1164,8 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check
        parallel, each depth-first with its bucket: every node's row is read once per group of samples
        (:func:`nt_subtree_logits`), leaving the samples ordered by path;
     3. right after its walk, the bucket's outputs, sample by sample in path order: the output rows
-       of neighbouring samples are shared and hot in L1/L2, and each output row ``Y[s]`` is written
-       once per four levels (:func:`nt_output_one`).
+       of neighbouring samples are shared and hot in L1/L2; two samples per pass, each output row
+       ``Y[s]`` written once (:func:`nt_output_pair`).
     With ``check_finite``, returns False (``Y`` unfinished) when a root logit of tree 0 is not
     finite: ``X`` holds NaN or inf (or a logit overflowed, a false alarm the caller resolves by
     validating ``X``); else True. The check reads n logits instead of n * D inputs.
@@ -1166,5 +1208,11 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check
                                   stacks[q])
             for p in range(lo, hi):  # right away, while this bucket's rows are in L2
                 s = perm[p]
-                nt_output_one(w_out_t, base, act, A[s], rows[s], t > 0, Y[s])
+                nt_path_activations(base, act, A[s], rows[s])
+            p = lo
+            while p < hi:  # neighbours in path order share rows: two samples per pass
+                s0 = perm[p]
+                s1 = perm[min(p + 1, hi - 1)]
+                nt_output_pair(w_out_t, A[s0], rows[s0], A[s1], rows[s1], t > 0, Y[s0], Y[s1])
+                p += 2
     return True

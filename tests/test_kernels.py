@@ -291,6 +291,22 @@ def test_leaf_wide_blocks_match_naive(dtype, depth, n):
         np.testing.assert_allclose(api.leaf_forward_one(params, "gelu", x[s]), y_naive[s], **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_neuron_tree_wide_output_pairs_match_naive(dtype):
+    """Round 4: outputs two samples per pass (a full 64-output block plus a remainder), buckets of
+    odd sizes (a pair repeats its sample), two trees (the second accumulates into y)."""
+    rng = np.random.default_rng(300)
+    depth, P, n = 5, 2, 301
+    params = ref_nt.init_params(D_WIDE, O_WIDE, depth, P, rng, dtype)
+    x = rng.standard_normal((n, D_WIDE)).astype(dtype)
+    y = api.neuron_tree_forward(params["linear_in.weight"], params["linear_in.bias"],
+                                np.ascontiguousarray(params["linear_out.weight"].T), depth, P, "gelu", x)
+    y_naive, rows = naive.neuron_tree(params["linear_in.weight"], params["linear_in.bias"],
+                                      params["linear_out.weight"], depth, P, x, "gelu")
+    np.testing.assert_allclose(y, y_naive, **TOL[dtype])
+    assert (np.bincount(rows[:, 0, 3]) % 2 == 1).any()  # a bucket of odd size: a pair repeats a sample
+
+
 def test_leaf_grouped_routing_exact_ties():
     """Routing by groups of samples (four per row pass) keeps the a >= 0 rule on exact zeros."""
     rng = np.random.default_rng(21)
