@@ -1,4 +1,4 @@
-"""Central-difference gradient checks in float64 (shared by the test files)."""
+"""Central-difference gradient checks in float64 and relative comparisons (shared by the test files)."""
 import numpy as np
 
 
@@ -35,3 +35,12 @@ def grad_check(f, arrays, grads, tol=1e-6, eps=1e-6):
         report[name] = (worst, mean)
         assert worst < tol, f"gradient of {name}: max relative error {worst:.2e} >= {tol:.0e} (mean {mean:.2e})"
     return report
+
+
+def assert_rel(actual, expected, rtol, what=""):
+    """|actual - expected| <= rtol * max|expected| (elementwise, one scale per array)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    scale = max(np.abs(expected).max(initial=0.0), 1e-300)
+    err = np.abs(actual - expected).max(initial=0.0) / scale
+    assert err <= rtol, f"{what}: relative error {err:.3g} > {rtol:g}"

@@ -33,6 +33,8 @@ from fffcpu import interop  # noqa: E402
 from fffcpu.neuron_tree import NeuronTreeFFF  # noqa: E402
 from fffcpu.reference import leaf as leaf_ref  # noqa: E402
 
+from .gradcheck import assert_rel  # noqa: E402
+
 LEAF_NAMES = ("node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s")
 NT_NAMES = ("linear_in.weight", "linear_in.bias", "linear_out.weight")
 TORCH_ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh}
@@ -123,15 +125,6 @@ def torch_neuron_tree(params, x, depth, parallel_size, activation=torch.nn.funct
 def random_leaf_params(rng, D, l, O, depth):
     shapes = leaf_ref.param_shapes(D, l, O, depth)
     return {k: rng.normal(size=s) for k, s in shapes.items()}
-
-
-def assert_rel(actual, expected, rtol, what=""):
-    """|actual - expected| <= rtol * max|expected| (elementwise, one scale per array)."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
-    scale = max(np.abs(expected).max(initial=0.0), 1e-300)
-    err = np.abs(actual - expected).max(initial=0.0) / scale
-    assert err <= rtol, f"{what}: relative error {err:.3g} > {rtol:g}"
 
 
 D, LW, O, N_SAMPLES = 5, 3, 4, 9

@@ -14,6 +14,8 @@ import pytest
 import fffcpu
 from fffcpu import interop, interop_cli
 
+from .gradcheck import assert_rel
+
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 ROOT = DATA.parents[1]
 LEAF_NAMES = ("node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s")
@@ -25,14 +27,6 @@ NT_FILES = sorted(DATA.glob("neuron_tree_*.npz"))
 def golden(path):
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-
-
-def assert_rel(actual, expected, rtol, what=""):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
-    scale = max(np.abs(expected).max(initial=0.0), 1e-300)
-    err = np.abs(actual - expected).max(initial=0.0) / scale
-    assert err <= rtol, f"{what}: relative error {err:.3g} > {rtol:g}"
 
 
 def leaf_state(rng, D=4, l=3, O=2, depth=2, prefix=""):
