@@ -1,5 +1,6 @@
 """The leaf FFF layer (Belcak & Wattenhofer): validation and dispatch over the NumPy reference and kernels."""
 import numpy as np
+from scipy.special import expit
 
 from . import activations
 from ._base import Layer, _to_numpy
@@ -192,7 +193,7 @@ class FFF(Layer):
     def entropies(self, x):
         """Per-node decision entropies H(p_k(x)): (..., D) -> (..., N)."""
         x2d, lead = as_input(x, self.input_width, self.dtype)
-        p = 1 / (1 + np.exp(-ref.node_logits(self.params, x2d)))
+        p = expit(ref.node_logits(self.params, x2d))
         return ref.entropy(p).reshape(lead + (self.n_nodes,))
 
     def usage(self, x):
