@@ -53,6 +53,24 @@ def _act_code(activation):
     return int(activation)
 
 
+def batch_output(n, width, dtype, k):
+    """An uninitialised (n, width) output for a batch kernel (``k``: the kernels module).
+
+    An output large enough to be written with streaming stores (``k.STREAM_MIN_BYTES``) starts on a
+    64-byte boundary, so that its rows do too when a row is a whole number of 64-byte lines
+    (width 768 in float32 or float64): streaming stores need aligned lines and fall back to plain
+    stores elsewhere. The array is then a view of a byte buffer (``.base``), C-contiguous and
+    writable like any other.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = n * width * dtype.itemsize
+    if nbytes < k.STREAM_MIN_BYTES:
+        return np.empty((n, width), dtype)
+    buf = np.empty(nbytes + 64, np.uint8)
+    start = -buf.ctypes.data % 64
+    return buf[start:start + nbytes].view(dtype).reshape(n, width)
+
+
 def leaf_kernel_args(params):
     """The leaf-FFF parameters as the kernels take them, master leaf included.
 
@@ -122,7 +140,7 @@ def leaf_forward(params, activation, x2d, out=None, check_finite=False):
     args = _leaf_args(params)
     n = x2d.shape[0]
     if out is None:
-        out = np.empty((n, args[5].shape[1]), dtype=x2d.dtype)
+        out = batch_output(n, args[5].shape[1], x2d.dtype, k)
     D, l, m, O = x2d.shape[1], args[2].shape[2], args[6].shape[2], args[5].shape[1]
     if not use_parallel(n, D * (args[0].shape[0].bit_length()) + (l + m) * (D + O)):
         ok = k.leaf_forward_serial(*args[:6], _act_code(activation), *args[6:], x2d, out, check_finite)
@@ -205,7 +223,7 @@ def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x
     k = _K or _kernels()
     n = x2d.shape[0]
     if out is None:
-        out = np.empty((n, w_out_t.shape[1]), dtype=x2d.dtype)
+        out = batch_output(n, w_out_t.shape[1], x2d.dtype, k)
     act = _act_code(activation)
     if not use_parallel(n, parallel_size * (depth + 1) * (x2d.shape[1] + w_out_t.shape[1])):
         if check_finite and not k.all_finite(x2d):

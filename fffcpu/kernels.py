@@ -54,6 +54,10 @@ _SQRT1_2 = 0.7071067811865476
 #: of a bucket, 2 * 64 * O * 4 bytes for O = 768 float32, stay in a 1 MB L2 next to the rows)
 NT_BUCKET = 64
 
+#: batch outputs of at least this many bytes are written with streaming stores (:func:`_store16`);
+#: smaller ones stay in cache for the caller, who likely reads them next
+STREAM_MIN_BYTES = 1 << 21
+
 
 # ---------------------------------------------------------------------------------------------
 # scalar helpers
@@ -214,6 +218,57 @@ def _atomic_next(typingctx, counters, index):
     return types.int64(counters, types.intp), codegen
 
 
+#: elements per streaming store (one 64-byte line of float32, two of float64)
+STREAM_WIDTH = 16
+
+
+@intrinsic
+def _store16(typingctx, dst, dst_offset, src, src_offset, stream):
+    """``dst[dst_offset:+16] = src[src_offset:+16]`` as one vector store; with ``stream`` true and
+    the destination 64-byte aligned, a non-temporal (streaming) store.
+
+    Why streaming: a batch's output (3 MB for leaf-768-d8-l16 at batch 1024, 12 MB for ufb-768-d11
+    at 4096) is written once and not read again by the kernel. A plain store first reads each line
+    from memory (read-for-ownership) and leaves it in the cache, where it evicts the weights that the
+    next call needs; a streaming store does neither. Make the threads' streaming stores visible with
+    :func:`_store_fence` before the results are used. Why an intrinsic for the plain case too: a
+    copy loop with offsets that Numba must treat as possibly negative (index wraparound) compiles
+    to scatters; a vector store addresses the elements directly.
+    """
+    def codegen(context, builder, signature, args):
+        dty, _, sty, _, _ = signature.args
+        d = context.make_array(dty)(context, builder, args[0])
+        s = context.make_array(sty)(context, builder, args[2])
+        vty = ir.VectorType(context.get_value_type(dty.dtype), STREAM_WIDTH)
+        src_ptr = builder.bitcast(builder.gep(s.data, [args[3]]), vty.as_pointer())
+        dst_ptr = builder.bitcast(builder.gep(d.data, [args[1]]), vty.as_pointer())
+        value = builder.load(src_ptr, align=1)
+        i64 = ir.IntType(64)
+        low_bits = builder.and_(builder.ptrtoint(dst_ptr, i64), i64(63))
+        aligned = builder.icmp_unsigned("==", low_bits, i64(0))
+        flag = context.cast(builder, args[4], signature.args[4], types.boolean)
+        with builder.if_else(builder.and_(flag, aligned)) as (streaming, plain):
+            with streaming:
+                store = builder.store(value, dst_ptr, align=64)
+                store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+            with plain:
+                builder.store(value, dst_ptr, align=1)
+        return context.get_dummy_value()
+
+    return types.none(dst, types.intp, src, types.intp, stream), codegen
+
+
+@intrinsic
+def _store_fence(typingctx):
+    """A full memory fence: orders this thread's streaming stores (:func:`_store16`) before
+    everything after it, so that the results are complete when the parallel region ends."""
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 if config.DISABLE_JIT:  # pure Python (NUMBA_DISABLE_JIT=1, e.g. coverage): plain stand-ins
     def _stack_block(dtype):  # noqa: F811
         return np.empty(ACC_BLOCK, dtype)
@@ -227,6 +282,20 @@ if config.DISABLE_JIT:  # pure Python (NUMBA_DISABLE_JIT=1, e.g. coverage): plai
     def _atomic_next(counters, index):  # noqa: F811  (prange runs serially without the JIT)
         counters[index] += 1
         return counters[index] - 1
+
+    def _store16(dst, dst_offset, src, src_offset, stream):  # noqa: F811
+        dst[dst_offset:dst_offset + STREAM_WIDTH] = src[src_offset:src_offset + STREAM_WIDTH]
+
+    def _store_fence():  # noqa: F811
+        return None
+
+
+@njit(**_SERIAL)
+def store_block(y, o0, acc, a0, stream):
+    """``y[o0:o0 + OUT_BLOCK] = acc[a0:a0 + OUT_BLOCK]``; with ``stream``, by streaming stores
+    (:func:`_store16`: for outputs too large to stay in cache). No allocation."""
+    for t in range(OUT_BLOCK // STREAM_WIDTH):
+        _store16(y, o0 + STREAM_WIDTH * t, acc, a0 + STREAM_WIDTH * t, stream)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,7 +583,7 @@ def leaf_hidden2(w1s, b1s, j, jn, act, scale, x0, x1, h0, h1):
 
 
 @njit(**_SERIAL)
-def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y):
+def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream):
     """``y = h @ w2s[j] + s b2s[j] + hm @ mw2[0] + (1 - s) mb2[0]`` for one sample.
 
     ``h`` (l,) are the leaf's hidden units already scaled by s, ``hm`` (m,) the master leaf's
@@ -545,8 +614,7 @@ def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y):
             g = hm[c]
             for t in range(B):
                 acc[t] += g * mw2[0, c, o0 + t]
-        for t in range(B):
-            y[o0 + t] = acc[t]
+        store_block(y, o0, acc, 0, stream)
     leaf_output_tail(w2s, b2s, j, h, mw2, mb2, hm, s, y)
 
 
@@ -565,7 +633,7 @@ def leaf_output_tail(w2s, b2s, j, h, mw2, mb2, hm, s, y):
 
 
 @njit(**_SERIAL)
-def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y0, y1, y2, y3):
+def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y0, y1, y2, y3, stream):
     """:func:`leaf_output` for four samples of leaf j (master hidden units ``m*``): each block of
     weights is loaded once for the four, 4 x 64 accumulators stay in registers. Samples may
     repeat. Leaf ``jn``'s rows are prefetched alongside. No allocation.
@@ -617,14 +685,10 @@ def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
                 acc[3 * B + t] += g3 * wv
         # one store loop per row: the rows may be one array twice (a repeated sample), and
         # interleaved stores into possibly aliasing rows compile to scalar moves
-        for t in range(B):
-            y0[o0 + t] = acc[t]
-        for t in range(B):
-            y1[o0 + t] = acc[B + t]
-        for t in range(B):
-            y2[o0 + t] = acc[2 * B + t]
-        for t in range(B):
-            y3[o0 + t] = acc[3 * B + t]
+        store_block(y0, o0, acc, 0, stream)
+        store_block(y1, o0, acc, B, stream)
+        store_block(y2, o0, acc, 2 * B, stream)
+        store_block(y3, o0, acc, 3 * B, stream)
     if O % B:
         leaf_output_tail(w2s, b2s, j, h0, mw2, mb2, m0, s, y0)
         leaf_output_tail(w2s, b2s, j, h1, mw2, mb2, m1, s, y1)
@@ -633,7 +697,7 @@ def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
 
 
 @njit(**_SERIAL)
-def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1):
+def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1, stream):
     """:func:`leaf_output` for two samples of leaf j: each block of weights loaded once for both,
     2 x 64 accumulators in registers; leaf ``jn``'s rows are prefetched alongside. No allocation."""
     l = h0.shape[0]
@@ -667,17 +731,15 @@ def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1):
                 wv = mw2[0, c, o0 + t]
                 acc[t] += g0 * wv
                 acc[B + t] += g1 * wv
-        for t in range(B):  # one store loop per row (see leaf_output4)
-            y0[o0 + t] = acc[t]
-        for t in range(B):
-            y1[o0 + t] = acc[B + t]
+        store_block(y0, o0, acc, 0, stream)  # one store loop per row (see leaf_output4)
+        store_block(y1, o0, acc, B, stream)
     if O % B:
         leaf_output_tail(w2s, b2s, j, h0, mw2, mb2, m0, s, y0)
         leaf_output_tail(w2s, b2s, j, h1, mw2, mb2, m1, s, y1)
 
 
 @njit(**_SERIAL)
-def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, x, h, hm, y):
+def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, x, h, hm, y, stream):
     """Leaf j on one sample, mixed with the master leaf:
     ``y = s L_j(x) + (1 - s) M(x)``, ``L_j(x) = act(x @ w1s[j] + b1s[j]) @ w2s[j] + b2s[j]``,
     ``M(x) = act(x @ mw1[0] + mb1[0]) @ mw2[0] + mb2[0]``.
@@ -688,7 +750,7 @@ def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, x, h, 
     leaf_hidden(w1s, b1s, j, jn, act, s, x, h)
     if hm.shape[0]:
         leaf_hidden(mw1, mb1, 0, 0, act, 1 - s, x, hm)
-    leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y)
+    leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream)
 
 
 @njit(**_SERIAL)
@@ -718,7 +780,7 @@ def leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb
     Performance contract: d + 1 passes over weight rows (+1 with a master leaf), no allocation.
     """
     j = leaf_route_one(node_weights, node_biases, x)
-    leaf_apply_one(w1s, b1s, w2s, b2s, j, j, act, mw1, mb1, mw2, mb2, s, x, h, hm, y)
+    leaf_apply_one(w1s, b1s, w2s, b2s, j, j, act, mw1, mb1, mw2, mb2, s, x, h, hm, y, False)
 
 
 @njit(**_SERIAL)
@@ -786,7 +848,8 @@ def bucket_by(keys, n_keys, offsets, perm):
 
 
 @njit(**_SERIAL)
-def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, perm, lo, hi, H, HM, Y):
+def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, perm, lo, hi, H, HM, Y,
+                     stream):
     """Leaf j (mixed with the master leaf) on the samples ``perm[lo:hi]`` of ``X`` into ``Y``;
     hidden rows in ``H[lo:hi]`` (n, l) and ``HM[lo:hi]`` (n, m).
 
@@ -810,7 +873,7 @@ def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, p
             leaf_hidden4(mw1, mb1, 0, 0, act, sm, X[q0], X[q1], X[q2], X[q3], HM[p], HM[p + 1], HM[p + 2],
                          HM[p3])
         leaf_output4(w2s, b2s, j, jn, H[p], H[p + 1], H[p + 2], H[p3], mw2, mb2, HM[p], HM[p + 1], HM[p + 2],
-                     HM[p3], s, Y[q0], Y[q1], Y[q2], Y[q3])
+                     HM[p3], s, Y[q0], Y[q1], Y[q2], Y[q3], stream)
         p += 4
     if hi - p == 2:
         q0 = perm[p]
@@ -818,11 +881,12 @@ def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, p
         leaf_hidden2(w1s, b1s, j, jn, act, s, X[q0], X[q1], H[p], H[p + 1])
         if master:
             leaf_hidden2(mw1, mb1, 0, 0, act, sm, X[q0], X[q1], HM[p], HM[p + 1])
-        leaf_output2(w2s, b2s, j, jn, H[p], H[p + 1], mw2, mb2, HM[p], HM[p + 1], s, Y[q0], Y[q1])
+        leaf_output2(w2s, b2s, j, jn, H[p], H[p + 1], mw2, mb2, HM[p], HM[p + 1], s, Y[q0], Y[q1], stream)
         p += 2
     if p < hi:
         q = perm[p]
-        leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X[q], H[p], HM[p], Y[q])
+        leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X[q], H[p], HM[p], Y[q],
+                       stream)
 
 
 #: samples per routing task (a task's x rows, 256 * D * 4 bytes, stay in L2 across its levels)
@@ -892,6 +956,7 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     bucket_by(leaf, L, offsets, perm)
     H = np.empty((n, w1s.shape[2]), X.dtype)
     HM = np.empty((n, mw1.shape[2]), X.dtype)
+    stream = Y.size * Y.itemsize >= STREAM_MIN_BYTES
     n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
     for t in prange(n_workers):
         while True:
@@ -909,7 +974,9 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
                 hi = offsets[j + 1]
                 if hi > lo:
                     leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, perm, lo,
-                                     hi, H, HM, Y)
+                                     hi, H, HM, Y, stream)
+        if stream:
+            _store_fence()
     return True
 
 
@@ -1101,7 +1168,7 @@ def nt_path_activations(base, act, a, rows):
 
 
 @njit(**_SERIAL)
-def nt_output_pair(w_out_t, g0, r0, g1, r1, accumulate, y0, y1):
+def nt_output_pair(w_out_t, g0, r0, g1, r1, accumulate, y0, y1, stream):
     """``y (+)= sum_m g[m] * w_out_t[r[m]]`` for two samples (activations ``g*``, rows ``r*``, levels,).
 
     Blocks of ``OUT_BLOCK`` outputs: 2 x 64 accumulators stay in registers over all the levels and
@@ -1139,10 +1206,8 @@ def nt_output_pair(w_out_t, g0, r0, g1, r1, accumulate, y0, y1):
                     acc[t] += ga * w_out_t[ra, o0 + t]
                     acc[B + t] += gb * w_out_t[rb, o0 + t]
         # one store loop per row (the rows may be one array: interleaved stores would go scalar)
-        for t in range(B):
-            y0[o0 + t] = acc[t]
-        for t in range(B):
-            y1[o0 + t] = acc[B + t]
+        store_block(y0, o0, acc, 0, stream)
+        store_block(y1, o0, acc, B, stream)
     for o in range((O // B) * B, O):
         v0 = y0[o] if accumulate else y0.dtype.type(0)
         v1 = y1[o] if accumulate else y1.dtype.type(0)
@@ -1188,8 +1253,10 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check
     offsets = np.empty(n_sub + 1, np.int64)
     right = np.empty(n, np.bool_)
     stacks = np.empty((n_sub, levels + 2, 4), np.int64)
+    big = Y.size * Y.itemsize >= STREAM_MIN_BYTES
     for t in range(parallel_size):
         base = t * n_nodes
+        stream = big and t == parallel_size - 1  # earlier trees' sums are read back: keep them cached
         for s in prange(n):
             k = nt_logits_one(w_in, b_in, base, 0, 0, K - 1, X[s], A[s])
             node[s] = k - first
@@ -1213,6 +1280,8 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check
             while p < hi:  # neighbours in path order share rows: two samples per pass
                 s0 = perm[p]
                 s1 = perm[min(p + 1, hi - 1)]
-                nt_output_pair(w_out_t, A[s0], rows[s0], A[s1], rows[s1], t > 0, Y[s0], Y[s1])
+                nt_output_pair(w_out_t, A[s0], rows[s0], A[s1], rows[s1], t > 0, Y[s0], Y[s1], stream)
                 p += 2
+            if stream:
+                _store_fence()
     return True

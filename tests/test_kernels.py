@@ -465,3 +465,31 @@ def test_a_batch_of_one_takes_the_one_sample_call_and_keeps_its_shape_and_errors
         x[0, 2] = np.inf
         with pytest.raises(ValueError, match="x must be finite"):
             layer(x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_outputs_streaming_stores_equal_plain_stores(dtype):
+    """Outputs of at least STREAM_MIN_BYTES are written with streaming stores: the public path gets
+    a 64-byte aligned output (so whole rows stream) and the results are bit for bit those that
+    plain stores give (an unaligned buffer takes the plain-store fallback), for both variants,
+    several parallel trees included (earlier trees' sums stay in cache, the last tree streams)."""
+    rng = np.random.default_rng(36)
+    width = 384  # six full blocks of 64 outputs
+    n = -(-kernels.STREAM_MIN_BYTES // (width * np.dtype(dtype).itemsize)) + 3
+    x = rng.standard_normal((n, D_WIDE)).astype(dtype)
+    leaf = ref_leaf.init_params(D_WIDE, L_WIDE, width, 4, rng, dtype)
+    tree = ref_nt.init_params(D_WIDE, width, 3, 2, rng, dtype)
+    calls = [(lambda out, p=leaf: api.leaf_forward(p, "relu", x, out=out),
+              ref_leaf.hard_forward(leaf, x, "relu")),
+             (lambda out, p=tree: nt_call(p, 3, 2, "gelu", x, out=out),
+              ref_nt.hard_forward(tree, x, 3, 2, "gelu"))]
+    for call, expected in calls:
+        y = call(None)
+        assert y.nbytes >= kernels.STREAM_MIN_BYTES
+        assert y.ctypes.data % 64 == 0 and y.flags.c_contiguous and y.flags.writeable
+        np.testing.assert_allclose(y, expected, **TOL[dtype])
+        buf = np.empty(y.nbytes + 64 + y.itemsize, np.uint8)  # rows start 4 or 8 bytes past a line
+        start = (-buf.ctypes.data % 64) + y.itemsize
+        unaligned = buf[start:start + y.nbytes].view(dtype).reshape(y.shape)
+        assert call(unaligned) is unaligned
+        np.testing.assert_array_equal(unaligned, y)
