@@ -1104,6 +1104,37 @@ def nt_logits_one(w_in, b_in, base, k, level, depth, x, a_out):
 
 
 @njit(**_SERIAL)
+def dot_rows2(w, r0, r1, x0, x1):
+    """``w[r0] . x0`` and ``w[r1] . x1`` in one loop: two independent dot products side by side."""
+    a0 = x0.dtype.type(0)
+    a1 = a0
+    for i in range(x0.shape[0]):
+        a0 += w[r0, i] * x0[i]
+        a1 += w[r1, i] * x1[i]
+    return a0, a1
+
+
+@njit(**_SERIAL)
+def nt_logits_two(w_in, b_in, base, depth, x0, x1, a0_out, a1_out):
+    """:func:`nt_logits_one` from the root for two samples at once, each on its own path: the two
+    descents do not wait for each other's branch (a descent alone is a chain of dependent dot
+    products and branches). Returns the two node indices one level below ``depth``. No allocation."""
+    k0 = 0
+    k1 = 0
+    for m in range(depth + 1):
+        r0 = base + k0
+        r1 = base + k1
+        a0, a1 = dot_rows2(w_in, r0, r1, x0, x1)
+        a0 += b_in[r0]
+        a1 += b_in[r1]
+        a0_out[m] = a0
+        a1_out[m] = a1
+        k0 = 2 * k0 + (2 if a0 > 0 else 1)
+        k1 = 2 * k1 + (2 if a1 > 0 else 1)
+    return k0, k1
+
+
+@njit(**_SERIAL)
 def prefetch_row(w, r):
     """Hint the CPU to bring row ``r`` of the C-contiguous 2-D ``w`` into L2 (one hint per 64 bytes)."""
     D = w.shape[1]
@@ -1223,8 +1254,8 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check
     """Hard neuron-tree inference of a batch ``X`` (n, D) into ``Y`` (n, O), all parallel trees.
 
     Performance contract, per tree:
-    1. logits of the top K levels (K about log2(n / 64), at least 3) per sample, parallel over samples
-       (these rows stay in L2);
+    1. logits of the top K levels (K about log2(n / 64), at least 3) per sample, two samples side by
+       side, parallel over samples (these rows stay in L2);
     2. samples bucketed by their node at level K (counting sort); the 2^K subtrees are walked in
        parallel, each depth-first with its bucket: every node's row is read once per group of samples
        (:func:`nt_subtree_logits`), leaving the samples ordered by path;
@@ -1257,9 +1288,12 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check
     for t in range(parallel_size):
         base = t * n_nodes
         stream = big and t == parallel_size - 1  # earlier trees' sums are read back: keep them cached
-        for s in prange(n):
-            k = nt_logits_one(w_in, b_in, base, 0, 0, K - 1, X[s], A[s])
-            node[s] = k - first
+        for h in prange((n + 1) // 2):  # two samples per step (an odd batch repeats its last)
+            s0 = 2 * h
+            s1 = min(s0 + 1, n - 1)
+            k0, k1 = nt_logits_two(w_in, b_in, base, K - 1, X[s0], X[s1], A[s0], A[s1])
+            node[s0] = k0 - first
+            node[s1] = k1 - first
         if t == 0 and check_finite:  # a NaN or inf in a sample makes its root logit non-finite
             bad = X.dtype.type(0)
             for q in range(n):
