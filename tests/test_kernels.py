@@ -101,7 +101,7 @@ def test_leaf_all_zero_goes_to_last_leaf():
 
 # -- neuron tree -------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("depth,P,n", [(0, 1, 5), (1, 3, 1), (3, 1, 40), (3, 3, 300), (6, 1, 1200)])
+@pytest.mark.parametrize("depth,P,n", [(0, 1, 5), (1, 3, 1), (3, 1, 41), (3, 3, 301), (6, 1, 1200)])
 def test_neuron_tree_matches_naive_and_reference(dtype, depth, P, n):
     rng = np.random.default_rng(200 + depth + P)
     params = nt_params(depth, P, dtype, rng)
