@@ -162,6 +162,19 @@ class FFF(Layer):
             args = args[:10] + (mix_share(p["k"], self.dtype),)
         return args
 
+    def _one_sample(self, args):
+        """The one-sample function for the kernel arguments ``args`` (:meth:`_kernel_arrays`, no
+        master leaf), kept while they and the activation stay the same."""
+        kept = self.__dict__.get("_one_sample_fn")
+        if kept is not None and kept[0] is args and kept[1] == self.activation:
+            return kept[2]
+        from ._kernel_api import leaf_one_sample
+        fn = leaf_one_sample(args, self.activation)
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is not None and cached[2] is args:  # kept only for arguments that are kept
+            self._one_sample_fn = (args, self.activation, fn)
+        return fn
+
     def _hard_numba(self, x2d, check_finite=False):
         """Kernel inference of ``x2d`` (n, D), or of one sample (D,) -> (O,); both C-contiguous in
         the layer's dtype. With ``check_finite``, returns None when ``x2d`` holds NaN or inf (or a
@@ -171,11 +184,10 @@ class FFF(Layer):
         """
         args = self._kernel_arrays()
         if x2d.ndim == 1:  # one sample: the finiteness check rides along in the same kernel call
-            forward_one = self.__dict__.get("_forward_one")  # saves an import statement per call
-            if forward_one is None:
-                from ._kernel_api import leaf_forward_one as forward_one
-                self._forward_one = forward_one
-            return forward_one(args, self.activation, x2d)
+            if self.master_leaf:
+                from ._kernel_api import leaf_forward_one
+                return leaf_forward_one(args, self.activation, x2d)
+            return self._one_sample(args)(x2d)
         from ._kernel_api import leaf_forward
         return leaf_forward(args, self.activation, x2d, check_finite=check_finite)
 

@@ -177,19 +177,29 @@ class NeuronTreeFFF(Layer):
             self._kernel_cache = (w_in, b_in, w_out, arrays)
         return arrays
 
+    def _one_sample(self, arrays):
+        """The one-sample function for the kernel arrays ``arrays`` (:meth:`_kernel_arrays`), kept
+        while they and the activation stay the same (a rebound parameter gives a new one)."""
+        kept = self.__dict__.get("_one_sample_fn")
+        if kept is not None and kept[0] is arrays and kept[1] == self.activation:
+            return kept[2]
+        from ._kernel_api import neuron_tree_one_sample
+        fn = neuron_tree_one_sample(*arrays, self.depth, self.parallel_size, self.activation)
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is not None and cached[3] is arrays:  # kept only for arrays that are kept
+            self._one_sample_fn = (arrays, self.activation, fn)
+        return fn
+
     def _hard_numpy(self, x2d):
         return ref.hard_forward(self.params, x2d, self.depth, self.parallel_size, self.activation)
 
     def _hard_numba(self, x2d, check_finite=False):
         """Kernel inference of ``x2d`` (n, D), or of one sample (D,) -> (O,); both C-contiguous in
         the layer's dtype. With ``check_finite``, returns None when ``x2d`` holds NaN or inf."""
-        w_in, b_in, w_out_t = self._kernel_arrays()
+        arrays = self._kernel_arrays()
         if x2d.ndim == 1:  # one sample: the finiteness check rides along in the same kernel call
-            forward_one = self.__dict__.get("_forward_one")  # saves an import statement per call
-            if forward_one is None:
-                from ._kernel_api import neuron_tree_forward_one as forward_one
-                self._forward_one = forward_one
-            return forward_one(w_in, b_in, w_out_t, self.depth, self.parallel_size, self.activation, x2d)
+            return self._one_sample(arrays)(x2d)
+        w_in, b_in, w_out_t = arrays
         from . import _kernel_api
         return _kernel_api.neuron_tree_forward(w_in, b_in, w_out_t, self.depth, self.parallel_size,
                                                self.activation, x2d, check_finite=check_finite)

@@ -493,3 +493,32 @@ def test_large_outputs_streaming_stores_equal_plain_stores(dtype):
         unaligned = buf[start:start + y.nbytes].view(dtype).reshape(y.shape)
         assert call(unaligned) is unaligned
         np.testing.assert_array_equal(unaligned, y)
+
+
+def test_one_sample_functions_follow_the_activation_and_run_from_threads():
+    """layer(x) for one sample calls a function bound to the layer's kernel arguments (the compiled
+    kernel called directly); it is rebuilt when the activation changes and is safe to share."""
+    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    rng = np.random.default_rng(37)
+    x = rng.standard_normal((24, D))
+    for layer in (fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=5, dtype="float64"),
+                  NT(D, O, depth=3, parallel_size=2, seed=5, dtype="float64")):
+        ref_layer = type(layer).from_state_dict(layer.state_dict(), backend="numpy",
+                                                **({} if isinstance(layer, fffcpu.FFF) else {"parallel_size": 2}))
+        for activation in ("relu", "tanh", "gelu"):
+            layer.activation = ref_layer.activation = activation
+            np.testing.assert_allclose(layer(x[0]), ref_layer(x[0]), rtol=1e-12)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(layer, list(x) * 8))
+        np.testing.assert_allclose(np.stack(got), np.concatenate([ref_layer(x)] * 8), rtol=1e-12)
+
+
+def test_direct_call_refuses_arrays_of_another_dtype():
+    """The compiled entry point skips Numba's dispatch but still checks each array's dtype."""
+    tp = nt_params(2, 1, np.float32, np.random.default_rng(38))
+    w_out_t = np.ascontiguousarray(tp["linear_out.weight"].T)
+    one = api.neuron_tree_one_sample(tp["linear_in.weight"], tp["linear_in.bias"], w_out_t, 2, 1, "gelu")
+    x = np.ones(D, np.float32)
+    np.testing.assert_allclose(one(x), nt_naive(tp, 2, 1, "gelu", x[None])[0][0], **TOL[np.float32])
+    with pytest.raises(TypeError):
+        one(x.astype(np.float64))
