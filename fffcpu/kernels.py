@@ -918,6 +918,7 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     from the last to the first: callers alternate the direction from call to call, so that the
     leaves a call reads first are those the previous call read last, still in cache when all the
     weights do not fit (a fixed order evicts each leaf just before it is needed again).
+    An output of at least ``STREAM_MIN_BYTES`` is written with streaming stores (:func:`_store16`).
     Scratch O(n * (l + m)); no allocation in the loops.
     """
     n = X.shape[0]
@@ -1265,7 +1266,8 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check
     With ``check_finite``, returns False (``Y`` unfinished) when a root logit of tree 0 is not
     finite: ``X`` holds NaN or inf (or a logit overflowed, a false alarm the caller resolves by
     validating ``X``); else True. The check reads n logits instead of n * D inputs.
-    Scratch O(n * depth + 2^K * depth); no allocation in the loops.
+    An output of at least ``STREAM_MIN_BYTES`` is written with streaming stores by the last tree
+    (:func:`_store16`). Scratch O(n * depth + 2^K * depth); no allocation in the loops.
     """
     n = X.shape[0]
     levels = depth + 1
