@@ -22,6 +22,15 @@ BACKENDS = ("auto", "numba", "numpy")
 
 class Layer:
     kind = None
+    #: attributes that only cache views of the parameters, or functions bound to them; a copy of the
+    #: layer (``copy.deepcopy``) rebuilds them, since copied ones would still read the original's arrays
+    _CACHES = ("_kernel_cache", "_kernel_names", "_one_sample_fn")
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in self._CACHES:
+            state.pop(name, None)
+        return state
 
     def _init_common(self, dtype, backend, seed):
         self.dtype = check_dtype(dtype)

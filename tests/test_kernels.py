@@ -522,3 +522,28 @@ def test_direct_call_refuses_arrays_of_another_dtype():
     np.testing.assert_allclose(one(x), nt_naive(tp, 2, 1, "gelu", x[None])[0][0], **TOL[np.float32])
     with pytest.raises(TypeError):
         one(x.astype(np.float64))
+
+
+@pytest.mark.parametrize("master_leaf", [0, 2])
+def test_a_deep_copy_computes_with_its_own_parameters(master_leaf):
+    """copy.deepcopy (a common way to keep a snapshot of a model) copies the parameters, not the
+    kernel caches: the copy follows its own parameters and not the original's, for one sample and
+    for a batch, also after either is changed in place."""
+    import copy
+    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    rng = np.random.default_rng(39)
+    x = rng.standard_normal((40, D)).astype(np.float32)
+    layers = [fffcpu.FFF(D, L_WIDTH, O, depth=2, seed=6, master_leaf=master_leaf)]
+    if not master_leaf:
+        layers.append(NT(D, O, depth=2, seed=6))
+    for layer in layers:
+        layer(x[0]), layer(x)  # fill the caches
+        snapshot = copy.deepcopy(layer)
+        for v in snapshot.params.values():
+            v *= 1.5  # in place, in the copy only
+        kw = {"master_leaf": master_leaf} if master_leaf else {}
+        for model in (layer, snapshot):
+            ref_layer = type(model).from_state_dict(model.state_dict(), backend="numpy", **kw)
+            np.testing.assert_allclose(model(x[0]), ref_layer(x[0]), **TOL[np.float32])
+            np.testing.assert_allclose(model(x), ref_layer(x), **TOL[np.float32])
+        assert not np.allclose(layer(x), snapshot(x))
