@@ -82,6 +82,19 @@ class Layer:
         return cls(**sizes, **config).load_state_dict(mapping)
 
     # -- inference ----------------------------------------------------------------------------
+    def _one_sample(self, args):
+        """The one-sample function (``_bind_one_sample``) for the kernel arguments ``args``
+        (``_kernel_arrays()``), kept while they and the activation stay the same; kept only when
+        ``args`` are themselves the cached ones (the last item of ``_kernel_cache``)."""
+        kept = self.__dict__.get("_one_sample_fn")
+        if kept is not None and kept[0] is args and kept[1] == self.activation:
+            return kept[2]
+        fn = self._bind_one_sample(args)
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is not None and cached[-1] is args:
+            self._one_sample_fn = (args, self.activation, fn)
+        return fn
+
     def _use_numba(self):
         return self.backend != "numpy"
 

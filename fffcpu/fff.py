@@ -156,24 +156,15 @@ class FFF(Layer):
                 conv["k"] = p["k"]
             args = leaf_kernel_args(conv)
             if cacheable:
-                self._kernel_cache = (key, arrays, args)
+                self._kernel_cache = (key, arrays, args)  # the kernel arguments last (Layer._one_sample)
         if self.master_leaf:
             from ._kernel_api import mix_share
             args = args[:10] + (mix_share(p["k"], self.dtype),)
         return args
 
-    def _one_sample(self, args):
-        """The one-sample function for the kernel arguments ``args`` (:meth:`_kernel_arrays`, no
-        master leaf), kept while they and the activation stay the same."""
-        kept = self.__dict__.get("_one_sample_fn")
-        if kept is not None and kept[0] is args and kept[1] == self.activation:
-            return kept[2]
+    def _bind_one_sample(self, args):
         from ._kernel_api import leaf_one_sample
-        fn = leaf_one_sample(args, self.activation)
-        cached = self.__dict__.get("_kernel_cache")
-        if cached is not None and cached[2] is args:  # kept only for arguments that are kept
-            self._one_sample_fn = (args, self.activation, fn)
-        return fn
+        return leaf_one_sample(args, self.activation)
 
     def _hard_numba(self, x2d, check_finite=False):
         """Kernel inference of ``x2d`` (n, D), or of one sample (D,) -> (O,); both C-contiguous in

@@ -174,21 +174,12 @@ class NeuronTreeFFF(Layer):
             return cached[3]
         arrays = tuple(np.ascontiguousarray(a, dtype=self.dtype) for a in (w_in, b_in, w_out.T))
         if arrays[0] is w_in and arrays[1] is b_in and np.shares_memory(arrays[2], w_out):
-            self._kernel_cache = (w_in, b_in, w_out, arrays)
+            self._kernel_cache = (w_in, b_in, w_out, arrays)  # kernel arguments last (Layer._one_sample)
         return arrays
 
-    def _one_sample(self, arrays):
-        """The one-sample function for the kernel arrays ``arrays`` (:meth:`_kernel_arrays`), kept
-        while they and the activation stay the same (a rebound parameter gives a new one)."""
-        kept = self.__dict__.get("_one_sample_fn")
-        if kept is not None and kept[0] is arrays and kept[1] == self.activation:
-            return kept[2]
+    def _bind_one_sample(self, arrays):
         from ._kernel_api import neuron_tree_one_sample
-        fn = neuron_tree_one_sample(*arrays, self.depth, self.parallel_size, self.activation)
-        cached = self.__dict__.get("_kernel_cache")
-        if cached is not None and cached[3] is arrays:  # kept only for arrays that are kept
-            self._one_sample_fn = (arrays, self.activation, fn)
-        return fn
+        return neuron_tree_one_sample(*arrays, self.depth, self.parallel_size, self.activation)
 
     def _hard_numpy(self, x2d):
         return ref.hard_forward(self.params, x2d, self.depth, self.parallel_size, self.activation)
