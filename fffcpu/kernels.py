@@ -138,6 +138,46 @@ def dot_row4(w, r, x0, x1, x2, x3):
 
 
 @njit(**_SERIAL)
+def dot_3rows4(w, r0, r1, r2, x0, x1, x2, x3):
+    """``w[r] . x*`` for three rows and four samples in one pass: 12 values, row-major
+    (``r0`` with x0..x3, then ``r1``, then ``r2``). Each sample value loaded feeds three FMAs."""
+    z = x0.dtype.type(0)
+    a00 = z
+    a01 = z
+    a02 = z
+    a03 = z
+    a10 = z
+    a11 = z
+    a12 = z
+    a13 = z
+    a20 = z
+    a21 = z
+    a22 = z
+    a23 = z
+    for i in range(x0.shape[0]):
+        u = w[r0, i]
+        v = w[r1, i]
+        q = w[r2, i]
+        e0 = x0[i]
+        e1 = x1[i]
+        e2 = x2[i]
+        e3 = x3[i]
+        a00 += u * e0
+        a01 += u * e1
+        a02 += u * e2
+        a03 += u * e3
+        a10 += v * e0
+        a11 += v * e1
+        a12 += v * e2
+        a13 += v * e3
+        a20 += q * e0
+        a21 += q * e1
+        a22 += q * e2
+        a23 += q * e3
+    return a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23
+
+
+@njit(**_SERIAL)
 def axpy_row(g, w, r, y):
     """``y += g * w[r]``."""
     for o in range(y.shape[0]):
@@ -318,14 +358,35 @@ def leaf_route_one(node_weights, node_biases, x):
 
 
 @njit(**_SERIAL)
-def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, stack):
+def split_group(perm, lo, hi, right):
+    """Reorder ``perm[lo:hi]`` so that the samples with ``right[s]`` false come first; returns the
+    split point (the first sample going right). No allocation."""
+    i = lo
+    j = hi - 1
+    while i <= j:
+        if right[perm[i]]:
+            tmp = perm[i]
+            perm[i] = perm[j]
+            perm[j] = tmp
+            j -= 1
+        else:
+            i += 1
+    return i
+
+
+@njit(**_SERIAL)
+def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, right2, stack):
     """The leaf index of every sample ``perm[lo0:hi0]`` of ``X`` into ``leaf``.
 
-    A depth-first walk of the tree that carries the group of samples sitting at each node: the
-    node's row is read once per eight or four samples (:func:`dot_row8`, :func:`dot_row4`), then
-    ``perm[lo:hi]`` is split in place into the samples going left and right (``a >= 0``). A sample
-    alone at a node finishes its descent by itself. ``right`` (n,) bool scratch; ``stack`` int64
-    scratch of shape (>= depth + 2, 3). No allocation.
+    A depth-first walk of the tree that carries the group of samples sitting at each node. Where
+    the node's children are internal nodes too, one pass computes two levels (round 5): the node's
+    row and both children's rows for four samples at a time (:func:`dot_3rows4`: each sample row is
+    read once for two levels, at 1.5x the multiply-adds), then the group is split by the node
+    (``a >= 0`` right) and each half by the child it went to, into four grandchild groups. At the
+    last internal level, one pass per level: the row is read once per eight or four samples
+    (:func:`dot_row8`, :func:`dot_row4`). A sample alone at a node finishes its descent by
+    itself. ``right``, ``right2`` (n,) bool scratch; ``stack`` int64 scratch of shape
+    (>= 2 * depth + 4, 3). No allocation.
 
     Returns False when a root logit is not finite (NaN or inf in a sample, with finite weights;
     or an overflow), else True: the batch's input check at no extra pass.
@@ -352,6 +413,46 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
             leaf[q] = leaf_route_from(node_weights, node_biases, k, X[q])
             continue
         b = node_biases[k, 0]
+        c1 = 2 * k + 1
+        c2 = 2 * k + 2
+        if c2 < n_nodes:  # two levels per pass (a last pass of one to three samples repeats one)
+            b1 = node_biases[c1, 0]
+            b2 = node_biases[c2, 0]
+            for p in range(lo, hi, 4):
+                q0 = perm[p]
+                q1 = perm[min(p + 1, hi - 1)]
+                q2 = perm[min(p + 2, hi - 1)]
+                q3 = perm[min(p + 3, hi - 1)]
+                a0, a1, a2, a3, l0, l1, l2, l3, r0, r1, r2, r3 = dot_3rows4(
+                    node_weights, k, c1, c2, X[q0], X[q1], X[q2], X[q3])
+                a0 += b
+                a1 += b
+                a2 += b
+                a3 += b
+                if k == 0:  # x * 0 is 0 for finite x, NaN for inf and NaN (no nnan/ninf fastmath)
+                    finite &= ((a0 + a1) + (a2 + a3)) * 0 == 0
+                right[q0] = a0 >= 0
+                right[q1] = a1 >= 0
+                right[q2] = a2 >= 0
+                right[q3] = a3 >= 0
+                right2[q0] = ((r0 + b2) if a0 >= 0 else (l0 + b1)) >= 0
+                right2[q1] = ((r1 + b2) if a1 >= 0 else (l1 + b1)) >= 0
+                right2[q2] = ((r2 + b2) if a2 >= 0 else (l2 + b1)) >= 0
+                right2[q3] = ((r3 + b2) if a3 >= 0 else (l3 + b1)) >= 0
+            mid = split_group(perm, lo, hi, right)
+            m1 = split_group(perm, lo, mid, right2)
+            m2 = split_group(perm, mid, hi, right2)
+            # grandchildren 4k+3 .. 4k+6 own [lo, m1), [m1, mid), [mid, m2), [m2, hi); the left-most
+            # is pushed last, so it runs next
+            for g in range(4):
+                glo = (m2, mid, m1, lo)[g]
+                ghi = (hi, m2, mid, m1)[g]
+                if ghi > glo:
+                    stack[top, 0] = 4 * k + 6 - g
+                    stack[top, 1] = glo
+                    stack[top, 2] = ghi
+                    top += 1
+            continue
         p = lo
         while p + 8 <= hi:
             a0, a1, a2, a3, a4, a5, a6, a7 = dot_row8(node_weights, k, X, perm, p)
@@ -363,7 +464,7 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
             a5 += b
             a6 += b
             a7 += b
-            if k == 0:  # x * 0 is 0 for finite x, NaN for inf and NaN (no nnan/ninf fastmath)
+            if k == 0:
                 finite &= ((a0 + a1) + (a2 + a3) + (a4 + a5) + (a6 + a7)) * 0 == 0
             right[perm[p]] = a0 >= 0
             right[perm[p + 1]] = a1 >= 0
@@ -391,23 +492,14 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
             right[q2] = a2 >= 0
             right[q3] = a3 >= 0
             p += 4
-        i = lo
-        j = hi - 1
-        while i <= j:
-            if right[perm[i]]:
-                tmp = perm[i]
-                perm[i] = perm[j]
-                perm[j] = tmp
-                j -= 1
-            else:
-                i += 1
+        i = split_group(perm, lo, hi, right)
         if hi > i:
-            stack[top, 0] = 2 * k + 2
+            stack[top, 0] = c2
             stack[top, 1] = i
             stack[top, 2] = hi
             top += 1
         if i > lo:
-            stack[top, 0] = 2 * k + 1
+            stack[top, 0] = c1
             stack[top, 1] = lo
             stack[top, 2] = i
             top += 1
@@ -933,7 +1025,8 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     perm = np.empty(n, np.int64)
     if depth > 0:
         right = np.empty(n, np.bool_)
-        stacks = np.empty((n_workers, depth + 2, 3), np.int64)
+        right2 = np.empty(n, np.bool_)
+        stacks = np.empty((n_workers, 2 * depth + 4, 3), np.int64)
         n_tasks = (n + ROUTE_TASK - 1) // ROUTE_TASK
         for t in prange(n_workers):
             while True:
@@ -944,7 +1037,7 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
                 hi = min(n, lo + ROUTE_TASK)
                 for p in range(lo, hi):
                     perm[p] = p
-                if not leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right,
+                if not leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right, right2,
                                         stacks[t]):
                     ok[t] = False
     elif check_finite:
@@ -1079,17 +1172,7 @@ def nt_group_logits(w_in, b_in, r, level, X, perm, lo, hi, A, right):
         A[s, level] = a
         right[s] = a > 0
         p += 1
-    i = lo
-    j = hi - 1
-    while i <= j:
-        if right[perm[i]]:
-            tmp = perm[i]
-            perm[i] = perm[j]
-            perm[j] = tmp
-            j -= 1
-        else:
-            i += 1
-    return i
+    return split_group(perm, lo, hi, right)
 
 
 @njit(**_SERIAL)
