@@ -156,7 +156,8 @@ def leaf_forward(params, activation, x2d, out=None, check_finite=False):
 def leaf_forward_one(params, activation, x):
     """Hard leaf-FFF inference of one sample ``x`` (D,), C-contiguous in the parameters' dtype.
 
-    ``params`` as in :func:`leaf_forward`.
+    ``params`` as in :func:`leaf_forward`. Without a master leaf this is :func:`leaf_one_sample`
+    called once (layers keep that function instead); with one, the master-leaf kernel.
 
     Returns
     -------
@@ -164,34 +165,27 @@ def leaf_forward_one(params, activation, x):
         None when ``x`` holds NaN or inf (checked in the same kernel call; the caller raises).
     """
     args = params if type(params) is tuple else leaf_kernel_args(params)
-    k = _K or _kernels()
-    y = np.empty(args[5].shape[1], x.dtype)
-    h = np.empty(args[2].shape[2], x.dtype)
     m = args[6].shape[2]
     if m == 0:
-        ok = k.leaf_forward_one_checked(*args[:6], _act_code(activation), x, h, y)
-    else:
-        ok = k.leaf_forward_one_master_checked(*args[:6], _act_code(activation), *args[6:], x, h,
-                                               np.empty(m, x.dtype), y)
+        return leaf_one_sample(args, activation)(x)
+    y = np.empty(args[5].shape[1], x.dtype)
+    ok = (_K or _kernels()).leaf_forward_one_master_checked(
+        *args[:6], _act_code(activation), *args[6:], x, np.empty(args[2].shape[2], x.dtype),
+        np.empty(m, x.dtype), y)
     return y if ok else None
 
 
 def neuron_tree_forward_one(w_in, b_in, w_out_t, depth, parallel_size, activation, x):
-    """Hard neuron-tree inference of one sample ``x`` (D,), C-contiguous in the parameters' dtype.
-
-    The lean path of ``layer(x)`` for one sample: one kernel call checks ``x`` and computes ``y``.
-    Arrays as in :func:`neuron_tree_forward`.
+    """Hard neuron-tree inference of one sample ``x`` (D,), C-contiguous in the parameters' dtype:
+    :func:`neuron_tree_one_sample` called once (layers keep that function instead). Arrays as in
+    :func:`neuron_tree_forward`.
 
     Returns
     -------
     y : ndarray of shape (O,), or None
         None when ``x`` holds NaN or inf (the caller raises its usual error).
     """
-    y = np.empty(w_out_t.shape[1], x.dtype)
-    if (_K or _kernels()).nt_forward_one_checked(w_in, b_in, w_out_t, depth, parallel_size,
-                                                 _act_code(activation), x, y):
-        return y
-    return None
+    return neuron_tree_one_sample(w_in, b_in, w_out_t, depth, parallel_size, activation)(x)
 
 
 def direct_call(kernel, args):
@@ -216,9 +210,9 @@ def neuron_tree_one_sample(w_in, b_in, w_out_t, depth, parallel_size, activation
     -------
     callable
         ``f(x)`` for one sample ``x`` (D,), C-contiguous in the arrays' dtype: ``y`` (O,), or None
-        when ``x`` holds NaN or inf. What :func:`neuron_tree_forward_one` does, with the arguments
-        fixed and the compiled kernel called directly (:func:`direct_call`): the lean path of
-        ``layer(x)``, which keeps one per layer.
+        when ``x`` holds NaN or inf; one kernel call checks ``x`` and computes ``y``, with the
+        arguments fixed and the compiled kernel called directly (:func:`direct_call`). The lean
+        path of ``layer(x)``, which keeps one per layer.
     """
     kernel = (_K or _kernels()).nt_forward_one_checked
     act = _act_code(activation)
