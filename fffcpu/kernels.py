@@ -775,8 +775,7 @@ def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
                 acc[B + t] += g1 * wv
                 acc[2 * B + t] += g2 * wv
                 acc[3 * B + t] += g3 * wv
-        # one store loop per row: the rows may be one array twice (a repeated sample), and
-        # interleaved stores into possibly aliasing rows compile to scalar moves
+        # row by row: the rows may be one array twice (a repeated sample), each stored whole
         store_block(y0, o0, acc, 0, stream)
         store_block(y1, o0, acc, B, stream)
         store_block(y2, o0, acc, 2 * B, stream)
@@ -823,7 +822,7 @@ def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1, stream):
                 wv = mw2[0, c, o0 + t]
                 acc[t] += g0 * wv
                 acc[B + t] += g1 * wv
-        store_block(y0, o0, acc, 0, stream)  # one store loop per row (see leaf_output4)
+        store_block(y0, o0, acc, 0, stream)  # row by row (see leaf_output4)
         store_block(y1, o0, acc, B, stream)
     if O % B:
         leaf_output_tail(w2s, b2s, j, h0, mw2, mb2, m0, s, y0)
@@ -1320,7 +1319,7 @@ def nt_output_pair(w_out_t, g0, r0, g1, r1, accumulate, y0, y1, stream):
                 for t in range(B):
                     acc[t] += ga * w_out_t[ra, o0 + t]
                     acc[B + t] += gb * w_out_t[rb, o0 + t]
-        # one store loop per row (the rows may be one array: interleaved stores would go scalar)
+        # row by row (the rows may be one array: a repeated sample)
         store_block(y0, o0, acc, 0, stream)
         store_block(y1, o0, acc, B, stream)
     for o in range((O // B) * B, O):
