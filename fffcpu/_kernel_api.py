@@ -289,7 +289,7 @@ def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x
     else:
         with _PARALLEL_LOCK:
             if not k.nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out,
-                                      check_finite):
+                                      get_num_threads(), check_finite):
                 return None
     return out
 

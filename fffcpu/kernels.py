@@ -53,6 +53,8 @@ _SQRT1_2 = 0.7071067811865476
 #: neuron tree: target number of samples per bucket below the per-sample top levels (x and y rows
 #: of a bucket, 2 * 64 * O * 4 bytes for O = 768 float32, stay in a 1 MB L2 next to the rows)
 NT_BUCKET = 64
+#: samples per task of the neuron tree's top levels (their x rows, 256 * D * 4 bytes, stay in L2)
+NT_TOP_TASK = 256
 
 #: batch outputs of at least this many bytes are written with streaming stores (:func:`_store16`);
 #: smaller ones stay in cache for the caller, who likely reads them next
@@ -1198,13 +1200,12 @@ def dot_rows2(w, r0, r1, x0, x1):
 
 
 @njit(**_SERIAL)
-def nt_logits_two(w_in, b_in, base, depth, x0, x1, a0_out, a1_out):
-    """:func:`nt_logits_one` from the root for two samples at once, each on its own path: the two
-    descents do not wait for each other's branch (a descent alone is a chain of dependent dot
-    products and branches). Returns the two node indices one level below ``depth``. No allocation."""
-    k0 = 0
-    k1 = 0
-    for m in range(depth + 1):
+def nt_logits_two(w_in, b_in, base, k0, k1, level, depth, x0, x1, a0_out, a1_out):
+    """:func:`nt_logits_one` for two samples at once, from nodes ``k0`` and ``k1`` at ``level``,
+    each on its own path: the two descents do not wait for each other's branch (a descent alone is
+    a chain of dependent dot products and branches). Returns the two node indices one level below
+    ``depth``. No allocation."""
+    for m in range(level, depth + 1):
         r0 = base + k0
         r1 = base + k1
         a0, a1 = dot_rows2(w_in, r0, r1, x0, x1)
@@ -1215,6 +1216,129 @@ def nt_logits_two(w_in, b_in, base, depth, x0, x1, a0_out, a1_out):
         k0 = 2 * k0 + (2 if a0 > 0 else 1)
         k1 = 2 * k1 + (2 if a1 > 0 else 1)
     return k0, k1
+
+
+@njit(**_SERIAL)
+def nt_top_group(w_in, b_in, base, K, X, perm, lo0, hi0, A, node, right, right2, stack):
+    """Logits of the top ``K`` levels (0 .. K - 1) of one tree for the samples ``perm[lo0:hi0]`` into
+    ``A[s, :K]``, and the heap index of each sample's node at level ``K`` into ``node[s]``.
+
+    A depth-first walk that carries the group of samples sitting at each node, two levels per pass
+    where both fall within the top K (:func:`dot_3rows4`: the node's row and both children's rows
+    against four samples, so each sample row is read once per two levels), else one
+    (:func:`dot_row4`); a group of at most three samples finishes sample by sample, two side by
+    side (:func:`nt_logits_two`). Ties go left (``a > 0`` goes right), as everywhere in the neuron
+    tree. ``right``, ``right2`` (n,) bool scratch; ``stack`` int64 scratch of shape
+    (>= 2 * K + 4, 4). ``perm[lo0:hi0]`` is reordered. No allocation.
+    """
+    stack[0, 0] = 0
+    stack[0, 1] = 0
+    stack[0, 2] = lo0
+    stack[0, 3] = hi0
+    top = 1
+    while top > 0:
+        top -= 1
+        k = stack[top, 0]
+        level = stack[top, 1]
+        lo = stack[top, 2]
+        hi = stack[top, 3]
+        if level == K:
+            for p in range(lo, hi):
+                node[perm[p]] = k
+            continue
+        if hi - lo <= 3:  # a small group finishes sample by sample, two side by side
+            q0 = perm[lo]
+            q1 = perm[lo + 1] if hi - lo > 1 else q0
+            node[q0], node[q1] = nt_logits_two(w_in, b_in, base, k, k, level, K - 1, X[q0], X[q1], A[q0],
+                                               A[q1])
+            if hi - lo == 3:
+                q = perm[lo + 2]
+                node[q] = nt_logits_one(w_in, b_in, base, k, level, K - 1, X[q], A[q])
+            continue
+        r = base + k
+        b = b_in[r]
+        if level + 1 < K:  # two levels per pass (a last pass of one to three samples repeats one)
+            c1 = r + k + 1  # rows of the children 2k + 1 and 2k + 2
+            c2 = c1 + 1
+            b1 = b_in[c1]
+            b2 = b_in[c2]
+            for p in range(lo, hi, 4):
+                q0 = perm[p]
+                q1 = perm[min(p + 1, hi - 1)]
+                q2 = perm[min(p + 2, hi - 1)]
+                q3 = perm[min(p + 3, hi - 1)]
+                a0, a1, a2, a3, l0, l1, l2, l3, r0, r1, r2, r3 = dot_3rows4(
+                    w_in, r, c1, c2, X[q0], X[q1], X[q2], X[q3])
+                a0 += b
+                a1 += b
+                a2 += b
+                a3 += b
+                e0 = (r0 + b2) if a0 > 0 else (l0 + b1)  # the logit of the child each one reaches
+                e1 = (r1 + b2) if a1 > 0 else (l1 + b1)
+                e2 = (r2 + b2) if a2 > 0 else (l2 + b1)
+                e3 = (r3 + b2) if a3 > 0 else (l3 + b1)
+                A[q0, level] = a0
+                A[q1, level] = a1
+                A[q2, level] = a2
+                A[q3, level] = a3
+                A[q0, level + 1] = e0
+                A[q1, level + 1] = e1
+                A[q2, level + 1] = e2
+                A[q3, level + 1] = e3
+                right[q0] = a0 > 0
+                right[q1] = a1 > 0
+                right[q2] = a2 > 0
+                right[q3] = a3 > 0
+                right2[q0] = e0 > 0
+                right2[q1] = e1 > 0
+                right2[q2] = e2 > 0
+                right2[q3] = e3 > 0
+            mid = split_group(perm, lo, hi, right)
+            m1 = split_group(perm, lo, mid, right2)
+            m2 = split_group(perm, mid, hi, right2)
+            # grandchildren 4k+3 .. 4k+6 own [lo, m1), [m1, mid), [mid, m2), [m2, hi); the left-most
+            # is pushed last, so it runs next
+            for g in range(4):
+                glo = (m2, mid, m1, lo)[g]
+                ghi = (hi, m2, mid, m1)[g]
+                if ghi > glo:
+                    stack[top, 0] = 4 * k + 6 - g
+                    stack[top, 1] = level + 2
+                    stack[top, 2] = glo
+                    stack[top, 3] = ghi
+                    top += 1
+            continue
+        for p in range(lo, hi, 4):
+            q0 = perm[p]
+            q1 = perm[min(p + 1, hi - 1)]
+            q2 = perm[min(p + 2, hi - 1)]
+            q3 = perm[min(p + 3, hi - 1)]
+            a0, a1, a2, a3 = dot_row4(w_in, r, X[q0], X[q1], X[q2], X[q3])
+            a0 += b
+            a1 += b
+            a2 += b
+            a3 += b
+            A[q0, level] = a0
+            A[q1, level] = a1
+            A[q2, level] = a2
+            A[q3, level] = a3
+            right[q0] = a0 > 0
+            right[q1] = a1 > 0
+            right[q2] = a2 > 0
+            right[q3] = a3 > 0
+        mid = split_group(perm, lo, hi, right)
+        if hi > mid:
+            stack[top, 0] = 2 * k + 2
+            stack[top, 1] = level + 1
+            stack[top, 2] = mid
+            stack[top, 3] = hi
+            top += 1
+        if mid > lo:
+            stack[top, 0] = 2 * k + 1
+            stack[top, 1] = level + 1
+            stack[top, 2] = lo
+            stack[top, 3] = mid
+            top += 1
 
 
 @njit(**_SERIAL)
@@ -1333,7 +1457,7 @@ def nt_output_pair(w_out_t, g0, r0, g1, r1, accumulate, y0, y1, stream):
 
 
 @njit(**_PARALLEL)
-def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check_finite):
+def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_threads, check_finite):
     """Hard neuron-tree inference of a batch ``X`` (n, D) into ``Y`` (n, O), all parallel trees.
 
     Performance contract, per tree:
@@ -1367,17 +1491,31 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, check
     perm = np.empty(n, np.int64)
     offsets = np.empty(n_sub + 1, np.int64)
     right = np.empty(n, np.bool_)
+    right2 = np.empty(n, np.bool_)
     stacks = np.empty((n_sub, levels + 2, 4), np.int64)
+    n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
+    top_stacks = np.empty((n_workers, 2 * K + 4, 4), np.int64)
+    counters = np.zeros(16, np.int64)
+    # tasks of NT_TOP_TASK samples, smaller for small batches: at least four tasks per worker
+    task_size = max(8, min(NT_TOP_TASK, n // (4 * n_workers)))
+    n_tasks = (n + task_size - 1) // task_size
     big = Y.size * Y.itemsize >= STREAM_MIN_BYTES
     for t in range(parallel_size):
         base = t * n_nodes
         stream = big and t == parallel_size - 1  # earlier trees' sums are read back: keep them cached
-        for h in prange((n + 1) // 2):  # two samples per step (an odd batch repeats its last)
-            s0 = 2 * h
-            s1 = min(s0 + 1, n - 1)
-            k0, k1 = nt_logits_two(w_in, b_in, base, K - 1, X[s0], X[s1], A[s0], A[s1])
-            node[s0] = k0 - first
-            node[s1] = k1 - first
+        counters[0] = 0
+        for wk in prange(n_workers):
+            while True:
+                task = _atomic_next(counters, 0)
+                if task >= n_tasks:
+                    break
+                lo = task * task_size
+                hi = min(n, lo + task_size)
+                for p in range(lo, hi):
+                    perm[p] = p
+                nt_top_group(w_in, b_in, base, K, X, perm, lo, hi, A, node, right, right2, top_stacks[wk])
+        for s in range(n):
+            node[s] -= first
         if t == 0 and check_finite:  # a NaN or inf in a sample makes its root logit non-finite
             bad = X.dtype.type(0)
             for q in range(n):
