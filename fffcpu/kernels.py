@@ -1458,17 +1458,20 @@ def nt_output_pair(w_out_t, g0, r0, g1, r1, accumulate, y0, y1, stream):
 
 @njit(**_PARALLEL)
 def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_threads, check_finite):
-    """Hard neuron-tree inference of a batch ``X`` (n, D) into ``Y`` (n, O), all parallel trees.
+    """Hard neuron-tree inference of a batch ``X`` (n, D) into ``Y`` (n, O), all parallel trees;
+    ``n_threads`` (Numba's thread count) workers take the top-level tasks.
 
     Performance contract, per tree:
-    1. logits of the top K levels (K about log2(n / 64), at least 3) per sample, two samples side by
-       side, parallel over samples (these rows stay in L2);
+    1. logits of the top K levels (K about log2(n / 64), at least 3): tasks of up to
+       ``NT_TOP_TASK`` samples taken from a shared counter, each walking the top levels with its
+       group of samples (:func:`nt_top_group`; these rows stay in L2);
     2. samples bucketed by their node at level K (counting sort); the 2^K subtrees are walked in
        parallel, each depth-first with its bucket: every node's row is read once per group of samples
        (:func:`nt_subtree_logits`), leaving the samples ordered by path;
     3. right after its walk, the bucket's outputs, sample by sample in path order: the output rows
        of neighbouring samples are shared and hot in L1/L2; two samples per pass, each output row
-       ``Y[s]`` written once (:func:`nt_output_pair`).
+       ``Y[s]`` written once (:func:`nt_output_pair`); meanwhile the next bucket's x rows are
+       prefetched (they come from memory: the batch's x does not stay in cache between phases).
     With ``check_finite``, returns False (``Y`` unfinished) when a root logit of tree 0 is not
     finite: ``X`` holds NaN or inf (or a logit overflowed, a false alarm the caller resolves by
     validating ``X``); else True. The check reads n logits instead of n * D inputs.
@@ -1533,10 +1536,16 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thr
                 s = perm[p]
                 nt_path_activations(base, act, A[s], rows[s])
             p = lo
+            pn = offsets[min(q + 1, n_sub)]  # the next bucket's x rows, prefetched meanwhile
+            pn_end = offsets[min(q + 2, n_sub)]
             while p < hi:  # neighbours in path order share rows: two samples per pass
                 s0 = perm[p]
                 s1 = perm[min(p + 1, hi - 1)]
                 nt_output_pair(w_out_t, A[s0], rows[s0], A[s1], rows[s1], t > 0, Y[s0], Y[s1], stream)
+                for _ in range(2):
+                    if pn < pn_end:
+                        prefetch_row(X, perm[pn])
+                        pn += 1
                 p += 2
             if stream:
                 _store_fence()
