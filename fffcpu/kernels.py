@@ -377,33 +377,132 @@ def split_group(perm, lo, hi, right):
 
 
 @njit(**_SERIAL)
+def goes_right(a, strict):
+    """The routing rule: right where ``a > 0`` (``strict``: the neuron tree, ties go left) or
+    ``a >= 0`` (the leaf FFF, ties go right)."""
+    return a > 0 if strict else a >= 0
+
+
+@njit(**_SERIAL)
+def two_level_pass(w, r, c1, c2, b, b1, b2, strict, X, perm, lo, hi, A, level, right, right2):
+    """Two levels of a grouped walk in one pass over the samples ``perm[lo:hi]`` of ``X``, which sit
+    at the node of row ``r`` (bias ``b``) whose children have rows ``c1`` (left, bias ``b1``) and
+    ``c2`` (right, ``b2``).
+
+    The three rows against four samples at a time (:func:`dot_3rows4`: each sample row is read once
+    for two levels, at 1.5x the multiply-adds; a last pass of one to three samples repeats one); each
+    sample takes its child by :func:`goes_right`, then its grandchild by that child's logit. With
+    ``A`` of nonzero height, the node's logit goes to ``A[s, level]`` and the child's to
+    ``A[s, level + 1]`` (pass ``X[:0]`` for none). Then ``perm[lo:hi]`` is split into the four
+    grandchild groups ``[lo, m1)``, ``[m1, mid)``, ``[mid, m2)``, ``[m2, hi)``, left to right.
+    ``right``, ``right2`` (n,) bool scratch. Returns ``(m1, mid, m2, check)``: ``check`` is the sum
+    of ``0 * a`` over the node's logits, 0 when they are all finite (no nnan/ninf fastmath: x * 0 is
+    NaN for inf and NaN). No allocation.
+    """
+    store = A.shape[0] > 0
+    check = X.dtype.type(0)
+    for p in range(lo, hi, 4):
+        q0 = perm[p]
+        q1 = perm[min(p + 1, hi - 1)]
+        q2 = perm[min(p + 2, hi - 1)]
+        q3 = perm[min(p + 3, hi - 1)]
+        a0, a1, a2, a3, l0, l1, l2, l3, r0, r1, r2, r3 = dot_3rows4(w, r, c1, c2, X[q0], X[q1], X[q2],
+                                                                    X[q3])
+        a0 += b
+        a1 += b
+        a2 += b
+        a3 += b
+        check += ((a0 + a1) + (a2 + a3)) * 0
+        g0 = goes_right(a0, strict)
+        g1 = goes_right(a1, strict)
+        g2 = goes_right(a2, strict)
+        g3 = goes_right(a3, strict)
+        e0 = (r0 + b2) if g0 else (l0 + b1)  # the logit of the child each one reaches
+        e1 = (r1 + b2) if g1 else (l1 + b1)
+        e2 = (r2 + b2) if g2 else (l2 + b1)
+        e3 = (r3 + b2) if g3 else (l3 + b1)
+        right[q0] = g0
+        right[q1] = g1
+        right[q2] = g2
+        right[q3] = g3
+        right2[q0] = goes_right(e0, strict)
+        right2[q1] = goes_right(e1, strict)
+        right2[q2] = goes_right(e2, strict)
+        right2[q3] = goes_right(e3, strict)
+        if store:
+            A[q0, level] = a0
+            A[q1, level] = a1
+            A[q2, level] = a2
+            A[q3, level] = a3
+            A[q0, level + 1] = e0
+            A[q1, level + 1] = e1
+            A[q2, level + 1] = e2
+            A[q3, level + 1] = e3
+    mid = split_group(perm, lo, hi, right)
+    m1 = split_group(perm, lo, mid, right2)
+    m2 = split_group(perm, mid, hi, right2)
+    return m1, mid, m2, check
+
+
+@njit(**_SERIAL)
+def push(stack, top, k, level, lo, hi):
+    """Push the row (node ``k``, ``level``, samples ``perm[lo:hi]``) onto a walk's stack (an int64
+    array of such rows, ``top`` of them in use); returns the new top."""
+    stack[top, 0] = k
+    stack[top, 1] = level
+    stack[top, 2] = lo
+    stack[top, 3] = hi
+    return top + 1
+
+
+@njit(**_SERIAL)
+def push_children(stack, top, k, level, lo, mid, hi):
+    """Push node ``k``'s children (at ``level``) onto a walk's stack of (node, level, lo, hi) rows,
+    each with its samples: ``perm[mid:hi]`` went right, ``perm[lo:mid]`` left. The left child is
+    pushed last, so it runs next; a child without samples is skipped. Returns the new top."""
+    if hi > mid:
+        top = push(stack, top, 2 * k + 2, level, mid, hi)
+    if mid > lo:
+        top = push(stack, top, 2 * k + 1, level, lo, mid)
+    return top
+
+
+@njit(**_SERIAL)
+def push_grandchildren(stack, top, k, level, lo, m1, mid, m2, hi):
+    """Push node ``k``'s grandchildren 4k + 3 .. 4k + 6 (at ``level``) with their groups ``[lo, m1)``,
+    ``[m1, mid)``, ``[mid, m2)``, ``[m2, hi)`` (:func:`two_level_pass`), the left-most last (it runs
+    next); empty groups are skipped. Returns the new top."""
+    for g in range(4):
+        glo = (m2, mid, m1, lo)[g]
+        ghi = (hi, m2, mid, m1)[g]
+        if ghi > glo:
+            top = push(stack, top, 4 * k + 6 - g, level, glo, ghi)
+    return top
+
+
+@njit(**_SERIAL)
 def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, right2, stack):
     """The leaf index of every sample ``perm[lo0:hi0]`` of ``X`` into ``leaf``.
 
     A depth-first walk of the tree that carries the group of samples sitting at each node. Where
-    the node's children are internal nodes too, one pass computes two levels (round 5): the node's
-    row and both children's rows for four samples at a time (:func:`dot_3rows4`: each sample row is
-    read once for two levels, at 1.5x the multiply-adds), then the group is split by the node
-    (``a >= 0`` right) and each half by the child it went to, into four grandchild groups. At the
+    the node's children are internal nodes too, one pass computes two levels (round 5,
+    :func:`two_level_pass`): the node's row and both children's rows for four samples at a time
+    (each sample row is read once for two levels, at 1.5x the multiply-adds), then the group is split
+    by the node (``a >= 0`` right) and each half by the child it went to, into four grandchild groups. At the
     last internal level, one pass per level: the row is read once per eight or four samples
     (:func:`dot_row8`, :func:`dot_row4`). A sample alone at a node finishes its descent by
     itself. ``right``, ``right2`` (n,) bool scratch; ``stack`` int64 scratch of shape
-    (>= 2 * depth + 4, 3). No allocation.
+    (>= 2 * depth + 4, 4). No allocation.
 
     Returns False when a root logit is not finite (NaN or inf in a sample, with finite weights;
     or an overflow), else True: the batch's input check at no extra pass.
     """
     n_nodes = node_weights.shape[0]
     finite = True
-    stack[0, 0] = 0
-    stack[0, 1] = lo0
-    stack[0, 2] = hi0
-    top = 1
+    top = push(stack, 0, 0, 0, lo0, hi0)
     while top > 0:
         top -= 1
-        k = stack[top, 0]
-        lo = stack[top, 1]
-        hi = stack[top, 2]
+        k, level, lo, hi = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
         if k >= n_nodes:
             for p in range(lo, hi):
                 leaf[perm[p]] = k - n_nodes
@@ -417,43 +516,13 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
         b = node_biases[k, 0]
         c1 = 2 * k + 1
         c2 = 2 * k + 2
-        if c2 < n_nodes:  # two levels per pass (a last pass of one to three samples repeats one)
-            b1 = node_biases[c1, 0]
-            b2 = node_biases[c2, 0]
-            for p in range(lo, hi, 4):
-                q0 = perm[p]
-                q1 = perm[min(p + 1, hi - 1)]
-                q2 = perm[min(p + 2, hi - 1)]
-                q3 = perm[min(p + 3, hi - 1)]
-                a0, a1, a2, a3, l0, l1, l2, l3, r0, r1, r2, r3 = dot_3rows4(
-                    node_weights, k, c1, c2, X[q0], X[q1], X[q2], X[q3])
-                a0 += b
-                a1 += b
-                a2 += b
-                a3 += b
-                if k == 0:  # x * 0 is 0 for finite x, NaN for inf and NaN (no nnan/ninf fastmath)
-                    finite &= ((a0 + a1) + (a2 + a3)) * 0 == 0
-                right[q0] = a0 >= 0
-                right[q1] = a1 >= 0
-                right[q2] = a2 >= 0
-                right[q3] = a3 >= 0
-                right2[q0] = ((r0 + b2) if a0 >= 0 else (l0 + b1)) >= 0
-                right2[q1] = ((r1 + b2) if a1 >= 0 else (l1 + b1)) >= 0
-                right2[q2] = ((r2 + b2) if a2 >= 0 else (l2 + b1)) >= 0
-                right2[q3] = ((r3 + b2) if a3 >= 0 else (l3 + b1)) >= 0
-            mid = split_group(perm, lo, hi, right)
-            m1 = split_group(perm, lo, mid, right2)
-            m2 = split_group(perm, mid, hi, right2)
-            # grandchildren 4k+3 .. 4k+6 own [lo, m1), [m1, mid), [mid, m2), [m2, hi); the left-most
-            # is pushed last, so it runs next
-            for g in range(4):
-                glo = (m2, mid, m1, lo)[g]
-                ghi = (hi, m2, mid, m1)[g]
-                if ghi > glo:
-                    stack[top, 0] = 4 * k + 6 - g
-                    stack[top, 1] = glo
-                    stack[top, 2] = ghi
-                    top += 1
+        if c2 < n_nodes:  # two levels per pass
+            m1, mid, m2, check = two_level_pass(node_weights, k, c1, c2, b, node_biases[c1, 0],
+                                                node_biases[c2, 0], False, X, perm, lo, hi, X[:0], level,
+                                                right, right2)
+            if k == 0:
+                finite &= check == 0
+            top = push_grandchildren(stack, top, k, level + 2, lo, m1, mid, m2, hi)
             continue
         p = lo
         while p + 8 <= hi:
@@ -494,17 +563,8 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
             right[q2] = a2 >= 0
             right[q3] = a3 >= 0
             p += 4
-        i = split_group(perm, lo, hi, right)
-        if hi > i:
-            stack[top, 0] = c2
-            stack[top, 1] = i
-            stack[top, 2] = hi
-            top += 1
-        if i > lo:
-            stack[top, 0] = c1
-            stack[top, 1] = lo
-            stack[top, 2] = i
-            top += 1
+        mid = split_group(perm, lo, hi, right)
+        top = push_children(stack, top, k, level + 1, lo, mid, hi)
     return finite
 
 
@@ -920,6 +980,19 @@ def leaf_forward_serial(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1,
 
 
 @njit(**_SERIAL)
+def take_samples(counters, size, perm):
+    """The next task of a batch's samples, taken from the shared counter ``counters[0]``: its range
+    ``[lo, hi)`` of at most ``size`` samples, with ``perm[lo:hi]`` reset to ``lo .. hi - 1``; an empty
+    range (``lo == hi``) when none is left (``perm`` has one entry per sample)."""
+    n = perm.shape[0]
+    lo = min(n, _atomic_next(counters, 0) * size)
+    hi = min(n, lo + size)
+    for p in range(lo, hi):
+        perm[p] = p
+    return lo, hi
+
+
+@njit(**_SERIAL)
 def bucket_by(keys, n_keys, offsets, perm):
     """Counting sort: ``perm`` lists the samples grouped by key; key q owns perm[offsets[q]:offsets[q+1]].
 
@@ -1027,17 +1100,12 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     if depth > 0:
         right = np.empty(n, np.bool_)
         right2 = np.empty(n, np.bool_)
-        stacks = np.empty((n_workers, 2 * depth + 4, 3), np.int64)
-        n_tasks = (n + ROUTE_TASK - 1) // ROUTE_TASK
+        stacks = np.empty((n_workers, 2 * depth + 4, 4), np.int64)
         for t in prange(n_workers):
             while True:
-                task = _atomic_next(counters, 0)
-                if task >= n_tasks:
+                lo, hi = take_samples(counters, ROUTE_TASK, perm)
+                if lo == hi:
                     break
-                lo = task * ROUTE_TASK
-                hi = min(n, lo + ROUTE_TASK)
-                for p in range(lo, hi):
-                    perm[p] = p
                 if not leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right, right2,
                                         stacks[t]):
                     ok[t] = False
@@ -1224,24 +1292,16 @@ def nt_top_group(w_in, b_in, base, K, X, perm, lo0, hi0, A, node, right, right2,
     ``A[s, :K]``, and the heap index of each sample's node at level ``K`` into ``node[s]``.
 
     A depth-first walk that carries the group of samples sitting at each node, two levels per pass
-    where both fall within the top K (:func:`dot_3rows4`: the node's row and both children's rows
-    against four samples, so each sample row is read once per two levels), else one
-    (:func:`dot_row4`); a group of at most three samples finishes sample by sample, two side by
+    where both fall within the top K (:func:`two_level_pass`, as in the leaf FFF's routing), else
+    one (:func:`nt_group_logits`); a group of at most three samples finishes sample by sample, two side by
     side (:func:`nt_logits_two`). Ties go left (``a > 0`` goes right), as everywhere in the neuron
     tree. ``right``, ``right2`` (n,) bool scratch; ``stack`` int64 scratch of shape
     (>= 2 * K + 4, 4). ``perm[lo0:hi0]`` is reordered. No allocation.
     """
-    stack[0, 0] = 0
-    stack[0, 1] = 0
-    stack[0, 2] = lo0
-    stack[0, 3] = hi0
-    top = 1
+    top = push(stack, 0, 0, 0, lo0, hi0)
     while top > 0:
         top -= 1
-        k = stack[top, 0]
-        level = stack[top, 1]
-        lo = stack[top, 2]
-        hi = stack[top, 3]
+        k, level, lo, hi = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
         if level == K:
             for p in range(lo, hi):
                 node[perm[p]] = k
@@ -1257,88 +1317,14 @@ def nt_top_group(w_in, b_in, base, K, X, perm, lo0, hi0, A, node, right, right2,
             continue
         r = base + k
         b = b_in[r]
-        if level + 1 < K:  # two levels per pass (a last pass of one to three samples repeats one)
+        if level + 1 < K:  # two levels per pass
             c1 = r + k + 1  # rows of the children 2k + 1 and 2k + 2
-            c2 = c1 + 1
-            b1 = b_in[c1]
-            b2 = b_in[c2]
-            for p in range(lo, hi, 4):
-                q0 = perm[p]
-                q1 = perm[min(p + 1, hi - 1)]
-                q2 = perm[min(p + 2, hi - 1)]
-                q3 = perm[min(p + 3, hi - 1)]
-                a0, a1, a2, a3, l0, l1, l2, l3, r0, r1, r2, r3 = dot_3rows4(
-                    w_in, r, c1, c2, X[q0], X[q1], X[q2], X[q3])
-                a0 += b
-                a1 += b
-                a2 += b
-                a3 += b
-                e0 = (r0 + b2) if a0 > 0 else (l0 + b1)  # the logit of the child each one reaches
-                e1 = (r1 + b2) if a1 > 0 else (l1 + b1)
-                e2 = (r2 + b2) if a2 > 0 else (l2 + b1)
-                e3 = (r3 + b2) if a3 > 0 else (l3 + b1)
-                A[q0, level] = a0
-                A[q1, level] = a1
-                A[q2, level] = a2
-                A[q3, level] = a3
-                A[q0, level + 1] = e0
-                A[q1, level + 1] = e1
-                A[q2, level + 1] = e2
-                A[q3, level + 1] = e3
-                right[q0] = a0 > 0
-                right[q1] = a1 > 0
-                right[q2] = a2 > 0
-                right[q3] = a3 > 0
-                right2[q0] = e0 > 0
-                right2[q1] = e1 > 0
-                right2[q2] = e2 > 0
-                right2[q3] = e3 > 0
-            mid = split_group(perm, lo, hi, right)
-            m1 = split_group(perm, lo, mid, right2)
-            m2 = split_group(perm, mid, hi, right2)
-            # grandchildren 4k+3 .. 4k+6 own [lo, m1), [m1, mid), [mid, m2), [m2, hi); the left-most
-            # is pushed last, so it runs next
-            for g in range(4):
-                glo = (m2, mid, m1, lo)[g]
-                ghi = (hi, m2, mid, m1)[g]
-                if ghi > glo:
-                    stack[top, 0] = 4 * k + 6 - g
-                    stack[top, 1] = level + 2
-                    stack[top, 2] = glo
-                    stack[top, 3] = ghi
-                    top += 1
+            m1, mid, m2, _ = two_level_pass(w_in, r, c1, c1 + 1, b, b_in[c1], b_in[c1 + 1], True, X, perm,
+                                            lo, hi, A, level, right, right2)
+            top = push_grandchildren(stack, top, k, level + 2, lo, m1, mid, m2, hi)
             continue
-        for p in range(lo, hi, 4):
-            q0 = perm[p]
-            q1 = perm[min(p + 1, hi - 1)]
-            q2 = perm[min(p + 2, hi - 1)]
-            q3 = perm[min(p + 3, hi - 1)]
-            a0, a1, a2, a3 = dot_row4(w_in, r, X[q0], X[q1], X[q2], X[q3])
-            a0 += b
-            a1 += b
-            a2 += b
-            a3 += b
-            A[q0, level] = a0
-            A[q1, level] = a1
-            A[q2, level] = a2
-            A[q3, level] = a3
-            right[q0] = a0 > 0
-            right[q1] = a1 > 0
-            right[q2] = a2 > 0
-            right[q3] = a3 > 0
-        mid = split_group(perm, lo, hi, right)
-        if hi > mid:
-            stack[top, 0] = 2 * k + 2
-            stack[top, 1] = level + 1
-            stack[top, 2] = mid
-            stack[top, 3] = hi
-            top += 1
-        if mid > lo:
-            stack[top, 0] = 2 * k + 1
-            stack[top, 1] = level + 1
-            stack[top, 2] = lo
-            stack[top, 3] = mid
-            top += 1
+        mid = nt_group_logits(w_in, b_in, r, level, X, perm, lo, hi, A, right)  # one level
+        top = push_children(stack, top, k, level + 1, lo, mid, hi)
 
 
 @njit(**_SERIAL)
@@ -1360,17 +1346,10 @@ def nt_subtree_logits(w_in, b_in, base, k0, level0, depth, X, perm, lo0, hi0, A,
     ``perm[lo0:hi0]`` is ordered by path (left subtrees first). ``stack`` is int64 scratch of shape
     (>= depth + 2, 4). No allocation.
     """
-    stack[0, 0] = k0
-    stack[0, 1] = level0
-    stack[0, 2] = lo0
-    stack[0, 3] = hi0
-    top = 1
+    top = push(stack, 0, k0, level0, lo0, hi0)
     while top > 0:
         top -= 1
-        k = stack[top, 0]
-        level = stack[top, 1]
-        lo = stack[top, 2]
-        hi = stack[top, 3]
+        k, level, lo, hi = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
         if hi - lo == 1:
             nt_logits_one(w_in, b_in, base, k, level, depth, X[perm[lo]], A[perm[lo]])
             continue
@@ -1379,18 +1358,7 @@ def nt_subtree_logits(w_in, b_in, base, k0, level0, depth, X, perm, lo0, hi0, A,
             prefetch_row(w_in, base + 2 * k + 2)
         mid = nt_group_logits(w_in, b_in, base + k, level, X, perm, lo, hi, A, right)
         if level < depth:
-            if hi > mid:
-                stack[top, 0] = 2 * k + 2
-                stack[top, 1] = level + 1
-                stack[top, 2] = mid
-                stack[top, 3] = hi
-                top += 1
-            if mid > lo:
-                stack[top, 0] = 2 * k + 1
-                stack[top, 1] = level + 1
-                stack[top, 2] = lo
-                stack[top, 3] = mid
-                top += 1
+            top = push_children(stack, top, k, level + 1, lo, mid, hi)
 
 
 @njit(**_SERIAL)
@@ -1501,7 +1469,6 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thr
     counters = np.zeros(16, np.int64)
     # tasks of NT_TOP_TASK samples, smaller for small batches: at least four tasks per worker
     task_size = max(8, min(NT_TOP_TASK, n // (4 * n_workers)))
-    n_tasks = (n + task_size - 1) // task_size
     big = Y.size * Y.itemsize >= STREAM_MIN_BYTES
     for t in range(parallel_size):
         base = t * n_nodes
@@ -1509,13 +1476,9 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thr
         counters[0] = 0
         for wk in prange(n_workers):
             while True:
-                task = _atomic_next(counters, 0)
-                if task >= n_tasks:
+                lo, hi = take_samples(counters, task_size, perm)
+                if lo == hi:
                     break
-                lo = task * task_size
-                hi = min(n, lo + task_size)
-                for p in range(lo, hi):
-                    perm[p] = p
                 nt_top_group(w_in, b_in, base, K, X, perm, lo, hi, A, node, right, right2, top_stacks[wk])
         for s in range(n):
             node[s] -= first
