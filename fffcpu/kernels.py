@@ -1289,7 +1289,8 @@ def nt_logits_two(w_in, b_in, base, k0, k1, level, depth, x0, x1, a0_out, a1_out
 @njit(**_SERIAL)
 def nt_top_group(w_in, b_in, base, K, X, perm, lo0, hi0, A, node, right, right2, stack):
     """Logits of the top ``K`` levels (0 .. K - 1) of one tree for the samples ``perm[lo0:hi0]`` into
-    ``A[s, :K]``, and the heap index of each sample's node at level ``K`` into ``node[s]``.
+    ``A[s, :K]``, and the place of each sample's node within level ``K`` (0 .. 2^K - 1: its bucket)
+    into ``node[s]``.
 
     A depth-first walk that carries the group of samples sitting at each node, two levels per pass
     where both fall within the top K (:func:`two_level_pass`, as in the leaf FFF's routing), else
@@ -1298,29 +1299,30 @@ def nt_top_group(w_in, b_in, base, K, X, perm, lo0, hi0, A, node, right, right2,
     tree. ``right``, ``right2`` (n,) bool scratch; ``stack`` int64 scratch of shape
     (>= 2 * K + 4, 4). ``perm[lo0:hi0]`` is reordered. No allocation.
     """
+    first = (1 << K) - 1  # heap index of the first node of level K
     top = push(stack, 0, 0, 0, lo0, hi0)
     while top > 0:
         top -= 1
         k, level, lo, hi = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
         if level == K:
             for p in range(lo, hi):
-                node[perm[p]] = k
+                node[perm[p]] = k - first
             continue
         if hi - lo <= 3:  # a small group finishes sample by sample, two side by side
             q0 = perm[lo]
             q1 = perm[lo + 1] if hi - lo > 1 else q0
-            node[q0], node[q1] = nt_logits_two(w_in, b_in, base, k, k, level, K - 1, X[q0], X[q1], A[q0],
-                                               A[q1])
+            k0, k1 = nt_logits_two(w_in, b_in, base, k, k, level, K - 1, X[q0], X[q1], A[q0], A[q1])
+            node[q0] = k0 - first
+            node[q1] = k1 - first
             if hi - lo == 3:
                 q = perm[lo + 2]
-                node[q] = nt_logits_one(w_in, b_in, base, k, level, K - 1, X[q], A[q])
+                node[q] = nt_logits_one(w_in, b_in, base, k, level, K - 1, X[q], A[q]) - first
             continue
         r = base + k
-        b = b_in[r]
         if level + 1 < K:  # two levels per pass
             c1 = r + k + 1  # rows of the children 2k + 1 and 2k + 2
-            m1, mid, m2, _ = two_level_pass(w_in, r, c1, c1 + 1, b, b_in[c1], b_in[c1 + 1], True, X, perm,
-                                            lo, hi, A, level, right, right2)
+            m1, mid, m2, _ = two_level_pass(w_in, r, c1, c1 + 1, b_in[r], b_in[c1], b_in[c1 + 1], True, X,
+                                            perm, lo, hi, A, level, right, right2)
             top = push_grandchildren(stack, top, k, level + 2, lo, m1, mid, m2, hi)
             continue
         mid = nt_group_logits(w_in, b_in, r, level, X, perm, lo, hi, A, right)  # one level
@@ -1480,8 +1482,6 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thr
                 if lo == hi:
                     break
                 nt_top_group(w_in, b_in, base, K, X, perm, lo, hi, A, node, right, right2, top_stacks[wk])
-        for s in range(n):
-            node[s] -= first
         if t == 0 and check_finite:  # a NaN or inf in a sample makes its root logit non-finite
             bad = X.dtype.type(0)
             for q in range(n):
