@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from ._aligned import aligned_empty
 from .activations import ACTIVATION_CODES
 
 _PARALLEL_LOCK = threading.Lock()
@@ -63,12 +64,9 @@ def batch_output(n, width, dtype, k):
     writable like any other.
     """
     dtype = np.dtype(dtype)
-    nbytes = n * width * dtype.itemsize
-    if nbytes < k.STREAM_MIN_BYTES:
+    if n * width * dtype.itemsize < k.STREAM_MIN_BYTES:
         return np.empty((n, width), dtype)
-    buf = np.empty(nbytes + 64, np.uint8)
-    start = -buf.ctypes.data % 64
-    return buf[start:start + nbytes].view(dtype).reshape(n, width)
+    return aligned_empty((n, width), dtype)
 
 
 def leaf_kernel_args(params):

@@ -3,6 +3,7 @@ import numpy as np
 from scipy.special import expit
 
 from . import activations
+from ._aligned import aligned_copy
 from ._base import Layer, _to_numpy
 from ._tree import n_leaves, n_nodes
 from ._validate import (as_grad, as_input, check_fits_memory, check_int, check_rate)
@@ -72,8 +73,9 @@ class FFF(Layer):
             raise MemoryError(f"depth {self.depth} would need 2^{self.depth} leaves; choose a smaller depth")
         self._init_common(dtype, backend, seed)
         check_fits_memory(f"an FFF of depth {self.depth}", self._count_params(), np.dtype(self.dtype).itemsize)
-        self.params = ref.init_params(self.input_width, self.leaf_width, self.output_width, self.depth,
-                                      self._rng, self.dtype, self.master_leaf)
+        params = ref.init_params(self.input_width, self.leaf_width, self.output_width, self.depth,
+                                 self._rng, self.dtype, self.master_leaf)
+        self.params = {name: aligned_copy(a) for name, a in params.items()}  # (see fffcpu._aligned)
 
     # -- sizes --------------------------------------------------------------------------------
     @property

@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import activations
+from ._aligned import aligned_copy
 from ._base import Layer, _to_numpy
 from ._validate import as_grad, as_input, check_fits_memory, check_int, check_nonneg_float
 from .reference import neuron_tree as ref
@@ -67,9 +68,11 @@ class NeuronTreeFFF(Layer):
                           self._count_params(), np.dtype(self.dtype).itemsize)
         p = ref.init_params(self.input_width, self.output_width, self.depth, self.parallel_size,
                             self._rng, self.dtype)
-        # kernel layout: neuron r's output weights are row r, contiguous
-        self._w_out_t = np.ascontiguousarray(p["linear_out.weight"].T)
-        self.params = {"linear_in.weight": p["linear_in.weight"], "linear_in.bias": p["linear_in.bias"],
+        # kernel layout: neuron r's output weights are row r, contiguous; rows 64-byte aligned
+        # (see fffcpu._aligned)
+        self._w_out_t = aligned_copy(p["linear_out.weight"].T)
+        self.params = {"linear_in.weight": aligned_copy(p["linear_in.weight"]),
+                       "linear_in.bias": aligned_copy(p["linear_in.bias"]),
                        "linear_out.weight": self._w_out_t.T}
 
     # -- sizes --------------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""Parameters and batch outputs start on 64-byte boundaries (fffcpu._aligned): the kernels' vector
+loads then never straddle two cache lines. Alignment is a matter of speed only; these tests check that
+every way of getting a layer keeps it, and that the helpers copy exactly."""
+import numpy as np
+import pytest
+
+import fffcpu
+import fffcpu.training
+from fffcpu._aligned import ALIGNMENT, aligned_copy, aligned_empty
+
+
+def _offsets(layer):
+    return {name: a.ctypes.data % ALIGNMENT for name, a in layer.params.items()}
+
+
+def _layers(dtype):
+    return [fffcpu.FFF(40, 4, 7, 3, seed=0, dtype=dtype),
+            fffcpu.FFF(40, 4, 7, 2, master_leaf=3, seed=1, dtype=dtype),
+            fffcpu.NeuronTreeFFF(40, 7, 3, seed=2, dtype=dtype),
+            fffcpu.NeuronTreeFFF(40, 7, 2, parallel_size=3, seed=3, dtype=dtype)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_new_layers_keep_their_parameters_aligned(dtype):
+    for layer in _layers(dtype):
+        assert set(_offsets(layer).values()) == {0}, (type(layer).__name__, _offsets(layer))
+        for a in layer._kernel_arrays():  # what the kernels get, the master leaf's mix share aside
+            if isinstance(a, np.ndarray) and a.ndim:
+                assert a.ctypes.data % ALIGNMENT == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_loaded_and_converted_layers_too(tmp_path, dtype):
+    for i, layer in enumerate(_layers(dtype)):
+        path = tmp_path / f"layer{i}.npz"
+        fffcpu.save(layer, str(path))
+        for copy in (fffcpu.load(str(path)), type(layer).from_state_dict(layer.state_dict(), **layer.config())):
+            assert set(_offsets(copy).values()) == {0}, (type(copy).__name__, _offsets(copy))
+            for name, a in layer.params.items():
+                np.testing.assert_array_equal(copy.params[name], a)
+
+
+def test_training_updates_keep_the_parameters_in_place():
+    layer = fffcpu.FFF(12, 3, 4, 2, seed=0)
+    before = {name: a.ctypes.data for name, a in layer.params.items()}
+    x = np.random.default_rng(0).standard_normal((32, 12)).astype(np.float32)
+    t = np.random.default_rng(1).integers(0, 4, 32)
+    fffcpu.training.fit(layer, x, t, epochs=1, batch_size=16, seed=0)
+    assert {name: a.ctypes.data for name, a in layer.params.items()} == before
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (5,), (3, 0, 2), (7, 13), (2, 3, 5)])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "uint8"])
+def test_aligned_copy_is_an_exact_aligned_c_contiguous_copy(shape, dtype):
+    a = (np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape) * 3 + 1).astype(dtype)
+    b = aligned_copy(a)
+    assert b.size == 0 or b.ctypes.data % ALIGNMENT == 0  # (an empty array's address means nothing)
+    assert b.flags.c_contiguous and b.flags.writeable
+    assert b.shape == a.shape and b.dtype == a.dtype
+    np.testing.assert_array_equal(b, a)
+    assert not np.shares_memory(a, b)
+
+
+def test_aligned_copy_converts_and_copies_non_contiguous_input():
+    a = np.arange(24, dtype=np.float64).reshape(4, 6)[:, ::2].T  # strided, Fortran-like
+    b = aligned_copy(a, np.float32)
+    assert b.dtype == np.float32 and b.flags.c_contiguous and b.ctypes.data % ALIGNMENT == 0
+    np.testing.assert_array_equal(b, a.astype(np.float32))
+
+
+def test_aligned_empty_takes_an_int_or_a_shape():
+    assert aligned_empty(5, np.float32).shape == (5,)
+    e = aligned_empty((4, 768), "float32")
+    assert e.shape == (4, 768) and e.dtype == np.float32 and e.ctypes.data % ALIGNMENT == 0
+    e[...] = 1.5  # writable, no aliasing between rows
+    assert e.sum() == 4 * 768 * 1.5
