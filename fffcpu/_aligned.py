@@ -29,9 +29,9 @@ def aligned_empty(shape, dtype):
     return buf[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def aligned_copy(a, dtype=None):
-    """A C-contiguous copy of ``a`` (in ``dtype``, default its own) starting on a 64-byte boundary."""
+def aligned_copy(a):
+    """A C-contiguous copy of ``a`` (same dtype) starting on a 64-byte boundary."""
     a = np.asarray(a)
-    out = aligned_empty(a.shape, a.dtype if dtype is None else dtype)
+    out = aligned_empty(a.shape, a.dtype)
     out[...] = a
     return out

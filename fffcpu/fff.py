@@ -75,7 +75,8 @@ class FFF(Layer):
         check_fits_memory(f"an FFF of depth {self.depth}", self._count_params(), np.dtype(self.dtype).itemsize)
         params = ref.init_params(self.input_width, self.leaf_width, self.output_width, self.depth,
                                  self._rng, self.dtype, self.master_leaf)
-        self.params = {name: aligned_copy(a) for name, a in params.items()}  # (see fffcpu._aligned)
+        # 64-byte aligned copies (see fffcpu._aligned), one array at a time: the peak stays near one copy
+        self.params = {name: aligned_copy(params.pop(name)) for name in list(params)}
 
     # -- sizes --------------------------------------------------------------------------------
     @property

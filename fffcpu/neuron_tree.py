@@ -68,11 +68,11 @@ class NeuronTreeFFF(Layer):
                           self._count_params(), np.dtype(self.dtype).itemsize)
         p = ref.init_params(self.input_width, self.output_width, self.depth, self.parallel_size,
                             self._rng, self.dtype)
-        # kernel layout: neuron r's output weights are row r, contiguous; rows 64-byte aligned
-        # (see fffcpu._aligned)
-        self._w_out_t = aligned_copy(p["linear_out.weight"].T)
-        self.params = {"linear_in.weight": aligned_copy(p["linear_in.weight"]),
-                       "linear_in.bias": aligned_copy(p["linear_in.bias"]),
+        # kernel layout: neuron r's output weights are row r, contiguous; 64-byte aligned copies
+        # (see fffcpu._aligned), one array at a time: the peak stays near one copy
+        self._w_out_t = aligned_copy(p.pop("linear_out.weight").T)
+        self.params = {"linear_in.weight": aligned_copy(p.pop("linear_in.weight")),
+                       "linear_in.bias": aligned_copy(p.pop("linear_in.bias")),
                        "linear_out.weight": self._w_out_t.T}
 
     # -- sizes --------------------------------------------------------------------------------
