@@ -393,7 +393,7 @@ def two_level_pass(w, r, c1, c2, b, b1, b2, strict, X, perm, lo, hi, A, level, r
     for two levels, at 1.5x the multiply-adds; a last pass of one to three samples repeats one); each
     sample takes its child by :func:`goes_right`, then its grandchild by that child's logit. With
     ``A`` of nonzero height, the node's logit goes to ``A[s, level]`` and the child's to
-    ``A[s, level + 1]`` (pass ``X[:0]`` for none). Then ``perm[lo:hi]`` is split into the four
+    ``A[s, level + 1]`` (pass an empty writable array for none). Then ``perm[lo:hi]`` is split into the four
     grandchild groups ``[lo, m1)``, ``[m1, mid)``, ``[mid, m2)``, ``[m2, hi)``, left to right.
     ``right``, ``right2`` (n,) bool scratch. Returns ``(m1, mid, m2, check)``: ``check`` is the sum
     of ``0 * a`` over the node's logits, 0 when they are all finite (no nnan/ninf fastmath: x * 0 is
@@ -481,7 +481,8 @@ def push_grandchildren(stack, top, k, level, lo, m1, mid, m2, hi):
 
 
 @njit(**_SERIAL)
-def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, right2, stack):
+def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, right2, stack,
+                     no_logits):
     """The leaf index of every sample ``perm[lo0:hi0]`` of ``X`` into ``leaf``.
 
     A depth-first walk of the tree that carries the group of samples sitting at each node. Where
@@ -492,7 +493,8 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
     last internal level, one pass per level: the row is read once per eight or four samples
     (:func:`dot_row8`, :func:`dot_row4`). A sample alone at a node finishes its descent by
     itself. ``right``, ``right2`` (n,) bool scratch; ``stack`` int64 scratch of shape
-    (>= 2 * depth + 4, 4). No allocation.
+    (>= 2 * depth + 4, 4); ``no_logits`` an empty (0, 2) array of ``X``'s dtype, writable (the logits
+    are not kept; ``X[:0]`` would not do for a read-only ``X``). No allocation.
 
     Returns False when a root logit is not finite (NaN or inf in a sample, with finite weights;
     or an overflow), else True: the batch's input check at no extra pass.
@@ -518,7 +520,7 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
         c2 = 2 * k + 2
         if c2 < n_nodes:  # two levels per pass
             m1, mid, m2, check = two_level_pass(node_weights, k, c1, c2, b, node_biases[c1, 0],
-                                                node_biases[c2, 0], False, X, perm, lo, hi, X[:0], level,
+                                                node_biases[c2, 0], False, X, perm, lo, hi, no_logits, level,
                                                 right, right2)
             if k == 0:
                 finite &= check == 0
@@ -1101,13 +1103,14 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
         right = np.empty(n, np.bool_)
         right2 = np.empty(n, np.bool_)
         stacks = np.empty((n_workers, 2 * depth + 4, 4), np.int64)
+        no_logits = np.empty((0, 2), X.dtype)
         for t in prange(n_workers):
             while True:
                 lo, hi = take_samples(counters, ROUTE_TASK, perm)
                 if lo == hi:
                     break
                 if not leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right, right2,
-                                        stacks[t]):
+                                        stacks[t], no_logits):
                     ok[t] = False
     elif check_finite:
         ok[0] = all_finite(X)

@@ -547,3 +547,32 @@ def test_a_deep_copy_computes_with_its_own_parameters(master_leaf):
             np.testing.assert_allclose(model(x[0]), ref_layer(x[0]), **TOL[np.float32])
             np.testing.assert_allclose(model(x), ref_layer(x), **TOL[np.float32])
         assert not np.allclose(layer(x), snapshot(x))
+
+
+def _layers_of_every_kind(dtype):
+    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    return [fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=6, dtype=dtype),
+            fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=7, master_leaf=2, dtype=dtype),
+            NT(D, O, depth=3, parallel_size=2, seed=8, dtype=dtype)]
+
+
+@pytest.mark.parametrize("read_only", ["input", "parameters", "both"])
+def test_read_only_inputs_and_parameters(read_only):
+    """A read-only batch (a memory map, np.frombuffer) or read-only parameters compute as writable
+    ones do: batch kernel, serial loop and one sample. (The leaf routing once passed an empty view
+    of ``x`` as the array for its unused logits, so a read-only ``x`` failed to compile.)"""
+    rng = np.random.default_rng(39)
+    for layer in _layers_of_every_kind("float32"):
+        expected = {n: None for n in (40, 5, 1)}
+        for n in expected:
+            x = rng.standard_normal((n, D)).astype(np.float32)
+            expected[n] = (x, layer._hard_numpy(x))
+        if read_only != "input":
+            for a in layer.params.values():
+                a.setflags(write=False)
+        for n, (x, y_ref) in expected.items():
+            if read_only != "parameters":
+                x.setflags(write=False)
+            np.testing.assert_allclose(layer(x), y_ref, **TOL[np.float32])
+            np.testing.assert_allclose(layer(x[0]), y_ref[0], **TOL[np.float32])
+
