@@ -19,14 +19,29 @@ ALIGNMENT = 64
 def aligned_empty(shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` and ``dtype`` starting on a 64-byte boundary.
 
-    It is a view of a byte buffer one alignment larger (``.base``), writable like any other array.
+    It is a view of a buffer one alignment larger (``.base``), writable like any other array.
+
+    Cheap on purpose: a batch call allocates its output here right after the previous call's
+    kernel has streamed megabytes through the caches, when every interpreter and NumPy code path
+    it touches runs cold. ``np.prod``, ``np.ndim`` and ``.ctypes`` then cost about 0.1 ms per call
+    (a tenth of a leaf-768-d8-l16 batch of 1024); plain arithmetic and ``__array_interface__``
+    about 0.03 ms (docs/kernels.md, round 8).
     """
     dtype = np.dtype(dtype)
-    shape = tuple(shape) if np.ndim(shape) else (int(shape),)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buf = np.empty(nbytes + ALIGNMENT, np.uint8)
-    start = -buf.ctypes.data % ALIGNMENT
-    return buf[start:start + nbytes].view(dtype).reshape(shape)
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    size = 1
+    for s in shape:
+        size *= s
+    itemsize = dtype.itemsize
+    if itemsize and ALIGNMENT % itemsize == 0:
+        buf = np.empty(size + ALIGNMENT // itemsize, dtype)
+        gap = -buf.__array_interface__["data"][0] % ALIGNMENT
+        if gap % itemsize == 0:  # always for items of up to 16 bytes (allocations are 16-aligned)
+            start = gap // itemsize
+            return buf[start:start + size].reshape(shape)
+    buf = np.empty(size * itemsize + ALIGNMENT, np.uint8)  # other item sizes: count in bytes
+    start = -buf.__array_interface__["data"][0] % ALIGNMENT
+    return buf[start:start + size * itemsize].view(dtype).reshape(shape)
 
 
 def aligned_copy(a):

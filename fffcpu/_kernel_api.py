@@ -1,4 +1,10 @@
-"""Thin calls into :mod:`fffcpu.kernels`: allocate outputs, pick the one-sample or the batch path.
+"""Thin calls into :mod:`fffcpu.kernels`: pick the one-sample, serial or parallel batch path.
+
+Keep this path short. A batch call from Python follows the previous call's kernel, which streamed
+megabytes through the caches, so its Python steps run cold at several times their usual cost: the
+parallel batch kernels therefore allocate their own output and read the thread count themselves
+(``kernels.leaf_forward_new``, ``kernels.nt_forward_new``), called through their compiled entry
+points (:func:`_entry`) without Numba's dispatch (docs/kernels.md, round 8).
 
 Nothing here validates: the layers pass arrays that :func:`fffcpu._validate.as_input` already
 checked and converted (C-contiguous, native byte order, the parameters' dtype, finite).
@@ -134,18 +140,26 @@ def leaf_forward(params, activation, x2d, out=None, check_finite=False):
         None (only with ``check_finite``) when ``x2d`` holds NaN or inf, or a root logit overflows:
         the caller then validates ``x2d`` itself.
     """
+    global _REVERSE
     k = _K or _kernels()
     args = _leaf_args(params)
     n = x2d.shape[0]
-    if out is None:
-        out = batch_output(n, args[5].shape[1], x2d.dtype, k)
     D, l, m, O = x2d.shape[1], args[2].shape[2], args[6].shape[2], args[5].shape[1]
     if not use_parallel(n, D * (args[0].shape[0].bit_length()) + (l + m) * (D + O)):
+        if out is None:
+            out = np.empty((n, O), x2d.dtype)
         ok = k.leaf_forward_serial(*args[:6], _act_code(activation), *args[6:], x2d, out, check_finite)
-    else:
-        global _REVERSE
+    elif out is None and x2d.flags.c_contiguous:  # the lean path: one kernel call allocates too
+        entry = _ENTRIES.get((k.leaf_forward_new, x2d.dtype))
+        act = _act_code(activation)
         with _PARALLEL_LOCK:
             _REVERSE = not _REVERSE  # alternate the leaf order: see kernels.leaf_forward_batch
+            if entry is None:
+                entry = _entry(k.leaf_forward_new, (*args[:6], act, *args[6:], x2d, check_finite, _REVERSE))
+            ok, out = entry(*args[:6], act, *args[6:], x2d, check_finite, _REVERSE)
+    else:
+        with _PARALLEL_LOCK:
+            _REVERSE = not _REVERSE
             ok = k.leaf_forward_batch(*args[:6], _act_code(activation), *args[6:], x2d, out,
                                       get_num_threads(), check_finite, _REVERSE)
     return out if ok else None
@@ -199,6 +213,26 @@ def direct_call(kernel, args):
         return kernel
     from numba import typeof
     return compile_signature(tuple(typeof(a) for a in args))
+
+
+#: compiled entry points of the lean batch kernels, by (kernel, dtype): see :func:`_entry`
+_ENTRIES = {}
+
+
+def _entry(kernel, args):
+    """:func:`direct_call` for a batch kernel that allocates its output, kept by (kernel, dtype of
+    the batch, the last array in ``args``).
+
+    The dtype fixes every argument's type because the callers pass what the layers do: parameter
+    arrays C-contiguous in the batch's dtype, the master-leaf share as a scalar of that dtype, a
+    C-contiguous batch. (A read-only array passes for a writable one; the kernels write only their
+    own output.) Call with the lock held (one compilation per key).
+    """
+    x2d = next(a for a in reversed(args) if isinstance(a, np.ndarray))
+    fn = _ENTRIES.get((kernel, x2d.dtype))
+    if fn is None:
+        fn = _ENTRIES[(kernel, x2d.dtype)] = direct_call(kernel, args)
+    return fn
 
 
 def neuron_tree_one_sample(w_in, b_in, w_out_t, depth, parallel_size, activation):
@@ -276,14 +310,23 @@ def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x
     """
     k = _K or _kernels()
     n = x2d.shape[0]
-    if out is None:
-        out = batch_output(n, w_out_t.shape[1], x2d.dtype, k)
     act = _act_code(activation)
     if not use_parallel(n, parallel_size * (depth + 1) * (x2d.shape[1] + w_out_t.shape[1])):
         if check_finite and not k.all_finite(x2d):
             return None
+        if out is None:
+            out = np.empty((n, w_out_t.shape[1]), x2d.dtype)
         if n:
             k.nt_forward_serial(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out)
+    elif out is None and x2d.flags.c_contiguous:  # the lean path (see leaf_forward)
+        entry = _ENTRIES.get((k.nt_forward_new, x2d.dtype))
+        with _PARALLEL_LOCK:
+            if entry is None:
+                entry = _entry(k.nt_forward_new, (w_in, b_in, w_out_t, depth, parallel_size, act, x2d,
+                                                  check_finite))
+            ok, out = entry(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, check_finite)
+        if not ok:
+            return None
     else:
         with _PARALLEL_LOCK:
             if not k.nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out,

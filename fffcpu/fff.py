@@ -3,6 +3,7 @@ import numpy as np
 from scipy.special import expit
 
 from . import activations
+from . import _kernel_api
 from ._aligned import aligned_copy
 from ._base import Layer, _to_numpy
 from ._tree import n_leaves, n_nodes
@@ -151,23 +152,20 @@ class FFF(Layer):
         if cached is not None and cached[0] == key:
             args = cached[2]
         else:
-            from ._kernel_api import leaf_kernel_args
             arrays = tuple(p[name] for name in names)
             conv = {name: np.ascontiguousarray(p[name], dtype=self.dtype) for name in names}
             cacheable = all(conv[name] is p[name] for name in names)  # the parameters themselves
             if self.master_leaf:
                 conv["k"] = p["k"]
-            args = leaf_kernel_args(conv)
+            args = _kernel_api.leaf_kernel_args(conv)
             if cacheable:
                 self._kernel_cache = (key, arrays, args)  # the kernel arguments last (Layer._one_sample)
         if self.master_leaf:
-            from ._kernel_api import mix_share
-            args = args[:10] + (mix_share(p["k"], self.dtype),)
+            args = args[:10] + (_kernel_api.mix_share(p["k"], self.dtype),)
         return args
 
     def _bind_one_sample(self, args):
-        from ._kernel_api import leaf_one_sample
-        return leaf_one_sample(args, self.activation)
+        return _kernel_api.leaf_one_sample(args, self.activation)
 
     def _hard_numba(self, x2d, check_finite=False):
         """Kernel inference of ``x2d`` (n, D), or of one sample (D,) -> (O,); both C-contiguous in
@@ -179,11 +177,9 @@ class FFF(Layer):
         args = self._kernel_arrays()
         if x2d.ndim == 1:  # one sample: the finiteness check rides along in the same kernel call
             if self.master_leaf:
-                from ._kernel_api import leaf_forward_one
-                return leaf_forward_one(args, self.activation, x2d)
+                return _kernel_api.leaf_forward_one(args, self.activation, x2d)
             return self._one_sample(args)(x2d)
-        from ._kernel_api import leaf_forward
-        return leaf_forward(args, self.activation, x2d, check_finite=check_finite)
+        return _kernel_api.leaf_forward(args, self.activation, x2d, check_finite=check_finite)
 
     def soft_forward(self, x):
         """The soft mixture y = sum_j pi_j(x) L_j(x), deterministic (no leak, no dropout)."""

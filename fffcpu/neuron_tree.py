@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import activations
+from . import _kernel_api
 from ._aligned import aligned_copy
 from ._base import Layer, _to_numpy
 from ._validate import as_grad, as_input, check_fits_memory, check_int, check_nonneg_float
@@ -181,8 +182,7 @@ class NeuronTreeFFF(Layer):
         return arrays
 
     def _bind_one_sample(self, arrays):
-        from ._kernel_api import neuron_tree_one_sample
-        return neuron_tree_one_sample(*arrays, self.depth, self.parallel_size, self.activation)
+        return _kernel_api.neuron_tree_one_sample(*arrays, self.depth, self.parallel_size, self.activation)
 
     def _hard_numpy(self, x2d):
         return ref.hard_forward(self.params, x2d, self.depth, self.parallel_size, self.activation)
@@ -194,7 +194,6 @@ class NeuronTreeFFF(Layer):
         if x2d.ndim == 1:  # one sample: the finiteness check rides along in the same kernel call
             return self._one_sample(arrays)(x2d)
         w_in, b_in, w_out_t = arrays
-        from . import _kernel_api
         return _kernel_api.neuron_tree_forward(w_in, b_in, w_out_t, self.depth, self.parallel_size,
                                                self.activation, x2d, check_finite=check_finite)
 

@@ -576,3 +576,35 @@ def test_read_only_inputs_and_parameters(read_only):
             np.testing.assert_allclose(layer(x), y_ref, **TOL[np.float32])
             np.testing.assert_allclose(layer(x[0]), y_ref[0], **TOL[np.float32])
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_outputs_are_new_aligned_arrays(dtype):
+    """The batch kernels allocate their output themselves (one call from Python): each call returns
+    a new C-contiguous, writable array starting on a 64-byte line, whatever its size."""
+    rng = np.random.default_rng(40)
+    x = rng.standard_normal((40, D)).astype(dtype)
+    for layer in _layers_of_every_kind(dtype):
+        y1 = layer(x)
+        y2 = layer(x)
+        assert not np.shares_memory(y1, y2)
+        for y in (y1, y2):
+            assert y.shape == (40, O) and y.dtype == dtype
+            assert y.flags.c_contiguous and y.flags.writeable and y.ctypes.data % 64 == 0
+        y1[...] = np.nan  # the caller owns it
+        np.testing.assert_allclose(y2, layer._hard_numpy(x), **TOL[dtype])
+        np.testing.assert_array_equal(layer(x), y2)
+
+
+def test_kernels_read_the_calling_threads_thread_count():
+    """The batch kernels read Numba's thread count inside the call (``kernels._num_threads``): per
+    calling thread, as ``numba.get_num_threads()`` and ``set_num_threads`` have it."""
+    main = api.get_num_threads()
+    assert kernels.thread_count() == main
+
+    def in_thread():
+        api.set_num_threads(1)
+        return kernels.thread_count(), api.get_num_threads()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(in_thread).result() == (1, 1)
+    assert kernels.thread_count() == main
