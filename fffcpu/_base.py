@@ -24,7 +24,7 @@ class Layer:
     kind = None
     #: attributes that only cache views of the parameters, or functions bound to them; a copy of the
     #: layer (``copy.deepcopy``) rebuilds them, since copied ones would still read the original's arrays
-    _CACHES = ("_kernel_cache", "_kernel_names", "_one_sample_fn")
+    _CACHES = ("_kernel_cache", "_kernel_names", "_one_sample_fn", "_batch_fn")
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -34,6 +34,7 @@ class Layer:
 
     def _init_common(self, dtype, backend, seed):
         self.dtype = check_dtype(dtype)
+        self._descr = np.dtype(self.dtype)  # for the lean path of __call__
         self.backend = check_choice("backend", backend, BACKENDS)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
@@ -84,15 +85,23 @@ class Layer:
     # -- inference ----------------------------------------------------------------------------
     def _one_sample(self, args):
         """The one-sample function (``_bind_one_sample``) for the kernel arguments ``args``
-        (``_kernel_arrays()``), kept while they and the activation stay the same; kept only when
-        ``args`` are themselves the cached ones (the last item of ``_kernel_cache``)."""
-        kept = self.__dict__.get("_one_sample_fn")
+        (``_kernel_arrays()``); see :meth:`_bound`."""
+        return self._bound("_one_sample_fn", self._bind_one_sample, args)
+
+    def _batch(self, args):
+        """The batch function (``_bind_batch``) for the kernel arguments ``args``; see :meth:`_bound`."""
+        return self._bound("_batch_fn", self._bind_batch, args)
+
+    def _bound(self, slot, bind, args):
+        """``bind(args)``, kept in attribute ``slot`` while ``args`` and the activation stay the same;
+        kept only when ``args`` are themselves the cached ones (the last item of ``_kernel_cache``)."""
+        kept = self.__dict__.get(slot)
         if kept is not None and kept[0] is args and kept[1] == self.activation:
             return kept[2]
-        fn = self._bind_one_sample(args)
+        fn = bind(args)
         cached = self.__dict__.get("_kernel_cache")
         if cached is not None and cached[-1] is args:
-            self._one_sample_fn = (args, self.activation, fn)
+            setattr(self, slot, (args, self.activation, fn))
         return fn
 
     def _use_numba(self):
@@ -100,19 +109,27 @@ class Layer:
 
     def __call__(self, x):
         """Hard (log-time) inference: ``x`` of shape (..., input_width) -> (..., output_width)."""
-        if (type(x) is np.ndarray and x.dtype == self.dtype and 1 <= x.ndim <= 2
-                and x.shape[-1] == self.input_width and x.flags.c_contiguous and self._use_numba()):
-            # lean path for an input already in kernel layout (one sample costs microseconds): no
-            # conversion; the kernels check finiteness themselves (no temporaries) and answer None
-            # for NaN or inf, which then falls through to as_input and its usual error
-            if x.ndim == 2 and x.shape[0] == 1:  # a batch of one takes the one-sample kernel call
-                y = self._hard_numba(x[0], check_finite=True)
-                if y is not None:
-                    return y.reshape(1, self.output_width)
-            else:
-                y = self._hard_numba(x, check_finite=True)
-                if y is not None:
-                    return y
+        # The lean path, for an input already in kernel layout: no conversion; the kernels check
+        # finiteness themselves (no temporaries) and answer None for NaN or inf, which then falls
+        # through to as_input and its usual error. Few Python steps: one sample costs microseconds,
+        # and a batch call starts with the caches cold from the previous call (docs/kernels.md).
+        if type(x) is np.ndarray and x.flags.c_contiguous and self.backend != "numpy":
+            dtype = x.dtype
+            shape = x.shape
+            if (dtype is self._descr or dtype == self._descr) and shape and shape[-1] == self.input_width:
+                if len(shape) == 2:
+                    if shape[0] != 1:
+                        y = self._hard_numba(x, check_finite=True)
+                        if y is not None:
+                            return y
+                    else:  # a batch of one takes the one-sample kernel call
+                        y = self._hard_numba(x[0], check_finite=True)
+                        if y is not None:
+                            return y.reshape(1, self.output_width)
+                elif len(shape) == 1:
+                    y = self._hard_numba(x, check_finite=True)
+                    if y is not None:
+                        return y
         x2d, lead = as_input(x, self.input_width, self.dtype)
         y = self._hard_numba(x2d) if self._use_numba() else self._hard_numpy(x2d)
         return y.reshape(lead + (self.output_width,))

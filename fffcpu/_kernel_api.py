@@ -140,29 +140,62 @@ def leaf_forward(params, activation, x2d, out=None, check_finite=False):
         None (only with ``check_finite``) when ``x2d`` holds NaN or inf, or a root logit overflows:
         the caller then validates ``x2d`` itself.
     """
+    args = _leaf_args(params)
+    if out is None and x2d.flags.c_contiguous:
+        return leaf_batch(args, activation)(x2d, check_finite)
     global _REVERSE
     k = _K or _kernels()
-    args = _leaf_args(params)
     n = x2d.shape[0]
-    D, l, m, O = x2d.shape[1], args[2].shape[2], args[6].shape[2], args[5].shape[1]
-    if not use_parallel(n, D * (args[0].shape[0].bit_length()) + (l + m) * (D + O)):
-        if out is None:
-            out = np.empty((n, O), x2d.dtype)
+    if out is None:  # a strided batch: Numba compiles the kernels for its layout
+        out = batch_output(n, args[5].shape[1], x2d.dtype, k)
+    if not use_parallel(n, _leaf_work(args)):
         ok = k.leaf_forward_serial(*args[:6], _act_code(activation), *args[6:], x2d, out, check_finite)
-    elif out is None and x2d.flags.c_contiguous:  # the lean path: one kernel call allocates too
-        entry = _ENTRIES.get((k.leaf_forward_new, x2d.dtype))
-        act = _act_code(activation)
-        with _PARALLEL_LOCK:
-            _REVERSE = not _REVERSE  # alternate the leaf order: see kernels.leaf_forward_batch
-            if entry is None:
-                entry = _entry(k.leaf_forward_new, (*args[:6], act, *args[6:], x2d, check_finite, _REVERSE))
-            ok, out = entry(*args[:6], act, *args[6:], x2d, check_finite, _REVERSE)
     else:
         with _PARALLEL_LOCK:
             _REVERSE = not _REVERSE
             ok = k.leaf_forward_batch(*args[:6], _act_code(activation), *args[6:], x2d, out,
                                       get_num_threads(), check_finite, _REVERSE)
     return out if ok else None
+
+
+def _leaf_work(args):
+    """Multiply-adds per sample of a leaf FFF (routing, leaf and master leaf) given its kernel args."""
+    D, l, m, O = args[0].shape[1], args[2].shape[2], args[6].shape[2], args[5].shape[1]
+    return D * args[0].shape[0].bit_length() + (l + m) * (D + O)
+
+
+def leaf_batch(args, activation):
+    """Batch inference bound to a leaf FFF's kernel arguments (as :func:`leaf_kernel_args` returns
+    them): ``f(x2d, check_finite=False)`` for a C-contiguous batch in their dtype returns ``y``
+    (n, O), or None (only with ``check_finite``) for NaN or inf in ``x2d``.
+
+    The batch path of ``layer(x)``, which keeps one per layer (as the one-sample function). Few
+    Python steps on purpose: they run with cold caches after the previous call's kernel (module
+    docstring). Small work runs the serial loop into ``np.empty``; larger batches call
+    ``kernels.leaf_forward_new`` through its entry point, which allocates the output itself.
+    """
+    k = _K or _kernels()
+    act = _act_code(activation)
+    head, tail = args[:6], args[6:]
+    width = args[5].shape[1]
+    work = _leaf_work(args)
+    entry = [None]  # the compiled entry point, looked up on the first parallel call
+
+    def batch(x2d, check_finite=False):
+        global _REVERSE
+        n = x2d.shape[0]
+        if n < SERIAL_BELOW or n * work < PARALLEL_MIN_WORK:  # use_parallel, inlined
+            y = np.empty((n, width), x2d.dtype)
+            return y if k.leaf_forward_serial(*head, act, *tail, x2d, y, check_finite) else None
+        with _PARALLEL_LOCK:
+            _REVERSE = not _REVERSE  # alternate the leaf order: see kernels.leaf_forward_batch
+            fn = entry[0]
+            if fn is None:
+                fn = entry[0] = _entry(k.leaf_forward_new, (*head, act, *tail, x2d, check_finite, _REVERSE))
+            ok, y = fn(*head, act, *tail, x2d, check_finite, _REVERSE)
+        return y if ok else None
+
+    return batch
 
 
 def leaf_forward_one(params, activation, x):
@@ -308,31 +341,52 @@ def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x
     y : ndarray of shape (n, O), or None
         None (only with ``check_finite``) when ``x2d`` holds NaN or inf, or a root logit overflows.
     """
+    if out is None and x2d.flags.c_contiguous:
+        return neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation)(x2d, check_finite)
     k = _K or _kernels()
-    n = x2d.shape[0]
     act = _act_code(activation)
-    if not use_parallel(n, parallel_size * (depth + 1) * (x2d.shape[1] + w_out_t.shape[1])):
+    if out is None:  # a strided batch (see leaf_forward)
+        out = batch_output(x2d.shape[0], w_out_t.shape[1], x2d.dtype, k)
+    if not use_parallel(x2d.shape[0], parallel_size * (depth + 1) * (x2d.shape[1] + w_out_t.shape[1])):
         if check_finite and not k.all_finite(x2d):
             return None
-        if out is None:
-            out = np.empty((n, w_out_t.shape[1]), x2d.dtype)
-        if n:
+        if x2d.shape[0]:
             k.nt_forward_serial(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out)
-    elif out is None and x2d.flags.c_contiguous:  # the lean path (see leaf_forward)
-        entry = _ENTRIES.get((k.nt_forward_new, x2d.dtype))
-        with _PARALLEL_LOCK:
-            if entry is None:
-                entry = _entry(k.nt_forward_new, (w_in, b_in, w_out_t, depth, parallel_size, act, x2d,
-                                                  check_finite))
-            ok, out = entry(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, check_finite)
-        if not ok:
-            return None
     else:
         with _PARALLEL_LOCK:
             if not k.nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out,
                                       get_num_threads(), check_finite):
                 return None
     return out
+
+
+def neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation):
+    """Batch inference bound to a neuron tree's kernel arrays (as in :func:`neuron_tree_forward`):
+    ``f(x2d, check_finite=False)``, as :func:`leaf_batch` for the leaf FFF."""
+    k = _K or _kernels()
+    act = _act_code(activation)
+    width = w_out_t.shape[1]
+    work = parallel_size * (depth + 1) * (w_in.shape[1] + width)
+    entry = [None]
+
+    def batch(x2d, check_finite=False):
+        n = x2d.shape[0]
+        if n < SERIAL_BELOW or n * work < PARALLEL_MIN_WORK:  # use_parallel, inlined
+            if check_finite and not k.all_finite(x2d):
+                return None
+            y = np.empty((n, width), x2d.dtype)
+            if n:
+                k.nt_forward_serial(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, y)
+            return y
+        with _PARALLEL_LOCK:
+            fn = entry[0]
+            if fn is None:
+                fn = entry[0] = _entry(k.nt_forward_new, (w_in, b_in, w_out_t, depth, parallel_size, act,
+                                                          x2d, check_finite))
+            ok, y = fn(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, check_finite)
+        return y if ok else None
+
+    return batch
 
 
 def all_finite(x):

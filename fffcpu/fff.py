@@ -167,6 +167,9 @@ class FFF(Layer):
     def _bind_one_sample(self, args):
         return _kernel_api.leaf_one_sample(args, self.activation)
 
+    def _bind_batch(self, args):
+        return _kernel_api.leaf_batch(args, self.activation)
+
     def _hard_numba(self, x2d, check_finite=False):
         """Kernel inference of ``x2d`` (n, D), or of one sample (D,) -> (O,); both C-contiguous in
         the layer's dtype. With ``check_finite``, returns None when ``x2d`` holds NaN or inf (or a
@@ -179,7 +182,7 @@ class FFF(Layer):
             if self.master_leaf:
                 return _kernel_api.leaf_forward_one(args, self.activation, x2d)
             return self._one_sample(args)(x2d)
-        return _kernel_api.leaf_forward(args, self.activation, x2d, check_finite=check_finite)
+        return self._batch(args)(x2d, check_finite)
 
     def soft_forward(self, x):
         """The soft mixture y = sum_j pi_j(x) L_j(x), deterministic (no leak, no dropout)."""

@@ -184,6 +184,9 @@ class NeuronTreeFFF(Layer):
     def _bind_one_sample(self, arrays):
         return _kernel_api.neuron_tree_one_sample(*arrays, self.depth, self.parallel_size, self.activation)
 
+    def _bind_batch(self, arrays):
+        return _kernel_api.neuron_tree_batch(*arrays, self.depth, self.parallel_size, self.activation)
+
     def _hard_numpy(self, x2d):
         return ref.hard_forward(self.params, x2d, self.depth, self.parallel_size, self.activation)
 
@@ -193,9 +196,7 @@ class NeuronTreeFFF(Layer):
         arrays = self._kernel_arrays()
         if x2d.ndim == 1:  # one sample: the finiteness check rides along in the same kernel call
             return self._one_sample(arrays)(x2d)
-        w_in, b_in, w_out_t = arrays
-        return _kernel_api.neuron_tree_forward(w_in, b_in, w_out_t, self.depth, self.parallel_size,
-                                               self.activation, x2d, check_finite=check_finite)
+        return self._batch(arrays)(x2d, check_finite)
 
     def path(self, x):
         """The neurons each tree visits, numbered 0 .. N-1 inside its tree: (..., D) -> (..., P, depth+1) int."""

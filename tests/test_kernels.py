@@ -495,9 +495,10 @@ def test_large_outputs_streaming_stores_equal_plain_stores(dtype):
         np.testing.assert_array_equal(unaligned, y)
 
 
-def test_one_sample_functions_follow_the_activation_and_run_from_threads():
-    """layer(x) for one sample calls a function bound to the layer's kernel arguments (the compiled
-    kernel called directly); it is rebuilt when the activation changes and is safe to share."""
+def test_bound_functions_follow_the_activation_and_run_from_threads():
+    """layer(x) for one sample, and for a batch, calls a function bound to the layer's kernel
+    arguments (the compiled kernel called directly); it is rebuilt when the activation changes and
+    is safe to share."""
     NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
     rng = np.random.default_rng(37)
     x = rng.standard_normal((24, D))
@@ -508,6 +509,8 @@ def test_one_sample_functions_follow_the_activation_and_run_from_threads():
         for activation in ("relu", "tanh", "gelu"):
             layer.activation = ref_layer.activation = activation
             np.testing.assert_allclose(layer(x[0]), ref_layer(x[0]), rtol=1e-12)
+            np.testing.assert_allclose(layer(x), ref_layer(x), rtol=1e-12)
+            np.testing.assert_allclose(layer(x[:5]), ref_layer(x[:5]), rtol=1e-12)  # serial loop
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             got = list(pool.map(layer, list(x) * 8))
         np.testing.assert_allclose(np.stack(got), np.concatenate([ref_layer(x)] * 8), rtol=1e-12)
