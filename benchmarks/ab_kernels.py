@@ -41,14 +41,20 @@ def kernels_source(base):
     if os.path.isfile(base):
         with open(base, encoding="utf-8") as f:
             return f.read()
+    source = git_output(["show", f"{base}:{KERNELS}"], base, f"a file or a git revision holding {KERNELS}")
+    return source.decode("utf-8")
+
+
+def git_output(args, base, expected):
+    """The standard output (bytes) of ``git *args`` in this repository, reading revision ``base``;
+    on failure, exits naming ``--base``, what it must be (``expected``) and git's message."""
     try:
-        done = subprocess.run(["git", "show", f"{base}:{KERNELS}"], cwd=ROOT, capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=False)
     except OSError as e:  # no git on the machine
         raise SystemExit(f"--base: cannot run git to read revision {base!r}: {e}") from None
     if done.returncode != 0:
-        raise SystemExit(f"--base must be a file or a git revision holding {KERNELS}, got {base!r}: "
-                         f"{done.stderr.strip()}")
+        raise SystemExit(f"--base must be {expected}, got {base!r}: "
+                         f"{done.stderr.decode(errors='replace').strip()}")
     return done.stdout
 
 
@@ -110,21 +116,33 @@ def paired(calls, blocks, per_block, warm=3):
     return {name: np.array(v) for name, v in times.items()}
 
 
-def main(argv=None, stdout=None):
-    out = stdout or sys.stdout
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ab_kernels",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="git revision or file of the base fffcpu/kernels.py")
+def make_parser(prog, doc, base_help):
+    """The command line both A/B tools share: ``--base`` (required), ``--configs``, ``--batch``,
+    ``--blocks``, ``--calls``; the description is the first paragraph of ``doc``."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument("--base", required=True, help=base_help)
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: 1024 leaf, 4096 ufb)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[2])
     parser.add_argument("--blocks", type=int, default=8, help="alternating blocks per version (default 8)")
     parser.add_argument("--calls", type=int, default=25, help="timed calls per block (default 25)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_counts(parser, args):
+    """Refuse (``parser.error``) a ``--batch``, ``--blocks`` or ``--calls`` below 1."""
     for name in ("batch", "blocks", "calls"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name} must be a positive integer, got {value}")
+
+
+def main(argv=None, stdout=None):
+    out = stdout or sys.stdout
+    parser = make_parser("python -m benchmarks.ab_kernels", __doc__,
+                         "git revision or file of the base fffcpu/kernels.py")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    args = parser.parse_args(argv)
+    check_counts(parser, args)
     if min(args.threads) < 1:
         parser.error(f"--threads must be positive integers, got {args.threads}")
 
@@ -158,8 +176,15 @@ def main(argv=None, stdout=None):
 def compare(variant, layer, x, modules, n_threads, blocks, per_block):
     """One paired comparison of ``modules["base"]`` and ``modules["work"]``, as a line of text."""
     calls = {k: kernel_call(variant, layer, x, m, n_threads) for k, m in modules.items()}
+    return compare_calls(calls, x.dtype, blocks, per_block)
+
+
+def compare_calls(calls, dtype, blocks, per_block):
+    """Paired timing of ``calls["base"]`` and ``calls["work"]`` (callables of no arguments returning
+    their outputs, of ``dtype``) as a line of text: medians, minima, their ratio, and how far the
+    outputs differ."""
     ys = {k: fn() for k, fn in calls.items()}  # compiles both, untimed
-    scale = max(float(np.abs(ys["base"]).max()), float(np.finfo(x.dtype).tiny))
+    scale = max(float(np.abs(ys["base"]).max()), float(np.finfo(dtype).tiny))
     diff = float(np.abs(ys["work"] - ys["base"]).max()) / scale
     t = paired(calls, blocks, per_block)
     b, w = np.median(t["base"]), np.median(t["work"])

@@ -20,19 +20,15 @@ configurations). ``FFFCPU_BENCH_TINY=1`` shrinks the configurations, as for the 
 
 Not an asv benchmark: asv imports this module and finds nothing to time in it.
 """
-import argparse
 import importlib
 import io
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 
-import numpy as np
-
-from .ab_kernels import CONFIGS, ROOT, paired
+from .ab_kernels import CONFIGS, check_counts, compare_calls, git_output, make_parser
 from .common import make_layer, make_x
 
 BASE_NAME = "_ab_fffcpu_base"
@@ -48,16 +44,10 @@ def extract_package(base, folder):
             raise SystemExit(f"--base: the folder {base!r} holds no fffcpu package (fffcpu/__init__.py)")
         shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         return target
-    try:
-        done = subprocess.run(["git", "archive", "--format=tar", base, "fffcpu"], cwd=ROOT,
-                              capture_output=True, check=False)
-    except OSError as e:  # no git on the machine
-        raise SystemExit(f"--base: cannot run git to read revision {base!r}: {e}") from None
-    if done.returncode != 0:
-        raise SystemExit(f"--base must be a git revision holding fffcpu/ or a folder, got {base!r}: "
-                         f"{done.stderr.decode(errors='replace').strip()}")
+    archive = git_output(["archive", "--format=tar", base, "fffcpu"], base,
+                         "a git revision holding fffcpu/ or a folder")
     unpacked = os.path.join(folder, "_unpacked")
-    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         for member in tar.getmembers():  # git archive writes plain files under fffcpu/ only
             if not (member.isfile() or member.isdir()) or not member.name.startswith("fffcpu"):
                 raise SystemExit(f"--base {base!r}: unexpected archive entry {member.name!r}")
@@ -88,30 +78,15 @@ def base_layer(package, layer):
 def compare(layers, x, blocks, per_block):
     """One paired comparison of ``layers["base"](x)`` and ``layers["work"](x)``, as a line of text."""
     calls = {k: (lambda f=f: f(x)) for k, f in layers.items()}
-    ys = {k: fn() for k, fn in calls.items()}  # compiles both, untimed
-    scale = max(float(np.abs(ys["base"]).max()), float(np.finfo(x.dtype).tiny))
-    diff = float(np.abs(ys["work"] - ys["base"]).max()) / scale
-    t = paired(calls, blocks, per_block)
-    b, w = np.median(t["base"]), np.median(t["work"])
-    return (f"base {b * 1e3:.3f} ms (min {t['base'].min() * 1e3:.3f}), working tree {w * 1e3:.3f} ms "
-            f"(min {t['work'].min() * 1e3:.3f}), ratio {b / w:.3f}; outputs differ by {diff:.1e} "
-            "(relative to the largest)")
+    return compare_calls(calls, x.dtype, blocks, per_block)
 
 
 def main(argv=None, stdout=None):
     out = stdout or sys.stdout
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ab_layers",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="git revision, or folder holding an fffcpu package")
-    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default: 1024 leaf, 4096 ufb)")
-    parser.add_argument("--blocks", type=int, default=8, help="alternating blocks per version (default 8)")
-    parser.add_argument("--calls", type=int, default=25, help="timed calls per block (default 25)")
+    parser = make_parser("python -m benchmarks.ab_layers", __doc__,
+                         "git revision, or folder holding an fffcpu package")
     args = parser.parse_args(argv)
-    for name in ("batch", "blocks", "calls"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name} must be a positive integer, got {value}")
+    check_counts(parser, args)
 
     with tempfile.TemporaryDirectory() as folder:
         extract_package(args.base, folder)

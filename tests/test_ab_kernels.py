@@ -7,31 +7,18 @@ which the test suite does not pay for.
 import importlib
 import io
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .benchtools import ROOT, import_fresh, in_git_checkout
+
 KERNELS_FILE = os.path.join(ROOT, "fffcpu", "kernels.py")
 
 
 @pytest.fixture
 def ab(monkeypatch):
-    monkeypatch.setenv("FFFCPU_BENCH_TINY", "1")
-    monkeypatch.syspath_prepend(ROOT)
-    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
-        monkeypatch.delitem(sys.modules, name)
-    return importlib.import_module("benchmarks.ab_kernels")
-
-
-def _in_git_checkout():
-    try:
-        done = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True)
-    except OSError:
-        return False
-    return done.returncode == 0
+    return import_fresh(monkeypatch, "ab_kernels")
 
 
 def test_base_from_a_file(ab, tmp_path):
@@ -40,7 +27,7 @@ def test_base_from_a_file(ab, tmp_path):
     assert ab.kernels_source(str(path)) == "# an old version\n"
 
 
-@pytest.mark.skipif(not _in_git_checkout(), reason="not a git checkout")
+@pytest.mark.skipif(not in_git_checkout(), reason="not a git checkout")
 def test_base_from_a_git_revision(ab):
     source = ab.kernels_source("HEAD")
     assert "def leaf_forward_batch(" in source and "def nt_forward_batch(" in source

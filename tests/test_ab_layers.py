@@ -7,30 +7,18 @@ does, so that the suite compiles no second copy of the kernels.
 import importlib
 import io
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .benchtools import ROOT, import_fresh, in_git_checkout
+
 
 
 @pytest.fixture
 def ab(monkeypatch):
-    monkeypatch.setenv("FFFCPU_BENCH_TINY", "1")
-    monkeypatch.syspath_prepend(ROOT)
-    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
-        monkeypatch.delitem(sys.modules, name)
-    return importlib.import_module("benchmarks.ab_layers")
-
-
-def _in_git_checkout():
-    try:
-        done = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, capture_output=True)
-    except OSError:
-        return False
-    return done.returncode == 0
+    return import_fresh(monkeypatch, "ab_layers")
 
 
 def _check_copy(ab, folder):
@@ -45,10 +33,11 @@ def _check_copy(ab, folder):
             del sys.modules[name]
 
 
-@pytest.mark.skipif(not _in_git_checkout(), reason="not a git checkout")
+@pytest.mark.skipif(not in_git_checkout(), reason="not a git checkout")
 def test_a_git_revision_is_extracted_and_imported_under_its_own_name(ab, tmp_path):
     path = ab.extract_package("HEAD", str(tmp_path))
-    assert os.path.isfile(os.path.join(path, "kernels.py")) and os.path.isfile(os.path.join(path, "__init__.py"))
+    for name in ("kernels.py", "__init__.py"):
+        assert os.path.isfile(os.path.join(path, name))
     _check_copy(ab, tmp_path)
 
 
