@@ -76,8 +76,9 @@ class BatchInferenceMemory:
     def track_python_scratch(self, variant, implementation):
         tracemalloc.start()
         try:
-            y = self.call()  # noqa: F841 (held while the memory still in use is read)
+            y = self.call()  # held while the memory still in use is read
             held, peak = tracemalloc.get_traced_memory()
+            del y
         finally:
             tracemalloc.stop()
         return max(peak - held, 0) / self.batch
