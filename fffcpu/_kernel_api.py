@@ -184,14 +184,15 @@ def leaf_batch(args, activation):
     def batch(x2d, check_finite=False):
         global _REVERSE
         n = x2d.shape[0]
-        if n < SERIAL_BELOW or n * work < PARALLEL_MIN_WORK:  # use_parallel, inlined
+        if not use_parallel(n, work):
             y = np.empty((n, width), x2d.dtype)
             return y if k.leaf_forward_serial(*head, act, *tail, x2d, y, check_finite) else None
         with _PARALLEL_LOCK:
             _REVERSE = not _REVERSE  # alternate the leaf order: see kernels.leaf_forward_batch
             fn = entry[0]
             if fn is None:
-                fn = entry[0] = _entry(k.leaf_forward_new, (*head, act, *tail, x2d, check_finite, _REVERSE))
+                fn = entry[0] = _entry(k.leaf_forward_new, x2d.dtype,
+                                       (*head, act, *tail, x2d, check_finite, _REVERSE))
             ok, y = fn(*head, act, *tail, x2d, check_finite, _REVERSE)
         return y if ok else None
 
@@ -252,19 +253,18 @@ def direct_call(kernel, args):
 _ENTRIES = {}
 
 
-def _entry(kernel, args):
-    """:func:`direct_call` for a batch kernel that allocates its output, kept by (kernel, dtype of
-    the batch, the last array in ``args``).
+def _entry(kernel, dtype, args):
+    """:func:`direct_call` for a batch kernel that allocates its output, kept by (kernel, ``dtype``
+    of the batch).
 
     The dtype fixes every argument's type because the callers pass what the layers do: parameter
     arrays C-contiguous in the batch's dtype, the master-leaf share as a scalar of that dtype, a
     C-contiguous batch. (A read-only array passes for a writable one; the kernels write only their
     own output.) Call with the lock held (one compilation per key).
     """
-    x2d = next(a for a in reversed(args) if isinstance(a, np.ndarray))
-    fn = _ENTRIES.get((kernel, x2d.dtype))
+    fn = _ENTRIES.get((kernel, dtype))
     if fn is None:
-        fn = _ENTRIES[(kernel, x2d.dtype)] = direct_call(kernel, args)
+        fn = _ENTRIES[(kernel, dtype)] = direct_call(kernel, args)
     return fn
 
 
@@ -371,7 +371,7 @@ def neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation):
 
     def batch(x2d, check_finite=False):
         n = x2d.shape[0]
-        if n < SERIAL_BELOW or n * work < PARALLEL_MIN_WORK:  # use_parallel, inlined
+        if not use_parallel(n, work):
             if check_finite and not k.all_finite(x2d):
                 return None
             y = np.empty((n, width), x2d.dtype)
@@ -381,8 +381,8 @@ def neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation):
         with _PARALLEL_LOCK:
             fn = entry[0]
             if fn is None:
-                fn = entry[0] = _entry(k.nt_forward_new, (w_in, b_in, w_out_t, depth, parallel_size, act,
-                                                          x2d, check_finite))
+                fn = entry[0] = _entry(k.nt_forward_new, x2d.dtype, (w_in, b_in, w_out_t, depth,
+                                                                     parallel_size, act, x2d, check_finite))
             ok, y = fn(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, check_finite)
         return y if ok else None
 

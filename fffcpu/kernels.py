@@ -260,7 +260,6 @@ def _atomic_next(typingctx, counters, index):
     return types.int64(counters, types.intp), codegen
 
 
-#: elements per streaming store (one 64-byte line of float32, two of float64)
 @intrinsic
 def _num_threads(typingctx):
     """Numba's thread count for the calling thread (what ``numba.get_num_threads()`` returns), read
@@ -277,6 +276,7 @@ def _num_threads(typingctx):
     return types.intp(), codegen
 
 
+#: elements per streaming store (one 64-byte line of float32, two of float64)
 STREAM_WIDTH = 16
 
 
