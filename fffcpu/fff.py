@@ -257,8 +257,12 @@ class FFF(Layer):
         return ref.balance_loss(cache)
 
     def block_usage(self, cache):
-        """Hard usage per parameter block for the local optimizers: ``{name: (n_blocks,) counts}``."""
-        leaf = ref.hard_leaf_fractions(cache) * cache["x"].shape[0]
+        """Hard usage per parameter block for the local optimizers: ``{name: (n_blocks,) counts}``.
+
+        Whole counts (int64): a fraction times the batch size can come back as 2.9999998, and a
+        block due after exactly 3 samples would then wait a step.
+        """
+        leaf = ref.hard_leaf_counts(cache)
         node = ref.subtree_sums(leaf)
         out = {name: leaf for name in ("w1s", "b1s", "w2s", "b2s")}
         out.update(node_weights=node, node_biases=node)

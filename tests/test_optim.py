@@ -190,3 +190,22 @@ def test_local_adam_on_a_real_fff_updates_only_used_leaves():
     assert used.any()
     changed = np.any(layer.params["w1s"] != before["w1s"], axis=(1, 2))
     np.testing.assert_array_equal(changed, used)
+
+
+@pytest.mark.parametrize("dtype, n, in_leaf0", [("float32", 37, 3), ("float64", 49, 1)])
+def test_fff_block_usage_is_whole_counts(dtype, n, in_leaf0):
+    # 3/37 * 37 is 2.9999998 in float32 and 1/49 * 49 is 0.9999999999999999 in float64: usage
+    # computed from fractions made a block due after exactly local_batch_size samples wait a step.
+    import fffcpu
+    layer = fffcpu.FFF(2, 2, 1, depth=1, seed=0, dtype=dtype, backend="numpy")
+    layer.params["node_weights"][...] = [[1.0, 0.0]]
+    layer.params["node_biases"][...] = 0.0
+    x = np.ones((n, 2), dtype)
+    x[:in_leaf0, 0] = -1.0
+    y, cache = layer.train_forward(x)
+    usage = layer.block_usage(cache)
+    np.testing.assert_array_equal(usage["w1s"], [in_leaf0, n - in_leaf0])
+    np.testing.assert_array_equal(usage["node_weights"], [n])
+    before = layer.params["w1s"].copy()
+    LocalSGD(layer.params, local_batch_size=in_leaf0, lr=0.1).step(layer.backward(cache, np.ones_like(y))[0], usage)
+    np.testing.assert_array_equal(np.any(layer.params["w1s"] != before, axis=(1, 2)), [True, True])

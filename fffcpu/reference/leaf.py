@@ -230,12 +230,16 @@ def hardening_loss(cache):
     return float(entropy(p).mean()) if p.size else 0.0
 
 
+def hard_leaf_counts(cache):
+    """How many samples of the batch are hard-routed to each leaf: (L,) int64 (no gradient)."""
+    a = cache["a"]
+    return np.bincount(hard_leaf_index_from_logits(a), minlength=a.shape[1] + 1)
+
+
 def hard_leaf_fractions(cache):
     """f_j: the fraction of the batch hard-routed to leaf j (SPEC §3; no gradient)."""
     a = cache["a"]
-    n, N = a.shape
-    j = hard_leaf_index_from_logits(a)
-    return np.bincount(j, minlength=N + 1).astype(a.dtype) / max(n, 1)
+    return hard_leaf_counts(cache).astype(a.dtype) / max(a.shape[0], 1)
 
 
 def balance_loss(cache):
