@@ -1,8 +1,8 @@
 """eFFF (SPEC §3) on the built-in digits: plain FFF vs + load balancing vs + master leaf vs both.
 
-Each variant trains with the published two-phase recipe (AdamW, lr 1e-3): a balancing phase
-(alpha = 1, h = 1) and then a hardening phase (alpha = 0, h = 3); the plain and master-leaf-only
-variants use the same phases with alpha = 0. Every (variant, seed) pair starts from the same tree
+Each variant trains with the published two-phase recipe (AdamW, lr 1e-3, weight decay 0.01): a
+balancing phase (alpha = 1, h = 1) and then a hardening phase (alpha = 0, h = 3); the plain and
+master-leaf-only variants use the same phases with alpha = 0. Every (variant, seed) pair starts from the same tree
 weights for a given seed, so differences come from the recipe, not the draw.
 
 Inputs are standardised with the training set's statistics (:func:`~fffcpu.training.loop.input_scaling`)

@@ -209,3 +209,32 @@ def test_fff_block_usage_is_whole_counts(dtype, n, in_leaf0):
     before = layer.params["w1s"].copy()
     LocalSGD(layer.params, local_batch_size=in_leaf0, lr=0.1).step(layer.backward(cache, np.ones_like(y))[0], usage)
     np.testing.assert_array_equal(np.any(layer.params["w1s"] != before, axis=(1, 2)), [True, True])
+
+
+def test_adamw_by_name_decays_like_torch_by_default():
+    # "adamw" by name was Adam with weight decay 0 (the same as "adam"); AdamW decays 0.01 by default.
+    for name in ("adamw", "local-adamw"):
+        opt = make_optimizer(name, {"w": np.ones(2)}, local_batch_size=1)
+        assert opt.decoupled and opt.weight_decay == 0.01
+        assert make_optimizer(name, {"w": np.ones(2)}, weight_decay=0.0).weight_decay == 0.0
+    for name in ("adam", "sgd", "local-adam"):
+        assert make_optimizer(name, {"w": np.ones(2)}).weight_decay == 0.0
+    p = np.ones(3)
+    opt = make_optimizer("adamw", {"w": p}, lr=0.1)
+    opt.step({"w": np.zeros(3)})  # no gradient: only the decay moves p
+    np.testing.assert_allclose(p, 1 - 0.1 * 0.01)
+
+
+def test_fit_passes_weight_decay_on():
+    import fffcpu
+    from fffcpu.training import fit
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((32, 4)), rng.integers(0, 3, 32)
+    runs = {}
+    for name, wd in (("adam", None), ("adamw", 0.0), ("adamw", None), ("adamw", 0.5)):
+        layer = fffcpu.FFF(4, 2, 3, 1, seed=0, dtype="float64", backend="numpy")
+        fit(layer, X, y, optimizer=name, weight_decay=wd, epochs=2, batch_size=16, seed=0)
+        runs[name, wd] = layer.params["w1s"].copy()
+    np.testing.assert_array_equal(runs["adam", None], runs["adamw", 0.0])
+    assert not np.array_equal(runs["adamw", None], runs["adamw", 0.0])
+    assert not np.array_equal(runs["adamw", None], runs["adamw", 0.5])

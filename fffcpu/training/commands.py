@@ -203,7 +203,8 @@ def run_train(args):
     else:
         schedule = dict(hardening=args.hardening, balance=args.balance)
     print(f"training {type(layer).__name__} {layer.config()} on {len(X)} samples from {args.data}", file=out)
-    history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+    history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr,
+                  weight_decay=args.weight_decay, epochs=args.epochs,
                   batch_size=args.batch_size, validation_split=args.validation_split, patience=args.patience,
                   seed=args.seed, verbose=not args.quiet, stream=out, local_batch_size=args.local_batch_size,
                   **schedule)
@@ -336,6 +337,9 @@ def add_parsers(subparsers):
                         "--local-batch-size samples used it")
     p.add_argument("--lr", type=nonneg_float, default=None,
                    help="learning rate (default: 1e-3 for the Adam family, 0.1 for the SGD family)")
+    p.add_argument("--weight-decay", type=nonneg_float, default=None,
+                   help="weight decay (default: 0.01 for adamw and local-adamw, decoupled as in "
+                        "torch.optim.AdamW; 0 for the others, added to the gradient)")
     p.add_argument("--local-batch-size", type=positive_int, default=None,
                    help="samples a block must see before a local optimizer updates it (default 64)")
     p.add_argument("--epochs", type=positive_int, default=30, help="training epochs")

@@ -60,8 +60,8 @@ class _FFFEstimator:
     _loss = None
 
     def __init__(self, depth=3, leaf_width=8, activation=None, hardening=1.0, balance=0.0,
-                 region_leak=0.0, dropout=0.0, optimizer="adam", lr=None, epochs=20, batch_size=64,
-                 local_batch_size=None, validation_split=0.0, patience=None, variant="leaf",
+                 region_leak=0.0, dropout=0.0, optimizer="adam", lr=None, weight_decay=None, epochs=20,
+                 batch_size=64, local_batch_size=None, validation_split=0.0, patience=None, variant="leaf",
                  parallel_size=1, dtype="float32", backend="auto", random_state=None, verbose=False):
         self.depth = depth
         self.leaf_width = leaf_width
@@ -72,6 +72,7 @@ class _FFFEstimator:
         self.dropout = dropout
         self.optimizer = optimizer
         self.lr = lr
+        self.weight_decay = weight_decay
         self.epochs = epochs
         self.batch_size = batch_size
         self.local_batch_size = local_batch_size
@@ -115,7 +116,7 @@ class _FFFEstimator:
                                  dropout=self.dropout, parallel_size=self.parallel_size,
                                  seed=self.random_state, dtype=self.dtype, backend=self.backend)
         self.history_ = _fit(self.layer_, X, targets, loss=self._loss, optimizer=self.optimizer, lr=self.lr,
-                             epochs=self.epochs, batch_size=self.batch_size, hardening=self.hardening,
+                             weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size, hardening=self.hardening,
                              balance=self.balance, validation_split=self.validation_split,
                              patience=self.patience, seed=self.random_state, verbose=self.verbose,
                              local_batch_size=self.local_batch_size)
@@ -149,6 +150,8 @@ class FFFClassifier(_FFFEstimator):
         "adam" (default), "adamw", "sgd", "momentum", "nesterov", "local-sgd", "local-adam", ...
     lr : float, optional
         Default 1e-3 (Adam family) or 0.1 (SGD family).
+    weight_decay : float, optional
+        Default 0.01 for "adamw" and "local-adamw" (decoupled), 0 for the others.
     epochs, batch_size : int
     local_batch_size : int, optional
         For the local optimizers.

@@ -168,7 +168,7 @@ class _Progress:
 def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10, batch_size=64,
         hardening=0.0, balance=0.0, validation=None, validation_split=0.0, patience=None,
         restore_best=True, shuffle=True, seed=None, verbose=False, stream=None, local_batch_size=None,
-        hardened_epochs=0):
+        hardened_epochs=0, weight_decay=None):
     """Train ``layer`` on ``(X, y)`` with mini-batch gradient descent; the parameters change in place.
 
     Parameters
@@ -184,6 +184,9 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
         ``lr``), or a ready optimizer over ``layer.params``.
     lr : float, optional
         Learning rate for a named optimizer (default 1e-3 Adam family, 0.1 SGD family).
+    weight_decay : float >= 0, optional
+        For a named optimizer: default 0.01 for "adamw" and "local-adamw" (decoupled, as
+        torch.optim.AdamW), 0 for the others.
     epochs : int >= 1
     batch_size : int >= 1
     hardening : float >= 0 or callable epoch -> float
@@ -266,7 +269,8 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
         if opt.params is not layer.params:
             raise ValueError("optimizer must be built on this layer's params (layer.params)")
     else:
-        opt = make_optimizer(optimizer, layer.params, lr=lr, local_batch_size=local_batch_size)
+        opt = make_optimizer(optimizer, layer.params, lr=lr, weight_decay=weight_decay,
+                             local_batch_size=local_batch_size)
     needs_usage = getattr(opt, "needs_usage", False)
 
     classify = loss == "cross_entropy"

@@ -325,7 +325,7 @@ class LocalAdam(_Local, Adam):
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "local-sgd", "local-adam", "local-adamw")
 
 
-def make_optimizer(name, params, lr=None, weight_decay=0.0, local_batch_size=None, **kwargs):
+def make_optimizer(name, params, lr=None, weight_decay=None, local_batch_size=None, **kwargs):
     """Build an optimizer by name (what the command line and the estimators use).
 
     Parameters
@@ -337,7 +337,9 @@ def make_optimizer(name, params, lr=None, weight_decay=0.0, local_batch_size=Non
     params : dict name -> ndarray
     lr : float, optional
         Default 0.1 for the SGD family, 1e-3 for the Adam family.
-    weight_decay : float, default 0
+    weight_decay : float >= 0, optional
+        Default 0.01 for "adamw" and "local-adamw" (decoupled, as torch.optim.AdamW), 0 for the
+        others (L2 added to the gradient).
     local_batch_size : int, optional
         For the local variants; default 64.
     **kwargs
@@ -350,6 +352,8 @@ def make_optimizer(name, params, lr=None, weight_decay=0.0, local_batch_size=Non
     sgd_family = name in ("sgd", "momentum", "nesterov", "local-sgd")
     if lr is None:
         lr = 0.1 if sgd_family else 1e-3
+    if weight_decay is None:
+        weight_decay = 0.01 if name.endswith("adamw") else 0.0
     if name == "momentum":
         kwargs.setdefault("momentum", 0.9)
     if name == "nesterov":
