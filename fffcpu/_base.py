@@ -33,11 +33,45 @@ class Layer:
         return state
 
     def _init_common(self, dtype, backend, seed):
-        self.dtype = check_dtype(dtype)
-        self._descr = np.dtype(self.dtype)  # for the lean path of __call__
-        self.backend = check_choice("backend", backend, BACKENDS)
+        self._dtype = check_dtype(dtype)
+        self._descr = np.dtype(self._dtype)  # for the lean path of __call__
+        self.backend = backend
         self.seed = seed
         self._rng = np.random.default_rng(seed)
+
+    @property
+    def dtype(self):
+        """The NumPy scalar type of the parameters and outputs (``np.float32`` or ``np.float64``).
+
+        Fixed at construction: the parameter arrays, the kernels' cached arguments and compiled entry
+        points all have it. To change it, build a converted copy (:meth:`astype`).
+        """
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        try:
+            wanted = repr(np.dtype(value).name)
+        except TypeError:
+            wanted = repr(value)
+        raise AttributeError(
+            f"dtype is fixed at construction (this layer's is {np.dtype(self._dtype).name}, got {wanted}); "
+            f"layer.astype({wanted}) returns a converted copy"
+        )
+
+    def astype(self, dtype):
+        """A new layer like this one with parameters converted to ``dtype`` ("float32" or "float64")."""
+        config = dict(self.config(), dtype=np.dtype(check_dtype(dtype)).name)
+        return type(self).from_state_dict(self.state_dict(), **config)
+
+    @property
+    def backend(self):
+        """``"auto"`` or ``"numba"`` (the kernels) or ``"numpy"`` (the reference); may be changed."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value):
+        self._backend = check_choice("backend", value, BACKENDS)
 
     # -- parameters ---------------------------------------------------------------------------
     def _param_shapes(self):  # pragma: no cover - abstract
@@ -105,7 +139,7 @@ class Layer:
         return fn
 
     def _use_numba(self):
-        return self.backend != "numpy"
+        return self._backend != "numpy"
 
     def __call__(self, x):
         """Hard (log-time) inference: ``x`` of shape (..., input_width) -> (..., output_width)."""
@@ -113,7 +147,7 @@ class Layer:
         # finiteness themselves (no temporaries) and answer None for NaN or inf, which then falls
         # through to as_input and its usual error. Few Python steps: one sample costs microseconds,
         # and a batch call starts with the caches cold from the previous call (docs/kernels.md).
-        if type(x) is np.ndarray and x.flags.c_contiguous and self.backend != "numpy":
+        if type(x) is np.ndarray and x.flags.c_contiguous and self._backend != "numpy":
             dtype = x.dtype
             shape = x.shape
             if (dtype is self._descr or dtype == self._descr) and shape and shape[-1] == self.input_width:

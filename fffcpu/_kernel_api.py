@@ -413,6 +413,9 @@ def warmup(dtypes=("float32", "float64")):
         }
         w_in, b_in, w_out_t = (rng.standard_normal(s).astype(dt) for s in ((3, D), 3, (3, O)))
         leaf_forward_one(p, 0, np.zeros(D, dt))
+        master = dict(p, magic_w1=p["w1s"][:1], magic_b1=p["b1s"][:1], magic_w2=p["w2s"][:1],
+                      magic_b2=p["b2s"][:1], k=np.zeros((), dt))
+        leaf_forward_one(master, 0, np.zeros(D, dt))  # the eFFF master leaf's own one-sample kernel
         neuron_tree_forward_one(w_in, b_in, w_out_t, 1, 1, 1, np.zeros(D, dt))
         global PARALLEL_MIN_WORK
         saved, PARALLEL_MIN_WORK = PARALLEL_MIN_WORK, 0  # tiny inputs, yet compile the batch kernels

@@ -611,3 +611,55 @@ def test_kernels_read_the_calling_threads_thread_count():
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         assert pool.submit(in_thread).result() == (1, 1)
     assert kernels.thread_count() == main
+
+
+def test_dtype_is_fixed_and_astype_converts():
+    """Setting layer.dtype after construction left parameters and compiled entry points of one dtype
+    behind inputs of another, and broke the batch calls of every other layer in the process; it is
+    refused now, with astype for a converted copy. backend is checked when set."""
+    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    rng = np.random.default_rng(41)
+    x = rng.standard_normal((40, D)).astype(np.float32)
+    for make in (lambda s: fffcpu.FFF(D, L_WIDTH, O, depth=2, seed=s, master_leaf=2),
+                 lambda s: NT(D, O, depth=2, parallel_size=2, seed=s)):
+        a, b = make(1), make(2)
+        with pytest.raises(AttributeError, match=r"dtype is fixed at construction \(this layer's is float32, "
+                                                 r"got 'float64'\); layer.astype\('float64'\)"):
+            a.dtype = np.float64
+        assert a.dtype is np.float32
+        wide = a.astype("float64")
+        assert wide.dtype is np.float64 and wide.config() == dict(a.config(), dtype="float64")
+        assert wide(x).dtype == np.float64 and a(x).dtype == np.float32
+        np.testing.assert_allclose(wide(x), a(x), **TOL[np.float32])
+        np.testing.assert_allclose(b(x), b.astype("float64")(x.astype(np.float64)), **TOL[np.float32])
+        with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'numba', 'numpy'\], got 'torch'"):
+            a.backend = "torch"
+        a.backend = "numpy"
+        np.testing.assert_allclose(a(x), wide(x), **TOL[np.float32])
+
+
+def test_warmup_compiles_every_kernel_the_layers_call():
+    """After warmup(), layer calls of that dtype add no kernel signature (no compilation in the hot
+    path). A fresh process, since this one's kernels already carry the signatures of other tests;
+    the kernels load from Numba's disk cache, so it takes seconds."""
+    import subprocess
+    import sys
+    script = r'''
+import numpy as np, fffcpu
+from fffcpu import _kernel_api as api, kernels
+from fffcpu.neuron_tree import NeuronTreeFFF
+fffcpu.warmup(("float32",))
+count = lambda: {n: len(f.signatures) for n, f in vars(kernels).items() if hasattr(f, "signatures")}
+before = count()
+api.PARALLEL_MIN_WORK = 0
+x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+for layer in (fffcpu.FFF(5, 3, 4, 3), fffcpu.FFF(5, 3, 4, 3, master_leaf=2), NeuronTreeFFF(5, 4, 3),
+              NeuronTreeFFF(5, 4, 3, parallel_size=2, activation="relu")):
+    for batch in (x[0], x[:1], x[:3], x, x[:, ::-1], np.asfortranarray(x), x.astype(np.float64)):
+        layer(batch)
+after = count()
+print({n: (before[n], after[n]) for n in after if after[n] != before[n]})
+'''
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "{}", f"kernels compiled after warmup (name: (before, after)): {out.stdout}"
