@@ -347,6 +347,9 @@ if config.DISABLE_JIT:  # pure Python (NUMBA_DISABLE_JIT=1, e.g. coverage): plai
     def _store_fence():  # noqa: F811
         return None
 
+    def _num_threads():  # noqa: F811
+        return get_num_threads()
+
 
 @njit(**_SERIAL)
 def store_block(y, o0, acc, a0, stream):

@@ -663,3 +663,27 @@ print({n: (before[n], after[n]) for n in after if after[n] != before[n]})
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "{}", f"kernels compiled after warmup (name: (before, after)): {out.stdout}"
+
+
+def test_layers_run_without_the_jit():
+    """Under NUMBA_DISABLE_JIT=1 (coverage tools) the kernels run as Python with stand-ins for the
+    intrinsics; every layer path agrees with the reference. The parallel batch path broke once, when
+    an intrinsic had no stand-in."""
+    import os
+    import subprocess
+    import sys
+    script = r'''
+import numpy as np, fffcpu
+from fffcpu import _kernel_api as api
+from fffcpu.neuron_tree import NeuronTreeFFF
+api.PARALLEL_MIN_WORK = 0
+x = np.random.default_rng(0).standard_normal((20, 5)).astype(np.float32)
+for layer in (fffcpu.FFF(5, 3, 4, 3), fffcpu.FFF(5, 3, 4, 3, master_leaf=2), NeuronTreeFFF(5, 4, 3)):
+    ref = type(layer).from_state_dict(layer.state_dict(), **dict(layer.config(), backend="numpy"))
+    for batch in (x[0], x[:3], x):
+        np.testing.assert_allclose(layer(batch), ref(batch), rtol=1e-5, atol=1e-5)
+print("ok")
+'''
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
