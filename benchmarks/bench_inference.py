@@ -2,7 +2,7 @@
 import tracemalloc
 
 from .common import (LEAF_INFER, TREE_INFER, dense_forward, dense_weights, make_layer, make_x,
-                     median_time, require, training_width)
+                     median_time, require, training_width, warm_kernel_cache)
 
 IMPLEMENTATIONS = ["kernels", "numpy", "dense"]
 _BACKEND = {"kernels": "auto", "numpy": "numpy"}
@@ -53,7 +53,8 @@ class BatchInferenceMemory:
 
     ``peakmem_`` is the peak resident size of the whole process, so it includes the weights and the
     input built in setup, and the Numba runtime: setup loads the kernels for every implementation so
-    that the implementations of a variant start from the same base and can be compared.
+    that the implementations of a variant start from the same base and can be compared. They are
+    compiled (if the disk cache is cold) in a child process, so LLVM's memory never counts here.
     ``track_python_scratch`` counts the scratch bytes of one call, per sample: tracemalloc's peak
     minus what is still held after the call, so the output counts in neither. tracemalloc sees
     NumPy's allocations and the kernels' alike (Numba's runtime allocates through Python's raw
@@ -66,6 +67,7 @@ class BatchInferenceMemory:
     batch = 4096
 
     def setup(self, variant, implementation):
+        warm_kernel_cache()  # compiled in a child process: this one only loads (see warm_kernel_cache)
         require("fffcpu._kernel_api").warmup(("float32",))  # the same runtime base for all
         self.call, self.x = _build(variant, implementation, self.batch)
         self.call()  # numba compilation

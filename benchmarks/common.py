@@ -13,6 +13,8 @@ import importlib
 import math
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -46,6 +48,15 @@ def require(module):
         return importlib.import_module(module)
     except ImportError as e:
         raise NotImplementedError(f"{module} is not available in this commit: {e}") from None
+
+
+def warm_kernel_cache(dtypes=("float32",)):
+    """Compile the kernels in a child process, so that this one only loads them from Numba's disk
+    cache: a peakmem_ benchmark measures the whole process, and compiling (after an install or an
+    edit of the kernels) takes LLVM hundreds of MB that no call needs."""
+    require("fffcpu._kernel_api")
+    code = f"import fffcpu; fffcpu.warmup({tuple(dtypes)!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def make_layer(variant, sizes, backend="auto", activation=None, dtype="float32"):
