@@ -832,7 +832,12 @@ def run(args, stdout=None):
     if not args.json:
         print("", file=stdout)
         for name in args.configs:
-            print(f"{name}: {CONFIGS[name]['what']}", file=stdout)
+            if args.quick:  # the rows keep the configuration's name, but not its sizes
+                sizes = ", ".join(f"{k} {v}" for k, v in CONFIGS[name]["quick"]["sizes"].items())
+                print(f"--quick: {name} at {sizes} (a smoke test, not the configuration's speed)",
+                      file=stdout)
+            else:
+                print(f"{name}: {CONFIGS[name]['what']}", file=stdout)
         print("", file=stdout)
         print(format_table(results), file=stdout)
     return 0

@@ -241,7 +241,7 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
             if x_key not in names:
                 raise ValueError(
                     f".npz file {path!r} has no array {x_key!r} (arrays: {names}); "
-                    "choose the names with x_key / y_key"
+                    "choose the names with x_key / y_key (--x-key / --y-key on the command line)"
                 )
             X = archive[x_key]
             y = None
@@ -250,7 +250,7 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
             elif require_y:
                 raise ValueError(
                     f".npz file {path!r} has no array {y_key!r} (arrays: {names}); "
-                    "choose the names with x_key / y_key"
+                    "choose the names with x_key / y_key (--x-key / --y-key on the command line)"
                 )
     except ValueError as exc:
         if str(exc).startswith(".npz file"):

@@ -418,11 +418,12 @@ def to_fastfeedforward(layer):
 # ---------------------------------------------------------------------------------------------
 # any supported file, by suffix
 # ---------------------------------------------------------------------------------------------
-FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors", ".npz": "npz"}
+#: fffcpu's own format (``fffcpu.save``) is an ``.npz``; ``.fff``, the suffix the docs use for it, is the same
+FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors", ".npz": "npz", ".fff": "npz"}
 
 
 def file_format(path):
-    """``"pt"``, ``"safetensors"`` or ``"npz"`` from the file name's suffix."""
+    """``"pt"``, ``"safetensors"`` or ``"npz"`` (suffix ``.npz`` or ``.fff``) from the file name's suffix."""
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     if suffix not in FORMATS:
         raise ValueError(f"cannot tell the format of {os.fspath(path)!r} from its suffix "
@@ -431,7 +432,7 @@ def file_format(path):
 
 
 def load_any(path, kind=None, prefix=None, **config):
-    """Read a layer from ``.pt``/``.pth``, ``.safetensors`` or fffcpu's ``.npz`` (``fffcpu.load``).
+    """Read a layer from ``.pt``/``.pth``, ``.safetensors`` or fffcpu's ``.npz``/``.fff`` (``fffcpu.load``).
 
     An ``.npz`` records its own kind and hyperparameters, so ``kind``, ``prefix`` and ``config``
     are refused for it.
@@ -450,7 +451,7 @@ def load_any(path, kind=None, prefix=None, **config):
 
 
 def save_any(layer, path):
-    """Write ``layer`` as ``.pt``/``.pth``, ``.safetensors`` or fffcpu's ``.npz`` (``fffcpu.save``)."""
+    """Write ``layer`` as ``.pt``/``.pth``, ``.safetensors`` or fffcpu's ``.npz``/``.fff`` (``fffcpu.save``)."""
     fmt = file_format(path)
     if fmt == "pt":
         return save_pt(layer, path)

@@ -1,10 +1,10 @@
 """``fffcpu convert IN OUT``: convert a layer between ``.pt``, ``.safetensors`` and fffcpu's ``.npz``.
 
-The formats are told by the file suffixes (``.pt``/``.pth``, ``.safetensors``, ``.npz``). A PyTorch state
-dict does not record the hyperparameters that its shapes cannot tell; give them with ``--activation``,
-``--parallel-size`` (neuron tree: its rows count parallel_size * n_nodes; default 1) and, where the
-key names leave it open, ``--kind`` and ``--prefix``. An ``.npz`` records all of them, so these options
-are refused for an ``.npz`` input.
+The formats are told by the file suffixes (``.pt``/``.pth``, ``.safetensors``, fffcpu's ``.npz`` or
+``.fff``). A PyTorch state dict does not record the hyperparameters that its shapes cannot tell; give
+them with ``--activation``, ``--parallel-size`` (neuron tree: its rows count parallel_size * n_nodes;
+default 1) and, where the key names leave it open, ``--kind`` and ``--prefix``. An fffcpu file records
+all of them, so these options are refused for an ``.npz``/``.fff`` input.
 """
 import sys
 
@@ -19,8 +19,8 @@ def add_parser(subparsers):
         help="convert an FFF layer between .pt, .safetensors and fffcpu .npz",
         description=__doc__.split("\n\n", 1)[1].strip(),
     )
-    p.add_argument("src", metavar="IN", help="input file: .pt, .pth, .safetensors or .npz")
-    p.add_argument("dst", metavar="OUT", help="output file: .pt, .pth, .safetensors or .npz")
+    p.add_argument("src", metavar="IN", help="input file: .pt, .pth, .safetensors, or fffcpu's .npz/.fff")
+    p.add_argument("dst", metavar="OUT", help="output file: .pt, .pth, .safetensors, or fffcpu's .npz/.fff")
     p.add_argument("--kind", choices=sorted(interop.PARAM_NAMES),
                    help="layer kind (default: detected from the key names)")
     p.add_argument("--prefix", help="key prefix of the layer inside a larger state dict, e.g. 'mlp.fff.' "

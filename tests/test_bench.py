@@ -82,6 +82,9 @@ def test_table_output_names_machine_configs_and_implementations():
     assert {" ".join(r[2:4]) for r in rows} == {"fffcpu kernels", "fffcpu numpy", "dense numpy"}
     assert all(r[1] == "3" for r in rows)
     assert "torch" not in text.split("\n\n", 2)[-1]
+    # the rows keep the configuration's name; the header says they ran at the tiny sizes
+    assert "--quick: ufb-768-d11 at input_width 24, output_width 16, depth 3, parallel_size 1" in text
+    assert "depth 11" not in text
 
 
 def test_scaling_table_and_plot(tmp_path):

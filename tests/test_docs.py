@@ -1,4 +1,5 @@
-"""Every ```python block in README.md and docs/*.md runs as written (each file's blocks in order)."""
+"""Every ```python block in README.md and docs/*.md runs as written (each file's blocks in order);
+```python torch blocks too, where torch is installed."""
 import pathlib
 import re
 
@@ -6,11 +7,20 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+BLOCK = re.compile(r"^```python( torch)?\n(.*?)^```", re.S | re.M)
 
 
-def python_blocks(page):
-    return BLOCK.findall(page.read_text(encoding="utf-8"))
+def python_blocks(page, torch=True):
+    """The page's Python blocks in order; ``torch=False`` leaves out those tagged ```python torch."""
+    return [code for tag, code in BLOCK.findall(page.read_text(encoding="utf-8")) if torch or not tag]
+
+
+def _have_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def test_the_pages_have_examples():
@@ -21,5 +31,5 @@ def test_the_pages_have_examples():
 def test_page_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples may write files
     namespace = {"__name__": "__doc_example__"}
-    for i, code in enumerate(python_blocks(page)):
+    for i, code in enumerate(python_blocks(page, torch=_have_torch())):
         exec(compile(code, f"{page.name}[block {i}]", "exec"), namespace)

@@ -250,8 +250,8 @@ def test_pt_without_torch_names_the_extra(tmp_path, without_torch):
 
 
 def test_file_format_by_suffix():
-    assert [interop.file_format(p) for p in ("a.pt", "b.PTH", "c.safetensors", "d.npz")] == \
-        ["pt", "pt", "safetensors", "npz"]
+    assert [interop.file_format(p) for p in ("a.pt", "b.PTH", "c.safetensors", "d.npz", "e.fff")] == \
+        ["pt", "pt", "safetensors", "npz", "npz"]
     with pytest.raises(ValueError, match="suffix '.bin'"):
         interop.file_format("model.bin")
 
@@ -286,6 +286,16 @@ def test_convert_between_all_formats(tmp_path, capsys):
                    "--parallel-size", "2", "--activation", "relu", "--dtype", "float32") == 0
     d = fffcpu.load(tmp_path / "d.npz")
     assert (d.parallel_size, d.activation, d.dtype) == (2, "relu", np.float32)
+
+
+def test_convert_reads_and_writes_the_fff_suffix(tmp_path):
+    """``fffcpu train -o model.fff`` (docs/training.md) writes fffcpu's format under ``.fff``; convert
+    refused that suffix."""
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0, master_leaf=2)
+    fffcpu.save(layer, tmp_path / "model.fff")
+    assert run_cli("convert", str(tmp_path / "model.fff"), str(tmp_path / "copy.fff")) == 0
+    x = np.random.default_rng(9).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(fffcpu.load(tmp_path / "copy.fff")(x), layer(x))
 
 
 def test_convert_errors(tmp_path, capsys):
