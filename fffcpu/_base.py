@@ -15,9 +15,28 @@ see the current values.
 """
 import numpy as np
 
-from ._validate import as_input, check_choice, check_dtype
+from . import activations
+from ._validate import as_input, check_bool, check_choice, check_dtype, check_int, check_rate
 
 BACKENDS = ("auto", "numba", "numpy")
+
+
+def _checked_activation(value):
+    activations.get(value)  # raises naming the choices
+    return value
+
+
+#: attributes a user may change after construction, each with its check (run on every assignment)
+_SETTABLE = {
+    "activation": _checked_activation,
+    "dropout": lambda v: check_rate("dropout", v),
+    "region_leak": lambda v: check_rate("region_leak", v),
+    "train_hardened": lambda v: check_bool("train_hardened", v),
+}
+
+#: attributes fixed at construction: the parameter arrays' shapes (and so the kernels' cached
+#: arguments and a saved file's config) follow them
+_FIXED = ("input_width", "output_width", "leaf_width", "depth", "parallel_size", "master_leaf", "seed")
 
 
 class Layer:
@@ -25,6 +44,21 @@ class Layer:
     #: attributes that only cache views of the parameters, or functions bound to them; a copy of the
     #: layer (``copy.deepcopy``) rebuilds them, since copied ones would still read the original's arrays
     _CACHES = ("_kernel_cache", "_kernel_names", "_one_sample_fn", "_batch_fn")
+
+    def __setattr__(self, name, value):
+        """Checks the hyperparameters a user may set (``activation``, ``dropout``, ``region_leak``,
+        ``train_hardened``) and refuses to change the sizes and the seed: an unchecked value was used
+        silently (a dropout of 2) and then saved into a file that ``fffcpu.load`` refuses."""
+        check = _SETTABLE.get(name)
+        if check is not None:
+            value = check(value)
+        elif name in _FIXED and name in self.__dict__:
+            raise AttributeError(
+                f"{name} is fixed at construction (this layer's is {self.__dict__[name]!r}, got {value!r}): "
+                f"the parameter arrays follow it; build a new layer with "
+                f"type(layer)(**dict(layer.config(), {name}=...))"
+            )
+        object.__setattr__(self, name, value)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -36,7 +70,7 @@ class Layer:
         self._dtype = check_dtype(dtype)
         self._descr = np.dtype(self._dtype)  # for the lean path of __call__
         self.backend = backend
-        self.seed = seed
+        self.seed = None if seed is None else check_int("seed", seed, 0)
         self._rng = np.random.default_rng(seed)
 
     @property
@@ -88,7 +122,7 @@ class Layer:
 
     def load_state_dict(self, mapping):
         """Copy arrays from ``mapping`` into this layer's parameters (same names and shapes required)."""
-        arrays = _check_mapping(mapping, self._param_shapes(), type(self).__name__)
+        arrays = _check_mapping(mapping, self._param_shapes(), type(self).__name__, self.dtype)
         for name, arr in arrays.items():
             self.params[name][...] = arr
         return self
@@ -181,8 +215,9 @@ def _to_numpy(v):
     return np.asarray(v)
 
 
-def _check_mapping(mapping, shapes, owner):
-    """Check a state mapping has exactly the expected names and shapes; return numpy arrays."""
+def _check_mapping(mapping, shapes, owner, dtype=None):
+    """Check a state mapping has exactly the expected names and shapes (and, given the ``dtype`` it
+    will be cast to, values that fit it); return numpy arrays."""
     arrays = {k: _to_numpy(v) for k, v in dict(mapping).items()}
     missing = [k for k in shapes if k not in arrays]
     extra = [k for k in arrays if k not in shapes]
@@ -199,4 +234,10 @@ def _check_mapping(mapping, shapes, owner):
             raise TypeError(f"array {name!r} must hold real numbers, got dtype {a.dtype}")
         if a.size and not np.isfinite(a).all():
             raise ValueError(f"array {name!r} must be finite, got NaN or inf values")
+        narrower = dtype is not None and a.dtype.kind == "f" and a.dtype.itemsize > np.dtype(dtype).itemsize
+        if narrower and a.size:
+            big, top = float(np.abs(a).max()), float(np.finfo(dtype).max)
+            if big > top:
+                raise ValueError(f"array {name!r} must fit the layer's dtype {np.dtype(dtype).name} "
+                                 f"(largest magnitude {top:.4g}), got a value of magnitude {big:.4g}")
     return arrays

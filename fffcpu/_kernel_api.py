@@ -434,7 +434,12 @@ def set_num_threads(n):
     """Set the number of Numba threads used by the batch kernels (for the calling thread)."""
     import numba
 
-    numba.set_num_threads(int(n))
+    from ._validate import check_int
+    n = check_int("n (threads)", n, 1)
+    if n > numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"n (threads) must be at most {numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS, "
+                         f"the threads Numba started with), got {n}")
+    numba.set_num_threads(n)
 
 
 def get_num_threads():

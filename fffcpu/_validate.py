@@ -21,6 +21,13 @@ def check_int(name, value, minimum=None):
     return value
 
 
+def check_bool(name, value):
+    """Return ``value`` as a bool, or raise naming ``name`` if it is not a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def check_rate(name, value, upper_inclusive=False):
     """Return ``value`` as a float in [0, 1) (or [0, 1]), or raise naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -112,12 +119,11 @@ def as_input(x, width, dtype, name="x"):
             f"got shape {arr.shape}"
         )
     lead = arr.shape[:-1]
-    x2d = np.ascontiguousarray(arr.reshape(-1, width), dtype=dtype)
+    with np.errstate(over="ignore"):  # values beyond float32: _check_finite says so
+        x2d = np.ascontiguousarray(arr.reshape(-1, width), dtype=dtype)
     if x2d.dtype.byteorder not in "=|":  # pragma: no cover - ascontiguousarray with dtype gives native
         x2d = x2d.astype(x2d.dtype.newbyteorder("="))
-    if x2d.size and not np.isfinite(x2d).all():
-        bad = int(np.count_nonzero(~np.isfinite(x2d)))
-        raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s)")
+    _check_finite(name, arr, x2d)
     return x2d, lead
 
 
@@ -130,4 +136,23 @@ def as_grad(g, n, width, dtype, name="dL_dy"):
         raise ValueError(
             f"{name} must have the forward output's shape (..., {width}) with {n} rows, got shape {arr.shape}"
         )
-    return np.ascontiguousarray(arr.reshape(n, width), dtype=dtype)
+    g2d = np.ascontiguousarray(arr.reshape(n, width), dtype=dtype)
+    _check_finite(name, arr, g2d)
+    return g2d
+
+
+def _check_finite(name, given, converted):
+    """Raise naming ``name`` if ``converted`` (``given`` cast to the layer's dtype) has NaN or inf:
+    either ``given`` has them, or its values overflow the dtype."""
+    if not converted.size or np.isfinite(converted).all():
+        return
+    bad = int(np.count_nonzero(~np.isfinite(converted)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        given_ok = np.isfinite(given).all()
+    if given_ok:
+        raise ValueError(
+            f"{name} must fit the layer's dtype {converted.dtype.name} (largest magnitude "
+            f"{np.finfo(converted.dtype).max:.4g}), got {bad} value(s) beyond it "
+            f"(largest magnitude {float(np.abs(given).max()):.4g})"
+        )
+    raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s)")

@@ -7,7 +7,7 @@ from . import _kernel_api
 from ._aligned import aligned_copy
 from ._base import Layer, _to_numpy
 from ._tree import n_leaves, n_nodes
-from ._validate import (as_grad, as_input, check_fits_memory, check_int, check_rate)
+from ._validate import as_grad, as_input, check_fits_memory, check_int, check_nonneg_float, check_rate
 from .reference import leaf as ref
 
 
@@ -66,9 +66,7 @@ class FFF(Layer):
         self.activation = activation
         self.dropout = check_rate("dropout", dropout)
         self.region_leak = check_rate("region_leak", region_leak)
-        if not isinstance(train_hardened, (bool, np.bool_)):
-            raise TypeError(f"train_hardened must be a bool, got {train_hardened!r}")
-        self.train_hardened = bool(train_hardened)
+        self.train_hardened = train_hardened  # checked by Layer.__setattr__, as dropout and the rest
         self.master_leaf = check_int("master_leaf", master_leaf, 0)
         if self.depth > 62:
             raise MemoryError(f"depth {self.depth} would need 2^{self.depth} leaves; choose a smaller depth")
@@ -245,7 +243,9 @@ class FFF(Layer):
         """
         n = cache["x"].shape[0]
         g = as_grad(dL_dy, n, self.output_width, self.dtype)
-        grads, dL_dx = ref.soft_backward(self.params, cache, g, float(hardening), float(balance))
+        hardening = check_nonneg_float("hardening", hardening)
+        balance = check_nonneg_float("balance", balance)
+        grads, dL_dx = ref.soft_backward(self.params, cache, g, hardening, balance)
         return grads, dL_dx.reshape(cache["lead"] + (self.input_width,))
 
     def hardening_loss(self, cache):

@@ -213,6 +213,9 @@ def test_state_dict_round_trip_and_torch_like_mapping():
     (dict(region_leak=-0.1), ValueError, "region_leak"),
     (dict(dtype="float16"), ValueError, "dtype must be 'float32' or 'float64', got 'float16'"),
     (dict(backend="gpu"), ValueError, "backend must be one of"),
+    (dict(seed="a"), TypeError, "seed must be an integer, got 'a'"),
+    (dict(seed=-1), ValueError, "seed must be an integer >= 0, got -1"),
+    (dict(train_hardened="yes"), TypeError, "train_hardened must be a bool, got 'yes'"),
 ])
 def test_bad_constructor_arguments(bad, error, match):
     kwargs = dict(input_width=4, leaf_width=2, output_width=3, depth=2)
@@ -228,6 +231,8 @@ def test_bad_constructor_arguments(bad, error, match):
     (np.array([["a", "b", "c", "d"]]), TypeError, "x must hold real numbers.*got dtype <U1"),
     (np.zeros((2, 4), dtype=complex), TypeError, "complex"),
     (np.float64(1.0), ValueError, "scalar"),
+    (np.array([[1e300, 0, 0, 0]]), ValueError, r"x must fit the layer's dtype float32 \(largest magnitude "
+                                               r"3.403e\+38\), got 1 value\(s\) beyond it \(largest magnitude 1e\+300\)"),
 ])
 def test_bad_inputs_are_refused_with_clear_messages(x, error, match):
     layer = FFF(4, 2, 3, 2, seed=0, backend="numpy")
@@ -250,6 +255,59 @@ def test_bad_state_dicts():
         FFF.from_state_dict(dict(sd, w1s=np.zeros((3, 4, 2))))
     with pytest.raises(ValueError, match="finite"):
         layer.load_state_dict(dict(sd, b2s=np.full((4, 3), np.nan)))
+    # finite in float64 but beyond float32: was cast to inf silently (and saving then failed)
+    huge = dict(sd, b2s=np.full((4, 3), 1e300))
+    with pytest.raises(ValueError, match=r"array 'b2s' must fit the layer's dtype float32 .* magnitude 1e\+300"):
+        layer.load_state_dict(huge)
+    with pytest.raises(ValueError, match="must fit the layer's dtype float32"):
+        FFF.from_state_dict(huge, dtype="float32")
+    assert np.isfinite(layer.params["b2s"]).all()
+    assert FFF.from_state_dict(huge).params["b2s"][0, 0] == 1e300  # float64 holds it
+
+
+def test_attributes_are_checked_when_set():
+    """A value set after construction was used unchecked (a dropout of 2 trained) and then saved
+    into a file that fffcpu.load refuses; the sizes and the seed could be changed under the arrays."""
+    layer = FFF(4, 2, 3, 2, seed=0, master_leaf=2)
+    for name, value, error, match in [
+        ("dropout", 2.0, ValueError, r"dropout must be in \[0, 1\), got 2.0"),
+        ("region_leak", -0.5, ValueError, r"region_leak must be in \[0, 1\), got -0.5"),
+        ("activation", "bogus", ValueError, "activation must be one of"),
+        ("train_hardened", "yes", TypeError, "train_hardened must be a bool"),
+        ("backend", "bogus", ValueError, "backend must be one of"),
+        ("depth", 5, AttributeError, r"depth is fixed at construction \(this layer's is 2, got 5\)"),
+        ("master_leaf", 8, AttributeError, "master_leaf is fixed at construction"),
+        ("input_width", 5, AttributeError, "input_width is fixed at construction"),
+        ("seed", -3, AttributeError, "seed is fixed at construction"),
+        ("dtype", "float64", AttributeError, "dtype is fixed at construction"),
+    ]:
+        before = getattr(layer, name)
+        with pytest.raises(error, match=match):
+            setattr(layer, name, value)
+        assert getattr(layer, name) == before
+    layer.dropout, layer.region_leak, layer.activation, layer.train_hardened = 0.5, 0.1, "tanh", True
+    assert (layer.dropout, layer.region_leak, layer.activation, layer.train_hardened) == (0.5, 0.1, "tanh", True)
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(hardening="a"), TypeError, "hardening must be a real number, got 'a'"),
+    (dict(hardening=-1.0), ValueError, "hardening must be a finite number >= 0, got -1.0"),
+    (dict(balance=float("nan")), ValueError, "balance must be a finite number >= 0, got nan"),
+])
+def test_backward_checks_its_weights(kw, error, match):
+    layer = FFF(4, 2, 3, 2, seed=0, backend="numpy")
+    y, cache = layer.train_forward(np.ones((3, 4)))
+    with pytest.raises(error, match=match):
+        layer.backward(cache, np.ones_like(y), **kw)
+
+
+def test_backward_refuses_non_finite_gradients():
+    layer = FFF(4, 2, 3, 2, seed=0, backend="numpy")
+    y, cache = layer.train_forward(np.ones((3, 4)))
+    g = np.ones_like(y)
+    g[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"dL_dy must be finite, got 1 NaN or inf value\(s\)"):
+        layer.backward(cache, g)
 
 
 def test_non_contiguous_fortran_and_big_endian_inputs():

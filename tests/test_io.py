@@ -216,7 +216,10 @@ def test_save_refuses_non_finite_parameters(tmp_path):
 
 
 def test_save_refuses_config_that_json_cannot_hold(tmp_path):
-    layer = fffcpu.FFF(2, 1, 1, 0, seed=np.random.default_rng(0))
+    with pytest.raises(TypeError, match="seed must be an integer"):  # the constructor refuses it now
+        fffcpu.FFF(2, 1, 1, 0, seed=np.random.default_rng(0))
+    layer = fffcpu.FFF(2, 1, 1, 0)
+    object.__setattr__(layer, "seed", np.random.default_rng(0))  # as a layer kind of a user's might hold
     with pytest.raises(TypeError, match="seed"):
         io.save(layer, tmp_path / "x.npz")
     assert os.listdir(tmp_path) == []
@@ -462,6 +465,49 @@ def test_flipped_byte_in_array_data_is_caught_by_crc(saved):
     data[at + 3] ^= 0xFF
     path.write_bytes(bytes(data))
     _load_fails(path, "'w2s'", "corrupt")
+
+
+def test_unsupported_zip_records_are_model_file_errors(saved):
+    """zipfile raises NotImplementedError for a compression method or zip version it cannot read;
+    load let it through."""
+    path = saved[0]
+    good = path.read_bytes()
+    entry = good.rfind(b"PK\x01\x02")  # the last member's central directory record
+    data = bytearray(good)
+    data[entry + 10] = 1  # compression method 1 (shrunk)
+    path.write_bytes(bytes(data))
+    _load_fails(path, "corrupt", "compression method")
+    data = bytearray(good)
+    data[entry + 6] = 200  # version needed to extract: 20.0
+    path.write_bytes(bytes(data))
+    _load_fails(path, "not an npz", "version")
+
+
+def test_damaged_deflate_data_in_a_compressed_file(saved):
+    """load reads np.savez_compressed files too; damaged deflate data raised zlib.error."""
+    path, header, arrays = saved
+    blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez_compressed(path, __header__=blob, **arrays)
+    io.load(path)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("w2s.npy")
+    data = bytearray(path.read_bytes())
+    local = info.header_offset  # the local header's name and extra lengths (its extra is not the central one)
+    start = local + 30 + int.from_bytes(data[local + 26: local + 28], "little") \
+        + int.from_bytes(data[local + 28: local + 30], "little")
+    data[start + 4: start + 12] = bytes(b ^ 0xFF for b in data[start + 4: start + 12])
+    path.write_bytes(bytes(data))
+    _load_fails(path, "'w2s'", "corrupt", "decompressing")
+
+
+def test_npy_header_numpy_cannot_tokenize(tmp_path):
+    """NumPy's fallback parser of .npy headers raises tokenize.TokenError on an unclosed bracket."""
+    text = b"{'descr': '|u1', 'fortran_order': False, 'shape': (3, }"
+    text += b" " * (117 - len(text)) + b"\n"
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("__header__.npy", b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + b"abc")
+    _load_fails(path, "'__header__'", "corrupt")
 
 
 _unpickled = []

@@ -687,3 +687,16 @@ print("ok")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_set_num_threads_checks_its_argument():
+    import numba
+    top = numba.config.NUMBA_NUM_THREADS
+    for bad, error, match in [(True, TypeError, r"n \(threads\) must be an integer, got True"),
+                              ("2", TypeError, "must be an integer, got '2'"),
+                              (1.5, TypeError, "must be an integer, got 1.5"),
+                              (0, ValueError, r"n \(threads\) must be an integer >= 1, got 0"),
+                              (top + 1, ValueError, f"must be at most {top} .*got {top + 1}")]:
+        with pytest.raises(error, match=match):
+            fffcpu.set_num_threads(bad)
+    assert fffcpu.get_num_threads() >= 1

@@ -441,3 +441,13 @@ def test_kernel_backend_matches_reference(dtype, backend):
     xt = np.random.default_rng(4).normal(size=(8, 3))
     ref_layer = NeuronTreeFFF.from_state_dict(layer.state_dict(), **dict(layer.config(), backend="numpy"))
     np.testing.assert_allclose(layer(xt), ref_layer(xt), rtol=1e-5, atol=1e-6)
+
+
+def test_sizes_are_fixed_and_activation_checked_when_set():
+    layer = NeuronTreeFFF(4, 3, 2, parallel_size=2, seed=0)
+    with pytest.raises(AttributeError, match=r"parallel_size is fixed at construction \(this layer's is 2, got 3\)"):
+        layer.parallel_size = 3
+    with pytest.raises(ValueError, match="activation must be one of"):
+        layer.activation = "swish"
+    layer.activation = "relu"
+    assert layer.parallel_size == 2 and layer.activation == "relu"
