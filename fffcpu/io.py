@@ -37,7 +37,9 @@ import json
 import math
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -279,7 +281,7 @@ def load(path):
         file_size = os.fstat(f.fileno()).st_size
         try:
             zf = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        except (zipfile.BadZipFile, NotImplementedError, EOFError, OSError, ValueError) as err:
             raise fail(f"not an npz (zip) archive, or truncated ({err})") from None
         with zf:
             members = {}
@@ -373,6 +375,14 @@ def _parse_header(raw, fail):
     return header
 
 
+#: what zipfile, zlib and numpy.lib.format raise on a damaged member: a bad CRC or zip record, bad
+#: deflate data (zlib.error), a compression method, zip version or flag zipfile does not support
+#: (NotImplementedError), an "encrypted" flag (RuntimeError: a password is required), a bad .npy header
+#: (ValueError, SyntaxError, or tokenize.TokenError from NumPy's fallback parser of old headers)
+_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError,
+                  ValueError, SyntaxError, tokenize.TokenError)
+
+
 def _read_member(zf, info, entry, fail):
     """Read one ``.npy`` member, checking its own header against ``entry`` before reading any data.
 
@@ -408,7 +418,7 @@ def _read_member(zf, info, entry, fail):
                 raise fail(f"array {name!r} has trailing bytes after its {nbytes} bytes of data")
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, SyntaxError) as err:
+    except _MEMBER_ERRORS as err:
         raise fail(f"array {name!r} is corrupt or truncated ({type(err).__name__}: {err})") from None
     arr = np.frombuffer(bytearray(data), dtype=dtype)
     arr = arr.reshape(shape, order="F" if fortran else "C")
