@@ -34,6 +34,8 @@ Examples
 """
 import json
 import os
+import re
+import textwrap
 
 import numpy as np
 
@@ -256,7 +258,9 @@ def to_numpy_state_dict(layer, prefix=""):
 
     For a leaf FFF the dict starts with ``depth`` (0-d int64), as ``fastfeedforward.FFF`` keeps it, so
     that the package's strict ``load_state_dict`` accepts the result; an eFFF master leaf adds
-    ``magic_w1``, ``magic_b1``, ``magic_w2``, ``magic_b2`` and ``k`` (the eFFF code's names).
+    ``magic_w1``, ``magic_b1``, ``magic_w2``, ``magic_b2`` and ``k`` (the eFFF code's names), which
+    ``fastfeedforward.FFF`` has no place for (its strict ``load_state_dict`` refuses them), but which
+    :func:`from_torch_state_dict`, :func:`load_pt` and :func:`load_safetensors` read back.
     """
     kind = _kind_of(layer)
     out = {}
@@ -292,9 +296,13 @@ def hyperparameters(layer):
 # ---------------------------------------------------------------------------------------------
 def _atomic_write(path, write):
     """``write(f)`` into a temporary file beside ``path``, then ``os.replace`` it onto ``path``
-    (fffcpu.io's writer: fsynced, an existing file's mode kept, the temporary removed on failure)."""
-    from .io import _atomic_write as write_atomically
-    write_atomically(os.fspath(path), write)
+    (fffcpu.io's writer: fsynced, an existing file's mode kept, the temporary removed on failure).
+
+    The path is checked first as by ``fffcpu.save``: FileNotFoundError if its directory does not exist,
+    IsADirectoryError if it is a directory.
+    """
+    from .io import _atomic_write as write_atomically, _check_path
+    write_atomically(_check_path(path), write)
 
 
 def save_pt(layer, path, prefix=""):
@@ -311,10 +319,53 @@ def save_pt(layer, path, prefix=""):
 
 def load_pt(path, kind=None, prefix=None, **config):
     """Read a ``.pt`` state dict (``torch.load(..., weights_only=True)``: nothing is unpickled beyond
-    tensors and plain containers) and build a layer (:func:`from_torch_state_dict`)."""
+    tensors and plain containers) and build a layer (:func:`from_torch_state_dict`).
+
+    Raises
+    ------
+    ValueError
+        The file is not a state dict that ``torch.load`` reads with ``weights_only=True``: empty,
+        truncated, corrupt, of another format, or holding other pickled objects (a whole module saved
+        with ``torch.save(module)``).
+    """
     torch = _require_torch("load_pt")
-    obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    path = os.fspath(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, MemoryError):  # no such file, a directory, no permission: the message says so
+        raise
+    except Exception as exc:  # torch.load's unpickler and zip reader raise all kinds on a bad file
+        raise ValueError(_pt_load_problem(path, exc)) from None
+    if not hasattr(obj, "keys"):
+        raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a state dict (a mapping of names to "
+                         "tensors); save one with torch.save(module.state_dict(), path)")
     return from_torch_state_dict(obj, kind=kind, prefix=prefix, **config)
+
+
+def _pt_load_problem(path, exc):
+    """What was wrong with the ``.pt`` file ``path`` that ``torch.load`` failed on with ``exc``."""
+    if _is_empty(path):
+        return f"{path!r} is empty: expected a state dict saved with torch.save(module.state_dict(), path)"
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:  # weights_only refused a pickled class or function
+        return (f"{path!r} holds more than a state dict: a pickled {found.group(1)} (for example a whole "
+                "module saved with torch.save(module)). fffcpu reads .pt files with torch.load(weights_only="
+                "True), which unpickles tensors and plain containers only; save the state dict instead: "
+                "torch.save(module.state_dict(), path)")
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    detail = textwrap.shorten(text, 200, placeholder=" ...") or "no message"
+    return (f"{path!r} is not a readable PyTorch .pt file (truncated, corrupt, or not written by "
+            f"torch.save): expected a state dict saved with torch.save(module.state_dict(), path); "
+            f"torch.load raised {type(exc).__name__}: {detail}")
+
+
+def _is_empty(path):
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
 
 
 def save_safetensors(layer, path, prefix=""):
@@ -336,9 +387,15 @@ def read_safetensors(path):
     """``(arrays, metadata)`` of a ``.safetensors`` file, as NumPy arrays and a dict of str."""
     st = _require_safetensors("read_safetensors")
     path = os.fspath(path)
-    with st.safe_open(path, framework="np") as f:
-        meta = dict(f.metadata() or {})
-        names = list(f.keys())
+    try:
+        with st.safe_open(path, framework="np") as f:
+            meta = dict(f.metadata() or {})
+            names = list(f.keys())
+    except st.SafetensorError as exc:
+        if _is_empty(path):
+            raise ValueError(f"{path!r} is empty: expected a .safetensors file") from None
+        raise ValueError(f"{path!r} is not a readable .safetensors file (truncated, corrupt, or another "
+                         f"format): {exc}") from None
     try:
         arrays = st.numpy.load_file(path)
     except (TypeError, ValueError) as exc:  # e.g. bfloat16, which NumPy lacks: go through torch
@@ -360,8 +417,14 @@ def load_safetensors(path, kind=None, prefix=None, **config):
     kind, arrays = canonical_state_dict(arrays, kind, prefix)
     stored = {}
     if meta.get("fffcpu.kind") == kind and "fffcpu.hyperparameters" in meta:
-        stored = {k: v for k, v in json.loads(meta["fffcpu.hyperparameters"]).items()
-                  if k in _HYPER[kind]}
+        try:
+            recorded = json.loads(meta["fffcpu.hyperparameters"])
+        except ValueError:
+            recorded = None
+        if not isinstance(recorded, dict):
+            raise ValueError(f"{os.fspath(path)!r}: metadata 'fffcpu.hyperparameters' must be a JSON "
+                             f"object, got {meta['fffcpu.hyperparameters'][:100]!r}")
+        stored = {k: v for k, v in recorded.items() if k in _HYPER[kind]}
     return _layer_class(kind).from_state_dict(arrays, **{**stored, **config})
 
 
@@ -406,6 +469,10 @@ def to_fastfeedforward(layer):
                           "install it with `pip install fffcpu[torch]`") from exc
     if _kind_of(layer) != "fff":
         raise TypeError(f"to_fastfeedforward needs a leaf FFF, got a {layer.kind!r} layer")
+    if layer.master_leaf:
+        raise ValueError(f"to_fastfeedforward needs a layer without an eFFF master leaf (master_leaf=0), got "
+                         f"master_leaf={layer.master_leaf}: fastfeedforward.FFF has no master leaf; keep "
+                         "its weights with to_torch_state_dict, save_pt or save_safetensors instead")
     acts = {v: k for k, v in _TORCH_ACTIVATIONS.items()}
     module = fastfeedforward.FFF(layer.input_width, layer.leaf_width, layer.output_width, layer.depth,
                                  activation=getattr(torch.nn, acts[layer.activation])(),

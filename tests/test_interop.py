@@ -225,6 +225,109 @@ def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
 
 
+def test_save_into_missing_directory_or_onto_a_directory(tmp_path):
+    """save_pt and save_safetensors check the path as fffcpu.save does; they failed on the temporary
+    file's name ('.x.pt.a3we6h2g.tmp')."""
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    saves = [interop.save_safetensors]
+    if _have("torch"):
+        saves.append(interop.save_pt)
+    for save in saves:
+        with pytest.raises(FileNotFoundError, match=r"cannot save to .*x\.pt'.*directory .*nodir' does not exist"):
+            save(layer, tmp_path / "nodir" / "x.pt")
+        with pytest.raises(IsADirectoryError, match="it is a directory"):
+            save(layer, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _have(module):
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _record_unpickling():
+    _unpickled.append(True)
+    return "pwned"
+
+
+class _Canary:
+    def __reduce__(self):
+        return (_record_unpickling, ())
+
+
+_unpickled = []
+
+
+@pytest.mark.parametrize("content, match", [
+    ("module", r"more than a state dict: a pickled torch\.nn\.modules\.linear\.Linear .*module\.state_dict\(\)"),
+    ("canary", r"holds more than a state dict: a pickled .*_record_unpickling"),
+    (b"hello, not a checkpoint", "not a readable PyTorch .pt file"),
+    (b"PK\x03\x04garbage", "not a readable PyTorch .pt file"),
+    (b"", "is empty: expected a state dict"),
+    ("list", "holds a list, not a state dict"),
+])
+def test_load_pt_refuses_bad_files_naming_them(tmp_path, capsys, content, match):
+    """torch.load's UnpicklingError, KeyError, EOFError, RuntimeError came out as tracebacks."""
+    torch = pytest.importorskip("torch", reason="needs torch")
+    path = tmp_path / "bad.pt"
+    if content == "module":
+        torch.save(torch.nn.Linear(2, 2), path)
+    elif content == "canary":
+        torch.save({"w1s": _Canary()}, path)
+    elif content == "list":
+        torch.save([torch.ones(2)], path)
+    else:
+        path.write_bytes(content)
+    _unpickled.clear()
+    with pytest.raises(ValueError, match=match) as info:
+        interop.load_pt(path)
+    assert str(path) in str(info.value) and _unpickled == []
+    assert run_cli("convert", str(path), str(tmp_path / "out.npz")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fffcpu convert: error: ") and str(path) in err and "Traceback" not in err
+    assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"hello, not a safetensors file", "not a readable .safetensors file"),
+    (b"", "is empty: expected a .safetensors file"),
+    ("metadata", "metadata 'fffcpu.hyperparameters' must be a JSON object"),
+])
+def test_load_safetensors_refuses_bad_files_naming_them(tmp_path, capsys, content, match):
+    """safetensors' SafetensorError came out as a traceback."""
+    st = pytest.importorskip("safetensors.numpy", reason="needs the safetensors package")
+    path = tmp_path / "bad.safetensors"
+    if content == "metadata":
+        st.save_file(interop.to_numpy_state_dict(fffcpu.FFF(4, 3, 2, 1, seed=0)), str(path),
+                     metadata={"fffcpu.kind": "fff", "fffcpu.hyperparameters": "{not json"})
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as info:
+        interop.load_safetensors(path)
+    assert str(path) in str(info.value)
+    assert run_cli("convert", str(path), str(tmp_path / "out.npz")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fffcpu convert: error: ") and str(path) in err
+
+
+def test_master_leaf_goes_to_pt_files_but_not_to_fastfeedforward(tmp_path):
+    """to_fastfeedforward raised torch's 'Unexpected key(s) "magic_w1"'; fffcpu's own .pt keeps it."""
+    pytest.importorskip("torch", reason="needs torch")
+    layer = fffcpu.FFF(6, 3, 4, 2, seed=0, master_leaf=4)
+    interop.save_pt(layer, tmp_path / "m.pt")
+    again = interop.load_pt(tmp_path / "m.pt")
+    assert again.master_leaf == 4
+    x = np.random.default_rng(10).normal(size=(5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(again(x), layer(x))
+    pytest.importorskip("fastfeedforward", reason="needs the fastfeedforward package")
+    with pytest.raises(ValueError, match=r"master_leaf=4: fastfeedforward\.FFF has no master leaf"):
+        interop.to_fastfeedforward(layer)
+    assert interop.to_fastfeedforward(fffcpu.FFF(6, 3, 4, 2, seed=0)).depth == 2
+
+
 @pytest.fixture
 def without_torch(monkeypatch):
     """Make ``import torch`` (and safetensors.torch) fail as if torch were not installed."""
