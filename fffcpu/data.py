@@ -11,7 +11,9 @@ see ``fffcpu/data/DIGITS_LICENSE.txt`` for the attribution): 1797 images, 64 pix
 import csv
 import gzip
 import os
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -229,12 +231,14 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
     Returns
     -------
     X : ndarray of shape (n, n_features)
-        A 1-d ``X`` is read as one feature; higher ranks are flattened per sample.
+        A 1-d ``X`` is read as one feature; higher ranks are flattened per sample. At least one row
+        and one feature.
     y : ndarray of shape (n,) or None
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"data file {path!r} does not exist")
+    _check_npz_start(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.files)
@@ -243,10 +247,10 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
                     f".npz file {path!r} has no array {x_key!r} (arrays: {names}); "
                     "choose the names with x_key / y_key (--x-key / --y-key on the command line)"
                 )
-            X = archive[x_key]
+            X = _npz_array(archive, x_key, path)
             y = None
             if y_key in names:
-                y = archive[y_key]
+                y = _npz_array(archive, y_key, path)
             elif require_y:
                 raise ValueError(
                     f".npz file {path!r} has no array {y_key!r} (arrays: {names}); "
@@ -256,13 +260,20 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
         if str(exc).startswith(".npz file"):
             raise
         raise ValueError(f"cannot read .npz file {path!r}: {exc}") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"cannot read .npz file {path!r}: {exc}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
+            SyntaxError, tokenize.TokenError) as exc:  # damaged members, unsupported zip features
+        raise ValueError(f"cannot read .npz file {path!r}: {type(exc).__name__}: {exc}") from None
     if X.dtype.kind not in "fiub":
         raise ValueError(f"array {x_key!r} in {path!r} must hold numbers, got dtype {X.dtype}")
     if X.ndim == 0:
         raise ValueError(f"array {x_key!r} in {path!r} must have one row per sample, got a scalar")
+    if X.shape[0] == 0:
+        raise ValueError(f"array {x_key!r} in {path!r} must have at least one row (sample), "
+                         f"got shape {X.shape}")
     X = X.reshape(X.shape[0], -1) if X.ndim != 1 else X.reshape(-1, 1)
+    if X.shape[1] == 0:
+        raise ValueError(f"array {x_key!r} in {path!r} must have at least one feature per sample, "
+                         f"got shape {X.shape}")
     if y is not None:
         if y.ndim != 1:
             raise ValueError(f"array {y_key!r} in {path!r} must be 1-d, got shape {y.shape}")
@@ -271,6 +282,40 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
                 f".npz file {path!r}: {x_key!r} has {X.shape[0]} rows but {y_key!r} has {y.shape[0]}"
             )
     return X, y
+
+
+def _check_npz_start(path):
+    """Refuse a file that is not a zip archive before np.load sees it: np.load returns a ``.npy`` file's
+    one array, and takes anything else for a pickle (and says so, suggesting to unpickle it)."""
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(6)
+    except OSError as exc:
+        raise ValueError(f"cannot read .npz file {path!r}: {exc}") from None
+    if start.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip's first member, or an empty zip
+        return
+    if not start:
+        problem = "is empty"
+    elif start == b"\x93NUMPY":
+        problem = "is a single .npy array (np.save), not an .npz archive"
+    else:
+        problem = f"is not an .npz archive (it starts with {start!r})"
+    raise ValueError(f".npz file {path!r} {problem}: expected a zip of named arrays as np.savez writes, "
+                     "e.g. np.savez(path, X=X, y=y)")
+
+
+def _npz_array(archive, key, path):
+    """``archive[key]``, refusing object arrays (never unpickled) and members that are not arrays."""
+    try:
+        arr = archive[key]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise ValueError(f".npz file {path!r}: array {key!r} holds Python objects (pickled data), which "
+                         "are never unpickled: expected an array of numbers") from None
+    if not isinstance(arr, np.ndarray):  # np.load returns the raw bytes of a member that is no .npy
+        raise ValueError(f".npz file {path!r}: member {key!r} is not a .npy array ({len(arr)} raw bytes)")
+    return arr
 
 
 # -- .csv -------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Built-in digits, the seeded split, and the IDX / .npz / .csv loaders (good and broken files)."""
 import gzip
+import io
 import struct
+import zipfile
 
 import numpy as np
 import pytest
@@ -134,6 +136,83 @@ def test_npz_names_shapes_and_errors(tmp_path):
     broken.write_bytes(p.read_bytes()[:40])
     with pytest.raises(ValueError, match="broken.npz"):
         data.load_npz(broken)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("npy", "is a single .npy array"),
+    (b"hello, world\n1,2,3\n", r"is not an .npz archive \(it starts with b'hello,'\)"),
+    (b"", "is empty"),
+])
+def test_npz_that_is_no_zip_archive(tmp_path, content, match):
+    """A .npy file gave "TypeError: 'numpy.ndarray' object does not support the context manager
+    protocol"; a text file got numpy's advice to load it unsafely (unpickle it)."""
+    p = tmp_path / "d.npz"
+    if content == "npy":
+        np.save(tmp_path / "a.npy", np.ones((3, 2)))
+        p.write_bytes((tmp_path / "a.npy").read_bytes())
+    else:
+        p.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as info:
+        data.load_npz(p)
+    msg = str(info.value)
+    assert str(p) in msg and "np.savez(path, X=X, y=y)" in msg and "unsafe" not in msg and "pickle" not in msg
+
+
+@pytest.mark.parametrize("X, match", [
+    (np.ones((0, 5)), r"at least one row \(sample\), got shape \(0, 5\)"),
+    (np.ones(0), r"at least one row \(sample\), got shape \(0,\)"),
+    (np.ones((3, 0)), r"at least one feature per sample, got shape \(3, 0\)"),
+])
+def test_npz_without_rows_or_features(tmp_path, X, match):
+    """X with 0 rows gave "cannot reshape array of size 0 into shape (0,newaxis)"."""
+    p = tmp_path / "empty.npz"
+    np.savez(p, X=X, y=np.zeros(X.shape[0]))
+    with pytest.raises(ValueError, match=match) as info:
+        data.load_npz(p)
+    assert "'X'" in str(info.value) and str(p) in str(info.value)
+
+
+def test_train_on_an_npz_without_rows_is_a_clean_error(tmp_path, capsys):
+    from fffcpu import cli
+    p = tmp_path / "empty.npz"
+    np.savez(p, X=np.ones((0, 5)), y=np.zeros(0, dtype=np.int64))
+    assert cli.main(["train", "--data", str(p), "--output", str(tmp_path / "m.fff"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fffcpu train: error: array 'X'") and "at least one row" in err
+    assert not (tmp_path / "m.fff").exists()
+
+
+def test_npz_damaged_or_odd_members(tmp_path):
+    """zipfile's NotImplementedError and zlib.error came out raw; an object array's message spoke of
+    allow_pickle; a member that is no .npy came back as bytes and failed on ``.dtype``."""
+    p = tmp_path / "c.npz"
+    np.savez_compressed(p, X=np.random.default_rng(0).normal(size=(40, 8)), y=np.arange(40))
+    good = p.read_bytes()
+    raw = bytearray(good)
+    raw[raw.rfind(b"PK\x01\x02") + 10] = 1  # compression method 1 (shrunk)
+    p.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"cannot read .npz file .*c\.npz.*compression method"):
+        data.load_npz(p)
+    raw = bytearray(good)
+    with zipfile.ZipFile(io.BytesIO(good)) as zf:
+        info = zf.getinfo("X.npy")
+    local = info.header_offset
+    start = local + 30 + int.from_bytes(raw[local + 26: local + 28], "little") \
+        + int.from_bytes(raw[local + 28: local + 30], "little")
+    raw[start + 4: start + 12] = bytes(b ^ 0xFF for b in raw[start + 4: start + 12])
+    p.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"cannot read .npz file .*c\.npz.*decompressing"):
+        data.load_npz(p)
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, X=np.array([{"a": 1}, None], dtype=object), y=np.zeros(2))
+    with pytest.raises(ValueError, match=r"obj\.npz.*'X' holds Python objects") as err:
+        data.load_npz(obj)
+    assert "allow_pickle" not in str(err.value)
+    odd = tmp_path / "odd.npz"
+    with zipfile.ZipFile(odd, "w") as zf:
+        zf.writestr("X", b"abc")
+    with pytest.raises(ValueError, match=r"odd\.npz.*'X' is not a .npy array"):
+        data.load_npz(odd, require_y=False)
 
 
 def test_csv_header_label_column_and_types(tmp_path):
