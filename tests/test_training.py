@@ -1,6 +1,7 @@
 """The training loop, input-scaling folding, the estimators and the demo/train/evaluate/predict commands."""
 import argparse
 import io
+import re
 
 import numpy as np
 import pytest
@@ -282,3 +283,23 @@ def test_help_explains_every_option():
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{name} {action.option_strings} has no help"
                 assert action.option_strings[-1] in text
+
+
+def test_help_states_each_default_once():
+    """--label-column read "(default: the last column) (default: None)" and --x-key "(default: X)
+    (default: X)": hand-written defaults plus ArgumentDefaultsHelpFormatter's; flags read
+    "--no-recipe ... (default: True)"."""
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    sub = parser.add_subparsers(dest="command")
+    commands.add_parsers(sub)
+    for name, choice in sub.choices.items():
+        text = " ".join(choice.format_help().split())
+        assert not re.search(r"\(default[^()]*\) \(default", text), (name, text)
+        for noise in ("(default: None)", "(default: True)", "(default: False)"):
+            assert noise not in text, (name, noise)
+        if name in ("train", "evaluate", "predict"):
+            assert "(default: X)" in text and "(default: y)" in text and "(default: digits)" in text
+    train = " ".join(sub.choices["train"].format_help().split())
+    assert "labels (default: the last column) --x-key" in train and "(default: 30)" in train
+    predict = " ".join(sub.choices["predict"].format_help().split())
+    assert "(default: the last column if the file has one column more than the model's input width" in predict

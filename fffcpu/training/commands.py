@@ -276,7 +276,20 @@ def run_predict(args):
 
 # -- argument parsers -------------------------------------------------------------------------
 
-def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labels-idx1-ubyte[.gz])"):
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help, except where the help states its default itself, where
+    the default is None (the help says what happens without the option) and for flags (``--no-recipe``'s
+    default True would read as the flag being on)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
+
+
+def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labels-idx1-ubyte[.gz])",
+                      label_column_default="the last column"):
     p.add_argument("--data", default="digits", metavar="FILE",
                    help="data file: .npz (arrays X and y), .csv (one label column), IDX images "
                         "(MNIST format, raw or .gz, with --labels), or 'digits' for the built-in data "
@@ -284,14 +297,16 @@ def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labe
     p.add_argument("--labels", metavar="FILE", help=labels_help)
     p.add_argument("--label-column", default=None, metavar="COL",
                    help="CSV label column: an index (negative counts from the end) or a header name; "
-                        "'none' for a file without labels (default: the last column)")
-    p.add_argument("--x-key", default="X", metavar="NAME", help=".npz array holding the features (default: X)")
-    p.add_argument("--y-key", default="y", metavar="NAME", help=".npz array holding the labels (default: y)")
+                        f"'none' for a file without labels (default: {label_column_default})")
+    p.add_argument("--x-key", default="X", metavar="NAME",
+                   help=".npz array holding the features (default: %(default)s)")
+    p.add_argument("--y-key", default="y", metavar="NAME",
+                   help=".npz array holding the labels (default: %(default)s)")
 
 
 def add_parsers(subparsers):
     """Register ``demo``, ``train``, ``evaluate`` and ``predict`` on an argparse subparsers object."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
 
     p = subparsers.add_parser(
         "demo", formatter_class=fmt,
@@ -388,7 +403,9 @@ def add_parsers(subparsers):
                     "(argmax), or the raw outputs with --raw. A CSV with one column more than the "
                     "model's input width has its last column (a label) ignored.")
     p.add_argument("model", metavar="MODEL", help="saved model file")
-    _add_data_options(p, labels_help="ignored; accepted so the same options work for all commands")
+    _add_data_options(p, labels_help="ignored; accepted so the same options work for all commands",
+                      label_column_default="the last column if the file has one column more than the "
+                                           "model's input width, else none")
     p.add_argument("--raw", action="store_true", help="write the raw outputs instead of class indices")
     p.add_argument("--output", "-o", default=None, metavar="PATH",
                    help="write predictions to PATH (.npy, else CSV) instead of printing them")
