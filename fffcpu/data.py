@@ -102,7 +102,7 @@ def digits_split(test_fraction=0.25, seed=0, dtype="float32"):
     Returns
     -------
     X_train, X_test, y_train, y_test : ndarrays
-        With the defaults: 1348 training and 449 test samples.
+        With the defaults: 1347 training and 450 test samples.
     """
     X, y = load_digits(dtype=dtype)
     return train_test_split(X, y, test_fraction=test_fraction, seed=seed)

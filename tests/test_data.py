@@ -1,6 +1,7 @@
 """Built-in digits, the seeded split, and the IDX / .npz / .csv loaders (good and broken files)."""
 import gzip
 import io
+import pathlib
 import struct
 import zipfile
 
@@ -39,6 +40,15 @@ def test_split_is_seeded_stratified_and_disjoint():
     assert len(Xte) == 6 and set(Xtr[:, 0]).isdisjoint(Xte[:, 0])
     with pytest.raises(ValueError, match="same number of rows"):
         data.train_test_split(X, y[:5])
+
+
+def test_digits_split_sizes_are_what_the_docs_say():
+    """digits_split's docstring said 1348/449 and docs/efff.md 449 test samples; the split gives 1347/450."""
+    X_train, X_test, y_train, y_test = data.digits_split()
+    assert (len(X_train), len(X_test), len(y_train), len(y_test)) == (1347, 450, 1347, 450)
+    assert "1347 training and 450 test samples" in data.digits_split.__doc__
+    efff = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "efff.md").read_text(encoding="utf-8")
+    assert "450 test samples" in efff and "449" not in efff
 
 
 def write_idx(path, arr, type_code=0x08, compress=False, dims=None, extra=b""):
