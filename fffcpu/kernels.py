@@ -276,6 +276,14 @@ def _num_threads(typingctx):
     return types.intp(), codegen
 
 
+# Start the threading layer now, before any kernel is loaded from Numba's disk cache. A kernel that
+# calls _num_threads links the layer's ``get_num_threads`` symbol when its machine code is loaded;
+# loaded into a process whose threading layer had not started, that symbol resolved to something else
+# and the call crashed (SIGSEGV). Numba restarts the layer for cached functions that hold a parallel
+# loop themselves, but not for a caller such as leaf_forward_new. About 20 ms, once per process.
+get_num_threads()
+
+
 #: elements per streaming store (one 64-byte line of float32, two of float64)
 STREAM_WIDTH = 16
 

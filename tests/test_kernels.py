@@ -700,3 +700,33 @@ def test_set_num_threads_checks_its_argument():
         with pytest.raises(error, match=match):
             fffcpu.set_num_threads(bad)
     assert fffcpu.get_num_threads() >= 1
+
+
+def test_batch_entry_loaded_from_the_disk_cache_in_a_fresh_process(tmp_path):
+    """The batch wrappers (leaf_forward_new) read the thread count through the threading layer's
+    ``get_num_threads`` symbol. Cached in the order below, a fresh process loaded leaf_forward_new
+    before anything had started the threading layer, and its first batch call crashed (SIGSEGV):
+    1. leaf_forward_batch alone compiled and cached;
+    2. leaf_forward_new compiled on top of the cached leaf_forward_batch (no reload hook inherited);
+    3. a new process calls the batch path: everything loads from the cache."""
+    import os
+    import subprocess
+    import sys
+    setup = r'''
+import numpy as np
+from fffcpu import _kernel_api as api
+api.PARALLEL_MIN_WORK = 0
+rng = np.random.default_rng(0)
+p = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in
+     [("node_weights", (1, 3)), ("node_biases", (1, 1)), ("w1s", (2, 3, 2)), ("b1s", (2, 2)),
+      ("w2s", (2, 2, 2)), ("b2s", (2, 2))]}
+x = rng.standard_normal((16, 3)).astype(np.float32)
+'''
+    steps = [setup + "api.leaf_forward(p, 0, x, out=np.empty((16, 2), np.float32))",  # the dispatcher only
+             setup + "api.leaf_forward(p, 0, x)",  # the entry point of leaf_forward_new
+             setup + "y = api.leaf_forward(p, 0, x); assert y.shape == (16, 2); print('ok')"]
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    for i, code in enumerate(steps):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+        assert out.returncode == 0, f"step {i + 1} ended with {out.returncode}: {out.stderr[-2000:]}"
+    assert out.stdout.strip() == "ok"
