@@ -264,6 +264,10 @@ def _entry(kernel, dtype, args):
     """
     fn = _ENTRIES.get((kernel, dtype))
     if fn is None:
+        # the wrappers read the thread count through the threading layer's symbol: start the layer
+        # before their machine code is loaded from the disk cache (see kernels._num_threads)
+        import numba
+        numba.get_num_threads()
         fn = _ENTRIES[(kernel, dtype)] = direct_call(kernel, args)
     return fn
 

@@ -265,7 +265,15 @@ def _num_threads(typingctx):
     """Numba's thread count for the calling thread (what ``numba.get_num_threads()`` returns), read
     inside a kernel. Numba's own overload of ``get_num_threads`` calls through a ctypes pointer, which
     keeps the caller out of the disk cache; this calls the threading layer's ``get_num_threads``
-    symbol by name, as Numba's parallel loops do themselves."""
+    symbol by name, as Numba's parallel loops do themselves.
+
+    **Start the threading layer before a caller is loaded from the disk cache** (``numba.
+    get_num_threads()`` does; ``_kernel_api._entry`` for the batch wrappers). The symbol is linked
+    when the machine code is loaded; in a process whose layer had not started it resolved to
+    something else and the call crashed (SIGSEGV). Numba restarts the layer itself only for cached
+    functions that hold a parallel loop, not for a caller such as :func:`leaf_forward_new` whose loop
+    sits in a callee loaded from the cache. Not at import: with GNU OpenMP a process that started the
+    layer cannot run parallel code in a forked child, and one-sample users should keep that freedom."""
     get_num_threads()  # starts the threading layer, which registers the symbol
 
     def codegen(context, builder, signature, args):
@@ -276,12 +284,6 @@ def _num_threads(typingctx):
     return types.intp(), codegen
 
 
-# Start the threading layer now, before any kernel is loaded from Numba's disk cache. A kernel that
-# calls _num_threads links the layer's ``get_num_threads`` symbol when its machine code is loaded;
-# loaded into a process whose threading layer had not started, that symbol resolved to something else
-# and the call crashed (SIGSEGV). Numba restarts the layer for cached functions that hold a parallel
-# loop themselves, but not for a caller such as leaf_forward_new. About 20 ms, once per process.
-get_num_threads()
 
 
 #: elements per streaming store (one 64-byte line of float32, two of float64)

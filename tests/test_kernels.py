@@ -730,3 +730,33 @@ x = rng.standard_normal((16, 3)).astype(np.float32)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
         assert out.returncode == 0, f"step {i + 1} ended with {out.returncode}: {out.stderr[-2000:]}"
     assert out.stdout.strip() == "ok"
+
+
+def test_a_process_that_ran_only_one_sample_calls_can_fork_batch_workers():
+    """One-sample calls do not start Numba's threading layer: with GNU OpenMP a forked child of a
+    process that started it aborts at its first parallel call ("fork() called from a process already
+    using GNU OpenMP"). (After a parallel batch call in the parent that is Numba's own limit.)"""
+    import multiprocessing
+    import subprocess
+    import sys
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    script = r'''
+import multiprocessing as mp, numpy as np, fffcpu
+from fffcpu import _kernel_api as api
+api.PARALLEL_MIN_WORK = 0
+layer = fffcpu.FFF(5, 3, 4, 3, seed=0)
+x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+expected = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy")(x)
+layer(x[0])
+def child(q):
+    q.put(np.abs(layer(x) - expected).max())
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+p.join(120)
+print(p.exitcode, q.get(timeout=5) < 1e-5 if p.exitcode == 0 else None)
+'''
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["0", "True"], (out.stdout, out.stderr[-2000:])
