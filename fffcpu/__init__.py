@@ -11,7 +11,11 @@ from .neuron_tree import NeuronTreeFFF  # noqa: E402
 
 
 def warmup(dtypes=("float32", "float64")):
-    """Compile (or load from the on-disk cache) every inference kernel now, not on the first call."""
+    """Compile (or load from the on-disk cache) every inference kernel now, not on the first call.
+
+    It runs the parallel batch kernels, so it starts Numba's threading layer: a process that forks
+    workers should warm up in the workers (or before forking, with one-sample calls only; see
+    :func:`set_num_threads`)."""
     from . import _kernel_api
     _kernel_api.warmup(dtypes)
 
@@ -35,6 +39,10 @@ def set_num_threads(n):
       made things worse under a single-threaded co-runner;
     - ``NUMBA_THREADING_LAYER=workqueue``: no spinning; slower than ``omp`` on a quiet machine
       (~25 %), between the two under load.
+
+    Forked worker processes: with the ``omp`` layer, a child forked after the parent's first
+    parallel batch call aborts at its own first one (GNU OpenMP); start workers with ``spawn`` or
+    ``forkserver``, or use ``NUMBA_THREADING_LAYER=workqueue``. One-sample calls do not start it.
 
     See docs/kernels.md for the measurements.
     """
