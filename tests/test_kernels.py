@@ -733,9 +733,10 @@ x = rng.standard_normal((16, 3)).astype(np.float32)
 
 
 def test_a_process_that_ran_only_one_sample_calls_can_fork_batch_workers():
-    """One-sample calls do not start Numba's threading layer: with GNU OpenMP a forked child of a
-    process that started it aborts at its first parallel call ("fork() called from a process already
-    using GNU OpenMP"). (After a parallel batch call in the parent that is Numba's own limit.)"""
+    """One-sample calls and serial batches do not start Numba's threading layer: with GNU OpenMP a
+    forked child of a process that started it aborts at its first parallel call ("fork() called from
+    a process already using GNU OpenMP"). (After a parallel batch call in the parent that is Numba's
+    own limit.)"""
     import multiprocessing
     import subprocess
     import sys
@@ -749,6 +750,7 @@ layer = fffcpu.FFF(5, 3, 4, 3, seed=0)
 x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
 expected = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy")(x)
 layer(x[0])
+layer(x[:3])  # below SERIAL_BELOW: the serial loop
 def child(q):
     q.put(np.abs(layer(x) - expected).max())
 ctx = mp.get_context("fork")
