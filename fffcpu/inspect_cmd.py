@@ -297,7 +297,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "inspect",
         help="print a saved model's tree, with per-node usage and decision entropy on data",
-        description=__doc__.split("\n\n", 1)[1].strip(),
+        description=(__doc__ or "").split("\n\n", 1)[-1].strip(),  # no docstrings under python -OO
     )
     p.add_argument("model", metavar="MODEL", help="a model file written by fffcpu.save (.npz)")
     p.add_argument("--data", metavar="FILE",

@@ -17,7 +17,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "convert",
         help="convert an FFF layer between .pt, .safetensors and fffcpu .npz",
-        description=__doc__.split("\n\n", 1)[1].strip(),
+        description=(__doc__ or "").split("\n\n", 1)[-1].strip(),  # no docstrings under python -OO
     )
     p.add_argument("src", metavar="IN", help="input file: .pt, .pth, .safetensors, or fffcpu's .npz/.fff")
     p.add_argument("dst", metavar="OUT", help="output file: .pt, .pth, .safetensors, or fffcpu's .npz/.fff")

@@ -303,3 +303,15 @@ def test_help_states_each_default_once():
     assert "labels (default: the last column) --x-key" in train and "(default: 30)" in train
     predict = " ".join(sub.choices["predict"].format_help().split())
     assert "(default: the last column if the file has one column more than the model's input width" in predict
+
+
+def test_python_m_fffcpu_and_help_without_docstrings():
+    """``python -m fffcpu`` runs the command line; under ``python -OO`` (no docstrings) building the
+    parser failed with AttributeError on ``__doc__.split``."""
+    import subprocess
+    import sys
+    for flags in ([], ["-OO"]):
+        for sub in ([], ["inspect"], ["convert"], ["bench"]):
+            out = subprocess.run([sys.executable, *flags, "-m", "fffcpu", *sub, "--help"],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0 and "usage: " in out.stdout, (flags, sub, out.stderr[-1500:])
