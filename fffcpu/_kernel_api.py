@@ -16,6 +16,7 @@ Numba's thread count is per calling thread: :func:`set_num_threads` applies to t
 calls it.
 """
 import math
+import os
 import threading
 
 import numpy as np
@@ -24,6 +25,19 @@ from ._aligned import aligned_empty
 from .activations import ACTIVATION_CODES
 
 _PARALLEL_LOCK = threading.Lock()
+
+
+def _new_lock_in_child():
+    """A forked child gets a fresh lock: it inherits the lock in whatever state another thread of
+    the parent held it, and that thread does not exist in the child (the child's first batch call
+    waited forever)."""
+    global _PARALLEL_LOCK
+    _PARALLEL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
 #: batches smaller than this always run the serial per-sample loop
 SERIAL_BELOW = 8
 #: multiply-adds a batch must need before the parallel kernels pay: a parallel launch costs about
@@ -193,10 +207,27 @@ def leaf_batch(args, activation):
             if fn is None:
                 fn = entry[0] = _entry(k.leaf_forward_new, x2d.dtype,
                                        (*head, act, *tail, x2d, check_finite, _REVERSE))
-            ok, y = fn(*head, act, *tail, x2d, check_finite, _REVERSE)
+            try:
+                ok, y = fn(*head, act, *tail, x2d, check_finite, _REVERSE)
+            except SystemError as exc:
+                _reraise_interrupt(exc)
         return y if ok else None
 
     return batch
+
+
+def _reraise_interrupt(exc):
+    """Raise the KeyboardInterrupt (or other signal exception) behind ``exc``, a SystemError from a
+    kernel that returns its own output, else ``exc`` itself.
+
+    A signal that arrives while a kernel runs (without the GIL) is raised by the first Python code
+    that runs after it: for these kernels, boxing the returned array. Numba still returns its
+    result, and Python turns that into "SystemError: ... returned a result with an exception set",
+    which ``except KeyboardInterrupt`` does not catch.
+    """
+    if isinstance(exc.__cause__, BaseException) and not isinstance(exc.__cause__, Exception):
+        raise exc.__cause__ from None
+    raise exc
 
 
 def leaf_forward_one(params, activation, x):
@@ -387,7 +418,10 @@ def neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation):
             if fn is None:
                 fn = entry[0] = _entry(k.nt_forward_new, x2d.dtype, (w_in, b_in, w_out_t, depth,
                                                                      parallel_size, act, x2d, check_finite))
-            ok, y = fn(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, check_finite)
+            try:
+                ok, y = fn(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, check_finite)
+            except SystemError as exc:
+                _reraise_interrupt(exc)
         return y if ok else None
 
     return batch

@@ -268,7 +268,7 @@ def _num_threads(typingctx):
     symbol by name, as Numba's parallel loops do themselves.
 
     **Start the threading layer before a caller is loaded from the disk cache** (``numba.
-    get_num_threads()`` does; ``_kernel_api._entry`` for the batch wrappers). The symbol is linked
+    get_num_threads()`` does; ``_kernel_api._entry`` for the batch wrappers, :func:`thread_count`). The symbol is linked
     when the machine code is loaded; in a process whose layer had not started it resolved to
     something else and the call crashed (SIGSEGV). Numba restarts the layer itself only for cached
     functions that hold a parallel loop, not for a caller such as :func:`leaf_forward_new` whose loop
@@ -1176,9 +1176,14 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
 
 
 @njit(**_SERIAL)
+def _thread_count():
+    return _num_threads()
+
+
 def thread_count():
     """The thread count the batch kernels read for the calling thread (:func:`_num_threads`)."""
-    return _num_threads()
+    get_num_threads()  # start the threading layer before _thread_count loads from the disk cache
+    return _thread_count()
 
 
 @njit(**_SERIAL)

@@ -762,3 +762,87 @@ print(p.exitcode, q.get(timeout=5) < 1e-5 if p.exitcode == 0 else None)
 '''
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.split() == ["0", "True"], (out.stdout, out.stderr[-2000:])
+
+
+def _run_python(code, env_extra=None, timeout=300):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_thread_count_loaded_from_the_disk_cache_in_a_fresh_process(tmp_path):
+    """kernels.thread_count (a cached function calling _num_threads) crashed (SIGSEGV) when loaded
+    from the disk cache into a process whose threading layer had not started."""
+    code = "from fffcpu import kernels; import numba; assert kernels.thread_count() == numba.get_num_threads(); print('ok')"
+    cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    for step in ("compiles", "loads"):
+        out = _run_python(code, cache)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", (step, out.returncode, out.stderr[-1500:])
+
+
+def test_a_fork_while_another_thread_holds_the_batch_lock():
+    """A forked child inherits the batch lock as the parent's threads held it; the holder does not
+    exist in the child, whose first parallel batch call then waited forever. The child gets a
+    fresh lock (os.register_at_fork)."""
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    code = r'''
+import multiprocessing as mp, threading, time, numpy as np, fffcpu
+from fffcpu import _kernel_api as api
+api.PARALLEL_MIN_WORK = 0
+layer = fffcpu.FFF(5, 3, 4, 3, seed=0)
+x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+held = threading.Event()
+def hold():
+    with api._PARALLEL_LOCK:  # as a batch call in another thread would
+        held.set()
+        time.sleep(3)
+threading.Thread(target=hold, daemon=True).start()
+held.wait()
+def child(q):
+    free = api._PARALLEL_LOCK.acquire(timeout=1)  # the parent holds its lock for 3 s more
+    if free:
+        api._PARALLEL_LOCK.release()
+        q.put((free, layer(x).shape))  # (may compile first: no time limit on this part)
+    else:
+        q.put((free, None))
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+print(*q.get(timeout=240))
+p.join(10)
+'''
+    out = _run_python(code)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "(40,", "4)"], (out.stdout, out.stderr[-1500:])
+
+
+def test_ctrl_c_during_a_batch_call_raises_keyboard_interrupt():
+    """A signal that arrives while a batch kernel runs was raised while Numba boxed the returned
+    array, and came out as SystemError ("returned a result with an exception set"), which
+    ``except KeyboardInterrupt`` does not catch."""
+    code = r'''
+import os, signal, threading, time, numpy as np, fffcpu
+from fffcpu.neuron_tree import NeuronTreeFFF
+x = np.random.default_rng(0).standard_normal((16384, 768), dtype=np.float32)
+for layer in (fffcpu.FFF(768, 16, 768, 8, seed=0), NeuronTreeFFF(768, 768, 8, seed=0)):
+    layer(x[:2048])
+    for attempt in range(3):
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        end = time.monotonic() + 10
+        try:
+            while time.monotonic() < end:
+                layer(x)
+            print("no interrupt")
+        except KeyboardInterrupt:
+            pass
+        except BaseException as exc:
+            print("wrong", type(exc).__name__, exc)
+    assert layer(x[:2048]).shape == (2048, 768)
+print("done")
+'''
+    out = _run_python(code)
+    assert out.returncode == 0 and out.stdout.strip() == "done", (out.stdout, out.stderr[-1500:])
