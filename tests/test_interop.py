@@ -14,6 +14,7 @@ import pytest
 import fffcpu
 from fffcpu import interop, interop_cli
 
+from . import canary
 from .gradcheck import assert_rel
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -248,22 +249,11 @@ def _have(module):
     return True
 
 
-def _record_unpickling():
-    _unpickled.append(True)
-    return "pwned"
-
-
-class _Canary:
-    def __reduce__(self):
-        return (_record_unpickling, ())
-
-
-_unpickled = []
 
 
 @pytest.mark.parametrize("content, match", [
     ("module", r"more than a state dict: a pickled torch\.nn\.modules\.linear\.Linear .*module\.state_dict\(\)"),
-    ("canary", r"holds more than a state dict: a pickled .*_record_unpickling"),
+    ("canary", r"holds more than a state dict: a pickled .*record_unpickling"),
     (b"hello, not a checkpoint", "not a readable PyTorch .pt file"),
     (b"PK\x03\x04garbage", "not a readable PyTorch .pt file"),
     (b"", "is empty: expected a state dict"),
@@ -276,15 +266,21 @@ def test_load_pt_refuses_bad_files_naming_them(tmp_path, capsys, content, match)
     if content == "module":
         torch.save(torch.nn.Linear(2, 2), path)
     elif content == "canary":
-        torch.save({"w1s": _Canary()}, path)
+        torch.save({"w1s": canary.Canary()}, path)
     elif content == "list":
         torch.save([torch.ones(2)], path)
     else:
         path.write_bytes(content)
-    _unpickled.clear()
+    canary.unpickled.clear()
+    _refused_naming_the_file(interop.load_pt, path, match, tmp_path, capsys)
+    assert canary.unpickled == []
+
+
+def _refused_naming_the_file(load, path, match, tmp_path, capsys):
+    """``load(path)`` raises a ValueError naming ``path``; ``fffcpu convert`` says so, exit 2."""
     with pytest.raises(ValueError, match=match) as info:
-        interop.load_pt(path)
-    assert str(path) in str(info.value) and _unpickled == []
+        load(path)
+    assert str(path) in str(info.value)
     assert run_cli("convert", str(path), str(tmp_path / "out.npz")) == 2
     err = capsys.readouterr().err
     assert err.startswith("fffcpu convert: error: ") and str(path) in err and "Traceback" not in err
@@ -305,12 +301,7 @@ def test_load_safetensors_refuses_bad_files_naming_them(tmp_path, capsys, conten
                      metadata={"fffcpu.kind": "fff", "fffcpu.hyperparameters": "{not json"})
     else:
         path.write_bytes(content)
-    with pytest.raises(ValueError, match=match) as info:
-        interop.load_safetensors(path)
-    assert str(path) in str(info.value)
-    assert run_cli("convert", str(path), str(tmp_path / "out.npz")) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("fffcpu convert: error: ") and str(path) in err
+    _refused_naming_the_file(interop.load_safetensors, path, match, tmp_path, capsys)
 
 
 def test_master_leaf_goes_to_pt_files_but_not_to_fastfeedforward(tmp_path):

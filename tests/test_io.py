@@ -12,6 +12,8 @@ import fffcpu
 from fffcpu import io
 from fffcpu.io import ModelFileError
 
+from . import canary
+
 from fffcpu.neuron_tree import NeuronTreeFFF
 
 
@@ -510,24 +512,13 @@ def test_npy_header_numpy_cannot_tokenize(tmp_path):
     _load_fails(path, "'__header__'", "corrupt")
 
 
-_unpickled = []
-
-
-def _record_unpickling():
-    _unpickled.append(True)
-    return "pwned"
-
-
-class _Canary:
-    def __reduce__(self):
-        return (_record_unpickling, ())
 
 
 @pytest.mark.parametrize("member", ["w1s", "__header__"])
 def test_pickled_object_array_is_refused_not_unpickled(saved, member):
     path, header, arrays = saved
     evil = np.empty(1, dtype=object)
-    evil[0] = _Canary()
+    evil[0] = canary.Canary()
     if member == "__header__":
         header = evil
     else:
@@ -536,9 +527,9 @@ def test_pickled_object_array_is_refused_not_unpickled(saved, member):
             if a["name"] == member:
                 a["shape"] = [1]  # so that only the object dtype is wrong
     _write_raw(path, header, arrays, allow_pickle=True)
-    _unpickled.clear()
+    canary.unpickled.clear()
     _load_fails(path, repr(member), "Python objects (pickled data)")
-    assert _unpickled == []
+    assert canary.unpickled == []
 
 
 def test_trailing_bytes_after_array_data(saved):
