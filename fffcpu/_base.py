@@ -32,11 +32,13 @@ _SETTABLE = {
     "dropout": lambda v: check_rate("dropout", v),
     "region_leak": lambda v: check_rate("region_leak", v),
     "train_hardened": lambda v: check_bool("train_hardened", v),
+    "backend": lambda v: check_choice("backend", v, BACKENDS),
 }
 
-#: attributes fixed at construction: the parameter arrays' shapes (and so the kernels' cached
-#: arguments and a saved file's config) follow them
-_FIXED = ("input_width", "output_width", "leaf_width", "depth", "parallel_size", "master_leaf", "seed")
+#: attributes fixed at construction: the parameter arrays (their shapes, their dtype), the kernels'
+#: cached arguments and compiled entry points, and a saved file's config follow them
+_FIXED = ("input_width", "output_width", "leaf_width", "depth", "parallel_size", "master_leaf", "seed",
+          "dtype")
 
 
 class Layer:
@@ -47,12 +49,22 @@ class Layer:
 
     def __setattr__(self, name, value):
         """Checks the hyperparameters a user may set (``activation``, ``dropout``, ``region_leak``,
-        ``train_hardened``) and refuses to change the sizes and the seed: an unchecked value was used
-        silently (a dropout of 2) and then saved into a file that ``fffcpu.load`` refuses."""
+        ``train_hardened``, ``backend``) and refuses to change the sizes, the seed and the dtype: an
+        unchecked value was used silently (a dropout of 2) and then saved into a file that
+        ``fffcpu.load`` refuses; a changed dtype broke the batch calls of every other layer (the
+        compiled entry points are kept per process)."""
         check = _SETTABLE.get(name)
         if check is not None:
             value = check(value)
         elif name in _FIXED and name in self.__dict__:
+            if name == "dtype":
+                try:
+                    wanted = repr(np.dtype(value).name)
+                except TypeError:
+                    wanted = repr(value)
+                raise AttributeError(f"dtype is fixed at construction (this layer's is "
+                                     f"{np.dtype(self.dtype).name}, got {wanted}); layer.astype({wanted}) "
+                                     "returns a converted copy")
             raise AttributeError(
                 f"{name} is fixed at construction (this layer's is {self.__dict__[name]!r}, got {value!r}): "
                 f"the parameter arrays follow it; build a new layer with "
@@ -67,45 +79,16 @@ class Layer:
         return state
 
     def _init_common(self, dtype, backend, seed):
-        self._dtype = check_dtype(dtype)
-        self._descr = np.dtype(self._dtype)  # for the lean path of __call__
+        self.dtype = check_dtype(dtype)  # the NumPy scalar type, fixed (see __setattr__)
+        self._descr = np.dtype(self.dtype)  # for the lean path of __call__
         self.backend = backend
         self.seed = None if seed is None else check_int("seed", seed, 0)
         self._rng = np.random.default_rng(seed)
-
-    @property
-    def dtype(self):
-        """The NumPy scalar type of the parameters and outputs (``np.float32`` or ``np.float64``).
-
-        Fixed at construction: the parameter arrays, the kernels' cached arguments and compiled entry
-        points all have it. To change it, build a converted copy (:meth:`astype`).
-        """
-        return self._dtype
-
-    @dtype.setter
-    def dtype(self, value):
-        try:
-            wanted = repr(np.dtype(value).name)
-        except TypeError:
-            wanted = repr(value)
-        raise AttributeError(
-            f"dtype is fixed at construction (this layer's is {np.dtype(self._dtype).name}, got {wanted}); "
-            f"layer.astype({wanted}) returns a converted copy"
-        )
 
     def astype(self, dtype):
         """A new layer like this one with parameters converted to ``dtype`` ("float32" or "float64")."""
         config = dict(self.config(), dtype=np.dtype(check_dtype(dtype)).name)
         return type(self).from_state_dict(self.state_dict(), **config)
-
-    @property
-    def backend(self):
-        """``"auto"`` or ``"numba"`` (the kernels) or ``"numpy"`` (the reference); may be changed."""
-        return self._backend
-
-    @backend.setter
-    def backend(self, value):
-        self._backend = check_choice("backend", value, BACKENDS)
 
     # -- parameters ---------------------------------------------------------------------------
     def _param_shapes(self):  # pragma: no cover - abstract
@@ -173,7 +156,7 @@ class Layer:
         return fn
 
     def _use_numba(self):
-        return self._backend != "numpy"
+        return self.backend != "numpy"
 
     def __call__(self, x):
         """Hard (log-time) inference: ``x`` of shape (..., input_width) -> (..., output_width)."""
@@ -181,7 +164,7 @@ class Layer:
         # finiteness themselves (no temporaries) and answer None for NaN or inf, which then falls
         # through to as_input and its usual error. Few Python steps: one sample costs microseconds,
         # and a batch call starts with the caches cold from the previous call (docs/kernels.md).
-        if type(x) is np.ndarray and x.flags.c_contiguous and self._backend != "numpy":
+        if type(x) is np.ndarray and x.flags.c_contiguous and self.backend != "numpy":
             dtype = x.dtype
             shape = x.shape
             if (dtype is self._descr or dtype == self._descr) and shape and shape[-1] == self.input_width:
