@@ -2,12 +2,11 @@
 import numpy as np
 from scipy.special import expit
 
-from . import activations
 from . import _kernel_api
 from ._aligned import aligned_copy
 from ._base import Layer, _to_numpy
 from ._tree import n_leaves, n_nodes
-from ._validate import as_grad, as_input, check_fits_memory, check_int, check_nonneg_float, check_rate
+from ._validate import as_grad, as_input, check_fits_memory, check_int, check_nonneg_float
 from .reference import leaf as ref
 
 
@@ -62,11 +61,11 @@ class FFF(Layer):
         self.leaf_width = check_int("leaf_width", leaf_width, 1)
         self.output_width = check_int("output_width", output_width, 1)
         self.depth = check_int("depth", depth, 0)
-        activations.get(activation)
+        # checked by Layer.__setattr__, here and whenever they are set later
         self.activation = activation
-        self.dropout = check_rate("dropout", dropout)
-        self.region_leak = check_rate("region_leak", region_leak)
-        self.train_hardened = train_hardened  # checked by Layer.__setattr__, as dropout and the rest
+        self.dropout = dropout
+        self.region_leak = region_leak
+        self.train_hardened = train_hardened
         self.master_leaf = check_int("master_leaf", master_leaf, 0)
         if self.depth > 62:
             raise MemoryError(f"depth {self.depth} would need 2^{self.depth} leaves; choose a smaller depth")

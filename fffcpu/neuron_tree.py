@@ -1,7 +1,6 @@
 """The neuron-tree FFF of UltraFastBERT: validation and dispatch over the NumPy reference and kernels."""
 import numpy as np
 
-from . import activations
 from . import _kernel_api
 from ._aligned import aligned_copy
 from ._base import Layer, _to_numpy
@@ -59,8 +58,7 @@ class NeuronTreeFFF(Layer):
         self.output_width = check_int("output_width", output_width, 1)
         self.depth = check_int("depth", depth, 0)
         self.parallel_size = check_int("parallel_size", parallel_size, 1)
-        activations.get(activation)
-        self.activation = activation
+        self.activation = activation  # checked by Layer.__setattr__
         if self.depth > MAX_DEPTH:
             raise MemoryError(f"depth {self.depth} would need 2^{self.depth + 1} - 1 neurons per tree; "
                               "choose a smaller depth")
