@@ -638,12 +638,34 @@ def test_dtype_is_fixed_and_astype_converts():
         np.testing.assert_allclose(a(x), wide(x), **TOL[np.float32])
 
 
+def _run_python(code, env_extra=None, timeout=300):
+    """Run ``code`` in a fresh Python process (environment plus ``env_extra``); the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _need_fork():
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+
+
+#: the start of the fork tests' scripts: a small leaf FFF whose batches of 40 run the parallel kernels
+_SMALL_FFF = r'''
+import multiprocessing as mp, threading, time, numpy as np, fffcpu
+from fffcpu import _kernel_api as api
+api.PARALLEL_MIN_WORK = 0
+layer = fffcpu.FFF(5, 3, 4, 3, seed=0)
+x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+'''
+
 def test_warmup_compiles_every_kernel_the_layers_call():
     """After warmup(), layer calls of that dtype add no kernel signature (no compilation in the hot
     path). A fresh process, since this one's kernels already carry the signatures of other tests;
     the kernels load from Numba's disk cache, so it takes seconds."""
-    import subprocess
-    import sys
     script = r'''
 import numpy as np, fffcpu
 from fffcpu import _kernel_api as api, kernels
@@ -660,7 +682,7 @@ for layer in (fffcpu.FFF(5, 3, 4, 3), fffcpu.FFF(5, 3, 4, 3, master_leaf=2), Neu
 after = count()
 print({n: (before[n], after[n]) for n in after if after[n] != before[n]})
 '''
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    out = _run_python(script, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "{}", f"kernels compiled after warmup (name: (before, after)): {out.stdout}"
 
@@ -669,9 +691,6 @@ def test_layers_run_without_the_jit():
     """Under NUMBA_DISABLE_JIT=1 (coverage tools) the kernels run as Python with stand-ins for the
     intrinsics; every layer path agrees with the reference. The parallel batch path broke once, when
     an intrinsic had no stand-in."""
-    import os
-    import subprocess
-    import sys
     script = r'''
 import numpy as np, fffcpu
 from fffcpu import _kernel_api as api
@@ -684,8 +703,7 @@ for layer in (fffcpu.FFF(5, 3, 4, 3), fffcpu.FFF(5, 3, 4, 3, master_leaf=2), Neu
         np.testing.assert_allclose(layer(batch), ref(batch), rtol=1e-5, atol=1e-5)
 print("ok")
 '''
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+    out = _run_python(script, {"NUMBA_DISABLE_JIT": "1"}, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
@@ -709,9 +727,6 @@ def test_batch_entry_loaded_from_the_disk_cache_in_a_fresh_process(tmp_path):
     1. leaf_forward_batch alone compiled and cached;
     2. leaf_forward_new compiled on top of the cached leaf_forward_batch (no reload hook inherited);
     3. a new process calls the batch path: everything loads from the cache."""
-    import os
-    import subprocess
-    import sys
     setup = r'''
 import numpy as np
 from fffcpu import _kernel_api as api
@@ -725,9 +740,8 @@ x = rng.standard_normal((16, 3)).astype(np.float32)
     steps = [setup + "api.leaf_forward(p, 0, x, out=np.empty((16, 2), np.float32))",  # the dispatcher only
              setup + "api.leaf_forward(p, 0, x)",  # the entry point of leaf_forward_new
              setup + "y = api.leaf_forward(p, 0, x); assert y.shape == (16, 2); print('ok')"]
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     for i, code in enumerate(steps):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+        out = _run_python(code, {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}, timeout=600)
         assert out.returncode == 0, f"step {i + 1} ended with {out.returncode}: {out.stderr[-2000:]}"
     assert out.stdout.strip() == "ok"
 
@@ -737,17 +751,8 @@ def test_a_process_that_ran_only_one_sample_calls_can_fork_batch_workers():
     forked child of a process that started it aborts at its first parallel call ("fork() called from
     a process already using GNU OpenMP"). (After a parallel batch call in the parent that is Numba's
     own limit.)"""
-    import multiprocessing
-    import subprocess
-    import sys
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("no fork on this platform")
-    script = r'''
-import multiprocessing as mp, numpy as np, fffcpu
-from fffcpu import _kernel_api as api
-api.PARALLEL_MIN_WORK = 0
-layer = fffcpu.FFF(5, 3, 4, 3, seed=0)
-x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+    _need_fork()
+    script = _SMALL_FFF + r'''
 expected = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy")(x)
 layer(x[0])
 layer(x[:3])  # below SERIAL_BELOW: the serial loop
@@ -760,22 +765,15 @@ p.start()
 p.join(120)
 print(p.exitcode, q.get(timeout=5) < 1e-5 if p.exitcode == 0 else None)
 '''
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = _run_python(script)
     assert out.returncode == 0 and out.stdout.split() == ["0", "True"], (out.stdout, out.stderr[-2000:])
-
-
-def _run_python(code, env_extra=None, timeout=300):
-    import os
-    import subprocess
-    import sys
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_thread_count_loaded_from_the_disk_cache_in_a_fresh_process(tmp_path):
     """kernels.thread_count (a cached function calling _num_threads) crashed (SIGSEGV) when loaded
     from the disk cache into a process whose threading layer had not started."""
-    code = "from fffcpu import kernels; import numba; assert kernels.thread_count() == numba.get_num_threads(); print('ok')"
+    code = ("from fffcpu import kernels; import numba\n"
+            "assert kernels.thread_count() == numba.get_num_threads()\nprint('ok')")
     cache = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     for step in ("compiles", "loads"):
         out = _run_python(code, cache)
@@ -786,15 +784,8 @@ def test_a_fork_while_another_thread_holds_the_batch_lock():
     """A forked child inherits the batch lock as the parent's threads held it; the holder does not
     exist in the child, whose first parallel batch call then waited forever. The child gets a
     fresh lock (os.register_at_fork)."""
-    import multiprocessing
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("no fork on this platform")
-    code = r'''
-import multiprocessing as mp, threading, time, numpy as np, fffcpu
-from fffcpu import _kernel_api as api
-api.PARALLEL_MIN_WORK = 0
-layer = fffcpu.FFF(5, 3, 4, 3, seed=0)
-x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+    _need_fork()
+    code = _SMALL_FFF + r'''
 held = threading.Event()
 def hold():
     with api._PARALLEL_LOCK:  # as a batch call in another thread would
