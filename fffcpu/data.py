@@ -11,13 +11,11 @@ see ``fffcpu/data/DIGITS_LICENSE.txt`` for the attribution): 1797 images, 64 pix
 import csv
 import gzip
 import os
-import tokenize
-import zipfile
-import zlib
 
 import numpy as np
 
 from ._validate import check_int, check_rate
+from .io import NPZ_MEMBER_ERRORS
 
 _DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DIGITS_PATH = os.path.join(_DATA_DIR, "digits.npz")
@@ -260,8 +258,7 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
         if str(exc).startswith(".npz file"):
             raise
         raise ValueError(f"cannot read .npz file {path!r}: {exc}") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
-            SyntaxError, tokenize.TokenError) as exc:  # damaged members, unsupported zip features
+    except (KeyError, *NPZ_MEMBER_ERRORS) as exc:  # damaged members, unsupported zip features
         raise ValueError(f"cannot read .npz file {path!r}: {type(exc).__name__}: {exc}") from None
     if X.dtype.kind not in "fiub":
         raise ValueError(f"array {x_key!r} in {path!r} must hold numbers, got dtype {X.dtype}")

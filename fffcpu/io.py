@@ -379,8 +379,9 @@ def _parse_header(raw, fail):
 #: deflate data (zlib.error), a compression method, zip version or flag zipfile does not support
 #: (NotImplementedError), an "encrypted" flag (RuntimeError: a password is required), a bad .npy header
 #: (ValueError, SyntaxError, or tokenize.TokenError from NumPy's fallback parser of old headers)
-_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError,
-                  ValueError, SyntaxError, tokenize.TokenError)
+#: (fffcpu.data's .npz reader catches the same)
+NPZ_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError,
+                     ValueError, SyntaxError, tokenize.TokenError)
 
 
 def _read_member(zf, info, entry, fail):
@@ -418,7 +419,7 @@ def _read_member(zf, info, entry, fail):
                 raise fail(f"array {name!r} has trailing bytes after its {nbytes} bytes of data")
     except ModelFileError:
         raise
-    except _MEMBER_ERRORS as err:
+    except NPZ_MEMBER_ERRORS as err:
         raise fail(f"array {name!r} is corrupt or truncated ({type(err).__name__}: {err})") from None
     arr = np.frombuffer(bytearray(data), dtype=dtype)
     arr = arr.reshape(shape, order="F" if fortran else "C")
