@@ -32,6 +32,7 @@ Examples
 >>> layer.kind, layer.depth, layer.dtype.__name__
 ('fff', 1, 'float64')
 """
+import errno
 import json
 import os
 import re
@@ -387,6 +388,8 @@ def read_safetensors(path):
     """``(arrays, metadata)`` of a ``.safetensors`` file, as NumPy arrays and a dict of str."""
     st = _require_safetensors("read_safetensors")
     path = os.fspath(path)
+    if os.path.isdir(path):  # safetensors would say only "No such device (os error 19)"
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     try:
         with st.safe_open(path, framework="np") as f:
             meta = dict(f.metadata() or {})
@@ -410,10 +413,25 @@ def read_safetensors(path):
 def load_safetensors(path, kind=None, prefix=None, **config):
     """Read a ``.safetensors`` state dict and build a layer (:func:`from_torch_state_dict`).
 
-    Hyperparameters recorded by :func:`save_safetensors` are used where ``config`` does not give them.
+    Hyperparameters recorded by :func:`save_safetensors` are used where ``config`` does not give them,
+    and so is the recorded ``fffcpu.kind`` where ``kind`` is not given: a ValueError naming the file
+    says when that record is not a kind or does not match the arrays.
     """
     arrays, meta = read_safetensors(path)
-    kind = kind if kind is not None else meta.get("fffcpu.kind")
+    recorded_kind = meta.get("fffcpu.kind")
+    if kind is None and recorded_kind is not None:
+        if recorded_kind not in PARAM_NAMES:
+            raise ValueError(f"{os.fspath(path)!r}: metadata 'fffcpu.kind' must be one of "
+                             f"{sorted(PARAM_NAMES)}, got {recorded_kind[:100]!r}")
+        try:
+            held = detect_kind(arrays, prefix)
+        except KeyError:  # no layer, or several: canonical_state_dict says so below
+            held = (recorded_kind, prefix)
+        if held[0] != recorded_kind:
+            raise ValueError(f"{os.fspath(path)!r}: metadata 'fffcpu.kind' is {recorded_kind!r}, but the "
+                             f"arrays hold (kind, prefix) {held}; pass kind={held[0]!r} (--kind {held[0]}) to read "
+                             "them as such")
+        kind = recorded_kind
     kind, arrays = canonical_state_dict(arrays, kind, prefix)
     stored = {}
     if meta.get("fffcpu.kind") == kind and "fffcpu.hyperparameters" in meta:

@@ -241,6 +241,21 @@ def test_save_into_missing_directory_or_onto_a_directory(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_load_from_a_directory_names_it(tmp_path, capsys, suffix):
+    """A directory named x.safetensors was reported as safetensors' "No such device (os error 19)",
+    without its path."""
+    pytest.importorskip("torch" if suffix == ".pt" else "safetensors", reason="needs its reader")
+    path = tmp_path / ("x" + suffix)
+    path.mkdir()
+    with pytest.raises(IsADirectoryError, match="Is a directory") as info:
+        interop.load_any(path)
+    assert str(path) in str(info.value)
+    assert run_cli("convert", str(path), str(tmp_path / "out.npz")) == 2
+    err = capsys.readouterr().err
+    assert "Is a directory" in err and str(path) in err and "Traceback" not in err
+
+
 def _have(module):
     try:
         __import__(module)
@@ -290,15 +305,19 @@ def _refused_naming_the_file(load, path, match, tmp_path, capsys):
 @pytest.mark.parametrize("content, match", [
     (b"hello, not a safetensors file", "not a readable .safetensors file"),
     (b"", "is empty: expected a .safetensors file"),
-    ("metadata", "metadata 'fffcpu.hyperparameters' must be a JSON object"),
+    ({"fffcpu.kind": "fff", "fffcpu.hyperparameters": "{not json"},
+     "metadata 'fffcpu.hyperparameters' must be a JSON object"),
+    ({"fffcpu.kind": "bogus"}, r"metadata 'fffcpu.kind' must be one of \['fff', 'neuron_tree'\], got 'bogus'"),
+    ({"fffcpu.kind": "neuron_tree"}, r"metadata 'fffcpu.kind' is 'neuron_tree', but the arrays hold "
+                                     r"\(kind, prefix\) \('fff', ''\); pass kind='fff'"),
 ])
 def test_load_safetensors_refuses_bad_files_naming_them(tmp_path, capsys, content, match):
-    """safetensors' SafetensorError came out as a traceback."""
+    """safetensors' SafetensorError came out as a traceback; a bad 'fffcpu.kind' in the metadata was
+    reported without the file's name (and a wrong one as if the caller had asked for that kind)."""
     st = pytest.importorskip("safetensors.numpy", reason="needs the safetensors package")
     path = tmp_path / "bad.safetensors"
-    if content == "metadata":
-        st.save_file(interop.to_numpy_state_dict(fffcpu.FFF(4, 3, 2, 1, seed=0)), str(path),
-                     metadata={"fffcpu.kind": "fff", "fffcpu.hyperparameters": "{not json"})
+    if isinstance(content, dict):  # a leaf FFF's arrays under this metadata
+        st.save_file(interop.to_numpy_state_dict(fffcpu.FFF(4, 3, 2, 1, seed=0)), str(path), metadata=content)
     else:
         path.write_bytes(content)
     _refused_naming_the_file(interop.load_safetensors, path, match, tmp_path, capsys)
