@@ -11,7 +11,8 @@ A layer subclass provides
 - ``train_forward(x, rng=None)`` -> ``(y, cache)`` and ``backward(cache, dL_dy, ...)`` -> ``(grads, dL_dx)``.
 
 Parameters are updated **in place** by the optimizers (``p -= lr * g``), so kernels and views always
-see the current values.
+see the current values; ``layer.params`` is a :class:`Params`, whose item assignment copies into the
+array too.
 """
 import numpy as np
 
@@ -41,6 +42,32 @@ _FIXED = ("input_width", "output_width", "leaf_width", "depth", "parallel_size",
           "dtype")
 
 
+class Params(dict):
+    """A layer's parameter arrays by name (a dict). Assigning to a parameter's name,
+    ``params["k"] = 0.5``, copies the value into its array, checked as :meth:`Layer.load_state_dict`
+    checks it (shape, real finite numbers that fit the dtype): a rebound array of another shape made
+    the kernels read past its end, and one of another dtype made the NumPy reference answer in that
+    dtype. A new name (a subclass's extra parameter) is stored as given."""
+
+    __slots__ = ()
+
+    def __setitem__(self, name, value):
+        target = self.get(name)
+        if target is None:
+            dict.__setitem__(self, name, value)
+            return
+        if value is target:  # params[name] -= g: already done in place
+            return
+        target[...] = _check_mapping({name: value}, {name: target.shape}, "a parameter", target.dtype)[name]
+
+    def update(self, *args, **kwargs):
+        for name, value in dict(*args, **kwargs).items():
+            self[name] = value
+
+    def __reduce__(self):  # copy/deepcopy: rebuild from a plain dict, not item by item
+        return type(self), (dict(self),)
+
+
 class Layer:
     kind = None
     #: attributes that only cache views of the parameters, or functions bound to them; a copy of the
@@ -56,6 +83,8 @@ class Layer:
         check = _SETTABLE.get(name)
         if check is not None:
             value = check(value)
+        elif name == "params":
+            value = self._checked_params(value)
         elif name in _FIXED and name in self.__dict__:
             if name == "dtype":
                 try:
@@ -77,6 +106,15 @@ class Layer:
         for name in self._CACHES:
             state.pop(name, None)
         return state
+
+    def _checked_params(self, value):
+        """``layer.params = mapping``: the layer's own arrays at construction; afterwards a mapping
+        with the same names and shapes (the arrays are kept, converted to the layer's dtype if need be)."""
+        if "params" not in self.__dict__:
+            return Params(value)
+        shapes = {name: np.shape(a) for name, a in self.params.items()}
+        arrays = _check_mapping(value, shapes, type(self).__name__, self.dtype)
+        return Params({name: np.asarray(arrays[name], dtype=self.dtype) for name in shapes})
 
     def _init_common(self, dtype, backend, seed):
         self.dtype = check_dtype(dtype)  # the NumPy scalar type, fixed (see __setattr__)

@@ -43,6 +43,7 @@ class FFF(Layer):
         ``node_weights`` (N, D), ``node_biases`` (N, 1), ``w1s`` (L, D, l), ``b1s`` (L, l),
         ``w2s`` (L, l, O), ``b2s`` (L, O) with N = 2^d - 1, L = 2^d; with a master leaf also
         ``magic_w1`` (1, D, m), ``magic_b1`` (1, m), ``magic_w2`` (1, m, O), ``magic_b2`` (1, O), ``k`` ().
+        ``params[name] = value`` copies the value into the array, after checking its shape and values.
 
     Examples
     --------

@@ -39,7 +39,8 @@ class NeuronTreeFFF(Layer):
     params : dict of ndarray
         ``linear_in.weight`` (P*N, D), ``linear_in.bias`` (P*N,), ``linear_out.weight`` (O, P*N).
         ``linear_out.weight`` is a transposed view of C-contiguous (P*N, O) storage (one row per neuron,
-        the layout the kernels read); updates must be in place (``p -= lr * g``, ``p[...] = v``).
+        the layout the kernels read); updates must be in place (``p -= lr * g``, ``p[...] = v``, or
+        ``params[name] = v``, which copies into the array after checking its shape and values).
 
     Examples
     --------
@@ -165,8 +166,9 @@ class NeuronTreeFFF(Layer):
         """``(w_in (P*N, D), b_in (P*N,), w_out_t (P*N, O))``, C-contiguous in the layer's dtype.
 
         No copies while the parameters are only updated in place (then ``w_out_t`` shares
-        ``self._w_out_t``'s memory); if a caller rebound ``params[...]`` to a new array, the kernels see
-        that array (converted). Views of the parameters' own memory are cached (they always show the
+        ``self._w_out_t``'s memory; ``params[name] = value`` copies into the array, see
+        :class:`fffcpu._base.Params`); if a caller assigned a new ``layer.params`` mapping, the kernels
+        see its arrays (converted). Views of the parameters' own memory are cached (they always show the
         current values); the cache is keyed on the identity of the three parameter arrays.
         """
         p = self.params

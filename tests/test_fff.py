@@ -289,6 +289,40 @@ def test_attributes_are_checked_when_set():
     assert (layer.dropout, layer.region_leak, layer.activation, layer.train_hardened) == (0.5, 0.1, "tanh", True)
 
 
+def test_assigned_parameters_are_checked_and_copied_in_place():
+    """params["w1s"] = an array of another shape made the kernels read past its end (garbage, or a
+    crash); a float64 params["k"] on a float32 layer made the NumPy reference answer in float64."""
+    import copy
+    layer = FFF(4, 2, 3, 2, seed=0, master_leaf=2)
+    x = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+    expected, w1s = layer(x), layer.params["w1s"]
+    for name, value, error, match in [
+        ("w1s", np.ones((2, 4, 2), np.float32), ValueError, r"'w1s' must have shape \(4, 4, 2\), got \(2, 4, 2\)"),
+        ("w2s", np.full((4, 2, 3), np.nan), ValueError, "'w2s' must be finite"),
+        ("k", 1e300, ValueError, "'k' must fit the layer's dtype float32"),
+        ("b2s", np.full((4, 3), "a"), TypeError, "'b2s' must hold real numbers"),
+    ]:
+        with pytest.raises(error, match=match):
+            layer.params[name] = value
+    with pytest.raises(ValueError, match=r"'w1s' must have shape"):
+        layer.params.update(w1s=np.ones(3))
+    with pytest.raises(KeyError, match=r"must have the arrays .*missing \['node_weights'"):
+        layer.params = {"w1s": w1s}
+    np.testing.assert_array_equal(layer(x), expected)
+    assert layer.params["w1s"] is w1s
+    layer.params["k"] = np.float64(-1.5)  # copied into the float32 array
+    layer.params["w1s"] = np.asfortranarray(w1s * 2, dtype=np.float64)
+    assert layer.params["w1s"] is w1s and layer.params["k"].dtype == np.float32 and layer.params["k"] == -1.5
+    ref_layer = copy.deepcopy(layer)
+    ref_layer.backend = "numpy"
+    assert ref_layer.params["w1s"] is not w1s and ref_layer(x).dtype == np.float32
+    np.testing.assert_allclose(layer(x), ref_layer(x), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(layer(x), expected)
+    before = layer(x)
+    layer.params = layer.state_dict()  # a whole mapping of the right names and shapes is taken
+    np.testing.assert_array_equal(layer(x), before)
+
+
 @pytest.mark.parametrize("kw, error, match", [
     (dict(hardening="a"), TypeError, "hardening must be a real number, got 'a'"),
     (dict(hardening=-1.0), ValueError, "hardening must be a finite number >= 0, got -1.0"),

@@ -338,6 +338,12 @@ def test_linear_out_is_a_view_of_the_kernel_layout():
     w_in, b_in, w_out_t = layer._kernel_arrays()
     assert np.shares_memory(w_out_t, layer._w_out_t) and w_out_t.flags.c_contiguous
     assert np.shares_memory(w_in, layer.params["linear_in.weight"])
+    # assigning to a name copies into the same storage, after the shape check that kept the kernels
+    # from reading past the end of a smaller array
+    layer.params["linear_out.weight"] = np.full((3, 7), 2.0)
+    assert layer.params["linear_out.weight"] is w and (layer._w_out_t == 2).all()
+    with pytest.raises(ValueError, match=r"'linear_in.weight' must have shape \(7, 4\), got \(3, 4\)"):
+        layer.params["linear_in.weight"] = np.ones((3, 4))
 
 
 def test_state_dict_round_trip():
