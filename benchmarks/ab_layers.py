@@ -69,7 +69,8 @@ def import_package(folder):
 
 def base_layer(package, layer):
     """A layer of ``package`` (the base) of the same kind and configuration as ``layer`` that computes
-    with ``layer``'s own parameter arrays (one dict, shared)."""
+    with ``layer``'s own parameter arrays (the arrays are shared; since ``layer.params`` became a
+    checked ``Params`` mapping, the base may hold them in a dict of its own)."""
     other = getattr(package, type(layer).__name__)(**layer.config())
     other.params = layer.params
     return other
