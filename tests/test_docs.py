@@ -23,6 +23,14 @@ def _have_torch():
     return True
 
 
+def test_no_python_block_escapes_the_runner():
+    """A fence such as ```py, ```Python or ```python3 would be skipped silently by BLOCK."""
+    for page in PAGES:
+        for tag in re.findall(r"^```(\S.*)$", page.read_text(encoding="utf-8"), re.M):
+            if tag.lower().startswith("py"):
+                assert tag in ("python", "python torch"), f"{page.name}: ```{tag} is not run; use ```python"
+
+
 def test_the_pages_have_examples():
     assert python_blocks(ROOT / "README.md"), "README.md must show a usage example"
 
