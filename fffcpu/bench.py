@@ -213,6 +213,15 @@ def _load_average():
         return None
 
 
+def default_threads():
+    """The threads a run uses when none are asked for: as many as Numba can run (NUMBA_NUM_THREADS,
+    the CPUs this process may run on unless the environment sets it). Not ``os.cpu_count()``: that
+    counts every CPU of the host, also those outside the process's affinity (taskset, a container's
+    cpuset), and asking Numba for more threads than it started with is an error."""
+    import numba
+    return numba.config.NUMBA_NUM_THREADS
+
+
 class _Threads:
     """Use ``n`` threads in Numba, BLAS (through threadpoolctl when installed) and torch (if imported)."""
 
@@ -540,7 +549,7 @@ def run_configs(configs, batches=None, repeats=7, min_time=0.02, threads=None, q
         Batch sizes; None uses each configuration's own.
     repeats, min_time : see :func:`measure`
     threads : int or None
-        Threads for Numba, BLAS and torch; None uses every core.
+        Threads for Numba, BLAS and torch; None uses :func:`default_threads`.
     quick : bool
         Tiny sizes (see ``CONFIGS[...]["quick"]``) for tests and smoke runs.
     peers : bool
@@ -555,7 +564,7 @@ def run_configs(configs, batches=None, repeats=7, min_time=0.02, threads=None, q
         per_sample_seconds, speedup_vs_dense, number, repeats, threads``) or "skipped"
         (``config, implementation, reason``).
     """
-    threads = threads or os.cpu_count()
+    threads = threads or default_threads()
     results = []
 
     def out(record):
@@ -620,7 +629,7 @@ def run_scaling(widths=SCALING_WIDTHS, batches=(1, 256), repeats=5, min_time=0.0
     list of dict
         ``record`` "scaling" with ``width, implementation, batch, seconds, per_sample_seconds``.
     """
-    threads = threads or os.cpu_count()
+    threads = threads or default_threads()
     results = []
     rng = np.random.default_rng(SEED)
     with _Threads(threads):
@@ -762,7 +771,8 @@ def add_arguments(parser):
                         help="timed repeats per measurement, median reported "
                              "(default 7; --scaling 5; --quick 3)")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="threads for Numba, BLAS and torch (default: all cores)")
+                        help="threads for Numba, BLAS and torch (default: as many as Numba can run, "
+                             "normally the CPUs this process may use)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line: a machine record, then one per measurement")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
@@ -792,7 +802,12 @@ def run(args, stdout=None):
     if args.plot and not args.scaling:
         print("fffcpu bench: error: --plot needs --scaling", file=sys.stderr)
         return 2
-    threads = args.threads or os.cpu_count()
+    max_threads = default_threads()
+    if args.threads is not None and args.threads > max_threads:
+        print(f"fffcpu bench: error: --threads must be at most {max_threads} (the threads Numba can run: "
+              f"NUMBA_NUM_THREADS), got {args.threads}", file=sys.stderr)
+        return 2
+    threads = args.threads or max_threads
     repeats = args.repeats or (3 if args.quick else 5 if args.scaling else 7)
     min_time = 0.001 if args.quick else 0.02
     info = machine_info(threads)

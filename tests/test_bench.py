@@ -115,6 +115,28 @@ def test_bad_arguments_are_refused(capsys):
         assert "bench" in capsys.readouterr().err
 
 
+def test_the_default_threads_are_those_numba_can_run_not_the_hosts_cpus(monkeypatch):
+    # a host with more CPUs than this process may use (taskset, a container's cpuset): os.cpu_count()
+    # counts them all, Numba starts with the usable ones, and the default run asked Numba for too many
+    import numba
+    monkeypatch.setattr(os, "cpu_count", lambda: numba.config.NUMBA_NUM_THREADS + 3)
+    status, text = run_bench("--quick", "--no-peers", "--json", "--repeats", "1", "--configs", "ufb-768-d11",
+                             "--batches", "2")
+    assert status == 0
+    records = [json.loads(line) for line in text.splitlines()]
+    assert records[0]["threads"] == numba.config.NUMBA_NUM_THREADS
+    assert {r["threads"] for r in records[1:]} == {numba.config.NUMBA_NUM_THREADS}
+
+
+def test_more_threads_than_numba_runs_are_refused_naming_the_option_before_measuring(capsys):
+    import numba
+    n = numba.config.NUMBA_NUM_THREADS
+    status, text = run_bench("--quick", "--threads", str(n + 1))
+    assert status == 2 and text == ""
+    assert f"--threads must be at most {n} (the threads Numba can run: NUMBA_NUM_THREADS), got {n + 1}" \
+        in capsys.readouterr().err
+
+
 def test_measure_excludes_the_warm_up_and_reports_the_median():
     calls = []
     median, number = bench.measure(lambda: calls.append(1), repeats=4, min_time=0.0)
