@@ -807,6 +807,17 @@ def run(args, stdout=None):
         print(f"fffcpu bench: error: --threads must be at most {max_threads} (the threads Numba can run: "
               f"NUMBA_NUM_THREADS), got {args.threads}", file=sys.stderr)
         return 2
+    if args.plot:  # checked before measuring, not after a run of minutes
+        folder = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(folder):
+            print(f"fffcpu bench: error: --plot must be a file in an existing folder, got {args.plot!r} "
+                  f"({folder!r} is not a folder)", file=sys.stderr)
+            return 2
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("fffcpu bench: matplotlib is not installed; no plot written", file=sys.stderr)
+            return 1
     threads = args.threads or max_threads
     repeats = args.repeats or (3 if args.quick else 5 if args.scaling else 7)
     min_time = 0.001 if args.quick else 0.02

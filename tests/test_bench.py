@@ -97,6 +97,13 @@ def test_scaling_table_and_plot(tmp_path):
     assert [r[0] for r in rows] == ["64", "128", "256"]
 
 
+def test_plot_into_a_missing_folder_is_refused_before_measuring(tmp_path, capsys):
+    png = tmp_path / "missing" / "scaling.png"
+    status, text = run_bench("--quick", "--scaling", "--repeats", "1", "--batches", "1", "--plot", str(png))
+    assert status == 2 and text == ""  # nothing measured
+    assert f"--plot must be a file in an existing folder, got {str(png)!r}" in capsys.readouterr().err
+
+
 def test_scaling_json_records():
     status, text = run_bench("--quick", "--scaling", "--json", "--repeats", "1", "--batches", "1")
     assert status == 0
