@@ -561,7 +561,8 @@ def run_configs(configs, batches=None, repeats=7, min_time=0.02, threads=None, q
     -------
     list of dict
         ``record`` "measurement" (``variant, config, task, implementation, batch, seconds,
-        per_sample_seconds, speedup_vs_dense, number, repeats, threads``) or "skipped"
+        per_sample_seconds, speedup_vs_dense, number, repeats, threads``, and ``quick`` and ``sizes``:
+        a ``--quick`` record keeps the configuration's name but not its sizes) or "skipped"
         (``config, implementation, reason``).
     """
     threads = threads or default_threads()
@@ -598,7 +599,8 @@ def run_configs(configs, batches=None, repeats=7, min_time=0.02, threads=None, q
                     measured.append(dict(record="measurement", variant=cfg["variant"], config=name,
                                          task=cfg["task"], implementation=impl, batch=batch,
                                          seconds=median, per_sample_seconds=median / batch,
-                                         number=number, repeats=repeats, threads=threads))
+                                         number=number, repeats=repeats, threads=threads,
+                                         quick=quick, sizes=dict(sizes)))
                 for m in measured:
                     m["speedup_vs_dense"] = None if dense_median is None else dense_median / m["seconds"]
                     out(m)
@@ -627,7 +629,8 @@ def run_scaling(widths=SCALING_WIDTHS, batches=(1, 256), repeats=5, min_time=0.0
     Returns
     -------
     list of dict
-        ``record`` "scaling" with ``width, implementation, batch, seconds, per_sample_seconds``.
+        ``record`` "scaling" with ``width, implementation, batch, seconds, per_sample_seconds``,
+        ``io_width`` (input and output width) and ``leaf_width``.
     """
     threads = threads or default_threads()
     results = []
@@ -648,7 +651,8 @@ def run_scaling(widths=SCALING_WIDTHS, batches=(1, 256), repeats=5, min_time=0.0
                     median, number = measure(fn, repeats=repeats, min_time=min_time)
                     rec = dict(record="scaling", width=width, implementation=impl.split(" (")[0],
                                detail=impl, batch=batch, seconds=median, per_sample_seconds=median / batch,
-                               number=number, repeats=repeats, threads=threads)
+                               number=number, repeats=repeats, threads=threads, io_width=io,
+                               leaf_width=leaf_width)
                     results.append(rec)
                     if emit is not None:
                         emit(rec)

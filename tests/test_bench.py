@@ -53,6 +53,8 @@ def test_json_has_machine_line_then_measurements(quick_json):
         if r["record"] == "measurement":
             assert MEASUREMENT_KEYS <= set(r), sorted(MEASUREMENT_KEYS - set(r))
             assert r["seconds"] > 0 and r["per_sample_seconds"] == pytest.approx(r["seconds"] / r["batch"])
+            # the name is the configuration's, the sizes are --quick's: the record says which
+            assert r["quick"] is True and r["sizes"] == bench.CONFIGS[r["config"]]["quick"]["sizes"]
         else:
             assert r["reason"]
 
@@ -69,6 +71,12 @@ def test_json_covers_every_config_batch_and_the_dense_ratio(quick_json):
             for r in group.values():
                 assert r["speedup_vs_dense"] == pytest.approx(group["dense numpy"]["seconds"] / r["seconds"])
                 assert r["variant"] == cfg["variant"] and r["task"] == cfg["task"]
+
+
+def test_a_full_size_record_names_the_configurations_own_sizes():
+    results = bench.run_configs(["ufb-768-d11"], batches=[1], repeats=1, min_time=0.0, threads=1, peers=False)
+    assert results and all(r["quick"] is False and r["sizes"] == bench.CONFIGS["ufb-768-d11"]["sizes"]
+                           for r in results)
 
 
 def test_table_output_names_machine_configs_and_implementations():
@@ -109,6 +117,7 @@ def test_scaling_json_records():
     assert status == 0
     recs = [json.loads(line) for line in text.splitlines()][1:]
     assert {r["width"] for r in recs} == {64, 128, 256}
+    assert {(r["io_width"], r["leaf_width"]) for r in recs} == {(32, 4)}  # --quick's, not 768 and 16
     assert {r["implementation"] for r in recs} == {"leaf FFF kernels", "neuron tree kernels",
                                                   "dense numpy relu", "dense numpy gelu"}
 
