@@ -223,14 +223,18 @@ def default_threads():
 
 
 class _Threads:
-    """Use ``n`` threads in Numba, BLAS (through threadpoolctl when installed) and torch (if imported)."""
+    """Use ``n`` threads in Numba, BLAS (through threadpoolctl when installed) and torch (if imported).
+    Numba's and BLAS's thread counts are restored on exit (run_configs and run_scaling are called from
+    Python too, and left the caller's kernels on the benchmark's thread count)."""
 
     def __init__(self, n):
         self.n = n
         self._limits = None
+        self._numba_before = None
 
     def __enter__(self):
         from . import _kernel_api
+        self._numba_before = _kernel_api.get_num_threads()
         _kernel_api.set_num_threads(self.n)
         try:
             from threadpoolctl import threadpool_limits
@@ -244,6 +248,9 @@ class _Threads:
     def __exit__(self, *exc):
         if self._limits is not None:
             self._limits.unregister()
+        if self._numba_before is not None:
+            from . import _kernel_api
+            _kernel_api.set_num_threads(self._numba_before)
         return False
 
 

@@ -79,6 +79,19 @@ def test_a_full_size_record_names_the_configurations_own_sizes():
                            for r in results)
 
 
+@pytest.mark.skipif(__import__("numba").config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+def test_a_run_from_python_gives_numbas_thread_count_back():
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        bench.run_configs(["ufb-768-d11"], batches=[2], repeats=1, min_time=0.0, threads=1, quick=True,
+                          peers=False)
+        assert numba.get_num_threads() == 2
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_table_output_names_machine_configs_and_implementations():
     status, text = run_bench("--quick", "--no-peers", "--repeats", "1", "--configs", "ufb-768-d11",
                              "--batches", "3")
