@@ -206,6 +206,36 @@ def test_regressor_fits_a_smooth_function():
     assert reg.score(X, y) > 0.8
 
 
+def test_failed_refit_leaves_the_fitted_estimator_unchanged():
+    X, y = blobs()
+    labels = np.array(["cat", "dog", "eel"])[y]
+    clf = FFFClassifier(depth=1, leaf_width=4, epochs=5, lr=0.02, random_state=0, backend="numpy").fit(X, labels)
+    before = clf.predict_proba(X)
+    layer, classes = clf.layer_, clf.classes_
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        clf.set_params(epochs=0).fit(np.hstack([X, X]), y)  # other features, other classes: fails in fit
+    assert clf.layer_ is layer and clf.classes_ is classes and clf.n_features_in_ == 2
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    reg = FFFRegressor(depth=1, epochs=2, random_state=0, backend="numpy").fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        reg.set_params(epochs=0).fit(X, X)
+    assert reg.n_outputs_ == 1 and reg.predict(X).shape == (len(X),)
+
+
+def test_estimators_refuse_bad_targets_and_bad_score_shapes():
+    X, y = blobs()
+    with pytest.raises(ValueError, match="must not hold NaN or inf labels, got 1"):
+        FFFClassifier(depth=1, epochs=1).fit(X, np.where(np.arange(len(y)) == 4, np.nan, y))
+    with pytest.raises(TypeError, match="y must hold real numbers, got dtype <U"):
+        FFFRegressor(depth=1, epochs=1).fit(X, np.array(["a", "b", "c"])[y])
+    clf = FFFClassifier(depth=1, epochs=1, random_state=0, backend="numpy").fit(X, y)
+    with pytest.raises(ValueError, match=r"y must have shape \(120,\) .*got \(10,\)"):
+        clf.score(X, y[:10])
+    reg = FFFRegressor(depth=1, epochs=1, random_state=0, backend="numpy").fit(X, np.stack([X[:, 0], X[:, 1]], 1))
+    with pytest.raises(ValueError, match=r"y must have shape \(120, 2\) .*got \(120,\)"):
+        reg.score(X, X[:, 0])  # broadcast against both outputs into a wrong R^2 before
+
+
 # -- commands -------------------------------------------------------------------------------
 def parse(argv):
     parser = argparse.ArgumentParser(prog="fffcpu")

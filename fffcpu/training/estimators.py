@@ -110,17 +110,22 @@ class _FFFEstimator:
         return f"{type(self).__name__}({', '.join(changed)})"
 
     # -- shared fitting -----------------------------------------------------------------------
-    def _fit_layer(self, X, targets, n_outputs):
-        self.layer_ = make_layer(self.variant, X.shape[1], n_outputs, self.depth, self.leaf_width,
-                                 activation=self.activation, region_leak=self.region_leak,
-                                 dropout=self.dropout, parallel_size=self.parallel_size,
-                                 seed=self.random_state, dtype=self.dtype, backend=self.backend)
-        self.history_ = _fit(self.layer_, X, targets, loss=self._loss, optimizer=self.optimizer, lr=self.lr,
-                             weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size, hardening=self.hardening,
-                             balance=self.balance, validation_split=self.validation_split,
-                             patience=self.patience, seed=self.random_state, verbose=self.verbose,
-                             local_batch_size=self.local_batch_size)
-        self.n_features_in_ = X.shape[1]
+    def _fit_layer(self, X, targets, n_outputs, **fitted):
+        """Build and train a layer; the fitted attributes (``layer_``, ``history_``,
+        ``n_features_in_`` and ``fitted``) are set together, only once training has succeeded, so a
+        refit that fails leaves the estimator as it was (not an untrained layer_ behind old classes_)."""
+        layer = make_layer(self.variant, X.shape[1], n_outputs, self.depth, self.leaf_width,
+                           activation=self.activation, region_leak=self.region_leak,
+                           dropout=self.dropout, parallel_size=self.parallel_size,
+                           seed=self.random_state, dtype=self.dtype, backend=self.backend)
+        history = _fit(layer, X, targets, loss=self._loss, optimizer=self.optimizer, lr=self.lr,
+                       weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size,
+                       hardening=self.hardening, balance=self.balance, validation_split=self.validation_split,
+                       patience=self.patience, seed=self.random_state, verbose=self.verbose,
+                       local_batch_size=self.local_batch_size)
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        self.layer_, self.history_, self.n_features_in_ = layer, history, X.shape[1]
         return self
 
     def _check_fitted(self):
@@ -182,10 +187,12 @@ class FFFClassifier(_FFFEstimator):
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must have shape ({X.shape[0]},) (one label per row of X), got {y.shape}")
-        self.classes_, codes = np.unique(y, return_inverse=True)
-        if self.classes_.size < 2:
-            raise ValueError(f"y must hold at least 2 classes, got {self.classes_.size}")
-        return self._fit_layer(X, codes.astype(np.int64), self.classes_.size)
+        if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+            raise ValueError(f"y must not hold NaN or inf labels, got {np.count_nonzero(~np.isfinite(y))}")
+        classes, codes = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(f"y must hold at least 2 classes, got {classes.size}")
+        return self._fit_layer(X, codes.astype(np.int64), classes.size, classes_=classes)
 
     def predict_proba(self, X):
         """Class probabilities, softmax of the hard-inference logits: (n, n_classes)."""
@@ -198,7 +205,11 @@ class FFFClassifier(_FFFEstimator):
 
     def score(self, X, y):
         """Mean accuracy of :meth:`predict` on ``(X, y)``."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        pred = self.predict(X)
+        y = np.asarray(y)
+        if y.shape != pred.shape:
+            raise ValueError(f"y must have shape {pred.shape} (one label per row of X), got {y.shape}")
+        return float(np.mean(pred == y))
 
 
 class FFFRegressor(_FFFEstimator):
@@ -218,13 +229,14 @@ class FFFRegressor(_FFFEstimator):
     def fit(self, X, y):
         """Train on ``X`` (n, n_features) and targets ``y`` (n,) or (n, n_outputs); returns ``self``."""
         X = _check_X(X)
-        y = np.asarray(y, dtype=np.float64)
+        y = np.asarray(y)
+        if y.dtype.kind not in "fiub":
+            raise TypeError(f"y must hold real numbers, got dtype {y.dtype}")
+        y = y.astype(np.float64)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs), got {y.shape}")
-        self._y_1d = y.ndim == 1
-        y2 = y[:, None] if self._y_1d else y
-        self.n_outputs_ = y2.shape[1]
-        return self._fit_layer(X, y2, self.n_outputs_)
+        y2 = y[:, None] if y.ndim == 1 else y
+        return self._fit_layer(X, y2, y2.shape[1], n_outputs_=y2.shape[1], _y_1d=y.ndim == 1)
 
     def predict(self, X):
         """Predicted targets: (n,) or (n, n_outputs), as ``y`` in :meth:`fit`."""
@@ -233,8 +245,14 @@ class FFFRegressor(_FFFEstimator):
 
     def score(self, X, y):
         """Coefficient of determination R^2 (averaged over outputs)."""
-        y = np.asarray(y, dtype=np.float64)
         pred = self.predict(X)
+        y = np.asarray(y)
+        if y.dtype.kind not in "fiub":
+            raise TypeError(f"y must hold real numbers, got dtype {y.dtype}")
+        y = y.astype(np.float64)
+        if y.shape != pred.shape:
+            # a (n,) y against (n, 2) predictions broadcast into a wrong R^2 without a word
+            raise ValueError(f"y must have shape {pred.shape} (the layout of y in fit), got {y.shape}")
         y2 = y.reshape(len(y), -1)
         p2 = pred.reshape(len(pred), -1)
         ss_res = ((y2 - p2) ** 2).sum(axis=0)
