@@ -74,3 +74,21 @@ def test_mse_accepts_1d_targets_for_one_output_and_checks_shapes():
     with pytest.raises(ValueError, match=r"targets must have shape \(2, 2\)"):
         mse(np.zeros((2, 2)), np.zeros((2, 3)))
     assert mse(np.zeros((0, 2)), np.zeros((0, 2)))[0] == 0.0
+
+
+def test_integer_outputs_are_not_truncated():
+    # int logits gave an all-zero gradient (cast back to int), int outputs an mse with the targets
+    # truncated to integers (loss 2.5 instead of 1.25)
+    z = np.array([[1, 2], [3, 0]])
+    t = np.array([0, 1])
+    loss, g = cross_entropy(z, t)
+    loss_f, g_f = cross_entropy(z.astype(np.float64), t)
+    assert g.dtype == np.float64 and loss == loss_f
+    np.testing.assert_array_equal(g, g_f)
+    loss, g = mse(np.array([[1], [2]]), np.array([0.5, 0.5]))
+    assert loss == pytest.approx(1.25) and g.dtype == np.float64
+    np.testing.assert_allclose(g, [[0.5], [1.5]])
+    with pytest.raises(TypeError, match="logits must hold real numbers, got dtype complex128"):
+        cross_entropy(np.zeros((1, 2), dtype=complex), np.array([0]))
+    with pytest.raises(TypeError, match="outputs must hold real numbers, got dtype <U1"):
+        mse(np.array([["a"]]), np.zeros(1))

@@ -7,6 +7,15 @@ routing terms (hardening, eFFF balance) are not here: they belong to the layer
 import numpy as np
 
 
+def _as_real(name, arr):
+    """``arr`` as a float array: integer (or bool) values become float64, so that neither the loss
+    nor the gradient is computed in (and truncated to) integers."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
+
+
 def _check_batch(name, arr, n):
     if arr.shape[0] != n:
         raise ValueError(f"{name} must have {n} rows (one per sample), got shape {arr.shape}")
@@ -47,9 +56,9 @@ def cross_entropy(logits, labels):
     -------
     loss : float
         0.0 for an empty batch.
-    dL_dlogits : ndarray of shape (n, C), the dtype of ``logits``
+    dL_dlogits : ndarray of shape (n, C), the dtype of ``logits`` (float64 for integer logits)
     """
-    logits = np.asarray(logits)
+    logits = _as_real("logits", logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (n, n_classes), got shape {logits.shape}")
     labels = np.asarray(labels)
@@ -90,9 +99,9 @@ def mse(outputs, targets):
     -------
     loss : float
         0.0 for an empty batch.
-    dL_doutputs : ndarray of shape (n, O), the dtype of ``outputs``
+    dL_doutputs : ndarray of shape (n, O), the dtype of ``outputs`` (float64 for integer outputs)
     """
-    outputs = np.asarray(outputs)
+    outputs = _as_real("outputs", outputs)
     if outputs.ndim != 2:
         raise ValueError(f"outputs must have shape (n, n_outputs), got shape {outputs.shape}")
     targets = np.asarray(targets)
