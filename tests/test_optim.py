@@ -214,7 +214,7 @@ def test_fff_block_usage_is_whole_counts(dtype, n, in_leaf0):
 def test_adamw_by_name_decays_like_torch_by_default():
     # "adamw" by name was Adam with weight decay 0 (the same as "adam"); AdamW decays 0.01 by default.
     for name in ("adamw", "local-adamw"):
-        opt = make_optimizer(name, {"w": np.ones(2)}, local_batch_size=1)
+        opt = make_optimizer(name, {"w": np.ones(2)}, local_batch_size=1 if name.startswith("local") else None)
         assert opt.decoupled and opt.weight_decay == 0.01
         assert make_optimizer(name, {"w": np.ones(2)}, weight_decay=0.0).weight_decay == 0.0
     for name in ("adam", "sgd", "local-adam"):
@@ -238,3 +238,10 @@ def test_fit_passes_weight_decay_on():
     np.testing.assert_array_equal(runs["adam", None], runs["adamw", 0.0])
     assert not np.array_equal(runs["adamw", None], runs["adamw", 0.0])
     assert not np.array_equal(runs["adamw", None], runs["adamw", 0.5])
+
+
+def test_make_optimizer_refuses_local_batch_size_for_a_global_optimizer():
+    for name in ("sgd", "adam", "adamw"):
+        with pytest.raises(ValueError, match=f"local_batch_size applies to the local optimizers .* for optimizer '{name}'"):
+            make_optimizer(name, {"w": np.ones(2)}, local_batch_size=8)
+    assert make_optimizer("local-adam", {"w": np.ones(2)}, local_batch_size=8).local_batch_size == 8

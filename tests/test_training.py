@@ -134,6 +134,10 @@ def test_progress_plain_lines_and_terminal_bar():
     (dict(hardening=-1.0), "hardening must be a finite number >= 0"),
     (dict(loss="hinge"), "loss must be one of"),
     (dict(validation_split=0.001), "validation_split"),
+    (dict(validation=blobs(30, 1), validation_split=0.2), "validation or validation_split, not both"),
+    (dict(validation=blobs(30, 1)[:1]), r"validation must be a pair \(X_val, y_val\), got tuple of length 1"),
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(optimizer="adam", local_batch_size=8), "local_batch_size applies to the local optimizers"),
 ])
 def test_fit_errors(kw, match):
     X, y = blobs()
@@ -141,6 +145,41 @@ def test_fit_errors(kw, match):
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         fit(LinearLayer(2, 3), X, **args)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(shuffle="no"), "shuffle must be a bool, got 'no'"),
+    (dict(restore_best="no"), "restore_best must be a bool, got 'no'"),
+    (dict(seed=1.5), "seed must be an integer, got 1.5"),
+])
+def test_fit_type_errors(kw, match):
+    X, y = blobs()
+    with pytest.raises(TypeError, match=match):
+        fit(LinearLayer(2, 3), X, y, epochs=1, **kw)
+
+
+def test_fit_refuses_settings_an_optimizer_instance_would_ignore():
+    X, y = blobs()
+    layer = LinearLayer(2, 3)
+    opt = SGD(layer.params, lr=0.1)
+    for kw in (dict(lr=5.0), dict(weight_decay=0.5), dict(local_batch_size=4)):
+        with pytest.raises(ValueError, match=f"{next(iter(kw))} applies to an optimizer given by name"):
+            fit(layer, X, y, epochs=1, optimizer=opt, **kw)
+
+
+def test_non_finite_regression_targets_are_named():
+    X, _ = blobs()
+    t = X[:, :1].copy()
+    t[5] = np.nan
+    with pytest.raises(ValueError, match="^y must be finite, got 1 NaN"):
+        fit(LinearLayer(2, 1), X, t, loss="mse", epochs=1)
+    with pytest.raises(ValueError, match="^y must be finite, got 1 NaN"):
+        fffcpu.training.evaluate(LinearLayer(2, 1), X, t, loss="mse")
+    # a NaN validation loss never counted as an improvement: early stopping ran blind
+    with pytest.raises(ValueError, match="^validation y must be finite, got 1 NaN"):
+        fit(LinearLayer(2, 1), X, X[:, :1], loss="mse", epochs=3, validation=(X, t), patience=1)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        fffcpu.training.evaluate(LinearLayer(2, 1), X, X[:, :1], loss="mse", batch_size=0)
 
 
 def test_mse_training_and_local_optimizer_on_fff():

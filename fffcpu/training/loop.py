@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .._validate import check_int, check_nonneg_float, check_rate
+from .._validate import check_bool, check_int, check_nonneg_float, check_rate
 from . import losses
 from .optim import Optimizer, make_optimizer
 
@@ -65,28 +65,31 @@ def _as_schedule(name, value):
     return lambda epoch: value
 
 
-def _prepare_targets(loss, y, n, output_width):
+def _prepare_targets(loss, y, n, output_width, name="y"):
     y = np.asarray(y)
     if y.shape[:1] != (n,):
-        raise ValueError(f"y must have {n} rows (one per sample of X), got shape {y.shape}")
+        raise ValueError(f"{name} must have {n} rows (one per sample of X), got shape {y.shape}")
     if loss == "cross_entropy":
         if y.ndim != 1 or y.dtype.kind not in "iu":
             raise ValueError(
-                f"y must be a 1-d array of class indices for loss='cross_entropy', got shape {y.shape} "
+                f"{name} must be a 1-d array of class indices for loss='cross_entropy', got shape {y.shape} "
                 f"dtype {y.dtype}"
             )
         if y.size and (y.min() < 0 or y.max() >= output_width):
             raise ValueError(
-                f"y must hold class indices in [0, {output_width - 1}] (output_width {output_width}), "
+                f"{name} must hold class indices in [0, {output_width - 1}] (output_width {output_width}), "
                 f"got values in [{y.min()}, {y.max()}]"
             )
         return y.astype(np.int64, copy=False)
     if y.dtype.kind not in "fiu":
-        raise TypeError(f"y must hold real numbers for loss='mse', got dtype {y.dtype}")
+        raise TypeError(f"{name} must hold real numbers for loss='mse', got dtype {y.dtype}")
     if y.ndim == 1:
         y = y[:, None]
     if y.shape != (n, output_width):
-        raise ValueError(f"y must have shape ({n}, {output_width}) for loss='mse', got {y.shape}")
+        raise ValueError(f"{name} must have shape ({n}, {output_width}) for loss='mse', got {y.shape}")
+    bad = np.count_nonzero(~np.isfinite(y))
+    if bad:  # else training stopped on "dL_dy must be finite", and a validation loss of NaN never improved
+        raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s)")
     return y
 
 
@@ -109,6 +112,7 @@ def evaluate(layer, X, y, loss="cross_entropy", batch_size=1024):
     dict with ``loss``, ``accuracy`` (None for mse) and ``accuracy_soft`` (None where not defined)
     """
     loss_fn = losses.get(loss)
+    batch_size = check_int("batch_size", batch_size, 1)
     X = np.asarray(X)
     n = X.shape[0]
     t = _prepare_targets(loss, y, n, layer.output_width)
@@ -196,19 +200,20 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     validation : (X_val, y_val), optional
         Evaluated after every epoch with hard inference ``layer(X_val)``.
     validation_split : float in [0, 1), default 0
-        If no ``validation`` is given, hold out this fraction of (X, y) (a seeded random subset).
+        Hold out this fraction of (X, y) (a seeded random subset); not together with ``validation``.
     patience : int, optional
         Stop when the validation loss has not improved for this many epochs (needs validation data).
     restore_best : bool, default True
         With ``patience``, load back the parameters of the best validation epoch at the end.
     shuffle : bool, default True
-    seed : int, optional
+    seed : int >= 0, optional
         Seeds the shuffling and the training noise (see the module docstring).
     verbose : bool
         Print progress to ``stream`` (default stdout): a live bar on a terminal, otherwise one
         line per epoch.
     local_batch_size : int, optional
-        For the local optimizers ("local-sgd", "local-adam", "local-adamw").
+        For the local optimizers ("local-sgd", "local-adam", "local-adamw"). ``lr``,
+        ``weight_decay`` and ``local_batch_size`` apply to an optimizer given by name only.
     hardened_epochs : int, default 0
         Run the last ``hardened_epochs`` of the ``epochs`` with ``layer.train_hardened = True``
         (hard routing in the forward, so each leaf is fine-tuned on exactly the samples that
@@ -225,6 +230,23 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     validation_split = check_rate("validation_split", validation_split)
     if patience is not None:
         patience = check_int("patience", patience, 1)
+    restore_best = check_bool("restore_best", restore_best)
+    shuffle = check_bool("shuffle", shuffle)
+    if seed is not None:
+        seed = check_int("seed", seed, 0)
+    if validation is not None and validation_split > 0:
+        raise ValueError(
+            f"pass validation or validation_split, not both (got validation data and validation_split "
+            f"{validation_split}, which would be ignored)"
+        )
+    if isinstance(optimizer, Optimizer):
+        given = {k: v for k, v in dict(lr=lr, weight_decay=weight_decay, local_batch_size=local_batch_size).items()
+                 if v is not None}
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} applies to an optimizer given by name; the optimizer instance passed "
+                f"has its own settings (got {given})"
+            )
     h_of, alpha_of = _as_schedule("hardening", hardening), _as_schedule("balance", balance)
     hardened_epochs = check_int("hardened_epochs", hardened_epochs, 0)
     if hardened_epochs > epochs:
@@ -254,11 +276,16 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
         X, y = X[perm[n_val:]], y[perm[n_val:]]
         n = X.shape[0]
     if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise ValueError(
+                f"validation must be a pair (X_val, y_val), got {type(validation).__name__}"
+                + (f" of length {len(validation)}" if isinstance(validation, (tuple, list)) else "")
+            )
         Xv, yv = validation
         Xv = np.asarray(Xv)
         if Xv.ndim != 2 or Xv.shape[1] != layer.input_width:
             raise ValueError(f"validation X must have shape (n, {layer.input_width}), got {Xv.shape}")
-        yv = _prepare_targets(loss, yv, Xv.shape[0], layer.output_width)
+        yv = _prepare_targets(loss, yv, Xv.shape[0], layer.output_width, name="validation y")
     if patience is not None and validation is None:
         raise ValueError("patience needs validation data: pass validation=(X_val, y_val) or validation_split > 0")
     if n == 0:

@@ -341,7 +341,7 @@ def make_optimizer(name, params, lr=None, weight_decay=None, local_batch_size=No
         Default 0.01 for "adamw" and "local-adamw" (decoupled, as torch.optim.AdamW), 0 for the
         others (L2 added to the gradient).
     local_batch_size : int, optional
-        For the local variants; default 64.
+        For the local variants; default 64. Refused for the others (it would have no effect).
     **kwargs
         Passed on (betas, eps, momentum, ...).
     """
@@ -349,6 +349,11 @@ def make_optimizer(name, params, lr=None, weight_decay=None, local_batch_size=No
         return name
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
+    if local_batch_size is not None and not name.startswith("local"):
+        raise ValueError(
+            f"local_batch_size applies to the local optimizers (local-sgd, local-adam, local-adamw) only, "
+            f"got local_batch_size={local_batch_size!r} for optimizer {name!r}"
+        )
     sgd_family = name in ("sgd", "momentum", "nesterov", "local-sgd")
     if lr is None:
         lr = 0.1 if sgd_family else 1e-3
