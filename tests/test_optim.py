@@ -245,3 +245,32 @@ def test_make_optimizer_refuses_local_batch_size_for_a_global_optimizer():
         with pytest.raises(ValueError, match=f"local_batch_size applies to the local optimizers .* for optimizer '{name}'"):
             make_optimizer(name, {"w": np.ones(2)}, local_batch_size=8)
     assert make_optimizer("local-adam", {"w": np.ones(2)}, local_batch_size=8).local_batch_size == 8
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: Adam(p, lr=0.1),
+    lambda p: SGD(p, lr=0.1, momentum=0.9),
+    lambda p: LocalSGD(p, local_batch_size=100, lr=0.1),
+])
+def test_a_parameter_rebound_to_another_shape_is_named(make):
+    params = {"w": np.ones((3, 2))}
+    opt = make(params)
+    usage = {"w": np.ones(3)}
+    step = (lambda g: opt.step(g, usage)) if isinstance(opt, LocalSGD) else opt.step
+    step({"w": np.ones((3, 2))})
+    params["w"] = np.ones((4, 2))
+    usage["w"] = np.ones(4)
+    with pytest.raises(ValueError, match=r"params\['w'\] has shape \(4, 2\), but .* made for shape \(3, 2\)"):
+        step({"w": np.ones((4, 2))})
+
+
+def test_more_optimizer_input_errors():
+    with pytest.raises(ValueError, match="betas must be two numbers in \\[0, 1\\), got 0.9"):
+        Adam({"w": np.zeros(2)}, betas=0.9)  # was "object of type 'float' has no len()"
+    with pytest.raises(TypeError, match="must be a float ndarray, got ndarray of dtype int"):
+        SGD({"w": np.zeros(2, dtype=int)})
+    opt = LocalSGD({"w": np.ones((2, 2))}, local_batch_size=2, lr=1.0)
+    for bad in ([-1.0, 1.0], [np.nan, 1.0]):
+        with pytest.raises(ValueError, match=r"usage\['w'\] must hold finite counts >= 0"):
+            opt.step({"w": np.ones((2, 2))}, {"w": np.array(bad)})
+    np.testing.assert_array_equal(opt.params["w"], 1.0)

@@ -35,14 +35,15 @@ def _check_params(params):
         )
     for name, p in params.items():
         if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
-            raise TypeError(f"params[{name!r}] must be a float ndarray, got {type(p).__name__}")
+            what = f"ndarray of dtype {p.dtype}" if isinstance(p, np.ndarray) else type(p).__name__
+            raise TypeError(f"params[{name!r}] must be a float ndarray, got {what}")
         if not p.flags.writeable:
             raise ValueError(f"params[{name!r}] must be writeable: optimizers update it in place")
     return params
 
 
 def _check_betas(betas):
-    if len(betas) != 2 or not all(isinstance(b, numbers.Real) and 0.0 <= b < 1.0 for b in betas):
+    if not isinstance(betas, (tuple, list, np.ndarray)) or len(betas) != 2 or not all(isinstance(b, numbers.Real) and 0.0 <= b < 1.0 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
     return float(betas[0]), float(betas[1])
 
@@ -75,6 +76,19 @@ class Optimizer:
                     f"grads[{name!r}] must have the parameter's shape {self.params[name].shape}, "
                     f"got {np.shape(g)}"
                 )
+            self._check_state_shape(name)
+
+    def _check_state_shape(self, name):
+        """The state of ``name`` (moments, momentum, accumulated gradient) was made for the shape the
+        parameter had then; a parameter rebound to another shape failed deep in a broadcast."""
+        shape = self.params[name].shape
+        held = [a.shape for a in self.state.get(name, {}).values() if a.ndim == len(shape) and a.shape != shape]
+        held += [a.shape for a in (getattr(self, "accum", {}).get(name),) if a is not None and a.shape != shape]
+        if held:
+            raise ValueError(
+                f"params[{name!r}] has shape {shape}, but this optimizer's state for it was made for shape "
+                f"{held[0]}: build a new optimizer after changing a parameter's shape"
+            )
 
     def step(self, grads):
         """Apply one update to every parameter that has an entry in ``grads``.
@@ -268,6 +282,10 @@ class _Local:
                 raise ValueError(
                     f"usage[{name!r}] must have shape {p.shape[:1]} (one count per block), got {u_step.shape}"
                 )
+            bad = u_step[~(np.isfinite(u_step) & (u_step >= 0))]
+            if bad.size:
+                raise ValueError(f"usage[{name!r}] must hold finite counts >= 0, got {bad.size} other(s), "
+                                 f"first {bad[0]}")
             if name not in self.accum:
                 self.accum[name] = np.zeros_like(p)
                 self.block_usage[name] = np.zeros(p.shape[0], dtype=np.float64)
