@@ -328,6 +328,30 @@ def test_train_other_options(tmp_path):
         args.func(args)
 
 
+@pytest.mark.parametrize("extra, match", [
+    (["--test-fraction", "0.99"], r"--test-fraction 0.99 leaves no training samples of 30"),
+    (["--test-fraction", "0.99", "--loss", "mse"], r"--test-fraction 0.99 leaves no training samples of 30"),
+    (["--patience", "2"], r"--patience 2 needs --validation-split > 0"),
+    (["--local-batch-size", "4"], r"--local-batch-size applies to the local optimizers only, got --optimizer adam"),
+    (["--variant", "neuron-tree", "--region-leak", "0.5"], r"region_leak applies to the leaf variant only"),
+    (["--variant", "neuron-tree", "--dropout", "0.5"], r"dropout applies to the leaf variant only"),
+])
+def test_train_refuses_options_it_would_ignore_or_fail_on_late(tmp_path, extra, match):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, X=rng.standard_normal((30, 3)), y=np.arange(30) % 2)
+    args = parse(["train", "--data", str(data), "--epochs", "1", "--output", str(tmp_path / "m.fff"), "-q"] + extra)
+    with pytest.raises(ValueError, match=match):
+        args.func(args)
+    assert not (tmp_path / "m.fff").exists()
+
+
+def test_estimator_neuron_tree_refuses_leaf_only_regularisers():
+    X, y = blobs()
+    with pytest.raises(ValueError, match="dropout applies to the leaf variant only, got dropout=0.2"):
+        FFFClassifier(variant="neuron-tree", dropout=0.2, epochs=1).fit(X, y)
+
+
 def test_demo_runs_small():
     out = run(["demo", "--epochs", "2", "--depth", "2", "--leaf-width", "4"])
     for text in ("dense FF", "FFF soft", "FFF hard", "leaf usage", "entropy", "inference", "FLOP ratio"):

@@ -171,6 +171,11 @@ def run_train(args):
     import fffcpu
 
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    if args.patience is not None and not args.validation_split > 0:
+        raise ValueError(f"--patience {args.patience} needs --validation-split > 0 (the held-out data early "
+                         f"stopping watches), got --validation-split {args.validation_split}")
+    if args.local_batch_size is not None and not args.optimizer.startswith("local"):
+        raise ValueError(f"--local-batch-size applies to the local optimizers only, got --optimizer {args.optimizer}")
     X, y = _load(args, require_y=True)
     X = np.asarray(X, dtype=np.float64)
     if args.loss == "cross_entropy":
@@ -189,6 +194,9 @@ def run_train(args):
             perm = np.random.default_rng(args.seed).permutation(len(X))
             k = int(round(args.test_fraction * len(X)))
             X_test, y_test, X, y = X[perm[:k]], y[perm[:k]], X[perm[k:]], y[perm[k:]]
+        if len(X) == 0:
+            raise ValueError(f"--test-fraction {args.test_fraction} leaves no training samples of "
+                             f"{len(X) + len(X_test)}; use a smaller fraction")
     mean, scale = (input_scaling(X) if args.standardize
                    else (np.zeros(X.shape[1]), np.ones(X.shape[1])))
     Xs = (X - mean) / scale

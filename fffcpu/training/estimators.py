@@ -34,9 +34,10 @@ def make_layer(variant, input_width, output_width, depth, leaf_width=8, activati
                    dropout=dropout, seed=seed, dtype=dtype, backend=backend, master_leaf=master_leaf, **kw)
     if variant == "neuron-tree":
         from ..neuron_tree import NeuronTreeFFF
-        if master_leaf:
-            raise ValueError(f"master_leaf applies to the leaf variant only, got master_leaf={master_leaf} "
-                             "for variant 'neuron-tree'")
+        for name, value in (("master_leaf", master_leaf), ("region_leak", region_leak), ("dropout", dropout)):
+            if value:  # a neuron tree has none of these: the value was dropped without a word
+                raise ValueError(f"{name} applies to the leaf variant only, got {name}={value} "
+                                 "for variant 'neuron-tree'")
         kw = {} if activation is None else {"activation": activation}
         return NeuronTreeFFF(input_width, output_width, depth, parallel_size=parallel_size,
                              seed=seed, dtype=dtype, backend=backend, **kw)
