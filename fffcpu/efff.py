@@ -38,12 +38,26 @@ def leaf_spread(layer, X):
 
 def run_one(variant, seed, depth=3, leaf_width=2, master_width=8, epochs=100, balance_epochs=None,
             batch_size=64, lr=1e-3, split=None):
-    """Train one variant with one seed on the digits; returns a dict of results."""
+    """Train one variant with one seed on the digits; returns a dict of results.
+
+    ``split`` is ``(X_train, X_test, y_train, y_test)``, used as given; by default the digits split,
+    standardised as :func:`compare` does.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
     opts = VARIANTS[variant]
-    X_tr, X_te, y_tr, y_te = split if split is not None else data.digits_split(seed=0)
+    phase = epochs // 2 if balance_epochs is None else balance_epochs
+    # either would make the variant train exactly as "plain" while reported under its own name
+    if opts["master"] and master_width < 1:
+        raise ValueError(f"master_width must be >= 1 for variant {variant!r}, got {master_width}")
+    if opts["balance"] and phase < 1:
+        raise ValueError(f"variant {variant!r} needs a balancing phase of >= 1 epoch, got {phase} "
+                         f"(epochs {epochs}): use epochs >= 2")
+    if split is None:
+        split = _standardised_digits()
+    X_tr, X_te, y_tr, y_te = split
     layer = FFF(X_tr.shape[1], leaf_width, 10, depth, seed=seed,
                 master_leaf=master_width if opts["master"] else 0)
-    phase = epochs // 2 if balance_epochs is None else balance_epochs
     alpha = 1.0 if opts["balance"] else 0.0
     start = time.perf_counter()
     fit(layer, X_tr, y_tr, optimizer="adamw", lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
@@ -56,11 +70,15 @@ def run_one(variant, seed, depth=3, leaf_width=2, master_width=8, epochs=100, ba
                 seconds=time.perf_counter() - start)
 
 
-def compare(seeds=(0, 1, 2), variants=tuple(VARIANTS), **kwargs):
-    """Run every variant for every seed; returns ``(rows, summary)`` with mean and spread per variant."""
+def _standardised_digits():
     X_tr, X_te, y_tr, y_te = data.digits_split(seed=0)
     mean, scale = input_scaling(X_tr)
-    split = (((X_tr - mean) / scale).astype(np.float32), ((X_te - mean) / scale).astype(np.float32), y_tr, y_te)
+    return (((X_tr - mean) / scale).astype(np.float32), ((X_te - mean) / scale).astype(np.float32), y_tr, y_te)
+
+
+def compare(seeds=(0, 1, 2), variants=tuple(VARIANTS), **kwargs):
+    """Run every variant for every seed; returns ``(rows, summary)`` with mean and spread per variant."""
+    split = _standardised_digits()
     rows = [run_one(v, s, split=split, **kwargs) for v in variants for s in seeds]
     summary = []
     for v in variants:
@@ -97,7 +115,7 @@ def add_parser(subparsers):
     p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds per variant (0 .. N-1; default 3)")
     p.add_argument("--depth", type=nonneg_int, default=3, help="tree depth d (default 3)")
     p.add_argument("--leaf-width", type=positive_int, default=2, help="leaf width l (default 2: training width 16)")
-    p.add_argument("--master-width", type=nonneg_int, default=8, help="master leaf width m (default 8)")
+    p.add_argument("--master-width", type=positive_int, default=8, help="master leaf width m (default 8)")
     p.add_argument("--epochs", type=positive_int, default=100,
                    help="epochs in all; the first half balances (alpha 1, h 1), the second hardens (alpha 0, h 3)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default 64)")
