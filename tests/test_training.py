@@ -352,6 +352,23 @@ def test_estimator_neuron_tree_refuses_leaf_only_regularisers():
         FFFClassifier(variant="neuron-tree", dropout=0.2, epochs=1).fit(X, y)
 
 
+def test_divergence_is_reported_as_such(tmp_path):
+    # the backward pass refused the non-finite dL_dy first ("dL_dy must be finite"), so the loop's
+    # "training diverged ... lower the learning rate" was never reached
+    rng = np.random.default_rng(0)
+    X = 100 * rng.standard_normal((64, 4))
+    with np.errstate(all="ignore"):
+        with pytest.raises(FloatingPointError, match="training diverged at epoch .*lower the learning rate"):
+            fit(fffcpu.FFF(4, 8, 2, 1, seed=0, backend="numpy"), X, 50 * X[:, :2], loss="mse", optimizer="sgd",
+                lr=1e3, epochs=20, seed=0)
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X, y=50 * X[:, 0])
+    args = parse(["train", "--data", str(data), "--loss", "mse", "--optimizer", "sgd", "--lr", "1000", "--epochs", "20",
+                  "--no-standardize", "--output", str(tmp_path / "m.fff"), "-q"])
+    with np.errstate(all="ignore"), pytest.raises(ValueError, match=r"training diverged .*\(--lr 1000.0\)"):
+        args.func(args)
+
+
 def test_demo_runs_small():
     out = run(["demo", "--epochs", "2", "--depth", "2", "--leaf-width", "4"])
     for text in ("dense FF", "FFF soft", "FFF hard", "leaf usage", "entropy", "inference", "FLOP ratio"):

@@ -211,11 +211,14 @@ def run_train(args):
     else:
         schedule = dict(hardening=args.hardening, balance=args.balance)
     print(f"training {type(layer).__name__} {layer.config()} on {len(X)} samples from {args.data}", file=out)
-    history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr,
-                  weight_decay=args.weight_decay, epochs=args.epochs,
-                  batch_size=args.batch_size, validation_split=args.validation_split, patience=args.patience,
-                  seed=args.seed, verbose=not args.quiet, stream=out, local_batch_size=args.local_batch_size,
-                  **schedule)
+    try:
+        history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr,
+                      weight_decay=args.weight_decay, epochs=args.epochs,
+                      batch_size=args.batch_size, validation_split=args.validation_split, patience=args.patience,
+                      seed=args.seed, verbose=not args.quiet, stream=out, local_batch_size=args.local_batch_size,
+                      **schedule)
+    except FloatingPointError as exc:  # a ValueError, so that `fffcpu` reports it as a one-line error
+        raise ValueError(f"{exc} (--lr {args.lr})") from None
     fold_input_scaling(layer, mean, scale)
     if X_test is not None and len(X_test):
         ev = evaluate(layer, X_test, y_test, loss=args.loss)

@@ -322,6 +322,12 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
                 task, dL_dy = loss_fn(out, tb)
                 harden = layer.hardening_loss(cache)
                 objective = task + h * harden + (alpha * layer.balance_loss(cache) if alpha else 0.0)
+                if not np.isfinite(objective):
+                    # before the backward pass, which would refuse the non-finite dL_dy by its own name
+                    raise FloatingPointError(
+                        f"training diverged at epoch {epoch + 1}, batch {b + 1}: the loss is {objective}; "
+                        "lower the learning rate"
+                    )
                 grads, _ = layer.backward(cache, dL_dy, hardening=h, balance=alpha)
                 if needs_usage:
                     opt.step(grads, _block_usage(layer, cache, xb))
