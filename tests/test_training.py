@@ -210,6 +210,21 @@ def test_fold_input_scaling_is_exact(make):
         np.testing.assert_allclose(layer.soft_forward(X), fresh.soft_forward((X - mean) / scale), rtol=1e-10)
 
 
+def test_input_scaling_and_folding_refuse_non_finite_values():
+    layer = fffcpu.FFF(3, 2, 2, 1, seed=0, backend="numpy")
+    before = layer.state_dict()
+    with pytest.raises(ValueError, match="mean must be finite, got 1 NaN"):
+        fold_input_scaling(layer, np.array([np.nan, 0.0, 0.0]), np.ones(3))
+    with pytest.raises(ValueError, match="scale must be finite and > 0 everywhere, got inf"):
+        fold_input_scaling(layer, np.zeros(3), np.array([np.inf, 1.0, 1.0]))
+    for name, value in layer.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+    with pytest.raises(ValueError, match=r"X must have shape \(n, n_features\) with n >= 1, got shape \(0, 3\)"):
+        input_scaling(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="X must be finite, got 1 NaN"):
+        input_scaling(np.array([[0.0, np.nan], [1.0, 2.0]]))
+
+
 # -- estimators -----------------------------------------------------------------------------
 def test_classifier_sklearn_protocol():
     X, y = blobs()

@@ -396,7 +396,13 @@ def input_scaling(X, floor=0.3):
     -------
     mean, scale : ndarrays of shape (D,), float64
     """
+    floor = check_nonneg_float("floor", floor)
     X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"X must have shape (n, n_features) with n >= 1, got shape {X.shape}")
+    bad = np.count_nonzero(~np.isfinite(X))
+    if bad:
+        raise ValueError(f"X must be finite, got {bad} NaN or inf value(s)")
     mean = X.mean(axis=0)
     std = X.std(axis=0)
     scale = std + floor * std.mean()
@@ -416,8 +422,11 @@ def fold_input_scaling(layer, mean, scale):
     D = layer.input_width
     if mean.shape != (D,) or scale.shape != (D,):
         raise ValueError(f"mean and scale must have shape ({D},), got {mean.shape} and {scale.shape}")
-    if not np.all(scale > 0):
-        raise ValueError("scale must be > 0 everywhere")
+    if not np.all(np.isfinite(mean)):
+        raise ValueError(f"mean must be finite, got {np.count_nonzero(~np.isfinite(mean))} NaN or inf value(s)")
+    if not np.all(np.isfinite(scale) & (scale > 0)):
+        # a NaN or inf here wrote non-finite weights into the layer, in place
+        raise ValueError(f"scale must be finite and > 0 everywhere, got {scale[~(np.isfinite(scale) & (scale > 0))][0]}")
     found = False
     for name, (layout, bias_name) in _INPUT_FACING.items():
         if name not in layer.params:
