@@ -138,6 +138,7 @@ def test_progress_plain_lines_and_terminal_bar():
     (dict(validation=blobs(30, 1)[:1]), r"validation must be a pair \(X_val, y_val\), got tuple of length 1"),
     (dict(seed=-1), "seed must be an integer >= 0, got -1"),
     (dict(optimizer="adam", local_batch_size=8), "local_batch_size applies to the local optimizers"),
+    (dict(balance=lambda e: -1.0), r"balance \(at epoch 0\) must be a finite number >= 0, got -1.0"),
 ])
 def test_fit_errors(kw, match):
     X, y = blobs()
@@ -151,6 +152,7 @@ def test_fit_errors(kw, match):
     (dict(shuffle="no"), "shuffle must be a bool, got 'no'"),
     (dict(restore_best="no"), "restore_best must be a bool, got 'no'"),
     (dict(seed=1.5), "seed must be an integer, got 1.5"),
+    (dict(hardening=lambda e: "x"), r"hardening \(at epoch 0\) must be a real number, got 'x'"),
 ])
 def test_fit_type_errors(kw, match):
     X, y = blobs()

@@ -311,7 +311,8 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
             t0 = time.perf_counter()
             if hardened_epochs and epoch == epochs - hardened_epochs:
                 layer.train_hardened = True
-            h, alpha = float(h_of(epoch)), float(alpha_of(epoch))
+            h = check_nonneg_float(f"hardening (at epoch {epoch})", h_of(epoch))
+            alpha = check_nonneg_float(f"balance (at epoch {epoch})", alpha_of(epoch))
             order = shuffle_rng.permutation(n) if shuffle else np.arange(n)
             sums = np.zeros(3)  # objective, task loss, hardening loss; each times batch size
             correct = 0 if classify else None
