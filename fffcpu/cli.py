@@ -32,7 +32,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         status = args.func(args)
-    except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
+    except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError, FloatingPointError) as exc:
         print(f"fffcpu {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0 if status is None else int(status)

@@ -386,6 +386,16 @@ def test_divergence_is_reported_as_such(tmp_path):
         args.func(args)
 
 
+def test_diverging_demo_is_a_one_line_error(capsys):
+    """fffcpu demo (and efff) ended in a traceback when training diverged: cli.main did not report
+    the loop's FloatingPointError."""
+    from fffcpu.cli import main
+    with np.errstate(all="ignore"):
+        assert main(["demo", "--lr", "1e38", "--epochs", "1", "--depth", "2", "--leaf-width", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fffcpu demo: error: training diverged at epoch 1") and "lower the learning rate" in err
+
+
 def test_demo_runs_small():
     out = run(["demo", "--epochs", "2", "--depth", "2", "--leaf-width", "4"])
     for text in ("dense FF", "FFF soft", "FFF hard", "leaf usage", "entropy", "inference", "FLOP ratio"):

@@ -217,7 +217,7 @@ def run_train(args):
                       batch_size=args.batch_size, validation_split=args.validation_split, patience=args.patience,
                       seed=args.seed, verbose=not args.quiet, stream=out, local_batch_size=args.local_batch_size,
                       **schedule)
-    except FloatingPointError as exc:  # a ValueError, so that `fffcpu` reports it as a one-line error
+    except FloatingPointError as exc:  # name the option to change
         raise ValueError(f"{exc} (--lr {args.lr})") from None
     fold_input_scaling(layer, mean, scale)
     if X_test is not None and len(X_test):
