@@ -76,6 +76,8 @@ def train_test_split(X, y, test_fraction=0.25, seed=0):
     X = np.asarray(X)
     y = np.asarray(y)
     test_fraction = check_rate("test_fraction", test_fraction)
+    if y.ndim != 1:  # np.unique would stratify by the flattened values, and index rows with them
+        raise ValueError(f"y must have shape (n,) (one label per sample to stratify by), got shape {y.shape}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(
             f"X and y must have the same number of rows, got {X.shape[0]} and {y.shape[0]}"
@@ -231,7 +233,8 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
     X : ndarray of shape (n, n_features)
         A 1-d ``X`` is read as one feature; higher ranks are flattened per sample. At least one row
         and one feature.
-    y : ndarray of shape (n,) or None
+    y : ndarray of shape (n,) or (n, k), or None
+        Class labels or one regression target per sample, or k regression targets per sample.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -272,8 +275,9 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
         raise ValueError(f"array {x_key!r} in {path!r} must have at least one feature per sample, "
                          f"got shape {X.shape}")
     if y is not None:
-        if y.ndim != 1:
-            raise ValueError(f"array {y_key!r} in {path!r} must be 1-d, got shape {y.shape}")
+        if y.ndim not in (1, 2) or y.ndim == 2 and y.shape[1] == 0:
+            raise ValueError(f"array {y_key!r} in {path!r} must have shape (n,) (labels or one target) or "
+                             f"(n, k) with k >= 1 (k regression targets), got shape {y.shape}")
         if y.shape[0] != X.shape[0]:
             raise ValueError(
                 f".npz file {path!r}: {x_key!r} has {X.shape[0]} rows but {y_key!r} has {y.shape[0]}"

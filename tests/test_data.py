@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import fffcpu
 from fffcpu import data
 
 
@@ -190,6 +191,31 @@ def test_train_on_an_npz_without_rows_is_a_clean_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("fffcpu train: error: array 'X'") and "at least one row" in err
     assert not (tmp_path / "m.fff").exists()
+
+
+def test_train_and_evaluate_on_several_regression_targets(tmp_path, capsys):
+    """load_npz refused a y of shape (n, k), so `fffcpu train --loss mse` could not fit several
+    targets, although it sizes the layer's output from y.shape[1]."""
+    from fffcpu import cli
+    rng = np.random.default_rng(0)
+    p = tmp_path / "multi.npz"
+    np.savez(p, X=rng.normal(size=(40, 3)), y=rng.normal(size=(40, 2)))
+    X, y = data.load_npz(p)
+    assert X.shape == (40, 3) and y.shape == (40, 2)
+    model = tmp_path / "m.fff"
+    assert cli.main(["train", "--data", str(p), "--loss", "mse", "--depth", "1", "--leaf-width", "2",
+                     "--epochs", "1", "--output", str(model), "--quiet"]) == 0
+    assert fffcpu.load(model).output_width == 2
+    assert cli.main(["evaluate", str(model), "--data", str(p), "--loss", "mse"]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--data", str(p), "--output", str(tmp_path / "c.fff"), "--quiet"]) == 2
+    assert "must be one class index per sample, shape (n,), got shape (40, 2)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"y must have shape \(n,\) \(one label per sample .*got shape \(40, 2\)"):
+        data.train_test_split(X, y)  # it failed with an IndexError, or split by flattened values
+    for bad in (np.zeros((40, 0)), np.zeros((40, 2, 2))):
+        np.savez(p, X=np.ones((40, 3)), y=bad)
+        with pytest.raises(ValueError, match=r"'y' in .* must have shape \(n,\) .* or \(n, k\) with k >= 1"):
+            data.load_npz(p)
 
 
 def test_npz_damaged_or_odd_members(tmp_path):

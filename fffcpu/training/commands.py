@@ -156,6 +156,9 @@ def _label_column(value):
 
 def _class_targets(y, path):
     y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"labels in {path!r} must be one class index per sample, shape (n,), got shape "
+                         f"{y.shape} (use --loss mse for several real-valued targets)")
     if y.dtype.kind not in "iu":
         raise ValueError(
             f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
@@ -312,7 +315,8 @@ def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labe
     p.add_argument("--x-key", default="X", metavar="NAME",
                    help=".npz array holding the features (default: %(default)s)")
     p.add_argument("--y-key", default="y", metavar="NAME",
-                   help=".npz array holding the labels (default: %(default)s)")
+                   help=".npz array holding the labels, or the regression targets: shape (n,) or, with "
+                        "--loss mse, (n, k) (default: %(default)s)")
 
 
 def add_parsers(subparsers):
