@@ -355,7 +355,7 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
     if not os.path.exists(path):
         raise FileNotFoundError(f"data file {path!r} does not exist")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: drop a byte-order mark
             rows = [row for row in csv.reader(fh, delimiter=delimiter) if row and any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"cannot read CSV file {path!r}: {exc}") from None

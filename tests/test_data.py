@@ -285,3 +285,17 @@ def test_csv_malformed(tmp_path, text, kw, match):
     with pytest.raises(ValueError, match=match) as info:
         data.load_csv(p, **kw)
     assert "bad.csv" in str(info.value)
+
+
+def test_csv_byte_order_mark_is_not_part_of_the_first_cell(tmp_path):
+    # Excel's "CSV UTF-8" starts with a BOM; read as a character, it made the first row look like a
+    # header (the row was dropped) and the first column name "\ufeffa"
+    p = tmp_path / "bom.csv"
+    p.write_bytes("1,2,0\n3,4,1\n".encode("utf-8-sig"))
+    X, y = data.load_csv(p)
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+    assert y.tolist() == [0, 1]
+    q = tmp_path / "bom_header.csv"
+    q.write_bytes("a,b,label\n1,2,0\n3,4,1\n".encode("utf-8-sig"))
+    X, y = data.load_csv(q, label_column="a")
+    assert y.tolist() == [1, 3]
