@@ -371,8 +371,9 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
 
     names = None
     if header == "auto":
-        # a header has a non-number where the next row has a number (a text label column does not)
-        first = [is_number(c) for c in rows[0]]
+        # a header has a non-number where the next row has a number (a text label column does not);
+        # an empty cell is a missing value, not a column name
+        first = [is_number(c) or not c.strip() for c in rows[0]]
         if len(rows) > 1:
             second = [is_number(c) for c in rows[1]]
             header = any(s and not f for f, s in zip(first, second))
@@ -424,8 +425,14 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
                     f"CSV file {path!r} is malformed: data row {line}, column {c + 1} holds "
                     f"{row[c]!r}, not a number"
                 ) from None
-    y = None if label_idx is None else _parse_label_values([row[label_idx].strip() for row in rows])
-    return X, y
+    if label_idx is None:
+        return X, None
+    labels = [row[label_idx].strip() for row in rows]
+    if "" in labels:
+        line = labels.index("") + 1 + (1 if names is not None else 0)
+        raise ValueError(f"CSV file {path!r} is malformed: data row {line}, column {label_idx + 1} "
+                         "(the label column) is empty")
+    return X, _parse_label_values(labels)
 
 
 # -- one entry point for the command line -----------------------------------------------------

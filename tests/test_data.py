@@ -299,3 +299,17 @@ def test_csv_byte_order_mark_is_not_part_of_the_first_cell(tmp_path):
     q.write_bytes("a,b,label\n1,2,0\n3,4,1\n".encode("utf-8-sig"))
     X, y = data.load_csv(q, label_column="a")
     assert y.tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("1,,0\n3,4,1\n", r"data row 1, column 2 holds '', not a number"),
+    ("1,2,\n3,4,1\n", r"data row 1, column 3 \(the label column\) is empty"),
+    ("1,2,0,\n3,4,1,\n", r"data row 1, column 4 \(the label column\) is empty"),
+    ("a,b,c\n1,2,0\n3,4,\n", r"data row 3, column 3 \(the label column\) is empty"),
+])
+def test_csv_empty_cell_is_a_missing_value_not_a_header(tmp_path, text, match):
+    # a first row with an empty cell was taken for a header and silently dropped
+    p = tmp_path / "gap.csv"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        data.load_csv(p)
