@@ -326,7 +326,9 @@ def _parse_label_values(values):
         numbers = np.array([float(v) for v in values], dtype=np.float64)
     except ValueError:
         return np.array(values)
-    if numbers.size and np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
+    # |label| < 2**63: a larger integral value would wrap around in the cast to int64
+    if (numbers.size and np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers))
+            and np.all(np.abs(numbers) < 2.0 ** 63)):
         return numbers.astype(np.int64)
     return numbers
 

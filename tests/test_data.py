@@ -313,3 +313,10 @@ def test_csv_empty_cell_is_a_missing_value_not_a_header(tmp_path, text, match):
     p.write_text(text)
     with pytest.raises(ValueError, match=match):
         data.load_csv(p)
+
+
+def test_csv_integral_label_beyond_int64_is_not_wrapped(tmp_path):
+    p = tmp_path / "big.csv"
+    p.write_text("1,2,1e30\n3,4,1\n")
+    _, y = data.load_csv(p)
+    assert y.dtype == np.float64 and y.tolist() == [1e30, 1.0]
