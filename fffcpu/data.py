@@ -10,6 +10,7 @@ see ``fffcpu/data/DIGITS_LICENSE.txt`` for the attribution): 1797 images, 64 pix
 """
 import csv
 import gzip
+import math
 import os
 
 import numpy as np
@@ -166,7 +167,7 @@ def load_idx(path):
         )
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = _IDX_TYPES[type_code]
-    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(dims) * dtype.itemsize  # Python ints: an int64 product can wrap around to a small size
     have = len(raw) - header
     if have < need:
         raise ValueError(
@@ -180,6 +181,15 @@ def load_idx(path):
         )
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
+
+
+def _idx_images(path):
+    """:func:`load_idx`, refusing a file without samples or without features (reshaping those fails)."""
+    images = load_idx(path)
+    if images.shape[0] == 0 or images[0].size == 0:
+        raise ValueError(f"IDX images file {os.fspath(path)!r} must hold at least one sample with at least "
+                         f"one feature, got shape {images.shape}")
+    return images
 
 
 def load_mnist(images_path, labels_path, scale=True, dtype="float32"):
@@ -198,7 +208,7 @@ def load_mnist(images_path, labels_path, scale=True, dtype="float32"):
     X : ndarray of shape (n, rows * cols)
     y : ndarray of shape (n,), int64
     """
-    images = load_idx(images_path)
+    images = _idx_images(images_path)
     labels = load_idx(labels_path)
     if labels.ndim != 1:
         raise ValueError(
@@ -470,7 +480,7 @@ def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", requi
         raise ValueError(
             f"IDX file {path!r} holds no labels: give the labels file as well (--labels FILE)"
         )
-    images = load_idx(path)
+    images = _idx_images(path)
     X = images.reshape(images.shape[0], -1).astype(np.float32)
     if images.dtype == np.uint8:
         X /= 255

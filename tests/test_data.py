@@ -94,6 +94,8 @@ def test_idx_other_types(tmp_path):
     (b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", r"truncated: shape \(5,\) of uint8 needs 5 data bytes, found 2"),
     (b"\x00\x00\x08\x01\x00\x00\x00\x01\x01\x02", "1 extra"),
     (b"\x00\x00\x08\x00", "0 dimensions"),
+    # 65536**4 = 2**64 wrapped to 0 in an int64 product, matching the empty data
+    (b"\x00\x00\x08\x04" + b"\x00\x01\x00\x00" * 4, "needs 18446744073709551616 data bytes, found 0"),
 ])
 def test_idx_malformed_files_name_file_and_problem(tmp_path, raw, match):
     path = tmp_path / "bad-idx1-ubyte"
@@ -120,6 +122,18 @@ def test_mnist_count_mismatch(tmp_path):
         data.load_mnist(ip, lp)
     with pytest.raises(ValueError, match="--labels"):
         data.load_dataset(str(ip))
+
+
+@pytest.mark.parametrize("shape", [(0, 2, 2), (3, 0, 2)])
+def test_idx_images_without_samples_or_features(tmp_path, shape):
+    # reshaping them failed with NumPy's "cannot reshape array of size 0", naming no file
+    ip = write_idx(tmp_path / "empty-idx3-ubyte", np.zeros(shape, np.uint8))
+    lp = write_idx(tmp_path / "lab", np.zeros(shape[0], np.uint8))
+    match = rf"'.*empty-idx3-ubyte' must hold at least one sample with at least one feature, got shape \({shape[0]}, {shape[1]}, 2\)"
+    with pytest.raises(ValueError, match=match):
+        data.load_mnist(ip, lp)
+    with pytest.raises(ValueError, match=match):
+        data.load_dataset(str(ip), require_y=False)
 
 
 def test_npz_names_shapes_and_errors(tmp_path):
