@@ -2,6 +2,7 @@
 import gzip
 import io
 import pathlib
+import re
 import struct
 import zipfile
 
@@ -334,3 +335,24 @@ def test_csv_integral_label_beyond_int64_is_not_wrapped(tmp_path):
     p.write_text("1,2,1e30\n3,4,1\n")
     _, y = data.load_csv(p)
     assert y.dtype == np.float64 and y.tolist() == [1e30, 1.0]
+
+
+def test_predict_output_path_is_checked_and_npz_refused(tmp_path, capsys):
+    """`fffcpu predict -o x.npz` wrote CSV text into a file named .npz; a missing folder or a directory
+    gave an OSError naming the hidden temporary file."""
+    from fffcpu import cli
+    model = tmp_path / "m.fff"
+    fffcpu.save(fffcpu.FFF(64, 2, 10, depth=1, seed=0), model)
+    cases = [
+        (tmp_path / "p.npz", r"--output '.*p\.npz': predictions are written as \.npy .* or as CSV text"),
+        (tmp_path / "missing" / "p.csv", r"cannot save to '.*p\.csv': directory '.*missing' does not exist"),
+        (tmp_path, r"cannot save to '.*': it is a directory"),
+    ]
+    for out, match in cases:
+        assert cli.main(["predict", str(model), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fffcpu predict: error: ") and err.count("\n") == 1 and ".tmp" not in err
+        assert re.search(match, err), err
+    assert not (tmp_path / "p.npz").exists() and not (tmp_path / "missing").exists()
+    assert cli.main(["predict", str(model), "--output", str(tmp_path / "p.NPY")]) == 0
+    assert np.load(tmp_path / "p.NPY", allow_pickle=False).shape == (1797,)

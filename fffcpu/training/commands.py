@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import data as fdata
 from .._argtypes import fraction, nonneg_float, nonneg_int, positive_int
-from ..io import _atomic_write
+from ..io import _atomic_write, _check_path
 from .estimators import VARIANTS, make_layer
 from .loop import evaluate, fit, fold_input_scaling, input_scaling
 from .optim import OPTIMIZERS
@@ -271,6 +271,11 @@ def run_predict(args):
     import fffcpu
 
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    if args.output is not None:  # before the work: a missing folder, a directory, a format it cannot write
+        _check_path(args.output)
+        if args.output.lower().endswith(".npz"):
+            raise ValueError(f"--output {args.output!r}: predictions are written as .npy (np.save) or as CSV "
+                             "text, not as an .npz archive; name the file .npy or .csv")
     layer = fffcpu.load(args.model)
     X = _features_for(layer, args)
     outputs = np.asarray(layer(X))
@@ -279,7 +284,7 @@ def run_predict(args):
         for row in np.atleast_1d(result):
             print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if args.raw else int(row), file=out)
         return 0
-    if args.output.endswith(".npy"):
+    if args.output.lower().endswith(".npy"):
         _atomic_write(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
     else:
         fmt = "%.9g" if args.raw else "%d"
