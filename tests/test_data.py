@@ -356,3 +356,20 @@ def test_predict_output_path_is_checked_and_npz_refused(tmp_path, capsys):
     assert not (tmp_path / "p.npz").exists() and not (tmp_path / "missing").exists()
     assert cli.main(["predict", str(model), "--output", str(tmp_path / "p.NPY")]) == 0
     assert np.load(tmp_path / "p.NPY", allow_pickle=False).shape == (1797,)
+
+
+def test_predict_refuses_to_overwrite_its_model_or_data(tmp_path, capsys):
+    """`fffcpu predict model.fff --data rows.csv -o rows.csv` replaced the user's data with predictions."""
+    from fffcpu import cli
+    model = tmp_path / "m.fff"
+    fffcpu.save(fffcpu.FFF(2, 2, 2, depth=1, seed=0), model)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("1,2\n3,4\n")
+    saved_model = model.read_bytes()
+    for out, what in ((rows, "--data"), (model, "MODEL")):
+        assert cli.main(["predict", str(model), "--data", str(rows), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fffcpu predict: error: --output '{out}' is the {what} file"), err
+    assert rows.read_text() == "1,2\n3,4\n" and model.read_bytes() == saved_model
+    assert cli.main(["predict", str(model), "--data", str(rows), "--output", str(tmp_path / "p.csv")]) == 0
+    assert len((tmp_path / "p.csv").read_text().split()) == 2

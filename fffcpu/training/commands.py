@@ -4,6 +4,7 @@
 takes the parsed ``argparse.Namespace`` and returns an exit status, so tests call them in-process.
 """
 import argparse
+import os
 import sys
 import time
 
@@ -276,6 +277,10 @@ def run_predict(args):
         if args.output.lower().endswith(".npz"):
             raise ValueError(f"--output {args.output!r}: predictions are written as .npy (np.save) or as CSV "
                              "text, not as an .npz archive; name the file .npy or .csv")
+        for what, source in (("MODEL", args.model), ("--data", args.data)):
+            if os.path.isfile(args.output) and os.path.isfile(source) and os.path.samefile(args.output, source):
+                raise ValueError(f"--output {args.output!r} is the {what} file {source!r}: the predictions would "
+                                 "overwrite it; choose another output path")
     layer = fffcpu.load(args.model)
     X = _features_for(layer, args)
     outputs = np.asarray(layer(X))
