@@ -221,7 +221,9 @@ def _fff_report(layer, X, y, tree_depth):
                  f"busiest leaf {_pct(hard_leaf.max(), n).strip()} of the samples")
     hard_acc = _accuracy(layer(X), y)
     if hard_acc is not None:
-        soft_acc = _accuracy(layer.soft_forward(X), y)
+        # in row blocks: the soft forward holds every leaf's output for every sample (GBs for a deep tree)
+        rows = max(1, (1 << 22) // (L * (layer.leaf_width + layer.output_width)))
+        soft_acc = _accuracy(np.concatenate([layer.soft_forward(X[i:i + rows]) for i in range(0, n, rows)]), y)
         lines.append(f"accuracy on these labels: hard {hard_acc:.4f}, soft {soft_acc:.4f}")
     return lines
 
