@@ -1,5 +1,6 @@
 """The ``fffcpu`` command line: each subcommand lives with the code it drives and registers itself here."""
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -32,6 +33,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         status = args.func(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is handled below
+    except BrokenPipeError:  # the reader went away (`fffcpu predict MODEL | head`): nothing to report
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit would fail again
+        except (OSError, ValueError):
+            pass
+        return 141  # what a shell reports for a command ended by SIGPIPE
     except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError, FloatingPointError) as exc:
         print(f"fffcpu {args.command}: error: {exc}", file=sys.stderr)
         return 2

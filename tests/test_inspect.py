@@ -1,7 +1,11 @@
 """`fffcpu inspect`: the report's numbers against the layer's own statistics, both kinds, bad input."""
 import argparse
 import gzip
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -166,3 +170,17 @@ def test_soft_accuracy_of_a_deep_tree_is_computed_in_row_blocks(monkeypatch):
     text = report(layer, X, y)
     assert sizes == [64, 64, 64, 8]
     assert f"soft {expected:.4f}" in text
+
+
+def test_cli_output_into_a_closed_pipe_is_not_an_error(tmp_path):
+    """`fffcpu inspect MODEL | head -1` printed "error: [Errno 32] Broken pipe" and exited with 2."""
+    model = tmp_path / "m.fff"
+    fffcpu.save(fffcpu.FFF(5, 2, 3, 2, seed=0), model)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "fffcpu", "inspect", str(model)], stdout=write_end,
+                              stderr=subprocess.PIPE, cwd=pathlib.Path(fffcpu.__file__).parents[1], timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == b"" and proc.returncode == 141
