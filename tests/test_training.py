@@ -386,6 +386,25 @@ def test_divergence_is_reported_as_such(tmp_path):
         args.func(args)
 
 
+def test_train_checks_its_output_before_training(tmp_path, capsys, monkeypatch):
+    """`fffcpu train -o missing/m.fff` trained in full before failing on the folder, and
+    `-o` naming the --data file replaced the user's data with the model."""
+    from fffcpu.cli import main
+    data = tmp_path / "d.npz"
+    np.savez(data, X=np.ones((8, 3)), y=np.zeros(8, dtype=np.int64))
+    before = data.read_bytes()
+    monkeypatch.setattr(commands, "fit", lambda *a, **k: pytest.fail("trained before checking --output"))
+    for output, message in [(tmp_path / "nodir" / "m.fff", "directory .*nodir' does not exist"),
+                            (tmp_path, "it is a directory"),
+                            (data, r"--output .*d\.npz' is the --data file .*: the model would overwrite it")]:
+        assert main(["train", "--data", str(data), "-o", str(output), "-q"]) == 2
+        assert re.search(message, capsys.readouterr().err)
+    assert data.read_bytes() == before
+    with pytest.raises(SystemExit):
+        parse(["train", "--seed", "-1", "-o", "m.fff"])
+    assert "argument --seed: expected an integer >= 0, got -1" in capsys.readouterr().err
+
+
 def test_diverging_demo_is_a_one_line_error(capsys):
     """fffcpu demo (and efff) ended in a traceback when training diverged: cli.main did not report
     the loop's FloatingPointError."""

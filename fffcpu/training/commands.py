@@ -175,6 +175,8 @@ def run_train(args):
     import fffcpu
 
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    _check_path(args.output)  # before training: a missing folder or a directory failed only at the end
+    _refuse_overwriting_inputs(args.output, "model", ("--data", args.data), ("--labels", args.labels))
     if args.patience is not None and not args.validation_split > 0:
         raise ValueError(f"--patience {args.patience} needs --validation-split > 0 (the held-out data early "
                          f"stopping watches), got --validation-split {args.validation_split}")
@@ -267,6 +269,14 @@ def run_evaluate(args):
     return 0
 
 
+def _refuse_overwriting_inputs(output, what, *inputs):
+    """A ValueError when ``output`` is one of the ``(option, path)`` files the command reads."""
+    for option, source in inputs:
+        if source and os.path.isfile(output) and os.path.isfile(source) and os.path.samefile(output, source):
+            raise ValueError(f"--output {output!r} is the {option} file {source!r}: the {what} would "
+                             "overwrite it; choose another output path")
+
+
 def run_predict(args):
     """Predict with a saved model: class indices (default) or raw outputs (``--raw``)."""
     import fffcpu
@@ -277,10 +287,7 @@ def run_predict(args):
         if args.output.lower().endswith(".npz"):
             raise ValueError(f"--output {args.output!r}: predictions are written as .npy (np.save) or as CSV "
                              "text, not as an .npz archive; name the file .npy or .csv")
-        for what, source in (("MODEL", args.model), ("--data", args.data)):
-            if os.path.isfile(args.output) and os.path.isfile(source) and os.path.samefile(args.output, source):
-                raise ValueError(f"--output {args.output!r} is the {what} file {source!r}: the predictions would "
-                                 "overwrite it; choose another output path")
+        _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data))
     layer = fffcpu.load(args.model)
     X = _features_for(layer, args)
     outputs = np.asarray(layer(X))
@@ -348,7 +355,7 @@ def add_parsers(subparsers):
     p.add_argument("--epochs", type=positive_int, default=60, help="training epochs for both nets")
     p.add_argument("--batch-size", type=positive_int, default=32, help="mini-batch size")
     p.add_argument("--lr", type=nonneg_float, default=3e-3, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the split, initialisation and shuffling")
     p.set_defaults(func=run_demo)
 
     p = subparsers.add_parser(
@@ -408,7 +415,7 @@ def add_parsers(subparsers):
     p.add_argument("--patience", type=positive_int, default=None,
                    help="stop after this many epochs without a better validation loss (needs --validation-split)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="parameter dtype")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split, shuffling and noise")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of initialisation, split, shuffling and noise")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-epoch progress")
     p.set_defaults(func=run_train)
 
