@@ -275,7 +275,14 @@ def load(path):
     path = _fspath(path)
 
     def fail(problem):
-        return ModelFileError(f"{path!r} is not a valid fffcpu model file: {problem}")
+        from .interop import file_format
+        try:
+            other = file_format(path) != "npz"
+        except ValueError:  # a suffix of no known format
+            other = False
+        hint = ("; its suffix names another format: read it with fffcpu.interop.load_any, or convert it "
+                "with `fffcpu convert`") if other else ""
+        return ModelFileError(f"{path!r} is not a valid fffcpu model file: {problem}{hint}")
 
     with open(path, "rb") as f:
         file_size = os.fstat(f.fileno()).st_size

@@ -256,6 +256,21 @@ def test_load_from_a_directory_names_it(tmp_path, capsys, suffix):
     assert "Is a directory" in err and str(path) in err and "Traceback" not in err
 
 
+def test_fffcpu_load_of_a_pt_or_safetensors_file_points_to_load_any(tmp_path):
+    """fffcpu.load (and `fffcpu inspect`) said only "not a valid fffcpu model file" for a .pt or
+    .safetensors file, not where such a file is read."""
+    pytest.importorskip("safetensors", reason="needs the safetensors package")
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    path = interop.save_safetensors(layer, tmp_path / "m.safetensors")
+    with pytest.raises(fffcpu.io.ModelFileError, match=r"m\.safetensors' is not a valid fffcpu model file: "
+                       r".*its suffix names another format: read it with fffcpu\.interop\.load_any"):
+        fffcpu.load(path)
+    (tmp_path / "m.bin").write_bytes(b"junk")
+    with pytest.raises(fffcpu.io.ModelFileError) as info:
+        fffcpu.load(tmp_path / "m.bin")
+    assert "suffix" not in str(info.value)
+
+
 def _have(module):
     try:
         __import__(module)
