@@ -435,7 +435,8 @@ def all_finite(x):
 def warmup(dtypes=("float32", "float64")):
     """Compile (or load from Numba's cache) every kernel the layers use, for each dtype.
 
-    Calls each entry point once on tiny inputs of the layouts the layers pass (C-contiguous).
+    Calls each entry point once on tiny inputs of the layouts the layers pass (C-contiguous,
+    writable or read-only).
     """
     for name in dtypes:
         dt = np.dtype(name)
@@ -450,20 +451,26 @@ def warmup(dtypes=("float32", "float64")):
             "b2s": rng.standard_normal((2, O)).astype(dt),
         }
         w_in, b_in, w_out_t = (rng.standard_normal(s).astype(dt) for s in ((3, D), 3, (3, O)))
-        leaf_forward_one(p, 0, np.zeros(D, dt))
         master = dict(p, magic_w1=p["w1s"][:1], magic_b1=p["b1s"][:1], magic_w2=p["w2s"][:1],
                       magic_b2=p["b2s"][:1], k=np.zeros((), dt))
-        leaf_forward_one(master, 0, np.zeros(D, dt))  # the eFFF master leaf's own one-sample kernel
-        neuron_tree_forward_one(w_in, b_in, w_out_t, 1, 1, 1, np.zeros(D, dt))
         global PARALLEL_MIN_WORK
         saved, PARALLEL_MIN_WORK = PARALLEL_MIN_WORK, 0  # tiny inputs, yet compile the batch kernels
         try:
-            for n in (1, SERIAL_BELOW):
-                x = rng.standard_normal((n, D)).astype(dt)
-                leaf_forward(p, 0, x)
-                neuron_tree_forward(w_in, b_in, w_out_t, 1, 1, 1, x)
-                all_finite(x)
-                all_finite(x[0])
+            # writable and read-only inputs (a memory map, np.frombuffer): Numba types a read-only
+            # array apart, so the kernels called through its dispatch compile for each
+            for writeable in (True, False):
+                one = np.zeros(D, dt)
+                one.flags.writeable = writeable
+                leaf_forward_one(p, 0, one)
+                leaf_forward_one(master, 0, one)  # the eFFF master leaf's own one-sample kernel
+                neuron_tree_forward_one(w_in, b_in, w_out_t, 1, 1, 1, one)
+                for n in (1, SERIAL_BELOW):
+                    x = rng.standard_normal((n, D)).astype(dt)
+                    x.flags.writeable = writeable
+                    leaf_forward(p, 0, x)
+                    neuron_tree_forward(w_in, b_in, w_out_t, 1, 1, 1, x)
+                    all_finite(x)
+                    all_finite(x[0])
         finally:
             PARALLEL_MIN_WORK = saved
 

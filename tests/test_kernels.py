@@ -664,8 +664,9 @@ x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
 
 def test_warmup_compiles_every_kernel_the_layers_call():
     """After warmup(), layer calls of that dtype add no kernel signature (no compilation in the hot
-    path). A fresh process, since this one's kernels already carry the signatures of other tests;
-    the kernels load from Numba's disk cache, so it takes seconds."""
+    path), read-only inputs (a memory map, np.frombuffer) included: they compiled the serial loops
+    anew, seconds on the first such call. A fresh process, since this one's kernels already carry
+    the signatures of other tests; the kernels load from Numba's disk cache, so it takes seconds."""
     script = r'''
 import numpy as np, fffcpu
 from fffcpu import _kernel_api as api, kernels
@@ -675,9 +676,12 @@ count = lambda: {n: len(f.signatures) for n, f in vars(kernels).items() if hasat
 before = count()
 api.PARALLEL_MIN_WORK = 0
 x = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+ro = x.copy()
+ro.flags.writeable = False
 for layer in (fffcpu.FFF(5, 3, 4, 3), fffcpu.FFF(5, 3, 4, 3, master_leaf=2), NeuronTreeFFF(5, 4, 3),
               NeuronTreeFFF(5, 4, 3, parallel_size=2, activation="relu")):
-    for batch in (x[0], x[:1], x[:3], x, x[:, ::-1], np.asfortranarray(x), x.astype(np.float64)):
+    for batch in (x[0], x[:1], x[:3], x, x[:, ::-1], np.asfortranarray(x), x.astype(np.float64),
+                  ro[0], ro[:1], ro[:3], ro):
         layer(batch)
 after = count()
 print({n: (before[n], after[n]) for n in after if after[n] != before[n]})
