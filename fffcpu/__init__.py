@@ -42,7 +42,10 @@ def set_num_threads(n):
 
     Forked worker processes: with the ``omp`` layer, a child forked after the parent's first
     parallel batch call aborts at its own first one (GNU OpenMP); start workers with ``spawn`` or
-    ``forkserver``, or use ``NUMBA_THREADING_LAYER=workqueue``. One-sample calls do not start it.
+    ``forkserver``, or use ``NUMBA_THREADING_LAYER=workqueue``. One-sample calls do not start it,
+    nor does :func:`get_num_threads`; ``set_num_threads`` itself does (Numba keeps the count in
+    the threading layer), so in a parent that forks workers, call it in each worker instead, or
+    set ``NUMBA_NUM_THREADS``.
 
     See docs/kernels.md for the measurements.
     """
@@ -51,7 +54,8 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads the parallel batch kernels use now."""
+    """Threads the parallel batch kernels use now (for the calling thread). Reading it does not
+    start Numba's threading layer (forked workers stay safe, see :func:`set_num_threads`)."""
     from . import _kernel_api
     return _kernel_api.get_num_threads()
 

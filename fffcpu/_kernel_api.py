@@ -488,7 +488,15 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The number of Numba threads the batch kernels use (for the calling thread)."""
-    import numba
+    """The number of Numba threads the batch kernels use (for the calling thread).
 
+    Before Numba's threading layer has started, that is ``NUMBA_NUM_THREADS``, answered without
+    starting it: ``numba.get_num_threads()`` starts it, and with GNU OpenMP a child forked after
+    that aborts at its first batch call (see :func:`fffcpu.set_num_threads`).
+    """
+    import numba
+    from numba.np.ufunc import parallel
+
+    if not getattr(parallel, "_is_initialized", True):
+        return numba.config.NUMBA_NUM_THREADS
     return numba.get_num_threads()

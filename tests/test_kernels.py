@@ -751,15 +751,17 @@ x = rng.standard_normal((16, 3)).astype(np.float32)
 
 
 def test_a_process_that_ran_only_one_sample_calls_can_fork_batch_workers():
-    """One-sample calls and serial batches do not start Numba's threading layer: with GNU OpenMP a
-    forked child of a process that started it aborts at its first parallel call ("fork() called from
-    a process already using GNU OpenMP"). (After a parallel batch call in the parent that is Numba's
-    own limit.)"""
+    """One-sample calls, serial batches and fffcpu.get_num_threads() do not start Numba's threading
+    layer: with GNU OpenMP a forked child of a process that started it aborts at its first parallel
+    call ("fork() called from a process already using GNU OpenMP"), and a Pool waits for it forever.
+    (After a parallel batch call in the parent that is Numba's own limit.)"""
     _need_fork()
     script = _SMALL_FFF + r'''
 expected = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy")(x)
 layer(x[0])
 layer(x[:3])  # below SERIAL_BELOW: the serial loop
+import numba
+assert fffcpu.get_num_threads() == numba.config.NUMBA_NUM_THREADS
 def child(q):
     q.put(np.abs(layer(x) - expected).max())
 ctx = mp.get_context("fork")
