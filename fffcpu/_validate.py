@@ -105,8 +105,22 @@ def as_input(x, width, dtype, name="x"):
         ``x.shape[:-1]``, to reshape outputs back.
     """
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x)
+        x = x.detach().cpu()
+        try:
+            x = x.numpy()
+        except TypeError:  # a dtype NumPy lacks: bfloat16 is exact in float32
+            if not x.is_floating_point():
+                raise TypeError(f"{name} must hold real numbers (float or int), got a tensor of {x.dtype}") from None
+            x = x.float().numpy()
+    if isinstance(x, np.ma.MaskedArray) and np.ma.is_masked(x):
+        raise ValueError(f"{name} must not have masked values (the layer would read the data under the "
+                         f"mask), got a masked array with {int(np.ma.count_masked(x))} masked value(s); "
+                         f"fill them first: {name}.filled(value)")
+    try:
+        arr = np.asarray(x)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name} must be array_like of shape (..., {width}), got a {type(x).__name__} "
+                         f"NumPy cannot make one array of ({err})") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(
             f"{name} must hold real numbers (float or int), got dtype {arr.dtype}"

@@ -197,6 +197,27 @@ def test_layer_awkward_inputs_match_numpy_backend():
         np.testing.assert_allclose(y, ref_layer(x), **TOL[np.float32])
 
 
+def test_layer_refuses_ragged_lists_and_masked_values_and_takes_bfloat16_tensors():
+    """A ragged list failed with NumPy's message, naming no argument; the values under a masked
+    array's mask were used silently; a bfloat16 tensor failed in torch ("Got unsupported ScalarType")."""
+    layer = fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=0, dtype="float32")
+    with pytest.raises(ValueError, match=r"x must be array_like of shape \(\.\.\., 5\), got a list"):
+        layer([[1.0] * D, [1.0] * (D - 1)])
+    x = np.random.default_rng(15).standard_normal((3, D)).astype(np.float32)
+    masked = np.ma.masked_array(x, mask=np.zeros(x.shape, bool))
+    np.testing.assert_array_equal(layer(masked), layer(x))  # nothing masked: the data
+    masked[1, 2] = np.ma.masked
+    for call in (layer, layer.leaf_index):
+        with pytest.raises(ValueError, match=r"x must not have masked values .* with 1 masked value\(s\); "
+                                             r"fill them first: x.filled\(value\)"):
+            call(masked)
+    torch = pytest.importorskip("torch")
+    half = torch.from_numpy(x).to(torch.bfloat16)
+    np.testing.assert_array_equal(layer(half), layer(half.float().numpy()))
+    with pytest.raises(TypeError, match="x must hold real numbers"):
+        layer(torch.ones((2, D), dtype=torch.complex64))
+
+
 def test_neuron_tree_layer_awkward_inputs():
     NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
     layer = NT(D, O, depth=3, parallel_size=3, seed=0, dtype="float32")
