@@ -98,7 +98,8 @@ def save(layer, path):
     ----------
     layer : fffcpu layer (``FFF``, ``NeuronTreeFFF``, or a class added with :func:`register_kind`)
     path : str or os.PathLike
-        Used exactly as given; no suffix is appended. Its directory must exist.
+        Used exactly as given; no suffix is appended. Its directory must exist. A symbolic link is
+        followed: the file it names is replaced, the link stays.
 
     Raises
     ------
@@ -194,6 +195,8 @@ def _write_npz(f, members):
 
 
 def _atomic_write(path, write):
+    if os.path.islink(path):  # write the file the link names: renaming onto the link replaced the link
+        path = os.path.realpath(path)  # with a file and left its target as it was
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:

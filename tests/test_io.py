@@ -157,6 +157,18 @@ def test_overwrite_replaces_and_keeps_mode(tmp_path):
     _assert_same_layer(second, io.load(path))
 
 
+def test_save_through_a_symlink_writes_its_target(tmp_path):
+    """Saving to a link (current.npz -> v1.npz) replaced the link by a file and left v1.npz stale."""
+    target, link = tmp_path / "v1.npz", tmp_path / "current.npz"
+    io.save(_perturbed_fff(1, "float32"), target)
+    link.symlink_to(target.name)
+    second = _perturbed_fff(2, "float64")
+    io.save(second, link)
+    assert link.is_symlink()
+    _assert_same_layer(second, io.load(target))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current.npz", "v1.npz"]  # no temporary left
+
+
 class _FFFWithScale(fffcpu.FFF):
     """An option that adds an array (as eFFF's master leaf does): expected names come from the layer."""
 
