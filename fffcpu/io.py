@@ -164,6 +164,10 @@ def _check_path(path):
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path!r}: it is a directory")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        # the atomic rename needs only the folder's permission, so it replaced write-protected files
+        raise PermissionError(f"cannot save to {path!r}: the file is write-protected (not writable by "
+                              "this user); remove its protection or choose another path")
     return path
 
 

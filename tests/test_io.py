@@ -169,6 +169,28 @@ def test_save_through_a_symlink_writes_its_target(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current.npz", "v1.npz"]  # no temporary left
 
 
+@pytest.mark.parametrize("how", ["chmod", "access"])
+def test_save_refuses_a_write_protected_file(tmp_path, monkeypatch, how):
+    """The rename into place needs only the folder's permission, so a file chmod 0o444 was replaced."""
+    path = tmp_path / "kept.npz"
+    io.save(_perturbed_fff(1, "float32"), path)
+    before = path.read_bytes()
+    if how == "chmod":  # real permissions; root may write any file, as open() would
+        if os.geteuid() == 0:
+            pytest.skip("root may write a write-protected file")
+        os.chmod(path, 0o444)
+    else:  # the same answer from the permission check, also where the tests run as root
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p) == str(path)
+                            else real_access(p, mode, **kw))
+    from fffcpu import interop
+    for save in (io.save, interop.save_safetensors):
+        with pytest.raises(PermissionError, match=r"kept\.npz': the file is write-protected"):
+            save(_perturbed_fff(2, "float32"), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.npz"]
+
+
 class _FFFWithScale(fffcpu.FFF):
     """An option that adds an array (as eFFF's master leaf does): expected names come from the layer."""
 
