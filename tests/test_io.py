@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import stat
+import warnings
 import zipfile
 
 import numpy as np
@@ -638,3 +639,24 @@ def test_new_file_mode_follows_the_umask(tmp_path, umask):
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "m.npz").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_duplicate_archive_member_is_refused(saved):
+    # two w1s.npy members: which one a reader takes is up to the reader, so neither is taken
+    path, _, arrays = saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(path, "a") as zf:
+            buf = io_bytes.BytesIO()
+            np.save(buf, arrays["w1s"] + 1)
+            zf.writestr("w1s.npy", buf.getvalue())
+    _load_fails(path, "duplicate archive member 'w1s.npy'")
+
+
+def test_header_declaring_more_bytes_than_the_file_holds(saved):
+    path, header, arrays = saved
+    for a in header["arrays"]:
+        if a["name"] == "w1s":
+            a["shape"] = [4, 5, 10 ** 6]
+    _write_raw(path, header, arrays)
+    _load_fails(path, "the header declares", "bytes of arrays but the file has only")

@@ -241,6 +241,8 @@ def test_classifier_sklearn_protocol():
     assert list(clf.classes_) == ["cat", "dog", "eel"] and clf.n_features_in_ == 2
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    logits = np.asarray(clf.layer_(X), dtype=np.float64)  # the softmax of the hard-inference logits
+    np.testing.assert_allclose(proba, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), rtol=1e-12)
     assert clf.score(X, labels) > 0.9
     assert set(clf.predict(X)) <= set(clf.classes_)
     assert len(clf.history_["loss"]) == 20
