@@ -307,6 +307,16 @@ def test_fastfeedforward_module_round_trip(tmp_path):
     assert_rel(again(x), layer(x), 0, "pt round trip")
 
 
+def test_fastfeedforward_hyperparameters_both_ways():
+    module = fastfeedforward.FFF(D, LW, O, 1, activation=torch.nn.Tanh(), dropout=0.25, train_hardened=True,
+                                 region_leak=0.3)
+    layer = interop.from_fastfeedforward(module)
+    assert (layer.activation, layer.dropout, layer.train_hardened, layer.region_leak) == ("tanh", 0.25, True, 0.3)
+    back = interop.to_fastfeedforward(layer)
+    assert type(back.activation) is torch.nn.Tanh
+    assert (back.dropout, back.train_hardened, back.region_leak) == (0.25, True, 0.3)
+
+
 class UltraFastBERTLikeFFF(torch.nn.Module):
     """The UltraFastBERT layer's parameters (SPEC §2), for state-dict tests."""
 

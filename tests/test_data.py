@@ -40,6 +40,9 @@ def test_split_is_seeded_stratified_and_disjoint():
     y = np.repeat([0, 1], 10)
     Xtr, Xte, _, _ = data.train_test_split(X, y, test_fraction=0.3, seed=0)
     assert len(Xte) == 6 and set(Xtr[:, 0]).isdisjoint(Xte[:, 0])
+    assert sorted(np.concatenate([Xtr[:, 0], Xte[:, 0]])) == list(range(20))  # nothing lost or repeated
+    # "rows in a shuffled order": not the input order, which would put one class after the other
+    assert np.any(np.diff(Xtr[:, 0]) < 0) and np.any(np.diff(Xte[:, 0]) < 0)
     with pytest.raises(ValueError, match="same number of rows"):
         data.train_test_split(X, y[:5])
 
@@ -85,6 +88,14 @@ def test_idx_other_types(tmp_path):
     np.testing.assert_array_equal(data.load_idx(write_idx(tmp_path / "f", a, 0x0D)), a)
     b = np.array([-300, 300], dtype=np.int16)
     np.testing.assert_array_equal(data.load_idx(write_idx(tmp_path / "s", b, 0x0B)), b)
+    for arr, code in ((a, 0x0D), (b, 0x0B)):
+        got = data.load_idx(write_idx(tmp_path / "n", arr, code))
+        assert got.dtype.isnative and got.dtype == arr.dtype  # documented: native byte order
+    # scale divides byte images only: float images are taken as they are
+    ip = write_idx(tmp_path / "fimg", np.stack([a, a + 1]), 0x0D)
+    lp = write_idx(tmp_path / "flab", np.array([1, 2], dtype=np.uint8))
+    X, _ = data.load_mnist(ip, lp, scale=True, dtype="float64")
+    np.testing.assert_array_equal(X, np.stack([a, a + 1]).reshape(2, 4))
 
 
 @pytest.mark.parametrize("raw, match", [

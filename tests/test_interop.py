@@ -121,6 +121,28 @@ def test_checkpoint_wrapper_and_usage_counters():
     assert sorted(layer.params) == sorted(LEAF_NAMES)
 
 
+def test_model_wrapper_child_modules_and_lookalike_keys():
+    rng = np.random.default_rng(5)
+    state = leaf_state(rng, prefix="fff.")
+    # a child module's parameters under the layer's prefix are not the layer's own arrays
+    state.update({"fff.activation.weight": np.ones(3), "fff.proj.bias": np.ones(2)})
+    # a key that merely ends with an anchor's text belongs to no FFF layer
+    state.update({"decoder.gate_w1s": np.ones((2, 2)), "xlinear_in.weight": np.ones((2, 2))})
+    assert interop.detect_kind(state) == ("fff", "fff.")
+    layer = interop.from_torch_state_dict({"model": state, "optimizer": {"lr": 0.1}})
+    assert sorted(layer.params) == sorted(LEAF_NAMES)
+    np.testing.assert_array_equal(layer.params["w2s"], state["fff.w2s"])
+
+
+def test_to_numpy_widens_half_floats_only():
+    torch = pytest.importorskip("torch", reason="needs torch")
+    assert interop.to_numpy(torch.ones(2, dtype=torch.float16)).dtype == np.float32
+    assert interop.to_numpy(torch.ones(2, dtype=torch.bfloat16)).dtype == np.float32
+    for dt, want in ((torch.int8, np.int8), (torch.int16, np.int16), (torch.uint8, np.uint8),
+                     (torch.float64, np.float64)):
+        assert interop.to_numpy(torch.tensor([1, 2], dtype=dt)).dtype == want
+
+
 def test_several_layers_need_a_prefix():
     rng = np.random.default_rng(2)
     state = {**leaf_state(rng, prefix="a."), **leaf_state(rng, prefix="b."), **nt_state(rng, prefix="c.")}

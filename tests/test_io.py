@@ -3,6 +3,8 @@ import io as io_bytes
 import json
 import os
 import pathlib
+import stat
+import warnings
 import zipfile
 
 import numpy as np
@@ -401,7 +403,15 @@ def test_array_dtype_differs_from_header(saved):
     path, header, arrays = saved
     arrays["w1s"] = arrays["w1s"].astype(np.float64)
     _write_raw(path, header, arrays)
-    _load_fails(path, "'w1s'", "float64", "float32")
+    _load_fails(path, "'w1s'", "float64 in the archive but float32 in the header")
+    # the other way round the layer's dtype matches the archive: only the header check can see it
+    header, arrays = _members(path)
+    arrays["w1s"] = arrays["w1s"].astype(np.float32)
+    for a in header["arrays"]:
+        if a["name"] == "w1s":
+            a["dtype"] = "float64"
+    _write_raw(path, header, arrays)
+    _load_fails(path, "'w1s'", "float32 in the archive but float64 in the header")
 
 
 def test_array_dtype_differs_from_layer_dtype(saved):
@@ -598,3 +608,77 @@ def test_archive_member_that_is_not_an_array(saved):
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr("notes.txt", b"hello")
     _load_fails(path, "'notes.txt'")
+
+
+def test_big_endian_arrays_load_as_native_values(saved):
+    # another writer may store big-endian .npy members: same values, the layer's native dtype
+    path, header, arrays = saved
+    want = {k: v.copy() for k, v in arrays.items()}
+    _write_raw(path, header, {k: v.astype(v.dtype.newbyteorder(">")) for k, v in arrays.items()})
+    layer = io.load(path)
+    for name, value in want.items():
+        assert layer.params[name].dtype == np.float32 and layer.params[name].dtype.isnative
+        np.testing.assert_array_equal(layer.params[name], value)
+
+
+def test_save_fsyncs_the_directory_after_the_rename(tmp_path, monkeypatch):
+    # the rename is durable only once the directory entry is synced
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), os.path.exists(tmp_path / "m.npz")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(io.os, "fsync", spy)
+    io.save(_perturbed_fff(1, "float32"), tmp_path / "m.npz")
+    assert synced[0] == (False, False)  # the temporary file, before the rename
+    assert synced[-1] == (True, True)  # the directory, after it
+
+
+def test_interrupted_save_leaves_old_file_and_no_temp_files(tmp_path, monkeypatch):
+    # Ctrl-C during the write is a BaseException, not an Exception: the temporary must go too
+    path = tmp_path / "m.npz"
+    io.save(_perturbed_fff(1, "float32"), path)
+    before = path.read_bytes()
+
+    def interrupted(f, members):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "_write_npz", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        io.save(_perturbed_fff(2, "float32"), path)
+    assert os.listdir(tmp_path) == ["m.npz"]
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o077])
+def test_new_file_mode_follows_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        io.save(_perturbed_fff(1, "float32"), tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "m.npz").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_duplicate_archive_member_is_refused(saved):
+    # two w1s.npy members: which one a reader takes is up to the reader, so neither is taken
+    path, _, arrays = saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(path, "a") as zf:
+            buf = io_bytes.BytesIO()
+            np.save(buf, arrays["w1s"] + 1)
+            zf.writestr("w1s.npy", buf.getvalue())
+    _load_fails(path, "duplicate archive member 'w1s.npy'")
+
+
+def test_header_declaring_more_bytes_than_the_file_holds(saved):
+    path, header, arrays = saved
+    for a in header["arrays"]:
+        if a["name"] == "w1s":
+            a["shape"] = [4, 5, 10 ** 6]
+    _write_raw(path, header, arrays)
+    _load_fails(path, "the header declares", "bytes of arrays but the file has only")

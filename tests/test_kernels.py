@@ -13,6 +13,7 @@ import fffcpu
 from fffcpu import _kernel_api as api
 from fffcpu import kernels
 from fffcpu.activations import ACTIVATION_CODES
+from fffcpu.neuron_tree import NeuronTreeFFF
 from fffcpu.reference import leaf as ref_leaf
 from fffcpu.reference import neuron_tree as ref_nt
 
@@ -219,7 +220,7 @@ def test_layer_refuses_ragged_lists_and_masked_values_and_takes_bfloat16_tensors
 
 
 def test_neuron_tree_layer_awkward_inputs():
-    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    NT = NeuronTreeFFF
     layer = NT(D, O, depth=3, parallel_size=3, seed=0, dtype="float32")
     rng = np.random.default_rng(14)
     base = rng.standard_normal((60, 2 * D))
@@ -360,7 +361,7 @@ def test_one_sample_entry_points_report_non_finite(dtype):
 
 
 def test_neuron_tree_lean_path_checks_and_follows_rebound_params():
-    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    NT = NeuronTreeFFF
     layer = NT(D, O, depth=3, parallel_size=2, seed=3, dtype="float32")
     rng = np.random.default_rng(23)
     x = rng.standard_normal((30, D)).astype(np.float32)
@@ -520,7 +521,7 @@ def test_bound_functions_follow_the_activation_and_run_from_threads():
     """layer(x) for one sample, and for a batch, calls a function bound to the layer's kernel
     arguments (the compiled kernel called directly); it is rebuilt when the activation changes and
     is safe to share."""
-    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    NT = NeuronTreeFFF
     rng = np.random.default_rng(37)
     x = rng.standard_normal((24, D))
     for layer in (fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=5, dtype="float64"),
@@ -554,7 +555,7 @@ def test_a_deep_copy_computes_with_its_own_parameters(master_leaf):
     kernel caches: the copy follows its own parameters and not the original's, for one sample and
     for a batch, also after either is changed in place."""
     import copy
-    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    NT = NeuronTreeFFF
     rng = np.random.default_rng(39)
     x = rng.standard_normal((40, D)).astype(np.float32)
     layers = [fffcpu.FFF(D, L_WIDTH, O, depth=2, seed=6, master_leaf=master_leaf)]
@@ -574,7 +575,7 @@ def test_a_deep_copy_computes_with_its_own_parameters(master_leaf):
 
 
 def _layers_of_every_kind(dtype):
-    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    NT = NeuronTreeFFF
     return [fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=6, dtype=dtype),
             fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=7, master_leaf=2, dtype=dtype),
             NT(D, O, depth=3, parallel_size=2, seed=8, dtype=dtype)]
@@ -638,7 +639,7 @@ def test_dtype_is_fixed_and_astype_converts():
     """Setting layer.dtype after construction left parameters and compiled entry points of one dtype
     behind inputs of another, and broke the batch calls of every other layer in the process; it is
     refused now, with astype for a converted copy. backend is checked when set."""
-    NT = pytest.importorskip("fffcpu.neuron_tree").NeuronTreeFFF
+    NT = NeuronTreeFFF
     rng = np.random.default_rng(41)
     x = rng.standard_normal((40, D)).astype(np.float32)
     for make in (lambda s: fffcpu.FFF(D, L_WIDTH, O, depth=2, seed=s, master_leaf=2),

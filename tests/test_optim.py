@@ -274,3 +274,35 @@ def test_more_optimizer_input_errors():
         with pytest.raises(ValueError, match=r"usage\['w'\] must hold finite counts >= 0"):
             opt.step({"w": np.ones((2, 2))}, {"w": np.array(bad)})
     np.testing.assert_array_equal(opt.params["w"], 1.0)
+
+
+def test_adam_uses_its_eps():
+    # a large eps dominates the denominator: the first step is lr g / (|g| + eps)
+    p = np.array([1.0, 1.0])
+    g = np.array([0.2, -0.05])
+    Adam({"w": p}, lr=0.1, eps=0.1).step({"w": g})
+    np.testing.assert_allclose(p, 1.0 - 0.1 * g / (np.abs(g) + 0.1), rtol=1e-14)
+
+
+def test_make_optimizer_documented_defaults():
+    for name, lr, mu, nesterov in (("sgd", 0.1, 0.0, False), ("momentum", 0.1, 0.9, False),
+                                   ("nesterov", 0.1, 0.9, True), ("local-sgd", 0.1, 0.0, False)):
+        opt = make_optimizer(name, {"w": np.ones(2)})
+        assert (opt.lr, opt.momentum, opt.nesterov) == (lr, mu, nesterov), name
+    for name in ("adam", "adamw", "local-adam", "local-adamw"):
+        opt = make_optimizer(name, {"w": np.ones(2)})
+        assert opt.lr == 1e-3 and opt.betas == (0.9, 0.999) and opt.eps == 1e-8, name
+    assert make_optimizer("local-adam", {"w": np.ones(2)}).local_batch_size == 64
+
+
+def test_local_sgd_weight_decay_uses_the_updated_blocks_only():
+    # L2 decay of a local block is wd times that block's own parameters
+    p0 = np.array([[1.0, 2.0], [3.0, 4.0], [-1.0, 5.0]])
+    p = p0.copy()
+    G = np.full((3, 2), 0.5)
+    opt = LocalSGD({"w": p}, local_batch_size=2, lr=0.1, weight_decay=0.5)
+    opt.step({"w": G}, {"w": np.array([2.0, 0.0, 4.0])})
+    expect = p0.copy()
+    for i, u in ((0, 2.0), (2, 4.0)):
+        expect[i] = p0[i] - 0.1 * (G[i] * 2 / u + 0.5 * p0[i])
+    np.testing.assert_allclose(p, expect, rtol=1e-14)

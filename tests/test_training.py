@@ -241,6 +241,8 @@ def test_classifier_sklearn_protocol():
     assert list(clf.classes_) == ["cat", "dog", "eel"] and clf.n_features_in_ == 2
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    logits = np.asarray(clf.layer_(X), dtype=np.float64)  # the softmax of the hard-inference logits
+    np.testing.assert_allclose(proba, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), rtol=1e-12)
     assert clf.score(X, labels) > 0.9
     assert set(clf.predict(X)) <= set(clf.classes_)
     assert len(clf.history_["loss"]) == 20
@@ -471,3 +473,121 @@ def test_python_m_fffcpu_and_help_without_docstrings():
             out = subprocess.run([sys.executable, *flags, "-m", "fffcpu", *sub, "--help"],
                                  capture_output=True, text=True, timeout=120)
             assert out.returncode == 0 and "usage: " in out.stdout, (flags, sub, out.stderr[-1500:])
+
+
+# -- what each epoch feeds the layer, and what it reports --------------------------------------
+class Recorder(LinearLayer):
+    """LinearLayer on one feature holding the sample's index: records the rows of every batch and
+    every evaluation, and has a constant hardening loss and a soft forward that disagrees."""
+
+    def __init__(self):
+        super().__init__(1, 3)
+        self.batches, self.evaluated = [], []
+
+    def train_forward(self, x, rng=None):
+        self.batches.append(x[:, 0].astype(int).tolist())
+        return super().train_forward(x, rng)
+
+    def hardening_loss(self, cache):
+        return 0.25
+
+    def __call__(self, x):
+        self.evaluated.append(np.asarray(x)[:, 0].astype(int).tolist())
+        return super().__call__(x)
+
+    def soft_forward(self, x):
+        return -super().__call__(x)
+
+
+def test_each_epoch_feeds_every_sample_once_in_the_documented_order():
+    X, y = np.arange(23.0)[:, None], np.arange(23) % 3
+    for shuffle in (True, False):
+        layer = Recorder()
+        fit(layer, X, y, optimizer=SGD(layer.params, lr=0.0), epochs=2, batch_size=5, shuffle=shuffle, seed=4)
+        assert [len(b) for b in layer.batches] == [5, 5, 5, 5, 3] * 2  # the last batch is the rest
+        shuffle_rng, _ = make_generators(4)
+        for epoch in range(2):
+            order = shuffle_rng.permutation(23) if shuffle else np.arange(23)
+            assert sum(layer.batches[5 * epoch:5 * epoch + 5], []) == order.tolist()
+
+
+def test_validation_split_holds_out_a_seeded_subset_never_trained_on():
+    X, y = np.arange(20.0)[:, None], np.arange(20) % 3
+    layer = Recorder()
+    fit(layer, X, y, optimizer=SGD(layer.params, lr=0.0), epochs=2, batch_size=4, validation_split=0.25, seed=9)
+    held = make_generators(9)[0].permutation(20)[:5]
+    assert sorted(layer.evaluated[0]) == sorted(held.tolist()) and len(layer.evaluated) == 2
+    for epoch in range(2):
+        trained = sum(layer.batches[4 * epoch:4 * epoch + 4], [])
+        assert sorted(trained) == sorted(set(range(20)) - set(held.tolist()))
+
+
+def test_history_losses_are_sample_means_of_the_objective():
+    # lr 0: the parameters never change, so each epoch's mean equals the loss over the whole set
+    X, y = np.arange(23.0)[:, None] / 10, np.arange(23) % 3
+    layer = Recorder()
+    yv = LinearLayer(1, 3)(X[1:8]).argmax(axis=1)  # the same weights: hard accuracy 1, soft 0
+    hist = fit(layer, X, y, optimizer=SGD(layer.params, lr=0.0), epochs=1, batch_size=5, hardening=2.0,
+               seed=0, validation=(X[1:8], yv))
+    task = fffcpu.training.losses.cross_entropy(LinearLayer.__call__(layer, X), y)[0]
+    assert hist["task_loss"][0] == pytest.approx(task, rel=1e-12)
+    assert hist["hardening_loss"][0] == pytest.approx(0.25, rel=1e-12)
+    assert hist["loss"][0] == pytest.approx(task + 2.0 * 0.25, rel=1e-12)
+    assert hist["val_accuracy"][0] == 1.0 and hist["val_accuracy_soft"][0] == 0.0
+
+
+def test_restore_best_loads_the_best_epochs_parameters():
+    X, y = blobs(60)
+    Xv, yv = X[:30], (y[:30] + 1) % 3  # contradicts the training labels: learning makes it worse
+    finals = {}
+    for restore in (True, False):
+        layer = LinearLayer(2, 3)
+        hist = fit(layer, X, y, optimizer="adam", lr=0.05, epochs=20, batch_size=16, seed=0,
+                   validation=(Xv, yv), patience=2, restore_best=restore)
+        assert hist.stopped_early and hist.best_epoch < len(hist["epoch"]) - 1
+        finals[restore] = (layer.params["W"].copy(), hist)
+    for restore, epochs in ((True, finals[True][1].best_epoch + 1), (False, len(finals[False][1]["epoch"]))):
+        again = LinearLayer(2, 3)
+        fit(again, X, y, optimizer="adam", lr=0.05, epochs=epochs, batch_size=16, seed=0)
+        np.testing.assert_array_equal(finals[restore][0], again.params["W"])
+
+
+def test_input_scaling_closed_form():
+    X = np.array([[0.0, 5.0, 1.0], [2.0, 5.0, 3.0], [4.0, 5.0, 8.0]])
+    mean, scale = input_scaling(X, floor=0.5)
+    std = X.std(axis=0)
+    np.testing.assert_allclose(mean, [2.0, 5.0, 4.0], rtol=1e-15)
+    np.testing.assert_allclose(scale, std + 0.5 * std.mean(), rtol=1e-15)
+    assert scale[1] == pytest.approx(0.5 * std.mean())  # a constant feature gets the floor, not 1
+
+
+def test_fit_gives_local_optimizers_the_usage():
+    # no block reaches local_batch_size 1000 in one epoch of 40 samples: nothing may move
+    layer = fffcpu.FFF(3, 2, 2, 1, seed=0, dtype="float64", backend="numpy")
+    before = layer.state_dict()
+    X, y = np.random.default_rng(0).standard_normal((40, 3)), np.arange(40) % 2
+    fit(layer, X, y, optimizer="local-sgd", lr=0.5, local_batch_size=1000, epochs=1, batch_size=8, seed=0)
+    for name, value in layer.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+def test_estimators_pass_random_state_and_weight_decay_on():
+    X, y = blobs(48)
+    kw = dict(depth=1, leaf_width=2, epochs=2, batch_size=16, dtype="float64", backend="numpy", dropout=0.2)
+    runs = {}
+    for key, extra in (("a", {}), ("b", {}), ("adamw0", dict(optimizer="adamw", weight_decay=0.0)),
+                       ("adamw", dict(optimizer="adamw"))):
+        runs[key] = FFFClassifier(random_state=3, **kw, **extra).fit(X, y).layer_.params["w1s"].copy()
+    np.testing.assert_array_equal(runs["a"], runs["b"])  # random_state seeds the shuffling and noise too
+    np.testing.assert_array_equal(runs["a"], runs["adamw0"])  # adamw without decay is adam
+    assert not np.array_equal(runs["adamw"], runs["adamw0"])
+
+
+def test_regressor_score_is_r2_about_the_mean():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, (64, 2))
+    y = np.column_stack([100 + X[:, 0], -50 + X[:, 1]])  # large means: an uncentered R^2 would be ~1
+    reg = FFFRegressor(depth=1, leaf_width=2, epochs=1, random_state=0, dtype="float64", backend="numpy").fit(X, y)
+    p = reg.predict(X)
+    r2 = 1 - ((y - p) ** 2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    assert reg.score(X, y) == pytest.approx(r2.mean(), rel=1e-12)
