@@ -53,3 +53,31 @@ def test_run_one_standardises_the_default_split(monkeypatch):
     X = seen[0]
     # the raw digits are pixel counts 0..16; standardised training inputs have mean ~0 per feature
     assert X.min() < 0 and np.abs(X.mean(axis=0)).max() < 1e-5
+
+
+@pytest.mark.parametrize("variant", list(efff.VARIANTS))
+def test_run_one_follows_the_published_recipe(monkeypatch, variant):
+    """Each variant's layer and schedule: master leaf of width m only for "+master" variants; h 1
+    then 3 and alpha 1 then 0 (alpha 0 throughout without balancing), switching after the
+    balancing phase; AdamW at the given lr."""
+    seen = {}
+    monkeypatch.setattr(efff, "fit", lambda layer, X, y, **kw: seen.update(layer=layer, **kw))
+    split = tuple(a[:40] for a in efff.data.digits_split(seed=0))
+    efff.run_one(variant, 0, depth=2, master_width=3, epochs=6, balance_epochs=2, lr=0.02, split=split)
+    opts = efff.VARIANTS[variant]
+    assert seen["layer"].master_leaf == (3 if opts["master"] else 0) and seen["layer"].depth == 2
+    assert seen["optimizer"] == "adamw" and seen["lr"] == 0.02 and seen["epochs"] == 6
+    assert [seen["hardening"](e) for e in range(6)] == [1.0, 1.0, 3.0, 3.0, 3.0, 3.0]
+    alpha = 1.0 if opts["balance"] else 0.0
+    assert [seen["balance"](e) for e in range(6)] == [alpha, alpha, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_leaf_spread_counts_a_leaf_of_one_sample_as_used():
+    layer = FFF(2, 1, 1, 2, seed=0, backend="numpy")
+    layer.params["node_weights"][:] = 0
+    layer.params["node_weights"][0] = [1.0, 0.0]
+    layer.params["node_biases"][:] = 1.0
+    x = np.zeros((8, 2))
+    x[0, 0] = -5.0  # a_0 = -4: left, then right at node 1: leaf 1; the others reach leaf 3
+    cv, unused = efff.leaf_spread(layer, x)
+    assert unused == 2 and cv == pytest.approx(np.std([0, 1, 0, 7]) / 2, rel=1e-12)

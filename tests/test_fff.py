@@ -390,3 +390,84 @@ def test_from_state_dict_accepts_its_own_config_and_checks_sizes():
     assert again.config() == layer.config()
     with pytest.raises(ValueError, match="depth given as 3 does not match the arrays, which have 2"):
         FFF.from_state_dict(layer.state_dict(), **dict(layer.config(), depth=3))
+
+
+# -- added by mutation testing: ties, the entropy clamp, the balance loss's value, leak and dropout --
+def test_exact_ties_go_right_in_hardened_training_usage_and_balance():
+    """a == 0 exactly at every node for zero inputs: every routing read (hard descent, hardened
+    training, the hard counts behind usage, f_j and the local optimizers) sends it right."""
+    layer = FFF(3, 2, 2, 2, dtype="float64", backend="numpy", seed=0)
+    layer.params["node_biases"][:] = 0.0
+    x = np.zeros((5, 3))
+    x[3:] = np.random.default_rng(0).normal(size=(2, 3))
+    leaf = layer.leaf_index(x)
+    assert leaf[:3].tolist() == [3, 3, 3]  # right, right
+    counts = np.bincount(leaf, minlength=4)
+    y, cache = ref.soft_forward(layer.params, x, "relu", hardened=True)
+    np.testing.assert_array_equal(cache["R"][-1], np.eye(4)[leaf])
+    np.testing.assert_allclose(y, layer(x), rtol=1e-12, atol=1e-12)
+    assert ref.hard_leaf_counts(cache).tolist() == counts.tolist()
+    assert layer.usage(x)["hard_leaf"].tolist() == counts.tolist()
+    assert layer.block_usage(cache)["w1s"].tolist() == counts.tolist()
+
+
+def test_hardening_saturates_at_the_clamp():
+    """|a| far beyond logit(1 - 1e-6): H(p) is the clamped constant H(1e-6) and its gradient is 0."""
+    layer = FFF(2, 1, 1, 2, dtype="float64", seed=0)
+    layer.params["node_weights"][:] = 0.0
+    layer.params["node_biases"][:] = [[30.0], [-40.0], [25.0]]
+    x = np.random.default_rng(0).normal(size=(4, 2))
+    _, cache = layer.train_forward(x)
+    e = 1e-6
+    assert layer.hardening_loss(cache) == pytest.approx(-e * np.log(e) - (1 - e) * np.log(1 - e), rel=1e-9)
+    grads, _ = layer.backward(cache, np.zeros((4, 1)), hardening=5.0)
+    assert not grads["node_weights"].any() and not grads["node_biases"].any()
+
+
+def test_balance_loss_value_follows_the_spec():
+    """L_balance = 2^d sum_j f_j mean_n(pi_j), from an independent per-sample computation."""
+    rng = np.random.default_rng(5)
+    layer = FFF(3, 2, 2, 2, dtype="float64", seed=1)
+    x = rng.normal(size=(7, 3))
+    _, cache = layer.train_forward(x)
+    p = 1 / (1 + np.exp(-(x @ layer.params["node_weights"].T + layer.params["node_biases"][:, 0])))
+    pi = np.stack([(1 - p[:, 0]) * (1 - p[:, 1]), (1 - p[:, 0]) * p[:, 1],
+                   p[:, 0] * (1 - p[:, 2]), p[:, 0] * p[:, 2]], axis=1)
+    f = np.bincount(layer.leaf_index(x), minlength=4) / 7
+    assert layer.balance_loss(cache) == pytest.approx(4 * np.dot(f, pi.mean(axis=0)), rel=1e-12)
+
+
+def test_region_leak_flips_hardened_decisions():
+    """With train_hardened, a leaked node takes the other child of its hard decision."""
+    layer = FFF(3, 2, 2, 2, dtype="float64", backend="numpy", seed=2)
+    x = np.random.default_rng(1).normal(size=(6, 3))
+    flip = np.zeros((6, 3), dtype=bool)
+    flip[:, 0] = True  # the root only
+    a = ref.node_logits(layer.params, x)
+    right0 = ~(a[:, 0] >= 0)  # the flipped root's hard decision
+    child = np.where(right0, 2, 1)
+    expected = 2 * right0 + (a[np.arange(6), child] >= 0)
+    assert (expected != layer.leaf_index(x)).all()
+    _, cache = ref.soft_forward(layer.params, x, "relu", flip_mask=flip, hardened=True)
+    np.testing.assert_array_equal(cache["R"][-1], np.eye(4)[expected])
+
+
+def test_region_leak_and_dropout_draw_at_their_rates():
+    """Leak flips a fraction r of the decisions; dropout keeps 1 - p of the units, scaled by 1/(1-p)."""
+    layer = FFF(3, 4, 2, 3, region_leak=0.3, dropout=0.25, dtype="float64", seed=0)
+    x = np.random.default_rng(0).normal(size=(400, 3))
+    _, cache = layer.train_forward(x, rng=np.random.default_rng(1))
+    assert abs(cache["flip_mask"].mean() - 0.3) < 0.02  # 2800 draws: sd 0.009
+    mask = cache["dropout_mask"]
+    assert set(np.unique(mask).tolist()) == {0.0, 1 / (1 - 0.25)}  # exactly, in float64
+    assert abs((mask > 0).mean() - 0.75) < 0.015  # 12800 draws: sd 0.004
+
+
+def test_relu_derivative_at_zero_is_zero():
+    """relu'(0) = 0 (activations: [z > 0]; as torch): a leaf unit sitting exactly at z = 0 gets no gradient."""
+    layer = FFF(2, 1, 1, 0, dtype="float64", seed=0)
+    layer.params["b1s"][:] = 0.0
+    x = np.zeros((3, 2))
+    _, cache = layer.train_forward(x)
+    grads, dx = layer.backward(cache, np.ones((3, 1)))
+    assert not grads["b1s"].any() and not grads["w1s"].any() and not dx.any()
