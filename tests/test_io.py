@@ -382,12 +382,15 @@ def test_array_shape_differs_from_header(saved):
     _load_fails(path, "'b2s'", "shape")
 
 
+def _declare(header, name, **fields):
+    """Make the header declare ``fields`` (``shape``, ``dtype``) for the array ``name``."""
+    next(a for a in header["arrays"] if a["name"] == name).update(fields)
+
+
 def test_array_shape_does_not_fit_the_config(saved):
     path, header, arrays = saved
     arrays["node_biases"] = np.zeros((3, 2), np.float32)
-    for a in header["arrays"]:
-        if a["name"] == "node_biases":
-            a["shape"] = [3, 2]
+    _declare(header, "node_biases", shape=[3, 2])
     _write_raw(path, header, arrays)
     _load_fails(path, "'node_biases'", "(3, 1)", "(3, 2)")
 
@@ -407,9 +410,7 @@ def test_array_dtype_differs_from_header(saved):
     # the other way round the layer's dtype matches the archive: only the header check can see it
     header, arrays = _members(path)
     arrays["w1s"] = arrays["w1s"].astype(np.float32)
-    for a in header["arrays"]:
-        if a["name"] == "w1s":
-            a["dtype"] = "float64"
+    _declare(header, "w1s", dtype="float64")
     _write_raw(path, header, arrays)
     _load_fails(path, "'w1s'", "float32 in the archive but float64 in the header")
 
@@ -417,9 +418,7 @@ def test_array_dtype_differs_from_header(saved):
 def test_array_dtype_differs_from_layer_dtype(saved):
     path, header, arrays = saved
     arrays["w1s"] = arrays["w1s"].astype(np.float64)
-    for a in header["arrays"]:
-        if a["name"] == "w1s":
-            a["dtype"] = "float64"
+    _declare(header, "w1s", dtype="float64")
     _write_raw(path, header, arrays)
     _load_fails(path, "'w1s'", "dtype float32")
 
@@ -567,9 +566,7 @@ def test_pickled_object_array_is_refused_not_unpickled(saved, member):
         header = evil
     else:
         arrays[member] = evil
-        for a in header["arrays"]:
-            if a["name"] == member:
-                a["shape"] = [1]  # so that only the object dtype is wrong
+        _declare(header, member, shape=[1])  # so that only the object dtype is wrong
     _write_raw(path, header, arrays, allow_pickle=True)
     canary.unpickled.clear()
     _load_fails(path, repr(member), "Python objects (pickled data)")
@@ -677,8 +674,6 @@ def test_duplicate_archive_member_is_refused(saved):
 
 def test_header_declaring_more_bytes_than_the_file_holds(saved):
     path, header, arrays = saved
-    for a in header["arrays"]:
-        if a["name"] == "w1s":
-            a["shape"] = [4, 5, 10 ** 6]
+    _declare(header, "w1s", shape=[4, 5, 10 ** 6])
     _write_raw(path, header, arrays)
     _load_fails(path, "the header declares", "bytes of arrays but the file has only")
