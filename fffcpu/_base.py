@@ -64,6 +64,10 @@ class Params(dict):
         for name, value in dict(*args, **kwargs).items():
             self[name] = value
 
+    def __ior__(self, other):  # params |= {...}: dict's own would store the values unchecked
+        self.update(other)
+        return self
+
     def __reduce__(self):  # copy/deepcopy: rebuild from a plain dict, not item by item
         return type(self), (dict(self),)
 

@@ -306,6 +306,8 @@ def test_assigned_parameters_are_checked_and_copied_in_place():
             layer.params[name] = value
     with pytest.raises(ValueError, match=r"'w1s' must have shape"):
         layer.params.update(w1s=np.ones(3))
+    with pytest.raises(ValueError, match=r"'w1s' must have shape"):
+        layer.params |= {"w1s": np.ones(3)}
     with pytest.raises(KeyError, match=r"must have the arrays .*missing \['node_weights'"):
         layer.params = {"w1s": w1s}
     np.testing.assert_array_equal(layer(x), expected)
