@@ -2,7 +2,7 @@
 import tracemalloc
 
 from .common import (LEAF_INFER, TREE_INFER, dense_forward, dense_weights, make_layer, make_x,
-                     median_time, require, training_width, warm_kernel_cache)
+                     median_time, require, reset_peak_memory, training_width, warm_kernel_cache)
 
 IMPLEMENTATIONS = ["kernels", "numpy", "dense"]
 _BACKEND = {"kernels": "auto", "numpy": "numpy"}
@@ -55,6 +55,8 @@ class BatchInferenceMemory:
     input built in setup, and the Numba runtime: setup loads the kernels for every implementation so
     that the implementations of a variant start from the same base and can be compared. They are
     compiled (if the disk cache is cold) in a child process, so LLVM's memory never counts here.
+    Setup ends by resetting the peak (``reset_peak_memory``), so the number is what setup holds plus
+    the most one call adds (for the kernels: the output, 12 MiB, and their scratch).
     ``track_python_scratch`` counts the scratch bytes of one call, per sample: tracemalloc's peak
     minus what is still held after the call, so the output counts in neither. tracemalloc sees
     NumPy's allocations and the kernels' alike (Numba's runtime allocates through Python's raw
@@ -71,6 +73,7 @@ class BatchInferenceMemory:
         require("fffcpu._kernel_api").warmup(("float32",))  # the same runtime base for all
         self.call, self.x = _build(variant, implementation, self.batch)
         self.call()  # numba compilation
+        reset_peak_memory()  # the peak from here on is what one call adds to what setup holds
 
     def peakmem_forward(self, variant, implementation):
         self.call()

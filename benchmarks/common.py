@@ -59,6 +59,26 @@ def warm_kernel_cache(dtypes=("float32",)):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def reset_peak_memory():
+    """Make a ``peakmem_`` benchmark measure its body, not its setup (call it last in setup).
+
+    asv reports the process's peak resident size (``ru_maxrss``), which setup's transients (building
+    the weights, loading the kernels) had already pushed above anything a call adds, and glibc keeps
+    the heap that setup freed resident, so a call's output and scratch reused it without raising the
+    resident size at all. Here the free heap goes back to the kernel (``malloc_trim``) and the peak is
+    reset to the current resident size (``/proc/self/clear_refs``), so the peak becomes what setup
+    holds plus the most the body allocates. Linux with glibc; elsewhere a no-op.
+    """
+    import ctypes
+    import ctypes.util
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except (OSError, AttributeError):
+        pass
+
+
 def make_layer(variant, sizes, backend="auto", activation=None, dtype="float32"):
     """A leaf FFF (``variant="fff"``, relu) or neuron tree (``"neuron_tree"``, gelu) seeded by SEED."""
     if backend != "numpy":

@@ -273,6 +273,33 @@ def test_every_asv_benchmark_runs_once(monkeypatch):
     assert len(ran) >= 20, ran
 
 
+def test_batch_inference_peakmem_sees_the_calls_output_not_setups_peak():
+    # asv reports ru_maxrss after the body; setup's transients and the heap glibc kept from them hid a
+    # whole batch's output (12 MiB at batch 4096): the kernels' number did not move when a call allocated
+    code = textwrap.dedent("""
+        import resource
+        from benchmarks.bench_inference import BatchInferenceMemory
+        for variant in ("fff", "neuron_tree"):
+            b = BatchInferenceMemory()
+            b.setup(variant, "kernels")
+            rss = int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+            b.peakmem_forward(variant, "kernels")
+            grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss  # KiB
+            print(variant, grew * 1024 / b.x.nbytes)  # the output has the input's size
+        """)
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("needs Linux's /proc/self/clear_refs")
+    env = {k: v for k, v in os.environ.items() if k != "FFFCPU_BENCH_TINY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout
+    for line in lines:
+        variant, ratio = line.split()
+        assert float(ratio) >= 0.9, (variant, ratio)
+
+
 def test_every_timeraw_benchmark_runs_in_a_fresh_interpreter(monkeypatch):
     modules = _bench_modules(monkeypatch)
     codes = []
