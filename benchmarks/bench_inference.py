@@ -20,6 +20,25 @@ def _build(variant, implementation, batch):
     return (lambda: layer(x)), x
 
 
+_BUILT = {}  # the latest _build of this process, by (variant, implementation, batch)
+
+
+def _build_once(variant, implementation, batch):
+    """:func:`_build`, memoised for the ``time_`` suites' setup().
+
+    asv-runner 0.3+ re-runs setup() before every timed call of a benchmark that has one (its number
+    is then 1). Rebuilding the layer there (25 MB of new weights) left each timed call with cold
+    caches: a one-sample call timed at about 3x its steady-state time (16 µs for leaf-768-d8-l16, which
+    `fffcpu bench` and SpeedupVsDense time at about 6 µs). A re-run now costs a look-up plus the
+    untimed call setup makes, and the timed call runs warm, as in `fffcpu bench`.
+    """
+    key = (variant, implementation, batch)
+    if key not in _BUILT:
+        _BUILT.clear()  # asv runs each parameter set in its own process: hold one at most
+        _BUILT[key] = _build(variant, implementation, batch)
+    return _BUILT[key]
+
+
 class LeafFFFInference:
     """leaf-768-d8-l16: leaf FFF D 768, O 768, depth 8, leaf 16, vs dense 768-4096-768 relu."""
 
@@ -27,8 +46,8 @@ class LeafFFFInference:
     param_names = ["implementation", "batch"]
 
     def setup(self, implementation, batch):
-        self.call, _ = _build("fff", implementation, batch)
-        self.call()  # numba compilation
+        self.call, _ = _build_once("fff", implementation, batch)
+        self.call()  # numba compilation (first run), warm caches (re-runs)
 
     def time_forward(self, implementation, batch):
         self.call()
@@ -41,8 +60,8 @@ class NeuronTreeInference:
     param_names = ["implementation", "batch"]
 
     def setup(self, implementation, batch):
-        self.call, _ = _build("neuron_tree", implementation, batch)
-        self.call()  # numba compilation
+        self.call, _ = _build_once("neuron_tree", implementation, batch)
+        self.call()  # numba compilation (first run), warm caches (re-runs)
 
     def time_forward(self, implementation, batch):
         self.call()
