@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .._validate import check_bool, check_int, check_nonneg_float, check_rate
+from .._validate import _check_finite, check_bool, check_int, check_nonneg_float, check_rate
 from . import losses
 from .optim import Optimizer, make_optimizer
 
@@ -87,9 +87,8 @@ def _prepare_targets(loss, y, n, output_width, name="y"):
         y = y[:, None]
     if y.shape != (n, output_width):
         raise ValueError(f"{name} must have shape ({n}, {output_width}) for loss='mse', got {y.shape}")
-    bad = np.count_nonzero(~np.isfinite(y))
-    if bad:  # else training stopped on "dL_dy must be finite", and a validation loss of NaN never improved
-        raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s)")
+    # else training stopped on "dL_dy must be finite", and a validation loss of NaN never improved
+    _check_finite(name, y, y)
     return y
 
 
@@ -401,9 +400,7 @@ def input_scaling(X, floor=0.3):
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0:
         raise ValueError(f"X must have shape (n, n_features) with n >= 1, got shape {X.shape}")
-    bad = np.count_nonzero(~np.isfinite(X))
-    if bad:
-        raise ValueError(f"X must be finite, got {bad} NaN or inf value(s)")
+    _check_finite("X", X, X)
     mean = X.mean(axis=0)
     std = X.std(axis=0)
     scale = std + floor * std.mean()
@@ -423,8 +420,7 @@ def fold_input_scaling(layer, mean, scale):
     D = layer.input_width
     if mean.shape != (D,) or scale.shape != (D,):
         raise ValueError(f"mean and scale must have shape ({D},), got {mean.shape} and {scale.shape}")
-    if not np.all(np.isfinite(mean)):
-        raise ValueError(f"mean must be finite, got {np.count_nonzero(~np.isfinite(mean))} NaN or inf value(s)")
+    _check_finite("mean", mean, mean)
     if not np.all(np.isfinite(scale) & (scale > 0)):
         # a NaN or inf here wrote non-finite weights into the layer, in place
         raise ValueError(f"scale must be finite and > 0 everywhere, got {scale[~(np.isfinite(scale) & (scale > 0))][0]}")
