@@ -13,7 +13,7 @@ import inspect
 import numpy as np
 
 from .loop import fit as _fit
-from .losses import softmax
+from .losses import _as_real, softmax
 
 VARIANTS = ("leaf", "neuron-tree")
 
@@ -230,10 +230,7 @@ class FFFRegressor(_FFFEstimator):
     def fit(self, X, y):
         """Train on ``X`` (n, n_features) and targets ``y`` (n,) or (n, n_outputs); returns ``self``."""
         X = _check_X(X)
-        y = np.asarray(y)
-        if y.dtype.kind not in "fiub":
-            raise TypeError(f"y must hold real numbers, got dtype {y.dtype}")
-        y = y.astype(np.float64)
+        y = _as_real("y", y).astype(np.float64, copy=False)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs), got {y.shape}")
         y2 = y[:, None] if y.ndim == 1 else y
@@ -247,10 +244,7 @@ class FFFRegressor(_FFFEstimator):
     def score(self, X, y):
         """Coefficient of determination R^2 (averaged over outputs)."""
         pred = self.predict(X)
-        y = np.asarray(y)
-        if y.dtype.kind not in "fiub":
-            raise TypeError(f"y must hold real numbers, got dtype {y.dtype}")
-        y = y.astype(np.float64)
+        y = _as_real("y", y).astype(np.float64, copy=False)
         if y.shape != pred.shape:
             # a (n,) y against (n, 2) predictions broadcast into a wrong R^2 without a word
             raise ValueError(f"y must have shape {pred.shape} (the layout of y in fit), got {y.shape}")
