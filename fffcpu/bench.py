@@ -181,14 +181,29 @@ def _git_commit():
     return out.stdout.strip() or None
 
 
+def usable_cores():
+    """The CPUs this process may run on (its affinity: taskset, a container's cpuset), or
+    ``os.cpu_count()`` where the platform cannot say (no ``os.sched_getaffinity``: macOS, Windows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
 def machine_info(threads):
-    """What the numbers depend on: CPU, cores, thread count, library versions, date, commit."""
+    """What the numbers depend on: CPU, cores, thread count, library versions, date, commit.
+
+    ``cores`` is the number of CPUs this process may use (:func:`usable_cores`), the ones a run can
+    actually spread over; ``host_cores`` is every CPU of the host (``os.cpu_count()``), which is more
+    under taskset or a container's cpuset.
+    """
     import numba
     import scipy
     return {
         "cpu": _cpu_model(),
         "cpu_flags": _cpu_flags(),
-        "cores": os.cpu_count(),
+        "cores": usable_cores(),
+        "host_cores": os.cpu_count(),
         "threads": threads,
         "python": platform.python_version(),
         "fffcpu": __version__,
@@ -681,12 +696,20 @@ def format_seconds(s):
     return "0 s"
 
 
+def _cores_text(info):
+    """``2 cores``, or ``2 of 16 cores`` when the process may use fewer CPUs than the host has (a record
+    written before ``host_cores`` existed has ``cores`` only)."""
+    cores, host = info["cores"], info.get("host_cores")
+    of_host = f" of {host}" if host is not None and host != cores else ""
+    return f"{cores}{of_host} core{'' if cores == 1 and not of_host else 's'}"
+
+
 def format_machine(info):
     """The machine record as one line of text."""
     threads = f"{info['threads']} thread{'' if info['threads'] == 1 else 's'}"
     flags = " ".join(info["cpu_flags"]) or "no AVX flags"
     commit = f" @ {info['commit']}" if info["commit"] else ""
-    return (f"{info['cpu']}, {info['cores']} cores ({flags}), {threads}; Python {info['python']}, "
+    return (f"{info['cpu']}, {_cores_text(info)} ({flags}), {threads}; Python {info['python']}, "
             f"NumPy {info['numpy']} ({info['blas']}), Numba {info['numba']}, SciPy {info['scipy']}, "
             f"torch {info['torch'] or '-'}, fastfeedforward {info['fastfeedforward'] or '-'}; "
             f"fffcpu {info['fffcpu']}{commit}; {info['date']}; load average {info['load_average']}")
@@ -760,7 +783,7 @@ def plot_scaling(results, path, machine=None):
     ax.set_ylabel("time per sample (µs)")
     title = "fffcpu: inference cost per sample vs training width"
     if machine:
-        title += f"\n{machine['cpu']}, {machine['cores']} cores, {machine['threads']} thread(s)"
+        title += f"\n{machine['cpu']}, {_cores_text(machine)}, {machine['threads']} thread(s)"
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)

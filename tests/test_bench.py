@@ -157,6 +157,39 @@ def test_the_default_threads_are_those_numba_can_run_not_the_hosts_cpus(monkeypa
     assert {r["threads"] for r in records[1:]} == {numba.config.NUMBA_NUM_THREADS}
 
 
+def test_the_machine_records_cores_this_process_may_use_and_the_hosts_apart(monkeypatch, tmp_path):
+    # under taskset or a container's cpuset os.cpu_count() counts CPUs the run cannot use: "cores" said 8
+    # for a process pinned to one CPU
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    info = bench.machine_info(1)
+    assert (info["cores"], info["host_cores"]) == (1, 8)
+    assert ", 1 of 8 cores (" in bench.format_machine(info)
+    status, text = run_bench("--quick", "--no-peers", "--json", "--repeats", "1", "--configs", "ufb-768-d11",
+                             "--batches", "1", "--threads", "1")
+    assert status == 0
+    machine = json.loads(text.splitlines()[0])
+    assert (machine["cores"], machine["host_cores"]) == (1, 8)
+    # the plot's title says the same
+    figure = pytest.importorskip("matplotlib.figure")
+    titles = []
+    monkeypatch.setattr(figure.Figure, "savefig",
+                        lambda fig, *a, **k: titles.append(fig.axes[0].get_title()))
+    rec = dict(record="scaling", width=64, implementation="dense numpy relu", batch=1, per_sample_seconds=1e-6)
+    bench.plot_scaling([rec], str(tmp_path / "p.png"), info)
+    assert titles and ", 1 of 8 cores, 1 thread(s)" in titles[0]
+
+
+def test_cores_fall_back_to_the_hosts_count_without_an_affinity_call(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    info = bench.machine_info(2)
+    assert (info["cores"], info["host_cores"]) == (6, 6)
+    assert ", 6 cores (" in bench.format_machine(info)  # no "6 of 6"
+    old = {k: v for k, v in info.items() if k != "host_cores"}  # a record from before host_cores
+    assert ", 6 cores (" in bench.format_machine(old)
+
+
 def test_more_threads_than_numba_runs_are_refused_naming_the_option_before_measuring(capsys):
     import numba
     n = numba.config.NUMBA_NUM_THREADS
