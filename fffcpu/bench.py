@@ -16,7 +16,9 @@ the median over repeats of the time per call. ``speedup_vs_dense`` is the dense 
 the implementation's median, for the same configuration and batch (so > 1 means faster than dense).
 
 ``--scaling`` measures the cost per sample against the training width 2^6 .. 2^16 instead: a leaf FFF
-with a fixed leaf width, a neuron tree, and the dense layers of the same width.
+with a fixed leaf width, a neuron tree, and the dense layers of the same width. There ``--configs``
+picks the variants swept: leaf-768-d8-l16 the leaf FFF (and the dense layer with relu), ufb-768-d11
+the neuron tree (and the dense layer with gelu); a training configuration is refused.
 
 Examples
 --------
@@ -24,6 +26,7 @@ Examples
     fffcpu bench --configs ufb-768-d11 --batches 1 256 --threads 2
     fffcpu bench --json > results.jsonl           # one JSON object per line
     fffcpu bench --scaling --plot scaling.png
+    fffcpu bench --scaling --configs ufb-768-d11     # the neuron tree and dense gelu only
 """
 import argparse
 import datetime
@@ -629,56 +632,81 @@ def run_configs(configs, batches=None, repeats=7, min_time=0.02, threads=None, q
     return results
 
 
-def _scaling_layers(width, io, leaf_width, dtype=np.float32):
-    """Leaf FFF and neuron tree of training width ``width`` (neuron tree: ``width - 1`` neurons)."""
-    from .fff import FFF
-    from .neuron_tree import NeuronTreeFFF
+def _scaling_layer(variant, width, io, leaf_width, dtype=np.float32):
+    """The leaf FFF (``"fff"``) or neuron tree (``"neuron_tree"``, ``width - 1`` neurons) of training
+    width ``width``."""
     k = int(round(math.log2(width)))
-    leaf_depth = max(k - int(round(math.log2(leaf_width))), 0)
-    fff = FFF(io, leaf_width, io, leaf_depth, activation="relu", seed=SEED, dtype=dtype)
-    tree = NeuronTreeFFF(io, io, k - 1, activation="gelu", seed=SEED, dtype=dtype)
-    return fff, tree
+    if variant == "fff":
+        from .fff import FFF
+        leaf_depth = max(k - int(round(math.log2(leaf_width))), 0)
+        return FFF(io, leaf_width, io, leaf_depth, activation="relu", seed=SEED, dtype=dtype)
+    from .neuron_tree import NeuronTreeFFF
+    return NeuronTreeFFF(io, io, k - 1, activation="gelu", seed=SEED, dtype=dtype)
+
+
+def _scaling_dense(width, io, dtype=np.float32):
+    """Seeded dense weights io-width-io, uniform like the layers' initialisation: the same for every
+    choice of variants (only their cost is measured, so they need not be a layer's own)."""
+    rng = np.random.default_rng(SEED + 3)
+
+    def uniform(shape, fan_in):
+        a = rng.random(shape, dtype=dtype)
+        a -= 0.5
+        a *= 2 / math.sqrt(fan_in)
+        return a
+
+    return uniform((io, width), io), uniform(width, io), uniform((width, io), width), uniform(io, width)
+
+
+#: the variants ``run_scaling`` can sweep: name -> (label, the dense layer's activation)
+SCALING_VARIANTS = {"fff": ("leaf FFF kernels", "relu"), "neuron_tree": ("neuron tree kernels", "gelu")}
 
 
 def run_scaling(widths=SCALING_WIDTHS, batches=(1, 256), repeats=5, min_time=0.02, threads=None,
-                io=SCALING_IO, leaf_width=SCALING_LEAF_WIDTH, emit=None):
+                io=SCALING_IO, leaf_width=SCALING_LEAF_WIDTH, emit=None, variants=tuple(SCALING_VARIANTS)):
     """Cost per sample against training width for the kernels and the dense layers.
 
-    For each width W (a power of two): a leaf FFF io-W-io with leaves of ``leaf_width`` (depth
-    log2(W / leaf_width)), relu; a neuron tree io-(W-1)-io of depth log2(W) - 1, gelu; and the dense
-    layers io-W-io, relu and gelu.
+    For each width W (a power of two) and each of ``variants``: ``"fff"``, a leaf FFF io-W-io with
+    leaves of ``leaf_width`` (depth log2(W / leaf_width)), relu, and the dense layer io-W-io with relu;
+    ``"neuron_tree"``, a neuron tree io-(W-1)-io of depth log2(W) - 1, gelu, and the dense layer io-W-io
+    with gelu.
 
     Returns
     -------
     list of dict
-        ``record`` "scaling" with ``width, implementation, batch, seconds, per_sample_seconds``,
+        ``record`` "scaling" with ``width, variant, implementation, batch, seconds, per_sample_seconds``,
         ``io_width`` (input and output width) and ``leaf_width``.
     """
+    if isinstance(variants, str) or not variants or not set(variants) <= set(SCALING_VARIANTS):
+        known = ", ".join(map(repr, SCALING_VARIANTS))
+        raise ValueError(f"variants must be a non-empty sequence of {known}, got {variants!r}")
+    variants = [v for v in SCALING_VARIANTS if v in variants]  # the table's column order, no repeats
     threads = threads or default_threads()
     results = []
     rng = np.random.default_rng(SEED)
     with _Threads(threads):
         for width in widths:
-            fff, tree = _scaling_layers(width, io, leaf_width)
-            dense_w = dense_weights_of(fff)
+            layers = {v: _scaling_layer(v, width, io, leaf_width) for v in variants}
+            dense_w = _scaling_dense(width, io)
             for batch in batches:
                 x = rng.standard_normal((batch, io), dtype=np.float32)
-                impls = [
-                    (f"leaf FFF kernels (l={leaf_width}, d={fff.depth})", lambda: fff(x)),
-                    (f"neuron tree kernels (d={tree.depth})", lambda: tree(x)),
-                    ("dense numpy relu", lambda: dense_forward(x, *dense_w, "relu")),
-                    ("dense numpy gelu", lambda: dense_forward(x, *dense_w, "gelu")),
-                ]
-                for impl, fn in impls:
+                impls = []  # (variant, implementation with its detail, call)
+                for v, layer in layers.items():
+                    shape = f"l={leaf_width}, d={layer.depth}" if v == "fff" else f"d={layer.depth}"
+                    impls.append((v, f"{SCALING_VARIANTS[v][0]} ({shape})", lambda layer=layer: layer(x)))
+                for v in variants:
+                    act = SCALING_VARIANTS[v][1]
+                    impls.append((v, f"dense numpy {act}", lambda act=act: dense_forward(x, *dense_w, act)))
+                for variant, impl, fn in impls:
                     median, number = measure(fn, repeats=repeats, min_time=min_time)
-                    rec = dict(record="scaling", width=width, implementation=impl.split(" (")[0],
-                               detail=impl, batch=batch, seconds=median, per_sample_seconds=median / batch,
-                               number=number, repeats=repeats, threads=threads, io_width=io,
-                               leaf_width=leaf_width)
+                    rec = dict(record="scaling", width=width, variant=variant,
+                               implementation=impl.split(" (")[0], detail=impl, batch=batch, seconds=median,
+                               per_sample_seconds=median / batch, number=number, repeats=repeats,
+                               threads=threads, io_width=io, leaf_width=leaf_width)
                     results.append(rec)
                     if emit is not None:
                         emit(rec)
-            del fff, tree, dense_w
+            del layers, dense_w
     return results
 
 
@@ -796,9 +824,10 @@ def plot_scaling(results, path, machine=None):
 # ---------------------------------------------------------------------------------------------
 def add_arguments(parser):
     """Add the ``fffcpu bench`` options to ``parser``; returns it."""
-    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS),
-                        metavar="NAME",
-                        help=f"configurations to measure (default: all of {', '.join(CONFIGS)})")
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=None, metavar="NAME",
+                        help=f"configurations to measure (default: all of {', '.join(CONFIGS)}); with "
+                             f"--scaling, the inference configurations whose variant is swept over the "
+                             f"width: {_scaling_configs_text()} (default: both)")
     parser.add_argument("--batches", nargs="+", type=positive_int, default=None, metavar="N",
                         help="batch sizes (default: each configuration's own; --scaling: 1 256)")
     parser.add_argument("--repeats", type=positive_int, default=None,
@@ -814,10 +843,32 @@ def add_arguments(parser):
                         help="leave out the torch-based peers even when installed")
     parser.add_argument("--scaling", action="store_true",
                         help="cost per sample against training width 2^6 .. 2^16 "
-                             "instead of the configurations")
+                             "instead of the configurations (--configs picks the variants)")
     parser.add_argument("--plot", metavar="PATH", default=None,
                         help="with --scaling: write a PNG plot there (needs matplotlib)")
     return parser
+
+
+def _scaling_configs_text():
+    """``leaf-768-d8-l16 the leaf FFF and dense relu, ufb-768-d11 the neuron tree and dense gelu``."""
+    parts = []
+    for name, cfg in CONFIGS.items():
+        if cfg["task"] == "inference":
+            label, act = SCALING_VARIANTS[cfg["variant"]]
+            parts.append(f"{name} the {label.replace(' kernels', '')} and dense {act}")
+    return ", ".join(parts)
+
+
+def _scaling_variants(configs):
+    """The variants ``--scaling`` sweeps for ``--configs`` (None: all), or an error message."""
+    if configs is None:
+        return tuple(SCALING_VARIANTS), None
+    training = [name for name in configs if CONFIGS[name]["task"] != "inference"]
+    if training:
+        inference = " ".join(name for name, cfg in CONFIGS.items() if cfg["task"] == "inference")
+        return None, (f"--configs with --scaling must name inference configurations (of {inference}), got "
+                      f"{' '.join(training)}: --scaling sweeps inference calls over the width")
+    return tuple(dict.fromkeys(CONFIGS[name]["variant"] for name in configs)), None
 
 
 def add_parser(subparsers):
@@ -836,6 +887,11 @@ def run(args, stdout=None):
     if args.plot and not args.scaling:
         print("fffcpu bench: error: --plot needs --scaling", file=sys.stderr)
         return 2
+    if args.scaling:
+        variants, error = _scaling_variants(args.configs)
+        if error:
+            print(f"fffcpu bench: error: {error}", file=sys.stderr)
+            return 2
     max_threads = default_threads()
     if args.threads is not None and args.threads > max_threads:
         print(f"fffcpu bench: error: --threads must be at most {max_threads} (the threads Numba can run: "
@@ -872,10 +928,11 @@ def run(args, stdout=None):
         io = 32 if args.quick else SCALING_IO
         leaf_width = 4 if args.quick else SCALING_LEAF_WIDTH
         results = run_scaling(widths=widths, batches=args.batches or (1, 256), repeats=repeats,
-                              min_time=min_time, threads=threads, io=io, leaf_width=leaf_width, emit=emit)
+                              min_time=min_time, threads=threads, io=io, leaf_width=leaf_width, emit=emit,
+                              variants=variants)
         if not args.json:
-            print(f"\ncost per sample, input and output width {io}, leaf FFF leaf width {leaf_width}\n",
-                  file=stdout)
+            leaf = f", leaf FFF leaf width {leaf_width}" if "fff" in variants else ""
+            print(f"\ncost per sample, input and output width {io}{leaf}\n", file=stdout)
             print(format_scaling_table(results), file=stdout)
         if args.plot:
             try:
@@ -887,11 +944,12 @@ def run(args, stdout=None):
                 print(f"\nplot written to {args.plot}", file=stdout)
         return 0
 
-    results = run_configs(args.configs, batches=args.batches, repeats=repeats, min_time=min_time,
+    configs = args.configs or list(CONFIGS)
+    results = run_configs(configs, batches=args.batches, repeats=repeats, min_time=min_time,
                           threads=threads, quick=args.quick, peers=args.peers, emit=emit)
     if not args.json:
         print("", file=stdout)
-        for name in args.configs:
+        for name in configs:
             if args.quick:  # the rows keep the configuration's name, but not its sizes
                 sizes = ", ".join(f"{k} {v}" for k, v in CONFIGS[name]["quick"]["sizes"].items())
                 print(f"--quick: {name} at {sizes} (a smoke test, not the configuration's speed)",

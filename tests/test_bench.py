@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -135,6 +136,37 @@ def test_scaling_json_records():
                                                   "dense numpy relu", "dense numpy gelu"}
 
 
+@pytest.mark.parametrize("config, variant, impls", [
+    ("ufb-768-d11", "neuron_tree", {"neuron tree kernels", "dense numpy gelu"}),
+    ("leaf-768-d8-l16", "fff", {"leaf FFF kernels", "dense numpy relu"}),
+])
+def test_scaling_sweeps_the_variant_of_the_configs_asked_for(config, variant, impls):
+    # --scaling ignored --configs and swept both variants whatever was asked
+    status, text = run_bench("--quick", "--scaling", "--json", "--repeats", "1", "--batches", "1",
+                             "--configs", config)
+    assert status == 0
+    recs = [json.loads(line) for line in text.splitlines()][1:]
+    assert {r["implementation"] for r in recs} == impls
+    assert {r["variant"] for r in recs} == {variant}
+    assert {r["width"] for r in recs} == {64, 128, 256}
+
+
+def test_scaling_refuses_a_training_config_naming_both_options(capsys):
+    status, text = run_bench("--quick", "--scaling", "--repeats", "1", "--configs", "ufb-768-d11",
+                             "leaf-784-d6-l8")
+    assert status == 2 and text == ""  # refused before measuring
+    err = capsys.readouterr().err
+    assert "--configs with --scaling must name inference configurations" in err
+    assert "(of ufb-768-d11 leaf-768-d8-l16), got leaf-784-d6-l8" in err
+
+
+def test_run_scaling_refuses_unknown_variants():
+    for bad in (["fff", "dense"], [], "fff"):
+        expected = "variants must be a non-empty sequence of 'fff', 'neuron_tree', got " + repr(bad)
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            bench.run_scaling(widths=(64,), batches=(1,), variants=bad)
+
+
 def test_bad_arguments_are_refused(capsys):
     assert run_bench("--plot", "x.png")[0] == 2
     assert "--plot needs --scaling" in capsys.readouterr().err
@@ -175,7 +207,8 @@ def test_the_machine_records_cores_this_process_may_use_and_the_hosts_apart(monk
     titles = []
     monkeypatch.setattr(figure.Figure, "savefig",
                         lambda fig, *a, **k: titles.append(fig.axes[0].get_title()))
-    rec = dict(record="scaling", width=64, implementation="dense numpy relu", batch=1, per_sample_seconds=1e-6)
+    rec = dict(record="scaling", width=64, implementation="dense numpy relu", batch=1,
+               per_sample_seconds=1e-6)
     bench.plot_scaling([rec], str(tmp_path / "p.png"), info)
     assert titles and ", 1 of 8 cores, 1 thread(s)" in titles[0]
 
