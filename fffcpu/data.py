@@ -330,21 +330,35 @@ def _npz_array(archive, key, path):
 
 
 # -- .csv -------------------------------------------------------------------------------------
-def _parse_label_values(values):
-    """Numbers if every label parses as one (int64 when all are integral), else strings."""
-    try:
-        numbers = np.array([float(v) for v in values], dtype=np.float64)
-    except ValueError:
-        return np.array(values)
-    # |label| < 2**63: a larger integral value would wrap around in the cast to int64
-    if (numbers.size and np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers))
-            and np.all(np.abs(numbers) < 2.0 ** 63)):
-        return numbers.astype(np.int64)
-    return numbers
+def _csv_float(cell):
+    """``float(cell)`` for the numbers a CSV file holds: ASCII digits with an optional sign, decimal point
+    and exponent, spaces around them allowed; ValueError for anything else.
+
+    float() alone also reads Python literals nobody writes into a table: ``1_0`` (10.0) and non-ASCII
+    digits (U+FF11, a fullwidth 1). It still reads nan / inf spellings and values beyond float64's
+    range (inf): the callers refuse those by position.
+    """
+    if "_" in cell or not cell.isascii():
+        raise ValueError(cell)
+    return float(cell)
+
+
+def _not_finite(cell):
+    """Why ``cell``, read by :func:`_csv_float` into a NaN or inf, is not a finite number."""
+    if math.isnan(float(cell)):
+        return "NaN (a missing value)"
+    if "inf" in cell.lower():
+        return "infinite"
+    return f"beyond the float64 range (largest magnitude {np.finfo(np.float64).max:.4g})"
 
 
 def load_csv(path, label_column=-1, header="auto", delimiter=","):
     """Read a table of numbers with one label column.
+
+    A number is written as a spreadsheet or ``pandas.DataFrame.to_csv`` writes it: ASCII digits with an
+    optional sign, decimal point and exponent (``-1.5``, ``+2``, ``3e-4``), spaces around it allowed.
+    Python's other float() spellings (``1_0``, non-ASCII digits) are refused, as are NaN, inf and
+    values beyond the float64 range: the error names the row and column.
 
     Parameters
     ----------
@@ -361,7 +375,9 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
     -------
     X : ndarray of shape (n, n_columns - 1), float64
     y : ndarray of shape (n,) or None
-        int64 if every label is an integer, float64 if numeric, else str.
+        int64 if every label is an integral number (``1``, ``+1``, `` 1 `` and ``1.0`` all give 1),
+        float64 if every label is a number, str if none is. A column mixing numbers and text, or
+        holding an empty, NaN or infinite label, is refused.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -426,25 +442,57 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         if not feature_cols:
             raise ValueError(f"CSV file {path!r} has only the label column, no features")
 
+    first_line = 2 if names is not None else 1  # the number of data row 0, counting the header
+
+    def cell_error(i, c, problem):
+        return ValueError(f"CSV file {path!r} is malformed: data row {i + first_line}, column {c + 1} "
+                          f"holds {rows[i][c]!r}, {problem}")
+
     X = np.empty((len(rows), len(feature_cols)), dtype=np.float64)
     for i, row in enumerate(rows):
         for j, c in enumerate(feature_cols):
             try:
-                X[i, j] = float(row[c])
+                X[i, j] = _csv_float(row[c])
             except ValueError:
-                line = i + 1 + (1 if names is not None else 0)
-                raise ValueError(
-                    f"CSV file {path!r} is malformed: data row {line}, column {c + 1} holds "
-                    f"{row[c]!r}, not a number"
-                ) from None
+                raise cell_error(i, c, "not a number") from None
+    if not np.isfinite(X).all():  # the training and the layers refuse NaN and inf: say where they are
+        i, j = np.argwhere(~np.isfinite(X))[0]
+        c = feature_cols[j]
+        raise cell_error(i, c, f"which is {_not_finite(rows[i][c])}; fffcpu needs finite numbers "
+                               "(drop or fill in such values first)")
     if label_idx is None:
         return X, None
+    empty = [i for i, row in enumerate(rows) if not row[label_idx].strip()]
+    if empty:
+        raise ValueError(f"CSV file {path!r} is malformed: data row {empty[0] + first_line}, column "
+                         f"{label_idx + 1} (the label column) is empty")
+    return X, _csv_labels(rows, label_idx, cell_error)
+
+
+def _csv_labels(rows, label_idx, cell_error):
+    """The label column: int64 if every label is an integral number, float64 if all are numbers, str
+    if none is; a NaN or infinite label, or a column mixing numbers and text, is refused."""
     labels = [row[label_idx].strip() for row in rows]
-    if "" in labels:
-        line = labels.index("") + 1 + (1 if names is not None else 0)
-        raise ValueError(f"CSV file {path!r} is malformed: data row {line}, column {label_idx + 1} "
-                         "(the label column) is empty")
-    return X, _parse_label_values(labels)
+    numbers = np.empty(len(labels), dtype=np.float64)
+    is_text = np.zeros(len(labels), dtype=bool)
+    for i, label in enumerate(labels):
+        try:
+            numbers[i] = _csv_float(label)
+        except ValueError:
+            is_text[i] = True
+    if is_text.all():
+        return np.array(labels)
+    if is_text.any():  # "?" or "n/a" for a missing label, or a typo: as str, every label would be text
+        i, number = np.argmax(is_text), np.argmin(is_text)
+        raise cell_error(i, label_idx, f"not a number, unlike other labels in the column such as "
+                                       f"{labels[number]!r}")
+    if not np.isfinite(numbers).all():
+        i = np.argmin(np.isfinite(numbers))
+        raise cell_error(i, label_idx, f"which is {_not_finite(labels[i])}; labels must be finite numbers")
+    # |label| < 2**63: a larger integral value would wrap around in the cast to int64
+    if np.all(numbers == np.round(numbers)) and np.all(np.abs(numbers) < 2.0 ** 63):
+        return numbers.astype(np.int64)
+    return numbers
 
 
 # -- one entry point for the command line -----------------------------------------------------

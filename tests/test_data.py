@@ -384,3 +384,65 @@ def test_predict_refuses_to_overwrite_its_model_or_data(tmp_path, capsys):
     assert rows.read_text() == "1,2\n3,4\n" and model.read_bytes() == saved_model
     assert cli.main(["predict", str(model), "--data", str(rows), "--output", str(tmp_path / "p.csv")]) == 0
     assert len((tmp_path / "p.csv").read_text().split()) == 2
+
+
+@pytest.mark.parametrize("cell", ["1_0", "\uff11", "\u0661"])  # underscore, fullwidth 1, Arabic-Indic 1
+def test_csv_refuses_python_float_spellings(tmp_path, cell):
+    """float() reads "1_0" as 10.0 and non-ASCII digits as numbers; the CSV reader took them silently."""
+    p = tmp_path / "odd.csv"
+    p.write_text(f"0.5,{cell},0\n3,4,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"odd\.csv' is malformed: data row 1, column 2 holds '{cell}', "
+                                         "not a number$"):
+        data.load_csv(p)
+
+
+@pytest.mark.parametrize("cell, what", [
+    ("nan", r"NaN \(a missing value\)"), ("NaN", r"NaN \(a missing value\)"), ("-inf", "infinite"), ("Infinity", "infinite"),
+    ("1e999", r"beyond the float64 range \(largest magnitude 1.798e\+308\)"),
+])
+def test_csv_non_finite_features_are_refused_where_they_are(tmp_path, cell, what):
+    """NaN and inf were read, and training failed later with "X must be finite, got 1 NaN or inf
+    value(s)", naming neither the file nor the row."""
+    p = tmp_path / "gaps.csv"
+    p.write_text(f"a,b,label\n1,2,0\n3,{cell},1\n")
+    with pytest.raises(ValueError, match=rf"gaps\.csv' is malformed: data row 3, column 2 holds '{cell}', "
+                                         rf"which is {what}; fffcpu needs finite numbers"):
+        data.load_csv(p)
+    # the header is still recognised: NaN and inf count as numbers there, like an empty cell
+    q = tmp_path / "first.csv"
+    q.write_text(f"{cell},2,0\n3,4,1\n")
+    with pytest.raises(ValueError, match=rf"data row 1, column 1 holds '{cell}'"):
+        data.load_csv(q)
+
+
+def test_csv_label_spellings(tmp_path):
+    """+1, " 1 " and 1.0 are the label 1; 1_0 was read as 10, nan as a float label (which
+    `fffcpu train` then refused as "dtype float64"), and "?" turned every label into text."""
+    p = tmp_path / "y.csv"
+    p.write_text("1,2,+1\n3,4, 1 \n5,6,1.0\n7,8,1e1\n9,10,-2\n")
+    _, y = data.load_csv(p)
+    assert y.dtype == np.int64 and y.tolist() == [1, 1, 1, 10, -2]
+    p.write_text("1,2,0.5\n3,4, 1 \n")
+    _, y = data.load_csv(p)
+    assert y.dtype == np.float64 and y.tolist() == [0.5, 1.0]
+    p.write_text("1,2,cat\n3,4,dog_1\n")  # no label is a number: text labels, taken as written
+    _, y = data.load_csv(p)
+    assert y.tolist() == ["cat", "dog_1"]
+    for label, match in [
+        ("1_0", "holds '1_0', not a number, unlike other labels in the column such as '0'"),
+        ("?", "holds '\\?', not a number, unlike other labels in the column such as '0'"),
+        ("nan", r"holds 'nan', which is NaN \(a missing value\); labels must be finite numbers"),
+        ("inf", "holds 'inf', which is infinite; labels must be finite numbers"),
+    ]:
+        p.write_text(f"1,2,0\n3,4,{label}\n5,6,1\n")
+        with pytest.raises(ValueError, match=r"y\.csv' is malformed: data row 2, column 3 " + match):
+            data.load_csv(p)
+
+
+def test_train_on_a_csv_with_a_missing_value_names_the_cell(tmp_path, capsys):
+    from fffcpu import cli
+    p = tmp_path / "d.csv"
+    p.write_text("1,2,0\n3,NaN,1\n" * 5)
+    assert cli.main(["train", "--data", str(p), "--output", str(tmp_path / "m.fff"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "data row 2, column 2 holds 'NaN', which is NaN (a missing value)" in err, err
