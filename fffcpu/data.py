@@ -505,6 +505,9 @@ def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", requi
     - anything else (``*-ubyte``, ``*.idx``, ``*.gz``): IDX images, with the labels from the IDX
       file ``labels`` (required when ``require_y``).
 
+    The other formats hold their own labels: a ``labels`` file given with them is refused when
+    ``require_y`` (ignored otherwise, as ``fffcpu predict`` documents).
+
     Returns
     -------
     X : ndarray of shape (n, n_features)
@@ -512,6 +515,11 @@ def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", requi
     """
     path = os.fspath(path)
     low = path.lower()
+    if labels is not None and require_y and (path == "digits" or low.endswith((".npz", ".csv", ".tsv", ".txt"))):
+        # it was ignored: `--data X.csv --labels y.csv` trained on X.csv's last column as the labels
+        raise ValueError(f"--labels {os.fspath(labels)!r} is for IDX images only: --data {path!r} holds its "
+                         "own labels (an .npz file as an array, --y-key; a CSV file as a column, "
+                         "--label-column); put features and labels in one file")
     if path == "digits":
         return load_digits()
     if low.endswith(".npz"):

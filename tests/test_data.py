@@ -446,3 +446,22 @@ def test_train_on_a_csv_with_a_missing_value_names_the_cell(tmp_path, capsys):
     assert cli.main(["train", "--data", str(p), "--output", str(tmp_path / "m.fff"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "data row 2, column 2 holds 'NaN', which is NaN (a missing value)" in err, err
+
+
+def test_labels_file_with_a_format_that_holds_its_own_labels(tmp_path, capsys):
+    """`--data X.csv --labels y.csv` ignored y.csv and trained on X.csv's last column as the labels."""
+    from fffcpu import cli
+    X = tmp_path / "X.csv"
+    X.write_text("1,2,3\n4,5,6\n" * 4)
+    y = tmp_path / "y.csv"
+    y.write_text("0\n1\n" * 4)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, X=np.ones((8, 3)), y=np.zeros(8, dtype=np.int64))
+    for path in (str(X), str(npz), "digits"):
+        with pytest.raises(ValueError, match=rf"--labels '.*y\.csv' is for IDX images only: --data "
+                                             rf"'{re.escape(path)}' holds its own labels"):
+            data.load_dataset(path, labels=str(y))
+        data.load_dataset(path, labels=str(y), require_y=False)  # ignored, as `fffcpu predict --help` says
+    assert cli.main(["train", "--data", str(X), "--labels", str(y), "--output", str(tmp_path / "m.fff"),
+                     "--quiet"]) == 2
+    assert "is for IDX images only" in capsys.readouterr().err and not (tmp_path / "m.fff").exists()
