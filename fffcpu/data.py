@@ -151,6 +151,7 @@ def load_idx(path):
     if zero0 != 0 or zero1 != 0:
         raise ValueError(
             f"IDX file {path!r} has a bad magic number {raw[:4].hex()}: the first two bytes must be 0"
+            + _not_idx_hint(raw)
         )
     if type_code not in _IDX_TYPES:
         raise ValueError(
@@ -181,6 +182,20 @@ def load_idx(path):
         )
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
+
+
+def _not_idx_hint(raw):
+    """What a file that is no IDX file seems to be, for the error: ``load_dataset`` reads any name it
+    does not know as IDX, so a ``.npy`` or a CSV named ``.dat`` got only "bad magic number"."""
+    if raw.startswith(b"\x93NUMPY"):
+        return ("; it is a .npy array (np.save): save the features and labels together with "
+                "np.savez(path, X=X, y=y) and name the file .npz")
+    if raw.startswith(b"PK"):
+        return "; it is a zip archive: name an .npz file (np.savez) *.npz"
+    start = raw[:256]
+    if start.isascii() and all(b >= 32 or b in b"\t\r\n" for b in start):
+        return "; it looks like text: name a CSV file *.csv (or *.tsv with tabs)"
+    return ""
 
 
 def _idx_images(path):
@@ -532,11 +547,11 @@ def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", requi
         return X, y
     if labels is not None:
         return load_mnist(path, labels)
+    images = _idx_images(path)  # first: a file that is no IDX file should say so, not ask for labels
     if require_y:
         raise ValueError(
             f"IDX file {path!r} holds no labels: give the labels file as well (--labels FILE)"
         )
-    images = _idx_images(path)
     X = images.reshape(images.shape[0], -1).astype(np.float32)
     if images.dtype == np.uint8:
         X /= 255

@@ -465,3 +465,26 @@ def test_labels_file_with_a_format_that_holds_its_own_labels(tmp_path, capsys):
     assert cli.main(["train", "--data", str(X), "--labels", str(y), "--output", str(tmp_path / "m.fff"),
                      "--quiet"]) == 2
     assert "is for IDX images only" in capsys.readouterr().err and not (tmp_path / "m.fff").exists()
+
+
+@pytest.mark.parametrize("kind, match", [
+    ("npy", r"it is a \.npy array \(np\.save\): save the features and labels together with np\.savez"),
+    ("npz", r"it is a zip archive: name an \.npz file"),
+    ("text", r"it looks like text: name a CSV file \*\.csv"),
+])
+def test_file_read_as_idx_says_what_it_seems_to_be(tmp_path, kind, match):
+    """A name load_dataset does not know is read as IDX: a .npy file got "holds no labels: give the
+    labels file as well" (train) or a bare "bad magic number" (predict)."""
+    p = tmp_path / "data.dat"
+    if kind == "text":
+        p.write_text("1,2,0\n3,4,1\n")
+    else:
+        with open(p, "wb") as fh:  # np.save / np.savez to a file object: they add no suffix to it
+            (np.save if kind == "npy" else np.savez)(fh, np.ones((3, 2)))
+    for require_y in (True, False):
+        with pytest.raises(ValueError, match=r"data\.dat' has a bad magic number [0-9a-f]{8}: the first two "
+                                             r"bytes must be 0; " + match):
+            data.load_dataset(str(p), require_y=require_y)
+    p.write_bytes(b"\x01\x02\xff\x00\x00")  # nothing recognisable: no guess
+    with pytest.raises(ValueError, match=r"bad magic number 0102ff00: the first two bytes must be 0$"):
+        data.load_idx(p)
