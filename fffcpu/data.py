@@ -199,8 +199,12 @@ def _not_idx_hint(raw):
 
 
 def _idx_images(path):
-    """:func:`load_idx`, refusing a file without samples or without features (reshaping those fails)."""
+    """:func:`load_idx`, refusing a file without samples or without features (reshaping those fails), and a
+    1-d file: that is a labels file (taken for images, each label became the one feature of its sample)."""
     images = load_idx(path)
+    if images.ndim == 1:
+        raise ValueError(f"IDX images file {os.fspath(path)!r} holds a 1-d array of shape {images.shape}, "
+                         "like a labels file: expected images of shape (n, rows, cols) or (n, n_features)")
     if images.shape[0] == 0 or images[0].size == 0:
         raise ValueError(f"IDX images file {os.fspath(path)!r} must hold at least one sample with at least "
                          f"one feature, got shape {images.shape}")
@@ -234,6 +238,12 @@ def load_mnist(images_path, labels_path, scale=True, dtype="float32"):
             f"images file {os.fspath(images_path)!r} has {images.shape[0]} samples but labels file "
             f"{os.fspath(labels_path)!r} has {labels.shape[0]}"
         )
+    if labels.dtype.kind == "f":  # the cast to int64 below truncated 1.5 to 1 and made NaN a huge number
+        bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (np.abs(labels) >= 2.0 ** 63)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"labels file {os.fspath(labels_path)!r} must hold integer class labels, got "
+                             f"{labels[i]} at index {i} ({int(bad.sum())} such value(s))")
     is_bytes = images.dtype == np.uint8
     X = images.reshape(images.shape[0], -1).astype(dtype)
     if scale and is_bytes:

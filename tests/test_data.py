@@ -488,3 +488,21 @@ def test_file_read_as_idx_says_what_it_seems_to_be(tmp_path, kind, match):
     p.write_bytes(b"\x01\x02\xff\x00\x00")  # nothing recognisable: no guess
     with pytest.raises(ValueError, match=r"bad magic number 0102ff00: the first two bytes must be 0$"):
         data.load_idx(p)
+
+
+def test_idx_labels_file_given_as_images_or_float_labels(tmp_path):
+    """A 1-d labels file given as the images became one feature per sample; float labels were cast to
+    int64, 1.5 silently becoming 1 and NaN a huge negative number."""
+    lp = write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([1, 0, 2], np.uint8))
+    for call in (lambda: data.load_mnist(lp, lp), lambda: data.load_dataset(str(lp), require_y=False)):
+        with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte' holds a 1-d array of shape \(3,\), like "
+                                             r"a labels file: expected images of shape \(n, rows, cols\)"):
+            call()
+    ip = write_idx(tmp_path / "img", np.zeros((3, 2, 2), np.uint8))
+    for values, shown in (([1.0, 1.5, 2.0], "1.5 at index 1 (1 such value(s))"),
+                          ([np.nan, 0.0, np.inf], "nan at index 0 (2 such value(s))")):
+        fp = write_idx(tmp_path / "flab", np.array(values), 0x0D)
+        with pytest.raises(ValueError, match=r"flab' must hold integer class labels, got " + re.escape(shown)):
+            data.load_mnist(ip, fp)
+    _, y = data.load_mnist(ip, write_idx(tmp_path / "ok", np.array([1.0, 0.0, 2.0]), 0x0D))
+    assert y.dtype == np.int64 and y.tolist() == [1, 0, 2]
