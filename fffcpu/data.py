@@ -149,9 +149,10 @@ def load_idx(path):
         )
     zero0, zero1, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
     if zero0 != 0 or zero1 != 0:
+        hint = _file_kind_hint(raw)
         raise ValueError(
             f"IDX file {path!r} has a bad magic number {raw[:4].hex()}: the first two bytes must be 0"
-            + _not_idx_hint(raw)
+            + (f"; {hint}" if hint else "")
         )
     if type_code not in _IDX_TYPES:
         raise ValueError(
@@ -184,17 +185,18 @@ def load_idx(path):
     return data.astype(dtype.newbyteorder("="))
 
 
-def _not_idx_hint(raw):
-    """What a file that is no IDX file seems to be, for the error: ``load_dataset`` reads any name it
-    does not know as IDX, so a ``.npy`` or a CSV named ``.dat`` got only "bad magic number"."""
+def _file_kind_hint(raw):
+    """What a file of the wrong format seems to be, for the error ("" if nothing is recognised):
+    ``load_dataset`` reads any name it does not know as IDX, so a ``.npy`` or a CSV named ``.dat`` got
+    only "bad magic number"."""
     if raw.startswith(b"\x93NUMPY"):
-        return ("; it is a .npy array (np.save): save the features and labels together with "
+        return ("it is a .npy array (np.save): save the features and labels together with "
                 "np.savez(path, X=X, y=y) and name the file .npz")
     if raw.startswith(b"PK"):
-        return "; it is a zip archive: name an .npz file (np.savez) *.npz"
+        return "it is a zip archive: name an .npz file (np.savez) *.npz"
     start = raw[:256]
     if start.isascii() and all(b >= 32 or b in b"\t\r\n" for b in start):
-        return "; it looks like text: name a CSV file *.csv (or *.tsv with tabs)"
+        return "it looks like text: name a CSV file *.csv (or *.tsv with tabs)"
     return ""
 
 
@@ -355,6 +357,27 @@ def _npz_array(archive, key, path):
 
 
 # -- .csv -------------------------------------------------------------------------------------
+def _not_utf8_error(path):
+    """The error for a CSV file that is not UTF-8: where, and what to do (the codec's own message gave a
+    "position" within the chunk being decoded, not within the file)."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    start = 0
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+    line = raw.count(b"\n", 0, start) + 1
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        hint = "it is UTF-16 text (Excel's \"Unicode Text\"): save it as \"CSV UTF-8\""
+    elif raw.startswith((b"\x93NUMPY", b"PK")):
+        hint = _file_kind_hint(raw)
+    else:
+        hint = "save it as UTF-8 (Excel: \"CSV UTF-8\"), e.g. re-encode a Latin-1 or Windows-1252 file"
+    return ValueError(f"CSV file {path!r} is not UTF-8 text: byte 0x{raw[start]:02x} at offset {start} "
+                      f"(line {line}); {hint}")
+
+
 def _csv_float(cell):
     """``float(cell)`` for the numbers a CSV file holds: ASCII digits with an optional sign, decimal point
     and exponent, spaces around them allowed; ValueError for anything else.
@@ -410,7 +433,9 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: drop a byte-order mark
             rows = [row for row in csv.reader(fh, delimiter=delimiter) if row and any(c.strip() for c in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError:
+        raise _not_utf8_error(path) from None
+    except (OSError, csv.Error) as exc:
         raise ValueError(f"cannot read CSV file {path!r}: {exc}") from None
     if not rows:
         raise ValueError(f"CSV file {path!r} is empty")

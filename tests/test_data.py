@@ -506,3 +506,24 @@ def test_idx_labels_file_given_as_images_or_float_labels(tmp_path):
             data.load_mnist(ip, fp)
     _, y = data.load_mnist(ip, write_idx(tmp_path / "ok", np.array([1.0, 0.0, 2.0]), 0x0D))
     assert y.dtype == np.int64 and y.tolist() == [1, 0, 2]
+
+
+@pytest.mark.parametrize("raw, match", [
+    ("a,größe\n1,2\n".encode("latin-1") + b"3,4\n" * 5000,
+     r"byte 0xf6 at offset 4 \(line 1\); save it as UTF-8 \(Excel: \"CSV UTF-8\"\)"),
+    (b"a,b\n" + b"1,2\n" * 5000 + "caf\xe9,1\n".encode("latin-1"),  # past the first chunk the codec reads
+     r"byte 0xe9 at offset 20007 \(line 5002\); save it as UTF-8"),
+    ("1,2,0\n3,4,1\n".encode("utf-16"), r"byte 0xff at offset 0 \(line 1\); it is UTF-16 text"),
+    ("npz", r"it is a zip archive: name an \.npz file"),
+])
+def test_csv_that_is_not_utf8(tmp_path, raw, match):
+    """The codec's message ("can't decode byte 0xe9 in position 3: invalid continuation byte") gave the
+    position within the chunk it decoded, not within the file, and no way out."""
+    p = tmp_path / "latin.csv"
+    if raw == "npz":
+        np.savez(tmp_path / "d.npz", X=np.ones((3, 2)) * 0.123456789, y=np.arange(3))
+        raw = (tmp_path / "d.npz").read_bytes()
+        match = r"byte 0x[0-9a-f]{2} at offset \d+ \(line \d+\); " + match
+    p.write_bytes(raw)
+    with pytest.raises(ValueError, match=r"latin\.csv' is not UTF-8 text: " + match):
+        data.load_csv(p)
