@@ -67,6 +67,55 @@ class NeuronTreeInference:
         self.call()
 
 
+#: the project's speed targets: the calls they are stated for, ``name -> (variant, batch)``, each
+#: against the dense FF of the same training width (leaf-768-d8-l16: 4096, relu; ufb-768-d11: 4095, gelu)
+TARGETS = {
+    "ufb-768-d11 batch 4096": ("neuron_tree", 4096),
+    "ufb-768-d11 batch 1": ("neuron_tree", 1),
+    "leaf-768-d8-l16 batch 1024": ("fff", 1024),
+}
+
+
+class TargetInference:
+    """The calls of the speed targets, kernels and the dense baseline, so that the two can be compared
+    commit by commit (:class:`TargetSpeedup` tracks their ratio measured in one process).
+
+    The dense call at ufb-768-d11 batch 4096 is the slow one: about half a second, and 130 MB for its
+    hidden layer and the gelu's scratch.
+    """
+
+    params = (list(TARGETS), ["kernels", "dense"])
+    param_names = ["target", "implementation"]
+    timeout = 120
+
+    def setup(self, target, implementation):
+        variant, batch = TARGETS[target]
+        self.call, _ = _build_once(variant, implementation, batch)
+        self.call()  # numba compilation (first run), warm caches (re-runs)
+
+    def time_forward(self, target, implementation):
+        self.call()
+
+
+class TargetSpeedup:
+    """Median time of the dense FF divided by the kernels', at each speed target (higher is better)."""
+
+    params = [list(TARGETS)]
+    param_names = ["target"]
+    timeout = 120
+
+    def setup(self, target):
+        variant, batch = TARGETS[target]
+        self.kernels, _ = _build(variant, "kernels", batch)
+        self.dense, _ = _build(variant, "dense", batch)
+        self.kernels()  # numba compilation
+
+    def track_speedup(self, target):
+        return median_time(self.dense) / median_time(self.kernels)
+
+    track_speedup.unit = "x"
+
+
 class BatchInferenceMemory:
     """Memory of one batch of 4096: the kernels should need the output plus O(batch) scratch only.
 

@@ -374,7 +374,7 @@ def test_inference_timings_rerun_setup_without_rebuilding_the_layer(monkeypatch)
     real, builds = inference._build, []
     monkeypatch.setattr(inference, "_build", lambda *a: builds.append(a) or real(*a))
     n_sets = 0
-    for cls in (inference.LeafFFFInference, inference.NeuronTreeInference):
+    for cls in (inference.LeafFFFInference, inference.NeuronTreeInference, inference.TargetInference):
         for params in _param_sets(cls):
             n_sets += 1
             for _ in range(3):  # asv: setup, timed call, setup, timed call, ...
@@ -382,6 +382,35 @@ def test_inference_timings_rerun_setup_without_rebuilding_the_layer(monkeypatch)
                 bench_obj.setup(*params)
                 bench_obj.time_forward(*params)
     assert len(builds) == n_sets, builds
+
+
+def test_asv_times_the_speed_targets_calls_kernels_and_dense(monkeypatch):
+    # the targets are ufb-768-d11 at batch 4096 and one sample and leaf-768-d8-l16 at batch 1024, each
+    # against the dense FF of its training width; asv timed batches 1 and 256 only
+    monkeypatch.delenv("FFFCPU_BENCH_TINY", raising=False)  # the full sizes; nothing is built below
+    monkeypatch.syspath_prepend(ROOT)
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    inference = importlib.import_module("benchmarks.bench_inference")
+    common = importlib.import_module("benchmarks.common")
+    assert not common.TINY
+    config_of = {cfg["variant"]: name for name, cfg in bench.CONFIGS.items() if cfg["task"] == "inference"}
+    sizes = {"fff": common.LEAF_INFER, "neuron_tree": common.TREE_INFER}
+    for variant, name in config_of.items():
+        assert sizes[variant] == bench.CONFIGS[name]["sizes"], name
+    assert common.training_width("fff", sizes["fff"]) == 4096
+    assert common.training_width("neuron_tree", sizes["neuron_tree"]) == 4095
+    builds = []
+    monkeypatch.setattr(inference, "_build", lambda *a: builds.append(a) or ((lambda: None), None))
+    targets = {("ufb-768-d11", 4096, "kernels"), ("ufb-768-d11", 4096, "dense"), ("ufb-768-d11", 1, "kernels"),
+               ("ufb-768-d11", 1, "dense"), ("leaf-768-d8-l16", 1024, "kernels"),
+               ("leaf-768-d8-l16", 1024, "dense")}
+    for cls in (inference.TargetInference, inference.TargetSpeedup):
+        builds.clear()
+        for params in _param_sets(cls):
+            cls().setup(*params)
+        timed = {(config_of[variant], batch, implementation) for variant, implementation, batch in builds}
+        assert timed == targets, cls.__name__
 
 
 def test_every_timeraw_benchmark_runs_in_a_fresh_interpreter(monkeypatch):
