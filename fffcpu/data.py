@@ -463,6 +463,12 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         if not rows:
             raise ValueError(f"CSV file {path!r} has a header but no data rows")
     width = len(rows[0]) if names is None else len(names)
+    if width == 1:  # a file separated by something else: "has only the label column" or "not a number"
+        for sep, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'"), (" ", "spaces")):
+            if sep in rows[0][0].strip():
+                raise ValueError(f"CSV file {path!r} has one column, whose first cell {rows[0][0]!r} holds "
+                                 f"{name}: expected fields separated by {delimiter!r} (fffcpu reads .csv "
+                                 "and .txt with commas, .tsv with tabs)")
     for i, row in enumerate(rows):
         if len(row) != width:
             line = i + 1 + (1 if names is not None else 0)
@@ -480,6 +486,10 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
                     f"(header: {names if names is not None else 'none'})"
                 )
             label_idx = names.index(label_column)
+            if names.count(label_column) > 1:  # the first one was taken, the others read as features
+                where = [c + 1 for c, name in enumerate(names) if name == label_column]
+                raise ValueError(f"label_column {label_column!r} names {len(where)} columns of {path!r} "
+                                 f"(columns {where}); give the label column by its index instead")
         else:
             label_idx = check_int("label_column", label_column)
             if not -width <= label_idx < width:

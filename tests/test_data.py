@@ -527,3 +527,32 @@ def test_csv_that_is_not_utf8(tmp_path, raw, match):
     p.write_bytes(raw)
     with pytest.raises(ValueError, match=r"latin\.csv' is not UTF-8 text: " + match):
         data.load_csv(p)
+
+
+def test_csv_label_column_name_given_twice_in_the_header(tmp_path):
+    """The first column of that name was taken as the labels, the other read as a feature."""
+    p = tmp_path / "dup.csv"
+    p.write_text("a,label,label\n1,2,0\n3,4,1\n")
+    with pytest.raises(ValueError, match=r"label_column 'label' names 2 columns of '.*dup\.csv' "
+                                         r"\(columns \[2, 3\]\); give the label column by its index"):
+        data.load_csv(p, label_column="label")
+    X, y = data.load_csv(p, label_column=-1)
+    assert X.tolist() == [[1, 2], [3, 4]] and y.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("name, text, what", [
+    ("semi.csv", "1;2;0\n3;4;1\n", "';'"),  # Excel's CSV where the decimal separator is a comma
+    ("spaces.txt", "1.0 2.0 0\n3.0 4.0 1\n", "spaces"),  # np.savetxt's default
+    ("tabs.csv", "a\tb\n1\t2\n", "tabs"),
+])
+def test_csv_with_another_separator_says_so(tmp_path, name, text, what):
+    """Read as one column, it gave "has only the label column, no features" (or, without a label
+    column, "holds '1.0 2.0 0', not a number")."""
+    p = tmp_path / name
+    p.write_text(text)
+    match = rf"{name}' has one column, whose first cell .* holds {what}: expected fields separated by ','"
+    for label_column in (-1, None):
+        with pytest.raises(ValueError, match=match):
+            data.load_dataset(str(p), label_column=label_column, require_y=False)
+    p.write_text("0.5\n1.5\n")  # one column of numbers is fine without labels
+    assert data.load_csv(p, label_column=None)[0].tolist() == [[0.5], [1.5]]
