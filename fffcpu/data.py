@@ -416,7 +416,9 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         file holds features only.
     header : {"auto", True, False}, default "auto"
         Whether the first row holds column names; "auto": it does if one of its cells is not a number
-        where the second row has a number.
+        where the second row has a number, or if it reads 0, 1, ..., k-1 with k >= 4 (the names pandas
+        gives the columns of an array), after an empty cell over a row index (then k >= 2). A first
+        column without a name that holds integers (pandas' row index) is refused.
     delimiter : str, default ","
 
     Returns
@@ -457,11 +459,24 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
             header = any(s and not f for f, s in zip(first, second))
         else:
             header = not all(first)
+        # pandas names the columns of a DataFrame made from an array 0, 1, ..., k-1, after an empty cell
+        # over its row index if it writes one: such a first row was read as a sample
+        cells = [c.strip() for c in rows[0]]
+        over_index = cells[0] == ""
+        if over_index:
+            cells = cells[1:]
+        # without the empty cell, a sample could read 0, 1, 2: ask for four columns
+        if len(rows) > 1 and len(cells) >= (2 if over_index else 4) and cells == [str(j) for j in range(len(cells))]:
+            header = True
     if header:
         names = [c.strip() for c in rows[0]]
         rows = rows[1:]
         if not rows:
             raise ValueError(f"CSV file {path!r} has a header but no data rows")
+        if names[0] == "" and all(row[0].strip().isdigit() for row in rows):
+            raise ValueError(f"CSV file {path!r} starts with a column without a name that holds integers: a "
+                             "row index as pandas writes it (DataFrame.to_csv without index=False), which "
+                             "would be read as a feature; write the file with index=False, or name the column")
     width = len(rows[0]) if names is None else len(names)
     if width == 1:  # a file separated by something else: "has only the label column" or "not a number"
         for sep, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'"), (" ", "spaces")):

@@ -556,3 +556,26 @@ def test_csv_with_another_separator_says_so(tmp_path, name, text, what):
             data.load_dataset(str(p), label_column=label_column, require_y=False)
     p.write_text("0.5\n1.5\n")  # one column of numbers is fine without labels
     assert data.load_csv(p, label_column=None)[0].tolist() == [[0.5], [1.5]]
+
+
+def test_csv_as_pandas_writes_a_dataframe_made_from_an_array(tmp_path):
+    """pd.DataFrame(np.c_[X, y]).to_csv(path, index=False) names the columns 0, 1, ..., k-1: that row was
+    read as a sample (its last "label" k-1 even adding a class). With the index (pandas' default), the
+    row index was read as a feature, or the header row failed as "holds '', not a number"."""
+    p = tmp_path / "pd.csv"
+    p.write_text("0,1,2,3\n0.5,0.25,1.0,1\n1.5,0.75,2.0,0\n")
+    X, y = data.load_csv(p)
+    assert X.tolist() == [[0.5, 0.25, 1.0], [1.5, 0.75, 2.0]] and y.tolist() == [1, 0]
+    X, y = data.load_csv(p, label_column="0")  # the names are names
+    assert y.tolist() == [0.5, 1.5]
+    p.write_text("0,1,2\n0,1,2\n3,4,0\n")  # three columns: 0,1,2 may well be a sample
+    assert data.load_csv(p)[0].shape == (3, 2)
+    for text in (",0,1,2,3\n0,0.5,0.25,1.0,1\n1,1.5,0.75,2.0,0\n",  # pandas' default, index=True
+                 ",a,b,label\n7,0.5,0.25,1\n3,1.5,0.75,0\n"):  # a shuffled frame's index
+        p.write_text(text)
+        with pytest.raises(ValueError, match=r"pd\.csv' starts with a column without a name that holds integers: "
+                                             r"a row index as pandas writes it \(DataFrame\.to_csv without "
+                                             r"index=False\)"):
+            data.load_csv(p)
+    p.write_text(",a,label\n0.5,0.25,1\n1.5,0.75,0\n")  # an unnamed column of real numbers: a feature
+    assert data.load_csv(p)[0].tolist() == [[0.5, 0.25], [1.5, 0.75]]
