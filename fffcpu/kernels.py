@@ -187,13 +187,24 @@ def axpy_row(g, w, r, y):
 
 
 @njit(**_SERIAL)
+def is_finite(v):
+    """True for a finite float: ``|v| < inf`` is False for inf and for NaN.
+
+    A comparison keeps IEEE semantics under :data:`FASTMATH` (no ``nnan``/``ninf``). The older
+    idiom, summing ``v * 0`` (NaN for inf and NaN) and testing the sum against 0, does not: with
+    Numba 0.59 (LLVM 14) the reassociated sum came out 0 for a NaN in a 15-value array.
+    """
+    return abs(v) < np.inf
+
+
+@njit(**_SERIAL)
 def all_finite(x):
     """True when every value of the C-contiguous array ``x`` is finite (cheap input check)."""
     flat = x.reshape(x.size)
-    bad = flat.dtype.type(0)
+    ok = True
     for i in range(flat.shape[0]):
-        bad += flat[i] * 0  # 0 for finite values, NaN as soon as one is inf or NaN
-    return bad == 0
+        ok &= is_finite(flat[i])  # no early exit: the loop vectorizes
+    return ok
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,12 +435,11 @@ def two_level_pass(w, r, c1, c2, b, b1, b2, strict, X, perm, lo, hi, A, level, r
     ``A`` of nonzero height, the node's logit goes to ``A[s, level]`` and the child's to
     ``A[s, level + 1]`` (pass an empty writable array for none). Then ``perm[lo:hi]`` is split into the four
     grandchild groups ``[lo, m1)``, ``[m1, mid)``, ``[mid, m2)``, ``[m2, hi)``, left to right.
-    ``right``, ``right2`` (n,) bool scratch. Returns ``(m1, mid, m2, check)``: ``check`` is the sum
-    of ``0 * a`` over the node's logits, 0 when they are all finite (no nnan/ninf fastmath: x * 0 is
-    NaN for inf and NaN). No allocation.
+    ``right``, ``right2`` (n,) bool scratch. Returns ``(m1, mid, m2, finite)``: ``finite`` is True
+    when the node's logits are all finite (:func:`is_finite`). No allocation.
     """
     store = A.shape[0] > 0
-    check = X.dtype.type(0)
+    finite = True
     for p in range(lo, hi, 4):
         q0 = perm[p]
         q1 = perm[min(p + 1, hi - 1)]
@@ -441,7 +451,7 @@ def two_level_pass(w, r, c1, c2, b, b1, b2, strict, X, perm, lo, hi, A, level, r
         a1 += b
         a2 += b
         a3 += b
-        check += ((a0 + a1) + (a2 + a3)) * 0
+        finite &= is_finite((a0 + a1) + (a2 + a3))
         g0 = goes_right(a0, strict)
         g1 = goes_right(a1, strict)
         g2 = goes_right(a2, strict)
@@ -470,7 +480,7 @@ def two_level_pass(w, r, c1, c2, b, b1, b2, strict, X, perm, lo, hi, A, level, r
     mid = split_group(perm, lo, hi, right)
     m1 = split_group(perm, lo, mid, right2)
     m2 = split_group(perm, mid, hi, right2)
-    return m1, mid, m2, check
+    return m1, mid, m2, finite
 
 
 @njit(**_SERIAL)
@@ -541,18 +551,18 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
         if hi - lo == 1:
             q = perm[lo]
             if k == 0:
-                finite &= (dot_row(node_weights, 0, X[q]) + node_biases[0, 0]) * 0 == 0
+                finite &= is_finite(dot_row(node_weights, 0, X[q]) + node_biases[0, 0])
             leaf[q] = leaf_route_from(node_weights, node_biases, k, X[q])
             continue
         b = node_biases[k, 0]
         c1 = 2 * k + 1
         c2 = 2 * k + 2
         if c2 < n_nodes:  # two levels per pass
-            m1, mid, m2, check = two_level_pass(node_weights, k, c1, c2, b, node_biases[c1, 0],
+            m1, mid, m2, root_finite = two_level_pass(node_weights, k, c1, c2, b, node_biases[c1, 0],
                                                 node_biases[c2, 0], False, X, perm, lo, hi, no_logits, level,
                                                 right, right2)
             if k == 0:
-                finite &= check == 0
+                finite &= root_finite
             top = push_grandchildren(stack, top, k, level + 2, lo, m1, mid, m2, hi)
             continue
         p = lo
@@ -567,7 +577,7 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
             a6 += b
             a7 += b
             if k == 0:
-                finite &= ((a0 + a1) + (a2 + a3) + (a4 + a5) + (a6 + a7)) * 0 == 0
+                finite &= is_finite((a0 + a1) + (a2 + a3) + (a4 + a5) + (a6 + a7))
             right[perm[p]] = a0 >= 0
             right[perm[p + 1]] = a1 >= 0
             right[perm[p + 2]] = a2 >= 0
@@ -588,7 +598,7 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
             a2 += b
             a3 += b
             if k == 0:
-                finite &= ((a0 + a1) + (a2 + a3)) * 0 == 0
+                finite &= is_finite((a0 + a1) + (a2 + a3))
             right[q0] = a0 >= 0
             right[q1] = a1 >= 0
             right[q2] = a2 >= 0
@@ -1553,10 +1563,10 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thr
                     break
                 nt_top_group(w_in, b_in, base, K, X, perm, lo, hi, A, node, right, right2, top_stacks[wk])
         if t == 0 and check_finite:  # a NaN or inf in a sample makes its root logit non-finite
-            bad = X.dtype.type(0)
+            ok = True
             for q in range(n):
-                bad += A[q, 0] * 0
-            if bad != 0:
+                ok &= is_finite(A[q, 0])
+            if not ok:
                 return False
         bucket_by(node, n_sub, offsets, perm)
         for q in prange(n_sub):

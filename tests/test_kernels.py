@@ -185,6 +185,25 @@ def test_all_finite():
     assert api.all_finite(np.zeros((0, D), np.float32))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_all_finite_finds_one_bad_value_at_every_length_and_position(dtype):
+    """Every length through several vector widths and unrolled tails, the bad value in each place.
+
+    The check used to sum ``v * 0`` and test the sum against 0; Numba 0.59 (LLVM 14) folded that
+    sum to 0 for a NaN in 15 values, so NaN inputs reached the kernels unreported.
+    """
+    for n in range(1, 70):
+        x = np.ones(n, dtype)
+        assert api.all_finite(x)
+        for i in range(n):
+            for bad in (np.nan, np.inf, -np.inf):
+                x[i] = bad
+                assert not api.all_finite(x), (n, i, bad)
+            x[i] = np.finfo(dtype).max  # the largest finite value is finite
+            assert api.all_finite(x), (n, i)
+            x[i] = 1
+
+
 def test_layer_awkward_inputs_match_numpy_backend():
     layer = fffcpu.FFF(D, L_WIDTH, O, depth=3, seed=0, dtype="float32")
     rng = np.random.default_rng(13)
