@@ -347,6 +347,34 @@ def test_train_other_options(tmp_path):
         args.func(args)
 
 
+def test_train_takes_whole_float_and_bool_labels_and_names_a_fractional_one(tmp_path):
+    """Labels stored as 0., 1., 2. (NumPy's and pandas' habit) were refused as "dtype float64", while
+    a CSV holding the same numbers trained; bool labels were refused too."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)  # classes 0, 1, 2
+    model = str(tmp_path / "m.fff")
+    argv = ["--epochs", "1", "--depth", "1", "--test-fraction", "0", "--quiet", "--output", model, "--seed", "0"]
+    predictions = {}
+    for name, labels in [("int", y), ("float", y.astype(np.float64)), ("float32", y.astype(np.float32))]:
+        np.savez(tmp_path / f"{name}.npz", X=X, y=labels)
+        run(["train", "--data", str(tmp_path / f"{name}.npz")] + argv)
+        predictions[name] = fffcpu.load(model)(X.astype(np.float32))
+    np.testing.assert_array_equal(predictions["float"], predictions["int"])  # the same labels, the same run
+    np.testing.assert_array_equal(predictions["float32"], predictions["int"])
+    np.savez(tmp_path / "bool.npz", X=X, y=X[:, 0] > 0)
+    run(["train", "--data", str(tmp_path / "bool.npz")] + argv)
+    assert fffcpu.load(model).output_width == 2
+    for bad, shown in [(0.5, "0.5"), (np.nan, "nan"), (np.inf, "inf")]:
+        labels = y.astype(np.float64)
+        labels[7] = bad
+        np.savez(tmp_path / "bad.npz", X=X, y=labels)
+        args = parse(["train", "--data", str(tmp_path / "bad.npz")] + argv)
+        with pytest.raises(ValueError, match=rf"must be integer class indices .*got {shown} at index 7 "
+                                             r"\(dtype float64; use --loss mse"):
+            args.func(args)
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--test-fraction", "0.99"], r"--test-fraction 0.99 leaves no training samples of 30"),
     (["--test-fraction", "0.99", "--loss", "mse"], r"--test-fraction 0.99 leaves no training samples of 30"),

@@ -160,7 +160,17 @@ def _class_targets(y, path):
     if y.ndim != 1:
         raise ValueError(f"labels in {path!r} must be one class index per sample, shape (n,), got shape "
                          f"{y.shape} (use --loss mse for several real-valued targets)")
-    if y.dtype.kind not in "iu":
+    if y.dtype.kind == "b":
+        y = y.astype(np.int64)
+    elif y.dtype.kind == "f":  # 0., 1., 2. as NumPy and pandas often store labels; a CSV reads them alike
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not whole.all():
+            i = int(np.argmin(whole))
+            raise ValueError(
+                f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
+                f"got {y[i].item()!r} at index {i} (dtype {y.dtype}; use --loss mse for real-valued targets)"
+            )
+    elif y.dtype.kind not in "iu":
         raise ValueError(
             f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
             f"got dtype {y.dtype} (use --loss mse for real-valued targets)"
