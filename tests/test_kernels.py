@@ -865,6 +865,7 @@ def test_ctrl_c_during_a_batch_call_raises_keyboard_interrupt():
     code = r'''
 import os, signal, threading, time, numpy as np, fffcpu
 from fffcpu.neuron_tree import NeuronTreeFFF
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a run started in the background inherits SIGINT ignored
 x = np.random.default_rng(0).standard_normal((16384, 768), dtype=np.float32)
 for layer in (fffcpu.FFF(768, 16, 768, 8, seed=0), NeuronTreeFFF(768, 768, 8, seed=0)):
     layer(x[:2048])
