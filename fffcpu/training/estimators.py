@@ -2,8 +2,9 @@
 
 ``__init__`` only stores the hyperparameters; ``fit`` validates, builds the layer, trains it and
 returns ``self``; learned state ends in ``_`` (``layer_``, ``classes_``, ``history_``,
-``n_features_in_``); randomness comes from ``random_state``. ``get_params``/``set_params`` make
-them usable with scikit-learn's model selection tools when scikit-learn is installed.
+``n_features_in_``); randomness comes from ``random_state``. ``get_params``/``set_params`` and
+``__sklearn_tags__`` (which imports scikit-learn, and only scikit-learn calls) make them usable with
+scikit-learn's pipelines and model selection tools when scikit-learn is installed.
 
     clf = FFFClassifier(depth=3, leaf_width=8, hardening=1.0, epochs=30, random_state=0).fit(X, y)
     clf.score(X_test, y_test)
@@ -59,6 +60,7 @@ def _check_X(X, n_features=None):
 
 class _FFFEstimator:
     _loss = None
+    _estimator_type = None  # "classifier" or "regressor": scikit-learn < 1.6 reads this, later ones the tags
 
     def __init__(self, depth=3, leaf_width=8, activation=None, hardening=1.0, balance=0.0,
                  region_leak=0.0, dropout=0.0, optimizer="adam", lr=None, weight_decay=None, epochs=20,
@@ -104,6 +106,18 @@ class _FFFEstimator:
                 raise ValueError(f"{name!r} is not a parameter of {type(self).__name__}; valid: {valid}")
             setattr(self, name, value)
         return self
+
+    def __sklearn_tags__(self):
+        """What scikit-learn >= 1.6 asks every estimator: its kind (cross-validation stratifies and
+        scorers call ``predict_proba`` only for classifiers) and the inputs it takes: dense 2-d X
+        without NaN, a required y. Only scikit-learn calls this, so importing it here is safe."""
+        from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
+        classifier = self._estimator_type == "classifier"
+        return Tags(estimator_type=self._estimator_type,
+                    target_tags=TargetTags(required=True, multi_output=not classifier),
+                    classifier_tags=ClassifierTags(multi_label=False) if classifier else None,
+                    regressor_tags=None if classifier else RegressorTags(),
+                    input_tags=InputTags(two_d_array=True, sparse=False, allow_nan=False))
 
     def __repr__(self):
         sig = inspect.signature(type(self).__init__)
@@ -181,6 +195,7 @@ class FFFClassifier(_FFFEstimator):
     """
 
     _loss = "cross_entropy"
+    _estimator_type = "classifier"
 
     def fit(self, X, y):
         """Train on ``X`` (n, n_features) and labels ``y`` (n,); returns ``self``."""
@@ -226,6 +241,7 @@ class FFFRegressor(_FFFEstimator):
     """
 
     _loss = "mse"
+    _estimator_type = "regressor"
 
     def fit(self, X, y):
         """Train on ``X`` (n, n_features) and targets ``y`` (n,) or (n, n_outputs); returns ``self``."""
