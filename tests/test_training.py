@@ -294,6 +294,26 @@ def test_estimators_refuse_bad_targets_and_bad_score_shapes():
         reg.score(X, X[:, 0])  # broadcast against both outputs into a wrong R^2 before
 
 
+def test_estimators_name_X_for_sparse_featureless_1d_and_object_inputs():
+    import scipy.sparse
+    X, y = blobs()
+    clf = FFFClassifier(depth=1, epochs=1, random_state=0, backend="numpy")
+    with pytest.raises(TypeError, match="X must be a dense array, got a sparse csr_matrix of shape"):
+        clf.fit(scipy.sparse.csr_matrix(X), y)  # "X must hold real numbers, got dtype object" before
+    with pytest.raises(TypeError, match="X must be a dense array, got a sparse"):
+        FFFRegressor(depth=1, epochs=1).fit(scipy.sparse.csc_matrix(X), X[:, 0])
+    with pytest.raises(ValueError, match=r"got shape \(120,\); reshape your data: X.reshape\(-1, 1\)"):
+        clf.fit(X[:, 0], y)
+    with pytest.raises(ValueError, match=r"X has 0 feature\(s\) \(shape=\(120, 0\)\)"):
+        clf.fit(X[:, :0], y)  # was "input_width must be an integer >= 1"
+    expected = clf.fit(X, y).predict(X)
+    np.testing.assert_array_equal(clf.fit(X.astype(object), y).predict(X.astype(object)), expected)
+    bad = X.astype(object)
+    bad[3, 1] = {"a": 1}
+    with pytest.raises(TypeError, match="X must hold real numbers, got dtype object holding something else"):
+        clf.fit(bad, y)
+
+
 # -- commands -------------------------------------------------------------------------------
 def parse(argv):
     parser = argparse.ArgumentParser(prog="fffcpu")

@@ -10,6 +10,7 @@ scikit-learn's pipelines and model selection tools when scikit-learn is installe
     clf.score(X_test, y_test)
 """
 import inspect
+import sys
 
 import numpy as np
 
@@ -46,11 +47,25 @@ def make_layer(variant, input_width, output_width, depth, leaf_width=8, activati
 
 
 def _check_X(X, n_features=None):
+    sparse = sys.modules.get("scipy.sparse")  # not loaded: X cannot be one of its matrices
+    if sparse is not None and sparse.issparse(X):
+        # np.asarray wraps a sparse matrix into a 0-d object array: "got dtype object" misled
+        raise TypeError(f"X must be a dense array, got a sparse {type(X).__name__} of shape {X.shape}: "
+                        "sparse input is not supported (X.toarray() densifies it)")
     X = np.asarray(X)
+    if X.dtype == object:  # numbers in an object array (pandas' mixed columns): what NumPy converts
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"X must hold real numbers, got dtype object holding something else ({exc})") from None
     if X.dtype.kind not in "fiub":
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
     if X.ndim != 2:
-        raise ValueError(f"X must have shape (n_samples, n_features), got shape {X.shape}")
+        hint = ("; reshape your data: X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one sample"
+                if X.ndim == 1 else "")
+        raise ValueError(f"X must have shape (n_samples, n_features), got shape {X.shape}{hint}")
+    if X.shape[1] == 0:  # was refused later as "input_width must be >= 1", a name the caller never used
+        raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(
             f"X has {X.shape[1]} features, but this estimator was fitted with {n_features} (n_features_in_)"
