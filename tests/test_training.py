@@ -314,6 +314,21 @@ def test_estimators_name_X_for_sparse_featureless_1d_and_object_inputs():
         clf.fit(bad, y)
 
 
+def test_classifier_refuses_continuous_labels_and_both_a_missing_y():
+    X, y = blobs()
+    clf = FFFClassifier(depth=1, epochs=1, random_state=0, backend="numpy")
+    with pytest.raises(ValueError, match=r"continuous\): 0.25 at index 4; FFFRegressor"):
+        clf.fit(X, np.where(np.arange(len(y)) == 4, 0.25, y))  # trained 4 classes, one of them "0.25"
+    with pytest.raises(ValueError, match="continuous"):
+        clf.fit(X, X[:, 0])  # a regression target made 120 one-sample classes
+    assert list(clf.fit(X, y.astype(np.float64)).classes_) == [0.0, 1.0, 2.0]  # whole floats are labels
+    with pytest.raises(ValueError, match=r"at least 2 classes, got 1 class: \['a'\]"):
+        clf.fit(X, np.full(len(y), "a"))
+    for est in (clf, FFFRegressor(depth=1, epochs=1)):
+        with pytest.raises(ValueError, match=f"{type(est).__name__} requires y to be passed, but the target y is None"):
+            est.fit(X, None)
+
+
 # -- commands -------------------------------------------------------------------------------
 def parse(argv):
     parser = argparse.ArgumentParser(prog="fffcpu")

@@ -73,6 +73,12 @@ def _check_X(X, n_features=None):
     return X
 
 
+def _check_y_given(estimator, y):
+    if y is None:  # np.asarray(None) made this "y must have shape (n,), got ()" or "dtype object"
+        raise ValueError(f"{type(estimator).__name__} requires y to be passed, but the target y is None")
+    return y
+
+
 class _FFFEstimator:
     _loss = None
     _estimator_type = None  # "classifier" or "regressor": scikit-learn < 1.6 reads this, later ones the tags
@@ -215,14 +221,21 @@ class FFFClassifier(_FFFEstimator):
     def fit(self, X, y):
         """Train on ``X`` (n, n_features) and labels ``y`` (n,); returns ``self``."""
         X = _check_X(X)
-        y = np.asarray(y)
+        y = np.asarray(_check_y_given(self, y))
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must have shape ({X.shape[0]},) (one label per row of X), got {y.shape}")
         if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
             raise ValueError(f"y must not hold NaN or inf labels, got {np.count_nonzero(~np.isfinite(y))}")
+        if y.dtype.kind == "f":  # 0., 1., 2. are labels; 0.37 is a regression target, not class 0.37 of n
+            whole = y == np.round(y)
+            if not whole.all():
+                i = int(np.argmin(whole))
+                raise ValueError(f"y must hold class labels, got continuous values (Unknown label type: "
+                                 f"continuous): {y[i].item()!r} at index {i}; FFFRegressor fits real targets")
         classes, codes = np.unique(y, return_inverse=True)
         if classes.size < 2:
-            raise ValueError(f"y must hold at least 2 classes, got {classes.size}")
+            raise ValueError(f"y must hold at least 2 classes, got {classes.size} "
+                             f"class{'' if classes.size == 1 else 'es'}: {classes.tolist()}")
         return self._fit_layer(X, codes.astype(np.int64), classes.size, classes_=classes)
 
     def predict_proba(self, X):
@@ -261,7 +274,7 @@ class FFFRegressor(_FFFEstimator):
     def fit(self, X, y):
         """Train on ``X`` (n, n_features) and targets ``y`` (n,) or (n, n_outputs); returns ``self``."""
         X = _check_X(X)
-        y = _as_real("y", y).astype(np.float64, copy=False)
+        y = _as_real("y", _check_y_given(self, y)).astype(np.float64, copy=False)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs), got {y.shape}")
         y2 = y[:, None] if y.ndim == 1 else y
