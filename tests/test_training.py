@@ -329,6 +329,18 @@ def test_classifier_refuses_continuous_labels_and_both_a_missing_y():
             est.fit(X, None)
 
 
+@pytest.mark.parametrize("value, error, match", [
+    (np.random.RandomState(0), TypeError, "random_state must be an integer >= 0 or None, got a RandomState"),
+    (np.random.default_rng(0), TypeError, "random_state must be an integer >= 0 or None, got a Generator"),
+    (1.5, TypeError, r"random_state must be an integer, got 1.5 \(float\)"),
+    (-1, ValueError, "random_state must be an integer >= 0, got -1"),
+])
+def test_estimators_name_random_state_in_its_errors(value, error, match):
+    X, y = blobs(12)
+    with pytest.raises(error, match=match):  # said "seed must be an integer", a name fit never showed
+        FFFClassifier(depth=1, epochs=1, random_state=value).fit(X, y)
+
+
 # -- commands -------------------------------------------------------------------------------
 def parse(argv):
     parser = argparse.ArgumentParser(prog="fffcpu")

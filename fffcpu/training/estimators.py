@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from .._validate import check_int
 from .loop import fit as _fit
 from .losses import _as_real, softmax
 
@@ -77,6 +78,14 @@ def _check_y_given(estimator, y):
     if y is None:  # np.asarray(None) made this "y must have shape (n,), got ()" or "dtype object"
         raise ValueError(f"{type(estimator).__name__} requires y to be passed, but the target y is None")
     return y
+
+
+def _check_random_state(value):
+    """``random_state`` as the int seed of the layer and of fit; errors named "seed" before."""
+    if isinstance(value, (np.random.RandomState, np.random.Generator)):
+        raise TypeError(f"random_state must be an integer >= 0 or None, got a {type(value).__name__}: "
+                        "fffcpu seeds its generators from an int (random_state=0, say)")
+    return None if value is None else check_int("random_state", value, 0)
 
 
 class _FFFEstimator:
@@ -150,14 +159,15 @@ class _FFFEstimator:
         """Build and train a layer; the fitted attributes (``layer_``, ``history_``,
         ``n_features_in_`` and ``fitted``) are set together, only once training has succeeded, so a
         refit that fails leaves the estimator as it was (not an untrained layer_ behind old classes_)."""
+        seed = _check_random_state(self.random_state)
         layer = make_layer(self.variant, X.shape[1], n_outputs, self.depth, self.leaf_width,
                            activation=self.activation, region_leak=self.region_leak,
                            dropout=self.dropout, parallel_size=self.parallel_size,
-                           seed=self.random_state, dtype=self.dtype, backend=self.backend)
+                           seed=seed, dtype=self.dtype, backend=self.backend)
         history = _fit(layer, X, targets, loss=self._loss, optimizer=self.optimizer, lr=self.lr,
                        weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size,
                        hardening=self.hardening, balance=self.balance, validation_split=self.validation_split,
-                       patience=self.patience, seed=self.random_state, verbose=self.verbose,
+                       patience=self.patience, seed=seed, verbose=self.verbose,
                        local_batch_size=self.local_batch_size)
         for name, value in fitted.items():
             setattr(self, name, value)
