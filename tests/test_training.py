@@ -249,7 +249,7 @@ def test_classifier_sklearn_protocol():
     assert clf.set_params(depth=2) is clf and clf.depth == 2
     with pytest.raises(ValueError, match="'depht' is not a parameter"):
         clf.set_params(depht=2)
-    with pytest.raises(ValueError, match="this estimator was fitted with 2"):
+    with pytest.raises(ValueError, match="X has 3 features, but FFFClassifier is expecting 2 features as input"):
         clf.predict(np.zeros((2, 3)))
     assert "depth=2" in repr(clf)
 
@@ -339,6 +339,17 @@ def test_estimators_name_random_state_in_its_errors(value, error, match):
     X, y = blobs(12)
     with pytest.raises(error, match=match):  # said "seed must be an integer", a name fit never showed
         FFFClassifier(depth=1, epochs=1, random_state=value).fit(X, y)
+
+
+def test_unfitted_estimators_raise_a_value_error_that_is_an_attribute_error_too():
+    X, y = blobs(12)
+    for est, calls in ((FFFClassifier(), ("predict", "predict_proba")), (FFFRegressor(), ("predict",))):
+        for name in calls:
+            with pytest.raises(ValueError, match=f"this {type(est).__name__} is not fitted yet") as info:
+                getattr(est, name)(X)  # an AttributeError only before: 'except ValueError' missed it
+            assert isinstance(info.value, AttributeError)
+        with pytest.raises(ValueError, match="not fitted yet"):
+            est.score(X, y)
 
 
 # -- commands -------------------------------------------------------------------------------

@@ -47,7 +47,8 @@ def make_layer(variant, input_width, output_width, depth, leaf_width=8, activati
     raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
 
 
-def _check_X(X, n_features=None):
+def _check_X(X, fitted=None):
+    """X as a 2-d real array; with ``fitted`` (an estimator), its width must be ``fitted.n_features_in_``."""
     sparse = sys.modules.get("scipy.sparse")  # not loaded: X cannot be one of its matrices
     if sparse is not None and sparse.issparse(X):
         # np.asarray wraps a sparse matrix into a 0-d object array: "got dtype object" misled
@@ -67,11 +68,15 @@ def _check_X(X, n_features=None):
         raise ValueError(f"X must have shape (n_samples, n_features), got shape {X.shape}{hint}")
     if X.shape[1] == 0:  # was refused later as "input_width must be >= 1", a name the caller never used
         raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but this estimator was fitted with {n_features} (n_features_in_)"
-        )
+    if fitted is not None and X.shape[1] != fitted.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(fitted).__name__} is expecting "
+                         f"{fitted.n_features_in_} features as input (n_features_in_, set by fit)")
     return X
+
+
+class NotFittedError(ValueError, AttributeError):
+    """``predict``, ``predict_proba`` or ``score`` before ``fit``. Both a ValueError and an
+    AttributeError, as scikit-learn's exception of that name, so either ``except`` catches it."""
 
 
 def _check_y_given(estimator, y):
@@ -176,11 +181,11 @@ class _FFFEstimator:
 
     def _check_fitted(self):
         if not hasattr(self, "layer_"):
-            raise AttributeError(f"this {type(self).__name__} is not fitted yet: call fit(X, y) first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(X, y) first")
 
     def _outputs(self, X):
         self._check_fitted()
-        X = _check_X(X, self.n_features_in_)
+        X = _check_X(X, self)
         return np.asarray(self.layer_(X), dtype=np.float64)
 
 
