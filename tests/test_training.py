@@ -302,7 +302,7 @@ def test_estimators_name_X_for_sparse_featureless_1d_and_object_inputs():
         clf.fit(scipy.sparse.csr_matrix(X), y)  # "X must hold real numbers, got dtype object" before
     with pytest.raises(TypeError, match="X must be a dense array, got a sparse"):
         FFFRegressor(depth=1, epochs=1).fit(scipy.sparse.csc_matrix(X), X[:, 0])
-    with pytest.raises(ValueError, match=r"got shape \(120,\); reshape your data: X.reshape\(-1, 1\)"):
+    with pytest.raises(ValueError, match=r"got shape \(120,\). Reshape your data: X.reshape\(-1, 1\)"):
         clf.fit(X[:, 0], y)
     with pytest.raises(ValueError, match=r"X has 0 feature\(s\) \(shape=\(120, 0\)\)"):
         clf.fit(X[:, :0], y)  # was "input_width must be an integer >= 1"
@@ -312,6 +312,11 @@ def test_estimators_name_X_for_sparse_featureless_1d_and_object_inputs():
     bad[3, 1] = {"a": 1}
     with pytest.raises(TypeError, match="X must hold real numbers, got dtype object holding something else"):
         clf.fit(bad, y)
+    reg = FFFRegressor(depth=1, epochs=1, random_state=0, backend="numpy")
+    expected = reg.fit(X, X[:, 0]).predict(X)
+    np.testing.assert_array_equal(reg.fit(X, X[:, 0].astype(object)).predict(X), expected)  # y alike
+    with pytest.raises(TypeError, match="y must hold real numbers, got dtype object holding something else"):
+        reg.fit(X, np.array([{"a": 1}] * len(X)))
 
 
 def test_classifier_refuses_continuous_labels_and_both_a_missing_y():

@@ -63,11 +63,11 @@ def _check_X(X, fitted=None):
     if X.dtype.kind not in "fiub":
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
     if X.ndim != 2:
-        hint = ("; reshape your data: X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one sample"
+        hint = (". Reshape your data: X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one sample"
                 if X.ndim == 1 else "")
         raise ValueError(f"X must have shape (n_samples, n_features), got shape {X.shape}{hint}")
     if X.shape[1] == 0:  # was refused later as "input_width must be >= 1", a name the caller never used
-        raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
+        raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     if fitted is not None and X.shape[1] != fitted.n_features_in_:
         raise ValueError(f"X has {X.shape[1]} features, but {type(fitted).__name__} is expecting "
                          f"{fitted.n_features_in_} features as input (n_features_in_, set by fit)")
@@ -289,7 +289,13 @@ class FFFRegressor(_FFFEstimator):
     def fit(self, X, y):
         """Train on ``X`` (n, n_features) and targets ``y`` (n,) or (n, n_outputs); returns ``self``."""
         X = _check_X(X)
-        y = _as_real("y", _check_y_given(self, y)).astype(np.float64, copy=False)
+        y = _check_y_given(self, y)
+        if np.asarray(y).dtype == object:  # numbers in an object array, as X above
+            try:
+                y = np.asarray(y).astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"y must hold real numbers, got dtype object holding something else ({exc})") from None
+        y = _as_real("y", y).astype(np.float64, copy=False)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs), got {y.shape}")
         y2 = y[:, None] if y.ndim == 1 else y
