@@ -3,6 +3,8 @@
 Skipped where scikit-learn is not installed (CI: fffcpu does not depend on it); the duck-typed
 protocol itself is tested without it in test_training.py.
 """
+import warnings
+
 import numpy as np
 import pytest
 
@@ -51,4 +53,30 @@ def test_grid_search_over_a_pipeline_refits_the_best():
     best = search.best_estimator_[-1]
     assert best.depth == search.best_params_["fffclassifier__depth"] and best.n_features_in_ == 2
     assert search.predict_proba(X).shape == (len(X), 3)
-    assert clone(pipe)[-1].get_params() == pipe[-1].get_params()
+    refit = clone(pipe).set_params(**search.best_params_).fit(X, y)  # random_state: the same model
+    np.testing.assert_array_equal(refit.predict_proba(X), search.predict_proba(X))
+
+
+# scikit-learn's estimator checks that fail on purpose, with why; every other check passes
+DELIBERATELY_FAILED = {
+    # fffcpu's NotFittedError is a ValueError and an AttributeError, but not scikit-learn's class
+    # (fffcpu does not import scikit-learn)
+    "check_estimators_unfitted": "raises fffcpu's NotFittedError",
+    # complex X is a TypeError naming X and its dtype (scikit-learn wants a ValueError)
+    "check_complex_data": "TypeError, not ValueError",
+    # y of shape (n, 1) is refused naming the shape; scikit-learn ravels it with its own warning class
+    "check_supervised_y_2d": "(n, 1) labels refused",
+}
+
+
+@pytest.mark.parametrize("estimator", [FFFClassifier, FFFRegressor])
+def test_estimator_checks(estimator):
+    from sklearn.utils.estimator_checks import check_estimator
+    # its toy sets are small: the default budget (20 epochs at lr 1e-3) underfits them
+    est = estimator(depth=1, leaf_width=4, epochs=30, lr=0.02, random_state=0, backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped checks (no pandas, say) warn
+        results = check_estimator(est, on_fail=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    expected = set(DELIBERATELY_FAILED) - ({"check_supervised_y_2d"} if estimator is FFFRegressor else set())
+    assert failed == expected
