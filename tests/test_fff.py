@@ -287,6 +287,8 @@ def test_attributes_are_checked_when_set():
         assert getattr(layer, name) == before
     layer.dropout, layer.region_leak, layer.activation, layer.train_hardened = 0.5, 0.1, "tanh", True
     assert (layer.dropout, layer.region_leak, layer.activation, layer.train_hardened) == (0.5, 0.1, "tanh", True)
+    layer.dropout, layer.region_leak = np.float32(0.25), np.float64(0.5)
+    assert type(layer.dropout) is float and type(layer.region_leak) is float  # stored as floats
 
 
 def test_assigned_parameters_are_checked_and_copied_in_place():

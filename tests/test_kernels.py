@@ -5,6 +5,7 @@ sizes cover the serial path (1, 5), the bucketed batch path with per-sample top 
 batches large enough that whole subtrees are walked by groups of samples.
 """
 import concurrent.futures
+import warnings
 
 import numpy as np
 import pytest
@@ -236,6 +237,11 @@ def test_layer_refuses_ragged_lists_and_masked_values_and_takes_bfloat16_tensors
     np.testing.assert_array_equal(layer(half), layer(half.float().numpy()))
     with pytest.raises(TypeError, match="x must hold real numbers"):
         layer(torch.ones((2, D), dtype=torch.complex64))
+    with warnings.catch_warnings():  # torch: "ComplexHalf support is experimental"
+        warnings.simplefilter("ignore", UserWarning)
+        chalf = torch.ones((2, D), dtype=torch.complex32)
+    with pytest.raises(TypeError, match="x must hold real numbers"):  # no NumPy dtype, and not real: not .float()
+        layer(chalf)
 
 
 def test_neuron_tree_layer_awkward_inputs():

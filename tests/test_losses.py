@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from fffcpu.training import losses
 from fffcpu.training.losses import cross_entropy, log_softmax, mse, softmax
 
 
@@ -45,12 +46,18 @@ def test_cross_entropy_keeps_float32_and_handles_empty_batch():
     assert g.dtype == np.float32 and loss == pytest.approx(np.log(2))
     loss, g = cross_entropy(np.zeros((0, 2)), np.zeros(0, dtype=int))
     assert loss == 0.0 and g.shape == (0, 2)
+    loss, g = cross_entropy(np.zeros((0, 2), dtype=np.float32), np.zeros(0, dtype=int))
+    assert loss == 0.0 and g.shape == (0, 2) and g.dtype == np.float32
 
 
 @pytest.mark.parametrize("labels, match", [
     (np.array([0, 5]), r"class indices in \[0, 2\]"),
     (np.array([0.0, 1.0]), "integers"),
     (np.array([0, 1, 1]), "2 rows"),
+    (np.array([0]), "2 rows"),  # one label broadcast against both rows
+    (np.array([0, 3]), r"class indices in \[0, 2\], got values in \[0, 3\]"),  # C itself is out of range
+    (np.array([-1, 0]), r"class indices in \[0, 2\], got values in \[-1, 0\]"),  # not the last class
+    (np.array([[0], [1]]), r"1-d array .* got shape \(2, 1\)"),  # (n, 1) broadcast into (n, n)
 ])
 def test_cross_entropy_rejects_bad_labels(labels, match):
     with pytest.raises(ValueError, match=match):
@@ -92,3 +99,28 @@ def test_integer_outputs_are_not_truncated():
         cross_entropy(np.zeros((1, 2), dtype=complex), np.array([0]))
     with pytest.raises(TypeError, match="outputs must hold real numbers, got dtype <U1"):
         mse(np.array([["a"]]), np.zeros(1))
+
+
+def test_loss_shapes_and_dtypes_are_checked_and_kept():
+    with pytest.raises(ValueError, match=r"logits must have shape \(n, n_classes\), got shape \(3,\)"):
+        cross_entropy(np.zeros(3), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"outputs must have shape \(n, n_outputs\), got shape \(3,\)"):
+        mse(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match=r"targets must have shape \(2, 2\), got shape \(2,\)"):
+        mse(np.zeros((2, 2)), np.zeros(2))  # the shape given, not a reshaped (2, 1)
+    with pytest.raises(TypeError, match="targets must hold real numbers, got dtype complex128"):
+        mse(np.zeros((2, 1)), np.array([1 + 1j, 2.0]))  # the imaginary parts were dropped
+    # the gradient has the outputs' dtype, whatever the targets' (float32 training stays float32)
+    loss, g = mse(np.ones((2, 1), dtype=np.float32), np.array([0.5, 0.0]))
+    assert g.dtype == np.float32 and loss == pytest.approx((0.25 + 1) / 2)
+    # bool outputs count as 0/1 numbers, as integers do
+    loss, g = mse(np.array([[True], [False]]), np.array([0.5, 0.5]))
+    assert loss == pytest.approx(0.25) and g.dtype == np.float64
+    np.testing.assert_allclose(g, [[0.5], [-0.5]])
+
+
+def test_get_names_the_choices():
+    assert losses.get("mse") is mse and losses.get("cross_entropy") is cross_entropy
+    for bad in ("hinge", ["mse"]):  # an unhashable name too
+        with pytest.raises(ValueError, match=r"loss must be one of \['cross_entropy', 'mse'\]"):
+            losses.get(bad)

@@ -1,5 +1,7 @@
 """Neuron-tree FFF (UltraFastBERT, SPEC §2): reference against a naive oracle, hand-derived gradients
 against float64 central differences, the layer protocol, and awkward inputs."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -260,6 +262,7 @@ def test_usage_counts():
         np.testing.assert_array_equal(np.bincount(leaf[:, t], minlength=8), u["hard_leaf"][t])
     cache = layer.train_forward(x)[1]
     np.testing.assert_array_equal(layer.block_usage(cache)["linear_in.weight"], u["hard_node"])
+    np.testing.assert_array_equal(layer.block_usage(cache)["linear_out.weight"], [n] * 3)  # every sample
 
 
 @pytest.mark.parametrize("kwargs,err,words", [
@@ -271,6 +274,8 @@ def test_usage_counts():
     (dict(activation="swish"), ValueError, "activation"),
     (dict(dtype="int8"), ValueError, "dtype"),
     (dict(backend="torch"), ValueError, "backend"),
+    (dict(backend=None), ValueError, "backend"),
+    (dict(dtype="floaty"), ValueError, "dtype must be 'float32' or 'float64'"),
     (dict(depth=61), MemoryError, "depth"),
     (dict(depth=45), MemoryError, "GiB"),
 ])
@@ -291,9 +296,21 @@ def test_bad_call_arguments():
         layer(np.array([[0, 0, np.nan, 0]]))
     with pytest.raises(TypeError, match="real numbers"):
         layer(np.array([["a", "b", "c", "d"]]))
+    with pytest.raises(TypeError, match=r"x must hold real numbers \(float or int\), got dtype bool"):
+        layer(np.ones((2, 4), dtype=bool))
+    with warnings.catch_warnings():  # one error, no overflow warning from the conversion before it
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="x must fit the layer's dtype float32"):
+            layer(np.full((1, 4), 1e300))
     y, cache = layer.train_forward(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="dL_dy"):
         layer.backward(cache, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"dL_dy must have the forward output's shape .* got shape \(3, 2\)"):
+        layer.backward(cache, np.zeros((3, 2)))  # as many numbers as (2, 3): it was reshaped silently
+    with pytest.raises(TypeError, match="dL_dy must hold real numbers, got dtype bool"):
+        layer.backward(cache, np.ones((2, 3), dtype=bool))
+    with pytest.raises(TypeError, match="hardening must be a real number, got True"):
+        layer.backward(cache, y, hardening=True)
     with pytest.raises(ValueError, match="hardening"):
         layer.backward(cache, y, hardening=-1.0)
     with pytest.raises(TypeError, match="balance"):
@@ -310,6 +327,7 @@ def test_init_shapes_bounds_and_seed():
     assert layer.kind == "neuron_tree" and layer.n_params == 30 * (16 + 1 + 5)
     assert layer.training_width == 30 and layer.inference_width == 8
     assert np.abs(layer.params["linear_in.weight"]).max() <= 1 / 4
+    assert np.abs(layer.params["linear_in.weight"]).max() > 0.2  # the bound is 1/sqrt(D), not 1/D
     assert np.abs(layer.params["linear_out.weight"]).max() <= 1 / np.sqrt(8)
     assert np.abs(layer.params["linear_out.weight"]).max() > 1 / 4  # its own, wider bound
     assert all(v.dtype == np.float32 for v in layer.params.values())
@@ -412,6 +430,12 @@ def test_from_state_dict_errors():
     bad = dict(sd, **{"linear_in.bias": sd["linear_in.bias"][:8]})
     with pytest.raises(ValueError, match="linear_in.bias"):
         NeuronTreeFFF.from_state_dict(bad, parallel_size=3)
+    empty = {"linear_in.weight": np.zeros((0, 4)), "linear_in.bias": np.zeros(0), "linear_out.weight": np.zeros((3, 0))}
+    for hint in ({}, {"depth": 1}):
+        with pytest.raises(ValueError, match="'linear_in.weight' has 0 rows"):
+            NeuronTreeFFF.from_state_dict(empty, **hint)
+    with pytest.raises(ValueError, match="depth must be <= 60, got 61"):
+        NeuronTreeFFF.from_state_dict(sd, depth=61)
     layer = NeuronTreeFFF(4, 3, depth=1, parallel_size=3)
     with pytest.raises(ValueError, match="finite"):
         layer.load_state_dict(dict(sd, **{"linear_in.bias": np.full(9, np.inf)}))
@@ -450,7 +474,58 @@ def test_sizes_are_fixed_and_activation_checked_when_set():
     layer = NeuronTreeFFF(4, 3, 2, parallel_size=2, seed=0)
     with pytest.raises(AttributeError, match=r"parallel_size is fixed at construction \(this layer's is 2, got 3\)"):
         layer.parallel_size = 3
-    with pytest.raises(ValueError, match="activation must be one of"):
-        layer.activation = "swish"
+    for bad in ("swish", ["relu"]):  # an unhashable value too
+        with pytest.raises(ValueError, match="activation must be one of"):
+            layer.activation = bad
     layer.activation = "relu"
     assert layer.parallel_size == 2 and layer.activation == "relu"
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_activations_and_derivatives_keep_float32(activation):
+    f, df = activations.get(activation)
+    z = np.linspace(-2, 2, 5, dtype=np.float32)
+    fz = f(z)
+    assert fz.dtype == np.float32 and df(z, fz).dtype == np.float32
+
+
+def test_memory_check_counts_every_parameter(monkeypatch):
+    from fffcpu import _validate
+    need = NeuronTreeFFF(3, 2, depth=1, parallel_size=2, backend="numpy").n_params * 4  # float32 bytes
+    monkeypatch.setattr(_validate, "physical_memory_bytes", lambda: need)
+    NeuronTreeFFF(3, 2, depth=1, parallel_size=2, backend="numpy")  # fits exactly
+    monkeypatch.setattr(_validate, "physical_memory_bytes", lambda: need - 1)
+    with pytest.raises(MemoryError, match="a neuron-tree FFF of depth 1 with 2 tree"):
+        NeuronTreeFFF(3, 2, depth=1, parallel_size=2, backend="numpy")
+
+
+def test_load_state_dict_checks_values_at_the_dtype_boundary():
+    layer = NeuronTreeFFF(4, 3, depth=1, seed=0, backend="numpy")  # float32
+    sd = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+    top = float(np.finfo(np.float32).max)
+    sd["linear_in.bias"][0] = top  # the largest float32 fits
+    layer.load_state_dict(sd)
+    assert layer.params["linear_in.bias"][0] == np.float32(top)
+    sd["linear_in.bias"][0] = 2 * top
+    with pytest.raises(ValueError, match="'linear_in.bias' must fit the layer's dtype float32"):
+        layer.load_state_dict(sd)
+    with pytest.raises(TypeError, match="'linear_in.bias' must hold real numbers, got dtype bool"):
+        layer.load_state_dict(dict(sd, **{"linear_in.bias": np.ones(3, dtype=bool)}))
+
+
+def test_assigned_params_mapping_is_converted_and_followed_by_the_kernels():
+    layer = NeuronTreeFFF(5, 3, depth=3, parallel_size=2, seed=1)  # float32, kernels
+    x = np.random.default_rng(0).normal(size=(9, 5)).astype(np.float32)
+    tol = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer(x), ref.hard_forward(layer.params, x, 3, 2), **tol)
+    # a mapping that keeps the layer's own linear_in.weight and linear_out.weight and brings a new bias
+    layer.params = dict(layer.params, **{"linear_in.bias": layer.params["linear_in.bias"] + 1})
+    np.testing.assert_allclose(layer(x), ref.hard_forward(layer.params, x, 3, 2), **tol)
+    # a whole new mapping, float64: converted; its linear_out.weight is not the kernel layout
+    layer.params = NeuronTreeFFF(5, 3, depth=3, parallel_size=2, seed=2, dtype="float64").state_dict()
+    assert all(p.dtype == np.float32 for p in layer.params.values())  # converted to the layer's dtype
+    want = ref.hard_forward(layer.params, x, 3, 2)
+    np.testing.assert_allclose(layer(x), want, **tol)
+    layer.params["linear_out.weight"] *= 2  # in place, as an optimizer's step: the kernels see it
+    np.testing.assert_allclose(layer(x), 2 * want, **tol)
+    np.testing.assert_allclose(layer(x[0]), 2 * want[0], **tol)

@@ -1,5 +1,6 @@
 """The training loop, input-scaling folding, the estimators and the demo/train/evaluate/predict commands."""
 import argparse
+import inspect
 import io
 import re
 
@@ -9,6 +10,7 @@ import pytest
 import fffcpu
 from fffcpu.training import FFFClassifier, FFFRegressor, fit
 from fffcpu.training import commands
+from fffcpu.training.estimators import make_layer
 from fffcpu.training.loop import fold_input_scaling, input_scaling, make_generators
 from fffcpu.training.optim import SGD
 
@@ -682,3 +684,53 @@ def test_regressor_score_is_r2_about_the_mean():
     p = reg.predict(X)
     r2 = 1 - ((y - p) ** 2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0)
     assert reg.score(X, y) == pytest.approx(r2.mean(), rel=1e-12)
+    # a constant output has no variance to explain: it scores 0 (as scikit-learn's r2_score), not NaN or 1
+    constant = np.column_stack([y[:, 0], np.full(len(y), 7.0)])
+    assert reg.score(X, constant) == pytest.approx(r2[0] / 2, rel=1e-12)
+
+
+def test_make_layer_passes_every_setting_on_and_shares_the_estimators_defaults():
+    leaf = make_layer("leaf", 3, 2, 1, leaf_width=4, activation="tanh", region_leak=0.1, dropout=0.2,
+                      master_leaf=2, seed=5, dtype="float64", backend="numpy")
+    assert (leaf.leaf_width, leaf.activation, leaf.region_leak, leaf.dropout, leaf.master_leaf, leaf.seed) == \
+        (4, "tanh", 0.1, 0.2, 2, 5)
+    tree = make_layer("neuron-tree", 3, 2, 2, parallel_size=3, activation="relu", seed=5, dtype="float64",
+                      backend="numpy")
+    assert (tree.depth, tree.parallel_size, tree.activation, tree.seed) == (2, 3, "relu", 5)
+    assert make_layer("leaf", 3, 2, 1).activation == "relu" and make_layer("neuron-tree", 3, 2, 1).activation == "gelu"
+    defaults = inspect.signature(make_layer).parameters
+    est = FFFClassifier().get_params()
+    for name in ("leaf_width", "activation", "region_leak", "dropout", "parallel_size", "dtype", "backend"):
+        assert est[name] == defaults[name].default, name
+
+
+def test_estimator_trains_as_fit_does_with_the_same_settings():
+    X, y = blobs(48)
+    settings = dict(hardening=0.5, balance=0.25, optimizer="local-sgd", lr=0.1, epochs=2, batch_size=16,
+                    local_batch_size=4)
+    clf = FFFClassifier(depth=1, leaf_width=2, activation="tanh", region_leak=0.1, dropout=0.2, dtype="float64",
+                        backend="numpy", random_state=3, **settings).fit(X, y)
+    layer = make_layer("leaf", 2, 3, 1, leaf_width=2, activation="tanh", region_leak=0.1, dropout=0.2, seed=3,
+                       dtype="float64", backend="numpy")
+    history = fit(layer, X, y, loss="cross_entropy", seed=3, **settings)
+    assert clf.layer_.config() == layer.config()
+    assert clf.history_["loss"] == history["loss"]
+    for name, value in layer.state_dict().items():
+        np.testing.assert_array_equal(clf.layer_.params[name], value, err_msg=name)
+
+
+def test_estimators_check_the_shapes_of_X_and_y_and_the_classes():
+    X, y = blobs(30)
+    with pytest.raises(ValueError, match=r"y must have shape \(30,\) \(one label per row of X\), got \(30, 1\)"):
+        FFFClassifier(depth=1, epochs=1).fit(X, y[:, None])
+    with pytest.raises(ValueError, match="y must hold at least 2 classes, got 1"):
+        FFFClassifier(depth=1, epochs=1).fit(X, np.zeros(30, dtype=int))
+    with pytest.raises(ValueError, match=r"y must have shape \(30,\) or \(30, n_outputs\), got \(30, 1, 1\)"):
+        FFFRegressor(depth=1, epochs=1).fit(X, X[:, :1, None])
+    with pytest.raises(TypeError, match="X must hold real numbers, got dtype <U"):
+        FFFClassifier(depth=1, epochs=1).fit(X.astype(str), y)
+
+
+def test_estimator_repr_shows_only_the_changed_parameters():
+    assert repr(FFFClassifier()) == "FFFClassifier()"
+    assert repr(FFFRegressor(depth=2, variant="neuron-tree")) == "FFFRegressor(depth=2, variant='neuron-tree')"
