@@ -192,7 +192,7 @@ def is_finite(v):
 
     A comparison keeps IEEE semantics under :data:`FASTMATH` (no ``nnan``/``ninf``). The older
     idiom, summing ``v * 0`` (NaN for inf and NaN) and testing the sum against 0, does not: with
-    Numba 0.59 (LLVM 14) the reassociated sum came out 0 for a NaN in a 15-value array.
+    Numba 0.59 (LLVM 14) the check passed a 15-value array holding a NaN.
     """
     return abs(v) < np.inf
 
