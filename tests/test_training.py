@@ -239,6 +239,8 @@ def test_classifier_sklearn_protocol():
     assert type(clf)(**params).get_params() == params
     with pytest.raises(AttributeError, match="not fitted"):
         clf.predict(X)
+    with pytest.raises(fffcpu.training.NotFittedError):  # exported where the estimators are
+        clf.predict(X)
     assert clf.fit(X, labels) is clf
     assert list(clf.classes_) == ["cat", "dog", "eel"] and clf.n_features_in_ == 2
     proba = clf.predict_proba(X)

@@ -6,7 +6,7 @@
 from .losses import cross_entropy, mse
 from .optim import SGD, Adam, AdamW, LocalAdam, LocalSGD, make_optimizer
 from .loop import History, evaluate, fit
-from .estimators import FFFClassifier, FFFRegressor
+from .estimators import FFFClassifier, FFFRegressor, NotFittedError
 
 __all__ = ["SGD", "Adam", "AdamW", "LocalSGD", "LocalAdam", "make_optimizer", "cross_entropy", "mse",
-           "fit", "evaluate", "History", "FFFClassifier", "FFFRegressor"]
+           "fit", "evaluate", "History", "FFFClassifier", "FFFRegressor", "NotFittedError"]
