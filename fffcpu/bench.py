@@ -6,6 +6,11 @@ Every implementation of a configuration runs on the same weights and the same in
 - ``fffcpu numpy``        the same layer with ``backend="numpy"`` (the NumPy reference);
 - ``dense numpy``         the dense feedforward layer of the same training width in float32 BLAS,
                           ``act(x @ W1 + b1) @ W2 + b2`` (gelu in the exact erf form);
+- at batch 1 also ``fffcpu kernels, stream`` and ``dense numpy, stream``: a different sample each
+                          call, taken in turn from a pool of ``STREAM_POOL`` (a token stream). The
+                          rows above repeat one sample, whose path stays in L1/L2; here the path's
+                          weight rows come from L3 or memory. Their ``vs dense`` is against
+                          ``dense numpy, stream``;
 - peers, when installed:  ``dense torch``, ``torch index_select/bmm`` (the neuron tree written with
                           gathers and batched matmuls, from SPEC §2), ``fastfeedforward eval`` and
                           ``fastfeedforward train`` (the PyTorch reference package).
@@ -13,7 +18,8 @@ Every implementation of a configuration runs on the same weights and the same in
 Timing: one warm-up call (Numba compilation, caches, lazy allocations) is excluded; each repeat runs the
 call ``number`` times, with ``number`` chosen so that one repeat lasts at least ``min_time``; the result is
 the median over repeats of the time per call. ``speedup_vs_dense`` is the dense NumPy median divided by
-the implementation's median, for the same configuration and batch (so > 1 means faster than dense).
+the implementation's median, for the same configuration and batch (so > 1 means faster than dense);
+for the ``, stream`` rows the dense median is ``dense numpy, stream``'s.
 
 ``--scaling`` measures the cost per sample against the training width 2^6 .. 2^16 instead: a leaf FFF
 with a fixed leaf width, a neuron tree, and the dense layers of the same width. There ``--configs``
@@ -30,6 +36,7 @@ Examples
 """
 import argparse
 import datetime
+import itertools
 import json
 import math
 import os
@@ -80,6 +87,10 @@ SCALING_LEAF_WIDTH = 16
 SCALING_IO = 768
 
 SEED = 20240601
+#: samples the batch-1 ``, stream`` rows take in turn (12.6 MB at width 768 in float32)
+STREAM_POOL = 4096
+#: the suffix of an implementation timed on a stream of samples, and its dense baseline
+STREAM = ", stream"
 DESCRIPTION = ("Measure fffcpu's kernels and NumPy reference against the dense feedforward layer and the "
                "PyTorch peers on the standard configurations of SPEC §5 (medians, warm-up excluded).")
 
@@ -423,7 +434,7 @@ def _layer_for(cfg, sizes, backend):
     return NeuronTreeFFF(**sizes, activation=cfg["activation"], seed=SEED, backend=backend)
 
 
-def _inference_impls(cfg, sizes, threads, peers):
+def _inference_impls(cfg, sizes, threads, peers, batch):
     """Yield ``(implementation name, builder)``; ``builder(x)`` returns a callable of no arguments."""
     layer = _layer_for(cfg, sizes, "auto")
 
@@ -445,9 +456,21 @@ def _inference_impls(cfg, sizes, threads, peers):
     def dense_numpy(x):
         return lambda: dense_forward(x, *dense, cfg["activation"])
 
+    def stream(call):  # a builder: each call takes the next sample of a seeded pool, as (1, D)
+        def build(x):
+            pool = np.random.default_rng(SEED + 1).standard_normal((STREAM_POOL, x.shape[1]), dtype=x.dtype)
+            rows = [pool[i:i + 1] for i in range(STREAM_POOL)]
+            turn = itertools.cycle(rows)
+            call(rows[0])  # compiles, as the kernels' builder does
+            return lambda: call(next(turn))
+        return build
+
     yield "fffcpu kernels", kernels
     yield "fffcpu numpy", reference
     yield "dense numpy", dense_numpy
+    if batch == 1:
+        yield "fffcpu kernels" + STREAM, stream(layer)
+        yield "dense numpy" + STREAM, stream(lambda x: dense_forward(x, *dense, cfg["activation"]))
     if not peers:
         return
 
@@ -608,8 +631,9 @@ def run_configs(configs, batches=None, repeats=7, min_time=0.02, threads=None, q
             for batch in cfg_batches:
                 x = rng.standard_normal((batch, sizes["input_width"]), dtype=np.float32)
                 t = rng.integers(0, sizes["output_width"], size=batch)
-                impls = (_training_impls if training else _inference_impls)(cfg, sizes, threads, peers)
-                dense_median = None
+                impls = (_training_impls(cfg, sizes, threads, peers) if training
+                         else _inference_impls(cfg, sizes, threads, peers, batch))
+                dense_median = {}  # stream rows (True) and the others (False)
                 measured = []
                 for impl, build in impls:
                     try:
@@ -619,15 +643,16 @@ def run_configs(configs, batches=None, repeats=7, min_time=0.02, threads=None, q
                                  reason=str(e)))
                         continue
                     median, number = measure(fn, repeats=repeats, min_time=min_time)
-                    if impl == "dense numpy":
-                        dense_median = median
+                    if impl in ("dense numpy", "dense numpy" + STREAM):
+                        dense_median[impl.endswith(STREAM)] = median
                     measured.append(dict(record="measurement", variant=cfg["variant"], config=name,
                                          task=cfg["task"], implementation=impl, batch=batch,
                                          seconds=median, per_sample_seconds=median / batch,
                                          number=number, repeats=repeats, threads=threads,
                                          quick=quick, sizes=dict(sizes)))
                 for m in measured:
-                    m["speedup_vs_dense"] = None if dense_median is None else dense_median / m["seconds"]
+                    base = dense_median.get(m["implementation"].endswith(STREAM))
+                    m["speedup_vs_dense"] = None if base is None else base / m["seconds"]
                     out(m)
     return results
 

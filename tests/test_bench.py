@@ -66,12 +66,35 @@ def test_json_covers_every_config_batch_and_the_dense_ratio(quick_json):
         for batch in cfg["quick"]["batches"]:
             group = {r["implementation"]: r for r in meas if r["config"] == name and r["batch"] == batch}
             assert "dense numpy" in group and "fffcpu numpy" in group, (name, batch, sorted(group))
+            stream = {"fffcpu kernels, stream", "dense numpy, stream"}
             if cfg["task"] == "inference":
                 assert "fffcpu kernels" in group
+                assert (stream <= set(group)) == (batch == 1), (name, batch, sorted(group))
+            else:
+                assert not stream & set(group)
             assert group["dense numpy"]["speedup_vs_dense"] == pytest.approx(1.0)
-            for r in group.values():
-                assert r["speedup_vs_dense"] == pytest.approx(group["dense numpy"]["seconds"] / r["seconds"])
+            for impl, r in group.items():
+                dense = group["dense numpy, stream" if impl.endswith(", stream") else "dense numpy"]
+                assert r["speedup_vs_dense"] == pytest.approx(dense["seconds"] / r["seconds"])
                 assert r["variant"] == cfg["variant"] and r["task"] == cfg["task"]
+
+
+def test_the_stream_rows_take_a_different_sample_each_call_in_turn(monkeypatch):
+    """``, stream``: a token stream, each call the next sample of a pool (the other rows repeat one)."""
+    monkeypatch.setattr(bench, "STREAM_POOL", 3)
+    seen = []
+    monkeypatch.setattr(bench, "dense_forward", lambda x, *weights: seen.append(x) or x)
+    cfg = bench.CONFIGS["ufb-768-d11"]
+    sizes = cfg["quick"]["sizes"]
+    impls = dict(bench._inference_impls(cfg, sizes, 1, False, 1))
+    call = impls["dense numpy, stream"](np.zeros((1, sizes["input_width"]), np.float32))
+    seen.clear()  # the builder's compiling call
+    for _ in range(7):
+        call()
+    assert all(x.shape == (1, sizes["input_width"]) for x in seen)
+    firsts = [float(x[0, 0]) for x in seen]
+    assert len(set(firsts[:3])) == 3 and firsts[3:] == firsts[:3] + firsts[:1]  # three samples, in turn
+    assert "dense numpy, stream" not in dict(bench._inference_impls(cfg, sizes, 1, False, 2))
 
 
 def test_a_full_size_record_names_the_configurations_own_sizes():
