@@ -204,6 +204,7 @@ def _idx_images(path):
     """:func:`load_idx`, refusing a file without samples or without features (reshaping those fails), and a
     1-d file: that is a labels file (taken for images, each label became the one feature of its sample)."""
     images = load_idx(path)
+    _refuse_non_finite(images, f"IDX images file {os.fspath(path)!r}")
     if images.ndim == 1:
         raise ValueError(f"IDX images file {os.fspath(path)!r} holds a 1-d array of shape {images.shape}, "
                          "like a labels file: expected images of shape (n, rows, cols) or (n, n_features)")
@@ -311,7 +312,9 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
     if X.shape[1] == 0:
         raise ValueError(f"array {x_key!r} in {path!r} must have at least one feature per sample, "
                          f"got shape {X.shape}")
+    _refuse_non_finite(X, f"array {x_key!r} in {path!r}")
     if y is not None:
+        _refuse_non_finite(y, f"array {y_key!r} in {path!r}")
         if y.ndim not in (1, 2) or y.ndim == 2 and y.shape[1] == 0:
             raise ValueError(f"array {y_key!r} in {path!r} must have shape (n,) (labels or one target) or "
                              f"(n, k) with k >= 1 (k regression targets), got shape {y.shape}")
@@ -320,6 +323,17 @@ def load_npz(path, x_key="X", y_key="y", require_y=True):
                 f".npz file {path!r}: {x_key!r} has {X.shape[0]} rows but {y_key!r} has {y.shape[0]}"
             )
     return X, y
+
+
+def _refuse_non_finite(arr, what):
+    """Refuse NaN and inf in a float array read from a file, naming the first one's index: training and
+    the layers refuse them too, but without naming the file ("X must be finite")."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr)
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        index = index[0] if len(index) == 1 else index
+        raise ValueError(f"{what} holds {arr[index]} at index {index} ({int(bad.sum())} value(s) NaN or "
+                         "infinite); fffcpu needs finite numbers (drop or fill in such values first)")
 
 
 def _check_npz_start(path):

@@ -579,3 +579,26 @@ def test_csv_as_pandas_writes_a_dataframe_made_from_an_array(tmp_path):
             data.load_csv(p)
     p.write_text(",a,label\n0.5,0.25,1\n1.5,0.75,0\n")  # an unnamed column of real numbers: a feature
     assert data.load_csv(p)[0].tolist() == [[0.5, 0.25], [1.5, 0.75]]
+
+
+def test_nan_and_inf_in_npz_and_idx_files_are_refused_naming_the_file_and_index(tmp_path):
+    """They loaded, and training then failed with "X must be finite", naming neither file nor place."""
+    X = np.ones((4, 3))
+    X[2, 1] = np.nan
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(4))
+    with pytest.raises(ValueError, match=r"array 'X' in .*d\.npz' holds nan at index \(2, 1\) \(1 value\(s\) "
+                                         r"NaN or infinite\); fffcpu needs finite numbers"):
+        data.load_dataset(str(tmp_path / "d.npz"))
+    y = np.zeros(4)
+    y[3] = -np.inf
+    np.savez(tmp_path / "r.npz", X=np.ones((4, 3)), y=y)
+    with pytest.raises(ValueError, match=r"array 'y' in .*r\.npz' holds -inf at index 3 "):
+        data.load_npz(tmp_path / "r.npz")
+    assert data.load_npz(tmp_path / "r.npz", require_y=False, y_key="none")[1] is None  # y unread: no check
+    images = np.ones((3, 2, 2), np.float32)
+    images[1, 0, 1] = np.inf
+    path = write_idx(tmp_path / "fimg", images, 0x0D)
+    for load in (lambda: data.load_dataset(str(path), require_y=False),
+                 lambda: data.load_mnist(path, write_idx(tmp_path / "lab", np.arange(3, dtype=np.uint8)))):
+        with pytest.raises(ValueError, match=r"IDX images file .*fimg' holds inf at index \(1, 0, 1\)"):
+            load()
