@@ -432,14 +432,17 @@ def test_train_takes_whole_float_and_bool_labels_and_names_a_fractional_one(tmp_
     np.savez(tmp_path / "bool.npz", X=X, y=X[:, 0] > 0)
     run(["train", "--data", str(tmp_path / "bool.npz")] + argv)
     assert fffcpu.load(model).output_width == 2
-    for bad, shown in [(0.5, "0.5"), (np.nan, "nan"), (np.inf, "inf")]:
+    for bad, match in [(0.5, r"must be integer class indices .*got 0.5 at index 7 \(dtype float64; use --loss mse"),
+                       (np.nan, r"array 'y' in .*bad\.npz' holds nan at index 7 "),  # refused as it is read
+                       (np.inf, r"array 'y' in .*bad\.npz' holds inf at index 7 ")]:
         labels = y.astype(np.float64)
         labels[7] = bad
         np.savez(tmp_path / "bad.npz", X=X, y=labels)
         args = parse(["train", "--data", str(tmp_path / "bad.npz")] + argv)
-        with pytest.raises(ValueError, match=rf"must be integer class indices .*got {shown} at index 7 "
-                                             r"\(dtype float64; use --loss mse"):
+        with pytest.raises(ValueError, match=match):
             args.func(args)
+    with pytest.raises(ValueError, match=r"must be integer class indices .*got nan at index 1 "):
+        commands._class_targets(np.array([0.0, np.nan]), "y.npz")  # the check itself, for other callers
 
 
 @pytest.mark.parametrize("extra, match", [
