@@ -54,12 +54,7 @@ def _check_X(X, fitted=None):
         # np.asarray wraps a sparse matrix into a 0-d object array: "got dtype object" misled
         raise TypeError(f"X must be a dense array, got a sparse {type(X).__name__} of shape {X.shape}: "
                         "sparse input is not supported (X.toarray() densifies it)")
-    X = np.asarray(X)
-    if X.dtype == object:  # numbers in an object array (pandas' mixed columns): what NumPy converts
-        try:
-            X = X.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"X must hold real numbers, got dtype object holding something else ({exc})") from None
+    X = _object_numbers("X", X)
     if X.dtype.kind not in "fiub":
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
     if X.ndim != 2:
@@ -72,6 +67,19 @@ def _check_X(X, fitted=None):
         raise ValueError(f"X has {X.shape[1]} features, but {type(fitted).__name__} is expecting "
                          f"{fitted.n_features_in_} features as input (n_features_in_, set by fit)")
     return X
+
+
+def _object_numbers(name, a):
+    """``a`` as an array; an object array (pandas' mixed columns) converted to float64 where it holds
+    numbers, else refused naming ``name``."""
+    a = np.asarray(a)
+    if a.dtype == object:
+        try:
+            return a.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must hold real numbers, got dtype object holding something else "
+                            f"({exc})") from None
+    return a
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -289,12 +297,7 @@ class FFFRegressor(_FFFEstimator):
     def fit(self, X, y):
         """Train on ``X`` (n, n_features) and targets ``y`` (n,) or (n, n_outputs); returns ``self``."""
         X = _check_X(X)
-        y = _check_y_given(self, y)
-        if np.asarray(y).dtype == object:  # numbers in an object array, as X above
-            try:
-                y = np.asarray(y).astype(np.float64)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"y must hold real numbers, got dtype object holding something else ({exc})") from None
+        y = _object_numbers("y", _check_y_given(self, y))
         y = _as_real("y", y).astype(np.float64, copy=False)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs), got {y.shape}")
