@@ -468,8 +468,12 @@ def _inference_impls(cfg, sizes, threads, peers, batch):
     yield "fffcpu kernels", kernels
     yield "fffcpu numpy", reference
     yield "dense numpy", dense_numpy
+    def kernels_stream(x):
+        kernels(x)  # the kernels' availability check, as for their other rows
+        return stream(layer)(x)
+
     if batch == 1:
-        yield "fffcpu kernels" + STREAM, stream(layer)
+        yield "fffcpu kernels" + STREAM, kernels_stream
         yield "dense numpy" + STREAM, stream(lambda x: dense_forward(x, *dense, cfg["activation"]))
     if not peers:
         return
