@@ -10,6 +10,7 @@ see ``fffcpu/data/DIGITS_LICENSE.txt`` for the attribution): 1797 images, 64 pix
 """
 import csv
 import gzip
+import io
 import math
 import os
 
@@ -414,6 +415,126 @@ def _not_finite(cell):
     return f"beyond the float64 range (largest magnitude {np.finfo(np.float64).max:.4g})"
 
 
+def _csv_rows(text, delimiter, limit=None):
+    """The rows of a CSV text that hold something (a row of blank cells is skipped), the first ``limit``
+    of them if given."""
+    rows = []
+    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+        if row and any(c.strip() for c in row):
+            rows.append(row)
+            if len(rows) == limit:
+                break
+    return rows
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _csv_has_header(head, header):
+    """Whether the first row of a CSV file is a header, decided from its first two rows ``head``."""
+    if header != "auto":
+        return header
+    # a header has a non-number where the next row has a number (a text label column does not);
+    # an empty cell is a missing value, not a column name
+    first = [_is_number(c) or not c.strip() for c in head[0]]
+    if len(head) > 1:
+        second = [_is_number(c) for c in head[1]]
+        header = any(s and not f for f, s in zip(first, second))
+    else:
+        header = not all(first)
+    # pandas names the columns of a DataFrame made from an array 0, 1, ..., k-1, after an empty cell
+    # over its row index if it writes one: such a first row was read as a sample
+    cells = [c.strip() for c in head[0]]
+    over_index = cells[0] == ""
+    if over_index:
+        cells = cells[1:]
+    # without the empty cell, a sample could read 0, 1, 2: ask for four columns
+    if len(head) > 1 and len(cells) >= (2 if over_index else 4) and cells == [str(j) for j in range(len(cells))]:
+        header = True
+    return header
+
+
+# the characters of a table of plain numbers, less the delimiter and the line ends
+_NUMBER_CHARS = "0123456789+-.eE \t"
+
+
+def _csv_numbers(text, delimiter, names_row):
+    """The data rows of a CSV text as one array (int64 if every cell is an integer, else float64), if
+    every cell is a finite number in the plain spelling (digits, sign, point, exponent, spaces) and every
+    row has the same number of cells; else None. ``names_row``: the header row as the csv module read
+    it, or None without a header.
+
+    NumPy's reader reads these spellings as float() does (checked against float() in the tests); a cell
+    that it refuses (``--1``, ``1e``, an empty one) sends the file to the cell-by-cell reader.
+    """
+    if names_row is not None and names_row[0].strip() == "":
+        return None  # a column without a name: perhaps a row index, which load_csv refuses
+    text = text.replace("\r\n", "\n")  # a lone "\r" (old Mac line ends) is not one of the characters below
+    if names_row is not None:
+        first_line, _, text = text.partition("\n")
+        # the header must be the file's first line, whole: no blank line before it, no quoted line end
+        if next(csv.reader([first_line], delimiter=delimiter), None) != names_row:
+            return None
+    if not text.strip() or text.translate(str.maketrans("", "", _NUMBER_CHARS + delimiter + "\n")):
+        # nothing but the header; or a character that is not part of a plain number: NumPy would read
+        # some that float() refuses, such as "\x1c1"
+        return None
+    values = None
+    if not ("." in text or "e" in text or "E" in text or "-0" in text):  # "-0" is -0.0 to float()
+        # integers parse ~5x faster than floats, and int64 -> float64 rounds as float() does
+        values = _read_numbers(text, delimiter, np.int64)
+    if values is None:  # real numbers, or an integer beyond int64
+        values = _read_numbers(text, delimiter, np.float64)
+    if values is None or (names_row is not None and values.shape[1] != len(names_row)):
+        return None
+    if not np.isfinite(values).all():
+        return None
+    return values
+
+
+def _read_numbers(text, delimiter, dtype):
+    """NumPy's C reader on a text of numbers: an array of shape (rows, columns), or None if it refuses."""
+    try:
+        return np.loadtxt(io.StringIO(text), delimiter=delimiter, comments=None, dtype=dtype, ndmin=2)
+    except ValueError:
+        return None
+
+
+def _csv_columns(path, label_column, names, width):
+    """``(label_idx, feature_cols)`` of a CSV table ``width`` columns wide with header ``names`` (or
+    None): the label column's index (None for ``label_column=None``) and the other columns' indices."""
+    if label_column is None:
+        return None, list(range(width))
+    if isinstance(label_column, str):
+        if names is None or label_column not in names:
+            raise ValueError(
+                f"label_column {label_column!r} is not a column of {path!r} "
+                f"(header: {names if names is not None else 'none'})"
+            )
+        label_idx = names.index(label_column)
+        if names.count(label_column) > 1:  # the first one was taken, the others read as features
+            where = [c + 1 for c, name in enumerate(names) if name == label_column]
+            raise ValueError(f"label_column {label_column!r} names {len(where)} columns of {path!r} "
+                             f"(columns {where}); give the label column by its index instead")
+    else:
+        label_idx = check_int("label_column", label_column)
+        if not -width <= label_idx < width:
+            raise ValueError(
+                f"label_column must be in [{-width}, {width - 1}] for {path!r} ({width} columns), "
+                f"got {label_idx}"
+            )
+        label_idx %= width
+    feature_cols = [c for c in range(width) if c != label_idx]
+    if not feature_cols:
+        raise ValueError(f"CSV file {path!r} has only the label column, no features")
+    return label_idx, feature_cols
+
+
 def load_csv(path, label_column=-1, header="auto", delimiter=","):
     """Read a table of numbers with one label column.
 
@@ -421,6 +542,11 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
     optional sign, decimal point and exponent (``-1.5``, ``+2``, ``3e-4``), spaces around it allowed.
     Python's other float() spellings (``1_0``, non-ASCII digits) are refused, as are NaN, inf and
     values beyond the float64 range: the error names the row and column.
+
+    A file of plain numbers (nothing but digits, signs, points, exponents, spaces, delimiters and line
+    ends) is parsed by NumPy's C reader, integers as int64, which is about 8x faster for MNIST as CSV;
+    the numbers are the same, bit for bit. Any other file, or a file with a cell that reader refuses,
+    is read cell by cell, which names the cell that is wrong.
 
     Parameters
     ----------
@@ -448,40 +574,34 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         raise FileNotFoundError(f"data file {path!r} does not exist")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: drop a byte-order mark
-            rows = [row for row in csv.reader(fh, delimiter=delimiter) if row and any(c.strip() for c in row)]
+            text = fh.read()
+        head = _csv_rows(text, delimiter, limit=2)
     except UnicodeDecodeError:
         raise _not_utf8_error(path) from None
     except (OSError, csv.Error) as exc:
         raise ValueError(f"cannot read CSV file {path!r}: {exc}") from None
-    if not rows:
+    if not head:
         raise ValueError(f"CSV file {path!r} is empty")
+    header = _csv_has_header(head, header)
 
-    def is_number(cell):
-        try:
-            float(cell)
-            return True
-        except ValueError:
-            return False
+    # a table of plain numbers (MNIST as CSV) is parsed by NumPy's C reader, ~3x faster than a cell at a
+    # time; it gives the same numbers, and anything else (text, quotes, a malformed or non-finite cell)
+    # goes the slow way below, which says what is wrong
+    values = _csv_numbers(text, delimiter, head[0] if header else None)
+    if values is not None:
+        names = [c.strip() for c in head[0]] if header else None
+        label_idx, feature_cols = _csv_columns(path, label_column, names, values.shape[1])
+        lo, hi = feature_cols[0], feature_cols[-1] + 1
+        # the label first or last: a slice, copied once (a column list would make a Fortran-order copy first)
+        X = np.ascontiguousarray(values[:, lo:hi] if hi - lo == len(feature_cols) else values[:, feature_cols],
+                                 dtype=np.float64)
+        return X, None if label_idx is None else _number_labels(values[:, label_idx].astype(np.float64))
 
+    try:
+        rows = _csv_rows(text, delimiter)
+    except csv.Error as exc:
+        raise ValueError(f"cannot read CSV file {path!r}: {exc}") from None
     names = None
-    if header == "auto":
-        # a header has a non-number where the next row has a number (a text label column does not);
-        # an empty cell is a missing value, not a column name
-        first = [is_number(c) or not c.strip() for c in rows[0]]
-        if len(rows) > 1:
-            second = [is_number(c) for c in rows[1]]
-            header = any(s and not f for f, s in zip(first, second))
-        else:
-            header = not all(first)
-        # pandas names the columns of a DataFrame made from an array 0, 1, ..., k-1, after an empty cell
-        # over its row index if it writes one: such a first row was read as a sample
-        cells = [c.strip() for c in rows[0]]
-        over_index = cells[0] == ""
-        if over_index:
-            cells = cells[1:]
-        # without the empty cell, a sample could read 0, 1, 2: ask for four columns
-        if len(rows) > 1 and len(cells) >= (2 if over_index else 4) and cells == [str(j) for j in range(len(cells))]:
-            header = True
     if header:
         names = [c.strip() for c in rows[0]]
         rows = rows[1:]
@@ -505,31 +625,7 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
                 f"CSV file {path!r} is malformed: data row {line} has {len(row)} columns, expected {width}"
             )
 
-    if label_column is None:
-        feature_cols, label_idx = list(range(width)), None
-    else:
-        if isinstance(label_column, str):
-            if names is None or label_column not in names:
-                raise ValueError(
-                    f"label_column {label_column!r} is not a column of {path!r} "
-                    f"(header: {names if names is not None else 'none'})"
-                )
-            label_idx = names.index(label_column)
-            if names.count(label_column) > 1:  # the first one was taken, the others read as features
-                where = [c + 1 for c, name in enumerate(names) if name == label_column]
-                raise ValueError(f"label_column {label_column!r} names {len(where)} columns of {path!r} "
-                                 f"(columns {where}); give the label column by its index instead")
-        else:
-            label_idx = check_int("label_column", label_column)
-            if not -width <= label_idx < width:
-                raise ValueError(
-                    f"label_column must be in [{-width}, {width - 1}] for {path!r} ({width} columns), "
-                    f"got {label_idx}"
-                )
-            label_idx %= width
-        feature_cols = [c for c in range(width) if c != label_idx]
-        if not feature_cols:
-            raise ValueError(f"CSV file {path!r} has only the label column, no features")
+    label_idx, feature_cols = _csv_columns(path, label_column, names, width)
 
     first_line = 2 if names is not None else 1  # the number of data row 0, counting the header
 
@@ -578,10 +674,15 @@ def _csv_labels(rows, label_idx, cell_error):
     if not np.isfinite(numbers).all():
         i = np.argmin(np.isfinite(numbers))
         raise cell_error(i, label_idx, f"which is {_not_finite(labels[i])}; labels must be finite numbers")
+    return _number_labels(numbers)
+
+
+def _number_labels(numbers):
+    """A label column of finite float64 numbers: as int64 if every one is integral, else as it is."""
     # |label| < 2**63: a larger integral value would wrap around in the cast to int64
     if np.all(numbers == np.round(numbers)) and np.all(np.abs(numbers) < 2.0 ** 63):
         return numbers.astype(np.int64)
-    return numbers
+    return np.ascontiguousarray(numbers)
 
 
 # -- one entry point for the command line -----------------------------------------------------

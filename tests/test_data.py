@@ -4,6 +4,7 @@ import io
 import pathlib
 import re
 import struct
+import warnings
 import zipfile
 
 import numpy as np
@@ -602,3 +603,145 @@ def test_nan_and_inf_in_npz_and_idx_files_are_refused_naming_the_file_and_index(
                  lambda: data.load_mnist(path, write_idx(tmp_path / "lab", np.arange(3, dtype=np.uint8)))):
         with pytest.raises(ValueError, match=r"IDX images file .*fimg' holds inf at index \(1, 0, 1\)"):
             load()
+
+
+# -- a table of plain numbers goes through NumPy's reader: the same result as cell by cell -------------
+def _csv_outcome(path, slow=False, **kw):
+    """What load_csv gives for ``path``: ("ok", X, y) or ("error", message); ``slow=True`` turns the
+    NumPy path off, leaving the cell-by-cell reader alone."""
+    saved = data._csv_numbers
+    if slow:
+        data._csv_numbers = lambda *args: None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # such as NumPy's "input contained no data"
+            X, y = data.load_csv(path, **kw)
+        return "ok", X, y
+    except ValueError as exc:
+        return "error", str(exc)
+    finally:
+        data._csv_numbers = saved
+
+
+def _assert_same_outcome(fast, slow):
+    assert fast[0] == slow[0], (fast, slow)
+    if fast[0] == "error":
+        assert fast[1] == slow[1]
+        return
+    (_, X, y), (_, Xs, ys) = fast, slow
+    assert X.dtype == Xs.dtype == np.float64 and X.flags.c_contiguous and X.shape == Xs.shape
+    np.testing.assert_array_equal(X.view(np.uint64), Xs.view(np.uint64))  # bit for bit: -0.0 too
+    if ys is None:
+        assert y is None
+    else:
+        assert y.dtype == ys.dtype and y.flags.c_contiguous and y.tolist() == ys.tolist()
+
+
+@pytest.mark.parametrize("text, kw", [
+    ("a,label,b\n1,3,2\n4,5,6.5\n\n", {"label_column": "label"}),
+    (" +1.5e-3 ,.5,5.\n-0,1E5,\t7 \n\n\n2e-310,1e308,-3\n", {}),  # labels 5., 7 and -3 are int64
+    ("x\ty\tlab\n1\t2\t0\n3\t 4 \t1\n", {"delimiter": "\t"}),
+    ("a,b,c\r\n1,2,0\r\n3,4,1\r\n", {"label_column": 0}),
+    ("1,2,0.5\n3,4,1.25", {}),  # float labels; no line end after the last row
+    ("1,2,1e30\n3,4,1\n", {}),  # an integral label beyond int64 stays float64
+    ("0,1,2,3\n5,6,7,8\n9,10,11,12\n", {"label_column": None}),  # pandas' column names 0..k-1: a header
+    ('"a","b","c"\n1,2,0\n3,4,1\n', {"label_column": "b"}),  # a quoted header
+    ("1;2;0\n3;4;1\n", {"delimiter": ";"}),
+    ("1,2,0\n3,-4,1\n+5, 007 ,2\n", {}),  # integers
+    ("-0,1,2\n3,-00,1\n-5,+7,0\n", {}),  # -0 is -0.0
+    ("99999999999999999999,2,0\n3,4,1\n", {}),  # beyond int64
+    ("1,2,9223372036854775807\n3,4,1\n", {}),  # an integral label that rounds to 2**63: float64
+    ("1,2,0\n3,4,1\n", {"label_column": 7}),  # errors that the file is not to blame for: the same too
+    ("a,b,c\n1,2,0\n", {"label_column": "z"}),
+])
+def test_csv_of_plain_numbers_reads_as_cell_by_cell(tmp_path, text, kw):
+    p = tmp_path / "t.csv"
+    p.write_bytes(text.encode())
+    slow = _csv_outcome(p, slow=True, **kw)
+    saved = data._csv_float
+    data._csv_float = None  # the cell-by-cell reader would call it: this proves the NumPy path ran
+    try:
+        fast = _csv_outcome(p, **kw)
+    finally:
+        data._csv_float = saved
+    _assert_same_outcome(fast, slow)
+
+
+@pytest.mark.parametrize("text, kw", [
+    ("\n1,2,3\n4,5,6\n", {"header": True}),  # the header is the first row, not the first line
+    ("a,b\n1,2,0\n3,4,1\n", {}),  # a header narrower than the rows
+    ("a,b,c\n1,2,0\n3,\x1c4,1\n", {}),  # NumPy reads "\x1c4" as 4
+    ("1 2 0\n3  4 1\n", {"delimiter": " "}),
+] + [(text, {}) for text in [
+    "1,2,0\n,,\n3,4,1\n",  # a row of empty cells is skipped
+    "1,2,0\n   \n3,4,1\n",
+    "1,2,0\n3,,1\n",  # a missing value
+    "1,2,0\r3,4,1\r",  # old Mac line ends
+    "\n\na,b,c\n1,2,0\n3,4,1\n",  # blank lines before the header
+    '"a\nb",c,d\n1,2,0\n',  # a line end inside a quoted header cell
+    '"1","2","0"\n"3","4","1"\n',  # quoted numbers
+    "1,2,0\n3,4,1,\n",  # one cell too many
+    "1,2\n3\n",
+    "1,--2,0\n3,4,1\n", "1,2e,0\n3,4,1\n", "1,2 3,0\n3,4,1\n", "1,1e999,0\n3,4,1\n", "1,.,0\n3,4,1\n",
+    ",a,b\n0,1,2\n1,3,4\n",  # a row index as pandas writes it
+    "a,b\n",  # a header and no data
+    "1\n2\n",  # a single column
+    "1,2,cat\n3,4,dog\n",  # text labels
+    "1;2;0\n3;4;1\n",  # another separator
+]])
+def test_csv_that_is_not_plain_numbers_reads_as_before(tmp_path, text, kw):
+    """Anything NumPy's reader would read differently, or refuse, goes the cell-by-cell way: the same
+    result, or the same error naming the cell."""
+    p = tmp_path / "t.csv"
+    p.write_bytes(text.encode())
+    _assert_same_outcome(_csv_outcome(p, **kw), _csv_outcome(p, slow=True, **kw))
+
+
+def test_csv_numbers_read_bit_for_bit_as_float_reads_them(tmp_path):
+    """NumPy's reader parses the digits itself: each spelling must give the float64 that float() gives
+    (correct rounding, subnormals, the largest finite values, halfway cases)."""
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal(600) * 10.0 ** rng.integers(-310, 308, 600)
+    cells = [repr(float(x)) for x in v] + [f"{x:.3e}" for x in v] + [f"{x:+.17g}" for x in v]
+    cells += [f" {x:.9f}\t" for x in v[:200]] + [f"{x:.0f}." for x in v[:200] if abs(x) < 1e20]
+    cells += ["9007199254740993", "0.1", "5e-324", "2.4703282292062327e-324", "2.4703282292062328e-324",
+              "1.7976931348623157e308", "1.7976931348623158e308", "-0", "+.5", "5.", "1E+05", "0001",
+              "123456789012345678901234567890", "2.2250738585072011e-308", "4.9406564584124654E-324",
+              "1" + "0" * 300, "0." + "0" * 320 + "1"]
+    cells = [c for c in cells if "inf" not in c and "nan" not in c]  # 10.0**308 * 3 overflows
+    cells += ["0"] * (-len(cells) % 4)
+    grid = np.array(cells, dtype=object).reshape(-1, 4)
+    p = tmp_path / "spellings.csv"
+    p.write_text("\n".join(",".join(row) for row in grid) + "\n")
+    saved = data._csv_float
+    data._csv_float = None
+    try:
+        X, y = data.load_csv(p, label_column=None)
+    finally:
+        data._csv_float = saved
+    want = np.array([[float(c) for c in row] for row in grid])
+    np.testing.assert_array_equal(X.view(np.uint64), want.view(np.uint64))
+
+
+def test_csv_integers_read_bit_for_bit_as_float_reads_them(tmp_path):
+    """A table of integers is read as int64 (~5x faster than as float64) and converted: each value must
+    be the float64 that float() gives, rounded the same way beyond 2**53."""
+    rng = np.random.default_rng(6)
+    v = rng.integers(-2 ** 62, 2 ** 62, 400) >> rng.integers(0, 62, 400)
+    cells = [str(x) for x in v] + [f"+{abs(x)}" for x in v[:50]] + [f" {x} " for x in v[:50]]
+    cells += ["9007199254740993", "9007199254740995", "-9007199254740993", "9223372036854775807",
+              "-9223372036854775808", "0", "007", "+0"]
+    cells += ["0"] * (-len(cells) % 4)
+    grid = np.array(cells, dtype=object).reshape(-1, 4)
+    p = tmp_path / "integers.csv"
+    p.write_text("\n".join(",".join(row) for row in grid) + "\n")
+    read = data._read_numbers
+    dtypes = []
+    data._read_numbers = lambda text, delimiter, dtype: dtypes.append(dtype) or read(text, delimiter, dtype)
+    try:
+        X, y = data.load_csv(p, label_column=None)
+    finally:
+        data._read_numbers = read
+    assert dtypes == [np.int64]
+    want = np.array([[float(c) for c in row] for row in grid])
+    np.testing.assert_array_equal(X.view(np.uint64), want.view(np.uint64))
