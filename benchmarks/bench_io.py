@@ -3,7 +3,7 @@ import os
 import shutil
 import tempfile
 
-from .common import LEAF_INFER, TREE_INFER, make_layer, require
+from .common import LEAF_INFER, TINY, TREE_INFER, make_layer, require
 
 
 class SaveLoad:
@@ -37,3 +37,38 @@ class SaveLoad:
         return os.path.getsize(self.path) / 2 ** 20
 
     track_file_size.unit = "MiB"
+
+
+class LoadCsv:
+    """fffcpu.data.load_csv on 2000 rows of 785 columns, as MNIST is often shared: a header, the label
+    first, integer pixels (about 80 % of them 0) or the same pixels scaled to [0, 1] and printed as reals.
+    Plain numbers go through NumPy's C reader; a file with a text label column goes cell by cell."""
+
+    params = ["integers", "reals", "text labels"]
+    param_names = ["cells"]
+
+    def setup(self, cells):
+        self.data = require("fffcpu.data")
+        import numpy as np
+
+        n = 20 if TINY else 2000
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 256, size=(n, 784)) * (rng.random((n, 784)) < 0.2)
+        labels = rng.integers(0, 10, size=n).astype(str)
+        if cells == "reals":
+            rows = [[f"{v / 255:.6g}" for v in row] for row in pixels]
+        else:
+            rows = [[str(v) for v in row] for row in pixels]
+        if cells == "text labels":
+            labels = np.array(["digit" + v for v in labels])
+        self.dir = tempfile.mkdtemp(prefix="fffcpu-bench-")
+        self.path = os.path.join(self.dir, "mnist_rows.csv")
+        with open(self.path, "w") as fh:
+            fh.write("label," + ",".join(f"pixel{i}" for i in range(784)) + "\n")
+            fh.writelines(f"{label},{','.join(row)}\n" for label, row in zip(labels, rows))
+
+    def teardown(self, cells):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def time_load_csv(self, cells):
+        self.data.load_csv(self.path, label_column="label")
