@@ -387,6 +387,24 @@ def test_predict_refuses_to_overwrite_its_model_or_data(tmp_path, capsys):
     assert len((tmp_path / "p.csv").read_text().split()) == 2
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_raw_outputs_in_a_csv_file_read_back_exactly(tmp_path, dtype):
+    """`fffcpu predict --raw -o p.csv` wrote 9 significant digits, enough for float32 but not for a
+    float64 model's outputs: reading the file back gave other numbers than the layer's."""
+    from fffcpu import cli
+    layer = fffcpu.FFF(3, 2, 4, depth=2, seed=0, dtype=dtype)
+    fffcpu.save(layer, tmp_path / "m.fff")
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    rows = tmp_path / "rows.csv"
+    rows.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in X) + "\n")
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(tmp_path / "m.fff"), "--data", str(rows), "--raw", "--output", str(out)]) == 0
+    back = np.loadtxt(out, delimiter=",").astype(dtype)
+    want = layer(X.astype(dtype))
+    assert back.shape == want.shape == (40, 4)
+    np.testing.assert_array_equal(back, want)
+
+
 @pytest.mark.parametrize("cell", ["1_0", "\uff11", "\u0661"])  # underscore, fullwidth 1, Arabic-Indic 1
 def test_csv_refuses_python_float_spellings(tmp_path, cell):
     """float() reads "1_0" as 10.0 and non-ASCII digits as numbers; the CSV reader took them silently."""

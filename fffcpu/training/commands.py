@@ -309,7 +309,8 @@ def run_predict(args):
     if args.output.lower().endswith(".npy"):
         _atomic_write(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
     else:
-        fmt = "%.9g" if args.raw else "%d"
+        # the digits that read back as the same number: 9 for float32, 17 for float64
+        fmt = ("%.17g" if result.dtype == np.float64 else "%.9g") if args.raw else "%d"
         _atomic_write(args.output, lambda fh: np.savetxt(fh, np.atleast_1d(result), fmt=fmt, delimiter=","))
     print(f"wrote {len(result)} predictions to {args.output}", file=out)
     return 0
