@@ -563,6 +563,27 @@ def test_help_states_each_default_once():
     assert "(default: the last column if the file has one column more than the model's input width" in predict
 
 
+def test_cli_main_exit_statuses_and_one_line_errors(tmp_path, capsys, monkeypatch):
+    from fffcpu.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"fffcpu {fffcpu.__version__}\n"
+    with pytest.raises(SystemExit) as info:
+        main([])  # no command: argparse's usage error, not an AttributeError on args.func
+    assert info.value.code == 2 and "the following arguments are required: COMMAND" in capsys.readouterr().err
+    bad = tmp_path / "bad.fff"
+    bad.write_bytes(b"not a model")
+    assert main(["inspect", str(bad)]) == 2  # a handler's own status is passed on
+    assert capsys.readouterr().err.startswith("fffcpu inspect: error:")
+    for exc in (ImportError("needs a package"), KeyError("a key"), OSError("disk full"), TypeError("a type"),
+                MemoryError("out of memory")):
+        def handler(args, exc=exc):
+            raise exc
+        monkeypatch.setattr(commands, "run_evaluate", handler)  # add_parsers reads it when main builds the parser
+        assert main(["evaluate", "m.fff"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fffcpu evaluate: error: ") and err.count("\n") == 1 and str(exc.args[0]) in err
+
 def test_python_m_fffcpu_and_help_without_docstrings():
     """``python -m fffcpu`` runs the command line; under ``python -OO`` (no docstrings) building the
     parser failed with AttributeError on ``__doc__.split``."""
