@@ -1,6 +1,7 @@
 """Built-in digits, the seeded split, and the IDX / .npz / .csv loaders (good and broken files)."""
 import gzip
 import io
+import os
 import pathlib
 import re
 import struct
@@ -357,6 +358,7 @@ def test_predict_output_path_is_checked_and_npz_refused(tmp_path, capsys):
     fffcpu.save(fffcpu.FFF(64, 2, 10, depth=1, seed=0), model)
     cases = [
         (tmp_path / "p.npz", r"--output '.*p\.npz': predictions are written as \.npy .* or as CSV text"),
+        (tmp_path / "p.NPZ", r"--output '.*p\.NPZ': predictions are written as \.npy .* or as CSV text"),
         (tmp_path / "missing" / "p.csv", r"cannot save to '.*p\.csv': directory '.*missing' does not exist"),
         (tmp_path, r"cannot save to '.*': it is a directory"),
     ]
@@ -365,7 +367,8 @@ def test_predict_output_path_is_checked_and_npz_refused(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("fffcpu predict: error: ") and err.count("\n") == 1 and ".tmp" not in err
         assert re.search(match, err), err
-    assert not (tmp_path / "p.npz").exists() and not (tmp_path / "missing").exists()
+    assert not (tmp_path / "p.npz").exists() and not (tmp_path / "p.NPZ").exists()
+    assert not (tmp_path / "missing").exists()
     assert cli.main(["predict", str(model), "--output", str(tmp_path / "p.NPY")]) == 0
     assert np.load(tmp_path / "p.NPY", allow_pickle=False).shape == (1797,)
 
@@ -378,7 +381,8 @@ def test_predict_refuses_to_overwrite_its_model_or_data(tmp_path, capsys):
     rows = tmp_path / "rows.csv"
     rows.write_text("1,2\n3,4\n")
     saved_model = model.read_bytes()
-    for out, what in ((rows, "--data"), (model, "MODEL")):
+    respelled = os.path.join(str(tmp_path), ".", "rows.csv")  # the same file under another name
+    for out, what in ((rows, "--data"), (model, "MODEL"), (respelled, "--data")):
         assert cli.main(["predict", str(model), "--data", str(rows), "--output", str(out)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"fffcpu predict: error: --output '{out}' is the {what} file"), err

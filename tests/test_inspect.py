@@ -117,7 +117,8 @@ def test_cli_reads_every_data_format(tmp_path, data, capsys):
     np.savez(tmp_path / "d.npz", X=X, y=y)
     np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",")
     assert run_cli(str(model)) == 0
-    assert "give --data" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith(f"model: {model}\n") and "give --data" in out
     for name in ("d.npz", "d.csv"):
         assert run_cli(str(model), "--data", str(tmp_path / name), "--limit", "30") == 0
         out = capsys.readouterr().out
@@ -178,9 +179,162 @@ def test_cli_output_into_a_closed_pipe_is_not_an_error(tmp_path):
     fffcpu.save(fffcpu.FFF(5, 2, 3, 2, seed=0), model)
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written
+    # block-buffered stdout, as a shell pipe has it: under PYTHONUNBUFFERED every print raises at once,
+    # and neither main's flush nor its redirection of stdout for the flush at exit would be tested
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     try:
         proc = subprocess.run([sys.executable, "-m", "fffcpu", "inspect", str(model)], stdout=write_end,
-                              stderr=subprocess.PIPE, cwd=pathlib.Path(fffcpu.__file__).parents[1], timeout=120)
+                              stderr=subprocess.PIPE, cwd=pathlib.Path(fffcpu.__file__).parents[1], timeout=120,
+                              env=env)
     finally:
         os.close(write_end)
     assert proc.stderr == b"" and proc.returncode == 141
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(tree_depth=-1), r"tree_depth must be an integer >= 0, got -1"),
+    (dict(tree_depth=True), r"tree_depth must be an integer >= 0, got True"),
+    (dict(tree_depth=1.0), r"tree_depth must be an integer >= 0, got 1.0"),
+    (dict(X=np.zeros(5)), r"data must have shape \(n, 5\) to match the model's input_width, got shape \(5,\)"),
+    (dict(X=np.zeros((0, 5))), r"data has 0 samples; inspect needs at least one"),
+    (dict(X=np.zeros((4, 5)), y=np.zeros(3, dtype=int)), r"labels must have shape \(4,\), got \(3,\)"),
+])
+def test_report_refuses_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        report(fffcpu.FFF(5, 2, 3, 1, seed=0), **kwargs)
+
+
+def test_sizes_line_counts_in_singular_and_plural():
+    assert "depth 0: 0 routing nodes, 1 leaf" in report(fffcpu.FFF(5, 1, 3, 0, seed=0))
+    assert "0 node dot products and 1 leaf of 1 neuron" in report(fffcpu.FFF(5, 1, 3, 0, seed=0))
+    assert "depth 1: 1 routing node, 2 leaves" in report(fffcpu.FFF(5, 2, 3, 1, seed=0))
+    assert "1 node dot product and 1 leaf of 2 neurons" in report(fffcpu.FFF(5, 2, 3, 1, seed=0))
+
+
+def test_tree_is_drawn_with_its_branches_and_every_norm():
+    layer = fffcpu.FFF(5, 2, 3, 2, seed=0, dtype="float64")
+    p = layer.params
+    text = report(layer)
+    drawn = [m.group(1) for m in (re.match(r"^([\s│├└─]*(?:node|leaf) \d+)", line) for line in text.splitlines()) if m]
+    assert drawn == ["node 0", "├── node 1", "│   ├── leaf 0", "│   └── leaf 1",
+                     "└── node 2", "    ├── leaf 2", "    └── leaf 3"]
+    nodes = re.findall(r"node (\d+)  \|w\| ([\d.]+)  b ([-+][\d.]+)", text)
+    assert [int(k) for k, _, _ in nodes] == [0, 1, 2]
+    for k, w, b in nodes:
+        assert float(w) == pytest.approx(np.linalg.norm(p["node_weights"][int(k)]), abs=6e-4)
+        assert float(b) == pytest.approx(p["node_biases"][int(k), 0], abs=6e-4)
+    leaves = re.findall(r"leaf (\d) \[\d\d\]  \|W1\| ([\d.]+)  \|b1\| ([\d.]+)  \|W2\| ([\d.]+)  \|b2\| ([\d.]+)", text)
+    assert [int(j) for j, *_ in leaves] == [0, 1, 2, 3]
+    for j, *norms in leaves:
+        for name, value in zip(("w1s", "b1s", "w2s", "b2s"), norms):
+            assert float(value) == pytest.approx(np.linalg.norm(p[name][int(j)]), abs=6e-4), (j, name)
+
+
+def test_report_of_a_hand_set_routing():
+    """Depth 2 on one feature: node 0 sends x = -1 left and x = 2 right (saturated); node 1 sends its
+    three samples left, node 2 its two right, neither saturated. Leaves 1 and 2 get no hard traffic."""
+    layer = fffcpu.FFF(1, 2, 3, 2, seed=0, dtype="float64")
+    layer.params["node_weights"][:] = [[100.0], [0.0], [1.0]]
+    layer.params["node_biases"][:] = [[0.0], [-0.1], [-1.5]]
+    X = np.array([[-1.0], [-1.0], [-1.0], [2.0], [2.0]])
+    y = np.array([1, 1, 0, 2, 2])
+    text = report(layer, X, y)
+    lines = {m.group(1): line for line in text.splitlines() for m in [re.search(r"((?:node|leaf) \d) ", line)] if m}
+
+    def sig(a):
+        return 1 / (1 + np.exp(-a))
+
+    def ent(a):
+        q = sig(a)
+        return -(q * np.log(q) + (1 - q) * np.log(1 - q))
+
+    x = X[:, 0]
+    assert re.search(r"node 0  hard 100.0%  soft 100.0%  .*  right  40.0%$", lines["node 0"])
+    assert re.search(r"node 1  hard  60.0%  .*  right   0.0%$", lines["node 1"])
+    assert re.search(r"node 2  hard  40.0%  .*  right 100.0%$", lines["node 2"])
+    # node 2 matters only for x = 2: H|reach is its entropy there, H the mean over all five samples
+    h2 = ent(x - 1.5)
+    assert f"H {h2.mean():.3f}  H|reach {h2[3:].mean():.3f}" in lines["node 2"]
+    soft = np.array([3 * (1 - sig(-0.1)), 3 * sig(-0.1), 2 * (1 - sig(0.5)), 2 * sig(0.5)]) / 5
+    for j, (hard, top) in enumerate([(60.0, "  top label 1 (67%)"), (0.0, ""), (0.0, ""), (40.0, "  top label 2 (100%)")]):
+        bits = format(j, "02b")
+        assert lines[f"leaf {j}"].endswith(f"leaf {j} [{bits}]  hard {hard:5.1f}%  soft {100 * soft[j]:5.1f}%{top}")
+
+    def effective(c):
+        c = c[c > 0] / c.sum()
+        return np.exp(-(c * np.log(c)).sum())
+
+    assert (f"leaves: 2 of 4 used by hard inference; effective number of leaves (exp of the usage entropy) "
+            f"hard {effective(np.array([3.0, 2.0])):.2f}, soft {effective(soft):.2f}; busiest leaf 60.0% of "
+            "the samples") in text
+    # with everything sent left, node 2 routes nothing: no share to give
+    layer.params["node_weights"][0] = 0.0
+    layer.params["node_biases"][0] = -100.0
+    node2 = [line for line in report(layer, X, y).splitlines() if "node 2  " in line][0]
+    assert re.search(r"node 2  hard   0.0%  .*  right     - $", node2)
+
+
+def test_accuracy_only_for_class_labels_and_several_outputs():
+    X = np.random.default_rng(0).normal(size=(12, 5))
+    y = np.arange(12) % 3
+    assert "accuracy on these labels" in report(fffcpu.FFF(5, 2, 3, 1, seed=0), X, y)
+    assert "accuracy" not in report(fffcpu.FFF(5, 2, 3, 1, seed=0), X, y.astype(np.float64))  # regression targets
+    assert "accuracy" not in report(fffcpu.FFF(5, 2, 1, 1, seed=0), X, y)  # one output: no argmax
+
+
+def test_master_leaf_share():
+    layer = fffcpu.FFF(5, 2, 3, 1, seed=0, master_leaf=2)
+    layer.params["k"] = np.log(3.0)  # sigmoid(k) = 0.75
+    assert "master leaf (eFFF): width 2, mixed as y = 0.750 y_tree + 0.250 M(x)" in report(layer)
+
+
+def test_top_labels_follow_the_layers_own_routing_in_its_dtype():
+    """float32 layer, float64 data: 0.1 - float32(0.1) is 0 in float32 (a tie: right), but -1.5e-9 in
+    float64 (left). The top label belongs to the leaf the layer's hard count sends the sample to."""
+    layer = fffcpu.FFF(1, 2, 3, 1, seed=0)
+    layer.params["node_weights"][:] = 1.0
+    layer.params["node_biases"][:] = -0.1
+    text = report(layer, np.array([[0.1]]), np.array([2]))
+    assert "leaf 1 [1]  hard 100.0%" in text
+    assert re.search(r"leaf 1 \[1\] .*top label 2 \(100%\)", text) and not re.search(r"leaf 0 .*top label", text)
+
+
+def test_neuron_tree_report_numbers(data):
+    X, y = data
+    layer = fffcpu.NeuronTreeFFF(5, 3, 2, parallel_size=2, seed=0)
+    N = layer.n_nodes
+    counts = layer.usage(X)["hard_node"].reshape(2, N)
+    text = report(layer, X, y)
+    trees = re.split(r"^tree (\d) \(heap order", text, flags=re.M)
+    assert trees[1::2] == ["0", "1"]
+    for t, block in enumerate(trees[2::2]):
+        rights = dict(re.findall(r"neuron (\d)  visits\s+[\d.]+%  right\s+(\S+)", block))
+        assert sorted(rights) == ["0", "1", "2"]
+        for k, share in rights.items():
+            k = int(k)
+            c = counts[t, k]
+            assert share == (f"{100 * counts[t, 2 * k + 2] / c:.1f}%" if c else "-"), (t, k)
+        last = counts[t, 3:]
+        q = last[last > 0] / last.sum()
+        assert (f"tree {t} last level: {np.count_nonzero(last)} of 4 neurons reached; "
+                f"effective number {np.exp(-(q * np.log(q)).sum()):.2f}") in text
+    table = text.split("per level (visits of 40 samples, all trees):")[1]
+    rows = re.findall(r"^\s+(\d)\s+(\d+)\s+(\d+)\s+([\d.]+)%$", table, re.M)
+    assert len(rows) == 3
+    for m, (level, neurons, visited, busiest) in enumerate(rows):
+        c = counts[:, _tree.level_slice(m)]
+        assert (int(level), int(neurons), int(visited)) == (m, c.size, np.count_nonzero(c))
+        assert float(busiest) == pytest.approx(100 * c.max() / 40, abs=0.051)
+    acc = np.mean(layer(X).argmax(axis=1) == y)
+    assert f"accuracy on these labels: {acc:.4f}" in text
+    # without data: the norms of each tree's own rows of linear_in and columns of linear_out
+    w_in, w_out = layer.params["linear_in.weight"], layer.params["linear_out.weight"]
+    norms = [(float(a), float(b)) for a, b in re.findall(r"\|w_in\| ([\d.]+)  b \S+  \|w_out\| ([\d.]+)", report(layer))]
+    pre = [0, 1, 3, 4, 2, 5, 6]
+    expected = [(np.linalg.norm(w_in[t * N + k]), np.linalg.norm(w_out[:, t * N + k])) for t in range(2) for k in pre]
+    np.testing.assert_allclose(norms, expected, atol=6e-4)
+
+
+def test_default_tree_depth_draws_four_levels():
+    text = report(fffcpu.FFF(5, 2, 3, 5, seed=0))  # levels 0-4 node by node, the leaves under level 4 folded
+    assert text.count("└── ... 2 more below") == 16

@@ -447,6 +447,33 @@ def test_convert_errors(tmp_path, capsys):
     assert not (tmp_path / "b.npz").exists()
 
 
+def test_convert_picks_a_layer_by_prefix_or_kind(tmp_path, capsys):
+    pytest.importorskip("safetensors", reason="needs the safetensors package")
+    import safetensors.numpy
+    leaf = fffcpu.FFF(4, 3, 2, 1, seed=0, dtype="float64")
+    tree = fffcpu.NeuronTreeFFF(4, 2, 1, parallel_size=2, activation="relu", seed=1, dtype="float64")
+    both = {f"a.{k}": v for k, v in interop.to_numpy_state_dict(leaf).items()}
+    both.update({f"b.{k}": v for k, v in interop.to_numpy_state_dict(tree).items()})
+    src = str(tmp_path / "two.safetensors")
+    safetensors.numpy.save_file(both, src)
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    assert run_cli("convert", src, str(tmp_path / "x.npz")) == 2
+    assert "found 2 FFF layers" in capsys.readouterr().err
+    assert run_cli("convert", src, str(tmp_path / "t.npz"), "--prefix", "b.", "--parallel-size", "2",
+                   "--activation", "relu") == 0
+    np.testing.assert_array_equal(fffcpu.load(tmp_path / "t.npz")(x), tree(x))
+    assert run_cli("convert", src, str(tmp_path / "l.npz"), "--kind", "fff") == 0
+    np.testing.assert_array_equal(fffcpu.load(tmp_path / "l.npz")(x), leaf(x))
+    # a key error reads as the message itself, not as the repr of a dict key
+    safetensors.numpy.save_file({"other.weight": np.zeros((2, 2))}, str(tmp_path / "none.safetensors"))
+    capsys.readouterr()
+    assert run_cli("convert", str(tmp_path / "none.safetensors"), str(tmp_path / "n.npz")) == 2
+    assert capsys.readouterr().err.startswith("fffcpu convert: error: found no FFF layer in a state dict")
+    for option in (["--kind", "mlp"], ["--dtype", "float16"]):  # refused as argparse choices, before any work
+        with pytest.raises(SystemExit):
+            run_cli("convert", src, str(tmp_path / "c.npz"), *option)
+        assert "invalid choice" in capsys.readouterr().err
+
 def test_convert_pt_without_torch(tmp_path, capsys, without_torch):
     fffcpu.save(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "a.npz")
     assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "a.pt")) == 2

@@ -2,6 +2,7 @@
 import argparse
 import inspect
 import io
+import pathlib
 import re
 
 import numpy as np
@@ -449,6 +450,7 @@ def test_train_takes_whole_float_and_bool_labels_and_names_a_fractional_one(tmp_
     (["--test-fraction", "0.99"], r"--test-fraction 0.99 leaves no training samples of 30"),
     (["--test-fraction", "0.99", "--loss", "mse"], r"--test-fraction 0.99 leaves no training samples of 30"),
     (["--patience", "2"], r"--patience 2 needs --validation-split > 0"),
+    (["--classes", "1"], r"--classes 1 is too small for labels up to 1"),
     (["--local-batch-size", "4"], r"--local-batch-size applies to the local optimizers only, got --optimizer adam"),
     (["--variant", "neuron-tree", "--region-leak", "0.5"], r"region_leak applies to the leaf variant only"),
     (["--variant", "neuron-tree", "--dropout", "0.5"], r"dropout applies to the leaf variant only"),
@@ -561,6 +563,27 @@ def test_help_states_each_default_once():
     assert "(default: the last column if the file has one column more than the model's input width" in predict
 
 
+def test_cli_main_exit_statuses_and_one_line_errors(tmp_path, capsys, monkeypatch):
+    from fffcpu.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"fffcpu {fffcpu.__version__}\n"
+    with pytest.raises(SystemExit) as info:
+        main([])  # no command: argparse's usage error, not an AttributeError on args.func
+    assert info.value.code == 2 and "the following arguments are required: COMMAND" in capsys.readouterr().err
+    bad = tmp_path / "bad.fff"
+    bad.write_bytes(b"not a model")
+    assert main(["inspect", str(bad)]) == 2  # a handler's own status is passed on
+    assert capsys.readouterr().err.startswith("fffcpu inspect: error:")
+    for exc in (ImportError("needs a package"), KeyError("a key"), OSError("disk full"), TypeError("a type"),
+                MemoryError("out of memory")):
+        def handler(args, exc=exc):
+            raise exc
+        monkeypatch.setattr(commands, "run_evaluate", handler)  # add_parsers reads it when main builds the parser
+        assert main(["evaluate", "m.fff"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fffcpu evaluate: error: ") and err.count("\n") == 1 and str(exc.args[0]) in err
+
 def test_python_m_fffcpu_and_help_without_docstrings():
     """``python -m fffcpu`` runs the command line; under ``python -OO`` (no docstrings) building the
     parser failed with AttributeError on ``__doc__.split``."""
@@ -572,6 +595,167 @@ def test_python_m_fffcpu_and_help_without_docstrings():
                                  capture_output=True, text=True, timeout=120)
             assert out.returncode == 0 and "usage: " in out.stdout, (flags, sub, out.stderr[-1500:])
 
+
+
+def test_recipe_schedules_phases_as_documented():
+    """docs/training.md: balance (h 1, alpha 1) over the first half, harden (h 3, alpha 0) after it,
+    hard routing over the last third; the boundaries are rounded, not truncated."""
+    s = commands.recipe_schedules(7)  # 3.5 -> 4 balancing epochs; 7 / 3 -> 2 hardened epochs
+    assert [s["hardening"](e) for e in range(7)] == [1.0] * 4 + [3.0] * 3
+    assert [s["balance"](e) for e in range(7)] == [1.0] * 4 + [0.0] * 3
+    assert s["hardened_epochs"] == 2
+    s = commands.recipe_schedules(6, hardening=0.5, final_hardening=2.0, balance=0.25, balance_fraction=0.34,
+                                  hardened_fraction=0.5)
+    assert [s["hardening"](e) for e in range(6)] == [0.5, 0.5, 2.0, 2.0, 2.0, 2.0]
+    assert [s["balance"](e) for e in range(6)] == [0.25, 0.25, 0.0, 0.0, 0.0, 0.0]
+    assert s["hardened_epochs"] == 3
+    assert commands.recipe_schedules(4, hardened_fraction=2.0)["hardened_epochs"] == 4  # never beyond the run
+
+
+def test_leaf_usage_summary_of_known_counts():
+    class Counted:
+        def usage(self, X):
+            return {"hard_leaf": np.array([3, 0, 1, 1])}
+
+    lo, hi, entropy, unused = commands._leaf_usage_summary(Counted(), None)
+    p = np.array([3, 1, 1]) / 5
+    assert (lo, hi, unused) == (0, 3, 1)
+    assert entropy == pytest.approx(-(p * np.log(p)).sum() / np.log(4), rel=1e-12)
+
+
+def test_demo_trains_the_recipe_fff_against_a_dense_net_of_its_training_width(monkeypatch):
+    calls = []
+    real_fit = commands.fit
+    monkeypatch.setattr(commands, "fit", lambda layer, X, y, **kw: calls.append((layer, kw)) or real_fit(layer, X, y, **kw))
+    out = run(["demo", "--epochs", "3", "--depth", "2", "--leaf-width", "4"])
+    (fff, kw_fff), (dense, kw_dense) = calls
+    assert (fff.depth, fff.leaf_width) == (2, 4)
+    assert (dense.depth, dense.leaf_width, dense.activation) == (0, 16, fff.activation)
+    recipe = commands.recipe_schedules(3)
+    assert [kw_fff["hardening"](e) for e in range(3)] == [recipe["hardening"](e) for e in range(3)]
+    assert [kw_fff["balance"](e) for e in range(3)] == [recipe["balance"](e) for e in range(3)]
+    assert kw_fff["hardened_epochs"] == recipe["hardened_epochs"]
+    assert not {"hardening", "balance", "hardened_epochs"} & set(kw_dense)
+    assert "training width 16" in out and "one hidden layer of 16;" in out
+    assert "dominated by call overhead" in out  # a layer this small gets the note
+
+
+def test_demo_and_train_defaults_are_the_documented_ones():
+    """The demo runs docs/training.md's digits command; train's recipe defaults are those of
+    recipe_schedules (as documented), and its other defaults those of fit and make_layer."""
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
+    line = re.search(r"^fffcpu train --data digits (.*) -o model.fff$", doc, re.M).group(1).split()
+    demo = parse(["demo"])
+    given = dict(zip(line[::2], line[1::2]))
+    assert {k: float(v) for k, v in given.items()} == {
+        "--depth": demo.depth, "--leaf-width": demo.leaf_width, "--epochs": demo.epochs,
+        "--batch-size": demo.batch_size, "--lr": demo.lr}
+    train = parse(["train", "-o", "m.fff"])
+    recipe = inspect.signature(commands.recipe_schedules).parameters
+    for name in ("hardening", "final_hardening", "balance", "balance_fraction", "hardened_fraction"):
+        assert getattr(train, name) == recipe[name].default, name
+    assert train.recipe is True and parse(["train", "-o", "m.fff", "--no-recipe"]).recipe is False
+    assert train.batch_size == inspect.signature(fit).parameters["batch_size"].default
+    assert train.dtype == inspect.signature(make_layer).parameters["dtype"].default
+    assert train.test_fraction == 0.2  # docs/training.md
+
+
+def test_train_hands_fit_standardised_inputs_and_folds_the_scaling(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=[5.0, -3.0, 0.5], scale=[2.0, 0.5, 1.0], size=(40, 3))
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X, y=np.arange(40) % 3)
+    model = tmp_path / "m.fff"
+    seen = {}
+
+    def fake_fit(layer, Xs, y, **kw):  # no training: the initial weights show the folding as well
+        seen.update(Xs=Xs, kw=kw, out=np.asarray(layer(Xs)))
+        return {"epoch": [0]}
+
+    monkeypatch.setattr(commands, "fit", fake_fit)
+    base = ["train", "--data", str(data), "--output", str(model), "--test-fraction", "0", "-q", "--dtype", "float64"]
+    run(base)
+    np.testing.assert_allclose(seen["Xs"].mean(axis=0), 0, atol=1e-12)
+    assert seen["Xs"].std(axis=0).min() > 0.5
+    np.testing.assert_allclose(fffcpu.load(model)(X), seen["out"], rtol=1e-9, atol=1e-12)
+    run(base + ["--no-standardize"])
+    np.testing.assert_array_equal(seen["Xs"], X)  # the rows as given: nothing held out, nothing reordered
+    # the recipe with the command's settings, or constant settings without it
+    run(base + ["--epochs", "6", "--hardening", "0.5", "--final-hardening", "2", "--balance", "0.25",
+                "--balance-fraction", "0.34", "--hardened-fraction", "0.5", "--optimizer", "adamw",
+                "--weight-decay", "0.05"])
+    kw = seen["kw"]
+    assert [kw["hardening"](e) for e in range(6)] == [0.5, 0.5, 2.0, 2.0, 2.0, 2.0]
+    assert [kw["balance"](e) for e in range(6)] == [0.25, 0.25, 0.0, 0.0, 0.0, 0.0]
+    assert kw["hardened_epochs"] == 3 and kw["weight_decay"] == 0.05 and kw["optimizer"] == "adamw"
+    run(base + ["--no-recipe", "--hardening", "0.5", "--balance", "0.25"])
+    assert (seen["kw"]["hardening"], seen["kw"]["balance"]) == (0.5, 0.25)
+    assert "hardened_epochs" not in seen["kw"]
+
+
+def test_label_column_spellings():
+    assert commands._label_column(None) == -1  # the last column
+    assert commands._label_column(2) == 2
+    for none in ("none", "None", "NONE"):
+        assert commands._label_column(none) is None
+    assert commands._label_column("0") == 0 and commands._label_column("-2") == -2
+    assert commands._label_column("label") == "label"
+
+
+def test_class_targets_refuse_infinite_and_negative_labels():
+    with pytest.raises(ValueError, match=r"must be integer class indices .*got inf at index 1 "):
+        commands._class_targets(np.array([0.0, np.inf]), "y.npz")
+    with pytest.raises(ValueError, match=r"labels in 'y.npz' must be >= 0, got minimum -1"):
+        commands._class_targets(np.array([0, -1, 1]), "y.npz")
+    assert commands._class_targets(np.array([True, False]), "y.npz").tolist() == [1, 0]
+
+
+def test_evaluate_checks_class_labels_as_train_does(tmp_path):
+    model = tmp_path / "m.fff"
+    fffcpu.save(fffcpu.FFF(3, 2, 3, 1, seed=0), model)
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    np.savez(tmp_path / "whole.npz", X=X, y=np.array([0.0, 1.0, 2.0, 0.0, 1.0, 2.0]))
+    np.savez(tmp_path / "int.npz", X=X, y=np.array([0, 1, 2, 0, 1, 2]))
+    assert run(["evaluate", str(model), "--data", str(tmp_path / "whole.npz")]).split("\n")[1:] == \
+        run(["evaluate", str(model), "--data", str(tmp_path / "int.npz")]).split("\n")[1:]
+    np.savez(tmp_path / "frac.npz", X=X, y=np.array([0.0, 1.5, 2.0, 0.0, 1.0, 2.0]))
+    args = parse(["evaluate", str(model), "--data", str(tmp_path / "frac.npz")])
+    with pytest.raises(ValueError, match=r"must be integer class indices .*got 1.5 at index 1"):
+        args.func(args)
+
+
+def test_predict_raw_outputs_keep_their_precision(tmp_path):
+    model = tmp_path / "m.fff"
+    layer = fffcpu.FFF(3, 2, 3, 1, seed=0)
+    fffcpu.save(layer, model)
+    X = np.random.default_rng(1).normal(size=(6, 3))
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X, y=np.zeros(6, dtype=int))
+    expected = np.asarray(layer(X.astype(np.float32)))
+    run(["predict", str(model), "--data", str(data), "--raw", "--output", str(tmp_path / "p.csv")])
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "p.csv", delimiter=",", dtype=np.float32), expected)
+    printed = run(["predict", str(model), "--data", str(data), "--raw"]).splitlines()
+    assert printed == [" ".join(f"{v:.6g}" for v in row) for row in expected]
+
+
+def test_predict_output_is_written_atomically(tmp_path, monkeypatch):
+    model = tmp_path / "m.fff"
+    fffcpu.save(fffcpu.FFF(64, 2, 10, 1, seed=0), model)
+    for name, writer in (("p.csv", "savetxt"), ("p.npy", "save")):
+        out = tmp_path / name
+        out.write_bytes(b"old predictions")
+
+        def broken(fh, *a, **k):
+            fh.write(b"half")
+            raise OSError("disk full")
+
+        with monkeypatch.context() as m:
+            m.setattr(np, writer, broken)
+            args = parse(["predict", str(model), "--output", str(out)])
+            with pytest.raises(OSError, match="disk full"):
+                args.func(args)
+        assert out.read_bytes() == b"old predictions"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.fff", name] + (["p.csv"] if name == "p.npy" else []))
 
 # -- what each epoch feeds the layer, and what it reports --------------------------------------
 class Recorder(LinearLayer):
