@@ -987,3 +987,21 @@ def test_warmup_gives_the_work_rule_back(monkeypatch):
     monkeypatch.setattr(api, "PARALLEL_MIN_WORK", 123_456)
     api.warmup(("float32",))
     assert api.PARALLEL_MIN_WORK == 123_456
+
+
+def test_one_sample_functions_keep_their_scratch_per_call():
+    """A bound one-sample function allocates its hidden-layer scratch per call: Python threads that
+    call it at once (the kernel runs without the GIL) never share it. Wide leaves make the calls long
+    enough to overlap on two cores."""
+    rng = np.random.default_rng(46)
+    params = ref_leaf.init_params(64, 2048, 4, 1, rng, np.float64)
+    one = api.leaf_one_sample(api.leaf_kernel_args(params), "relu")
+    xs = rng.standard_normal((8, 64))
+    expected = np.stack([one(x) for x in xs])
+    np.testing.assert_allclose(expected, ref_leaf.hard_forward(params, xs, "relu"), rtol=1e-12)
+
+    def worker(i):
+        return all(np.array_equal(one(xs[(i + j) % 8]), expected[(i + j) % 8]) for j in range(400))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(worker, range(4)))
