@@ -8,9 +8,15 @@ import fffcpu
 import fffcpu.training
 from fffcpu._aligned import ALIGNMENT, aligned_copy, aligned_empty
 
+LINE = 64  # the contract: one cache line, one AVX-512 register (not whatever ALIGNMENT says)
+
+
+def test_the_alignment_is_a_cache_line():
+    assert ALIGNMENT == LINE
+
 
 def _offsets(layer):
-    return {name: a.ctypes.data % ALIGNMENT for name, a in layer.params.items()}
+    return {name: a.ctypes.data % LINE for name, a in layer.params.items()}
 
 
 def _layers(dtype):
@@ -26,7 +32,7 @@ def test_new_layers_keep_their_parameters_aligned(dtype):
         assert set(_offsets(layer).values()) == {0}, (type(layer).__name__, _offsets(layer))
         for a in layer._kernel_arrays():  # what the kernels get, the master leaf's mix share aside
             if isinstance(a, np.ndarray) and a.ndim:
-                assert a.ctypes.data % ALIGNMENT == 0
+                assert a.ctypes.data % LINE == 0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -50,11 +56,12 @@ def test_training_updates_keep_the_parameters_in_place():
 
 
 @pytest.mark.parametrize("shape", [(), (0,), (5,), (3, 0, 2), (7, 13), (2, 3, 5)])
-@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "uint8"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "uint8",
+                                   "U3", np.clongdouble])  # 12 bytes, 32 bytes on x86-64: other paths
 def test_aligned_copy_is_an_exact_aligned_c_contiguous_copy(shape, dtype):
     a = (np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape) * 3 + 1).astype(dtype)
     b = aligned_copy(a)
-    assert b.size == 0 or b.ctypes.data % ALIGNMENT == 0  # (an empty array's address means nothing)
+    assert b.size == 0 or b.ctypes.data % LINE == 0  # (an empty array's address means nothing)
     assert b.flags.c_contiguous and b.flags.writeable
     assert b.shape == a.shape and b.dtype == a.dtype
     np.testing.assert_array_equal(b, a)
@@ -64,13 +71,16 @@ def test_aligned_copy_is_an_exact_aligned_c_contiguous_copy(shape, dtype):
 def test_aligned_copy_copies_non_contiguous_input():
     a = np.arange(24, dtype=np.float64).reshape(4, 6)[:, ::2].T  # strided, Fortran-like
     b = aligned_copy(a)
-    assert b.dtype == np.float64 and b.flags.c_contiguous and b.ctypes.data % ALIGNMENT == 0
+    assert b.dtype == np.float64 and b.flags.c_contiguous and b.ctypes.data % LINE == 0
     np.testing.assert_array_equal(b, a)
+    b = aligned_copy([[1.5, 2.5]])  # anything np.asarray takes
+    assert b.dtype == np.float64 and b.ctypes.data % LINE == 0
+    np.testing.assert_array_equal(b, [[1.5, 2.5]])
 
 
 def test_aligned_empty_takes_an_int_or_a_shape():
     assert aligned_empty(5, np.float32).shape == (5,)
     e = aligned_empty((4, 768), "float32")
-    assert e.shape == (4, 768) and e.dtype == np.float32 and e.ctypes.data % ALIGNMENT == 0
+    assert e.shape == (4, 768) and e.dtype == np.float32 and e.ctypes.data % LINE == 0
     e[...] = 1.5  # writable, no aliasing between rows
     assert e.sum() == 4 * 768 * 1.5

@@ -285,6 +285,10 @@ def test_dense_weights_of_a_leaf_fff_stack_the_leaves():
     assert w1.shape == (4, 12) and b1.shape == (12,) and w2.shape == (12, 2) and b2.shape == (2,)
     np.testing.assert_array_equal(w1[:, 3:6], layer.params["w1s"][1])
     np.testing.assert_array_equal(w2[3:6], layer.params["w2s"][1])
+    layer.params["b2s"][...] = np.arange(8, dtype=np.float32).reshape(4, 2)
+    b1, b2 = bench.dense_weights_of(layer)[1::2]
+    np.testing.assert_array_equal(b1[3:6], layer.params["b1s"][1])
+    np.testing.assert_array_equal(b2, [3, 4])  # the mean of the leaves' b2s
 
 
 def test_torch_neuron_tree_equals_the_reference():
@@ -450,3 +454,125 @@ def test_every_timeraw_benchmark_runs_in_a_fresh_interpreter(monkeypatch):
     for code in codes:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
+
+
+def test_format_seconds_at_unit_boundaries():
+    assert bench.format_seconds(1.0) == "1 s"
+    assert bench.format_seconds(1e-3) == "1 ms"
+    assert bench.format_seconds(250e-6) == "250 µs"  # three digits: no decimals
+    assert bench.format_seconds(99.5e-9) == "99.5 ns"
+    assert bench.format_seconds(0.0) == "0 s"
+
+
+def test_table_blocks_per_config_and_batch_and_lists_the_skipped():
+    def meas(config, batch, impl, seconds, speedup):
+        return dict(record="measurement", config=config, batch=batch, implementation=impl, seconds=seconds,
+                    per_sample_seconds=seconds / batch, speedup_vs_dense=speedup)
+    results = [meas("a", 1, "dense numpy", 2e-3, 1.0), meas("a", 1, "fffcpu kernels", 1e-3, 2.0),
+               dict(record="skipped", config="a", implementation="dense torch", batch=1, reason="no torch"),
+               meas("a", 4, "dense numpy", 4e-3, None), meas("b", 4, "dense numpy", 8e-3, 1.0)]
+    lines = bench.format_table(results).splitlines()
+    assert lines[0].split() == ["config", "batch", "implementation", "median", "per", "sample", "vs", "dense"]
+    assert set(lines[1]) == {"-", " "}
+    assert [line.split()[:2] if line else [] for line in lines[2:9]] == [
+        ["a", "1"], ["a", "1"], [], ["a", "4"], [], ["b", "4"], ["skipped", "dense"]]
+    assert lines[3].split()[-1] == "2.00x" and lines[5].split()[-1] == "-"
+    assert lines[8] == "skipped dense torch for a: no torch" and len(lines) == 9
+
+
+def test_machine_line_counts_threads():
+    info = dict(cpu="CPU", cpu_flags=[], cores=2, host_cores=2, threads=1, python="3", numpy="2",
+                blas="b", numba="n", scipy="s", torch=None, fastfeedforward=None, fffcpu="f", commit=None,
+                date="d", load_average=0.5)
+    assert ", 2 cores (no AVX flags), 1 thread; " in bench.format_machine(info)
+    assert ", 2 threads; " in bench.format_machine(dict(info, threads=2))
+
+
+def test_cli_defaults_reach_the_runs(monkeypatch):
+    """Repeats, minimum time, threads and the --scaling sweep as the options and their defaults say."""
+    seen = {}
+    monkeypatch.setattr(bench, "run_configs", lambda configs, **kw: seen.update(kw, configs=configs) or [])
+    monkeypatch.setattr(bench, "run_scaling", lambda **kw: seen.update(kw) or [])
+    threads = bench.default_threads()
+    for argv, want in [((), dict(repeats=7, min_time=0.02, threads=threads, configs=list(bench.CONFIGS))),
+                       (("--quick", "--repeats", "4", "--threads", "1"), dict(repeats=4, min_time=0.001, threads=1)),
+                       (("--quick",), dict(repeats=3)),
+                       (("--scaling",), dict(repeats=5, min_time=0.02, widths=bench.SCALING_WIDTHS,
+                                             io=bench.SCALING_IO, leaf_width=bench.SCALING_LEAF_WIDTH)),
+                       (("--scaling", "--quick"), dict(repeats=3, min_time=0.001, widths=(64, 128, 256), io=32,
+                                                       leaf_width=4))]:
+        seen.clear()
+        assert run_bench("--json", *argv)[0] == 0
+        assert {k: seen[k] for k in want} == want, argv
+
+
+def test_measure_reports_the_median_time_per_call(monkeypatch):
+    """With a scripted clock: calibration grows the calls per repeat until one lasts min_time, then
+    the median over repeats of seconds per call."""
+    clock = iter([0.01, 0.6, 30.0, 10.0, 20.0])  # calibration at 1 and 10 calls, then 3 repeats
+    calls = []
+    monkeypatch.setattr(bench, "_run", lambda fn, number: calls.append(number) or next(clock))
+    assert bench.measure(lambda: None, repeats=3, min_time=0.5) == (2.0, 10)
+    assert calls == [1, 10, 10, 10, 10]
+
+
+def test_scaling_layers_have_the_training_width():
+    for width in (16, 64, 256):
+        leaf = bench._scaling_layer("fff", width, 8, 16)
+        assert leaf.n_leaves * leaf.leaf_width == width and leaf.depth == int(np.log2(width // 16))
+        tree = bench._scaling_layer("neuron_tree", width, 8, 16)
+        assert tree.n_nodes == width - 1 and tree.depth == int(np.log2(width)) - 1
+
+
+def test_run_scaling_sweeps_variants_once_in_the_tables_order():
+    recs = bench.run_scaling(widths=(64,), batches=(1,), repeats=1, min_time=0.0, threads=1, io=8, leaf_width=16,
+                             variants=("neuron_tree", "fff", "neuron_tree"))
+    assert [r["implementation"] for r in recs] == ["leaf FFF kernels", "neuron tree kernels",
+                                                   "dense numpy relu", "dense numpy gelu"]
+
+
+def test_scaling_text_names_the_leaf_width_only_for_the_leaf_fff(monkeypatch):
+    monkeypatch.setattr(bench, "run_scaling", lambda **kw: [])
+    assert bench._scaling_configs_text() == ("ufb-768-d11 the neuron tree and dense gelu, "
+                                             "leaf-768-d8-l16 the leaf FFF and dense relu")
+    for config, line in [("ufb-768-d11", "cost per sample, input and output width 768\n"),
+                         ("leaf-768-d8-l16", "cost per sample, input and output width 768, leaf FFF leaf width 16\n")]:
+        status, text = run_bench("--scaling", "--configs", config)
+        assert status == 0 and f"\n{line}" in text, text
+
+
+def test_no_peers_leaves_out_the_torch_rows_of_every_task():
+    for name, cfg in bench.CONFIGS.items():
+        sizes = cfg["quick"]["sizes"]
+        if cfg["task"] == "training":
+            with_peers, without = (bench._training_impls(cfg, sizes, 1, peers) for peers in (True, False))
+        else:
+            with_peers, without = (bench._inference_impls(cfg, sizes, 1, peers, 2) for peers in (True, False))
+        with_peers, without = [n for n, _ in with_peers], [n for n, _ in without]
+        assert without == ["fffcpu kernels", "fffcpu numpy", "dense numpy"][cfg["task"] == "training":], name
+        assert with_peers[:len(without)] == without and "dense torch" in with_peers[len(without):], name
+
+
+def test_an_unavailable_implementation_is_a_skipped_record(monkeypatch):
+    def no_torch(threads):
+        raise bench.Unavailable("torch is not installed")
+    monkeypatch.setattr(bench, "_torch", no_torch)
+    results = bench.run_configs(["ufb-768-d11"], batches=[2], repeats=1, min_time=0.0, threads=1, quick=True)
+    skipped = [(r["implementation"], r["reason"]) for r in results if r["record"] == "skipped"]
+    assert skipped == [("dense torch", "torch is not installed"), ("torch index_select/bmm", "torch is not installed")]
+    assert "skipped dense torch for ufb-768-d11: torch is not installed" in bench.format_table(results)
+
+
+def test_missing_kernels_skip_both_kernel_rows(monkeypatch):
+    """Without the kernel module, 'fffcpu kernels' and 'fffcpu kernels, stream' are skipped (the
+    stream row once timed the layer's fallback under the kernels' name)."""
+    import sys
+    import fffcpu
+    monkeypatch.delattr(fffcpu, "_kernel_api")
+    monkeypatch.setitem(sys.modules, "fffcpu._kernel_api", None)
+    cfg = bench.CONFIGS["ufb-768-d11"]
+    impls = dict(bench._inference_impls(cfg, cfg["quick"]["sizes"], 1, False, 1))
+    x = np.zeros((1, cfg["quick"]["sizes"]["input_width"]), np.float32)
+    for name in ("fffcpu kernels", "fffcpu kernels, stream"):
+        with pytest.raises(bench.Unavailable, match="the Numba kernels are missing"):
+            impls[name](x)

@@ -891,3 +891,117 @@ print("done")
 '''
     out = _run_python(code)
     assert out.returncode == 0 and out.stdout.strip() == "done", (out.stdout, out.stderr[-1500:])
+
+
+# -- the wrappers' own logic (mutation pass 12) -------------------------------------------------
+def test_an_activation_code_computes_as_its_name():
+    """The wrappers take an activation by name or by its code (ACTIVATION_CODES), on every path."""
+    rng = np.random.default_rng(41)
+    lp = leaf_params(3, np.float32, rng)
+    tp = nt_params(3, 3, np.float32, rng)
+    x = rng.standard_normal((40, D)).astype(np.float32)
+    for name in ("gelu", "tanh"):
+        code = ACTIVATION_CODES[name]
+        for batch in (x, x[:5]):  # batch kernel, serial loop
+            np.testing.assert_array_equal(api.leaf_forward(lp, code, batch), api.leaf_forward(lp, name, batch))
+            np.testing.assert_array_equal(nt_call(tp, 3, 3, code, batch), nt_call(tp, 3, 3, name, batch))
+        np.testing.assert_array_equal(api.leaf_forward_one(lp, code, x[0]), api.leaf_forward_one(lp, name, x[0]))
+        np.testing.assert_allclose(api.leaf_forward(lp, code, x), ref_leaf.hard_forward(lp, x, name),
+                                   **TOL[np.float32])
+
+
+def test_mix_share_is_the_sigmoid_of_k_for_any_k():
+    """sigmoid(k) in the parameters' dtype, without overflow at large |k| (a share of 0 or 1)."""
+    from scipy.special import expit
+    for k in (-1000.0, -40.0, -0.7, 0.0, 0.7, 40.0, 1000.0):
+        for dtype in DTYPES:
+            s = api.mix_share(np.array(k, dtype), dtype)
+            assert type(s) is dtype
+            np.testing.assert_allclose(s, expit(k), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("n", [5, 40])  # the serial loop, the batch kernel
+def test_out_buffer_calls_report_non_finite_input(n):
+    """With an output buffer too, check_finite returns None for NaN or inf, else the buffer."""
+    rng = np.random.default_rng(42)
+    lp = leaf_params(3, np.float32, rng)
+    tp = nt_params(3, 3, np.float32, rng)
+    x = rng.standard_normal((n, D)).astype(np.float32)
+    out = np.empty((n, O), np.float32)
+    assert api.leaf_forward(lp, "relu", x, out=out, check_finite=True) is out
+    assert nt_call(tp, 3, 3, "gelu", x, out=out, check_finite=True) is out
+    for bad in (np.nan, -np.inf):
+        x[n - 1, 2] = bad
+        assert api.leaf_forward(lp, "relu", x, out=out, check_finite=True) is None
+        assert nt_call(tp, 3, 3, "gelu", x, out=out, check_finite=True) is None
+
+
+def test_master_leaf_one_sample_reports_non_finite_input():
+    """The master-leaf layer's one-sample kernel checks its input as the plain layer's does."""
+    layer = fffcpu.FFF(D, L_WIDTH, O, depth=2, seed=4, dtype="float64", master_leaf=2)
+    x = np.random.default_rng(43).standard_normal(D)
+    assert api.leaf_forward_one(layer.params, "relu", x) is not None
+    x[1] = np.nan
+    assert api.leaf_forward_one(layer.params, "relu", x) is None
+    with pytest.raises(ValueError, match="must be finite"):
+        layer(x)
+
+
+def test_batch_kernels_run_holding_the_lock(monkeypatch):
+    """Every call into a parallel batch kernel holds _PARALLEL_LOCK (Numba's workqueue layer must
+    not be entered twice at once); a stand-in lock and wrapped kernels record it."""
+    class Lock:
+        held = False
+
+        def __enter__(self):
+            assert not self.held
+            self.held = True
+
+        def __exit__(self, *exc):
+            self.held = False
+
+    lock = Lock()
+    monkeypatch.setattr(api, "_PARALLEL_LOCK", lock)
+    monkeypatch.setattr(api, "_ENTRIES", {})  # the wrapped kernels' entry points stay in this test
+    names = ("leaf_forward_batch", "leaf_forward_new", "nt_forward_batch", "nt_forward_new")
+    seen = []
+    for name in names:
+        def wrapped(*args, kernel=getattr(kernels, name), name=name):
+            seen.append((name, lock.held))
+            return kernel(*args)
+        monkeypatch.setattr(kernels, name, wrapped)
+    rng = np.random.default_rng(44)
+    lp = leaf_params(3, np.float32, rng)
+    tp = nt_params(3, 3, np.float32, rng)
+    x = rng.standard_normal((40, D)).astype(np.float32)
+    out = np.empty((40, O), np.float32)
+    for y in (api.leaf_forward(lp, "relu", x), api.leaf_forward(lp, "relu", x, out=out)):
+        np.testing.assert_allclose(y, ref_leaf.hard_forward(lp, x, "relu"), **TOL[np.float32])
+    for y in (nt_call(tp, 3, 3, "gelu", x), nt_call(tp, 3, 3, "gelu", x, out=out)):
+        np.testing.assert_allclose(y, ref_nt.hard_forward(tp, x, 3, 3, "gelu"), **TOL[np.float32])
+    assert sorted(seen) == sorted((name, True) for name in names)
+
+
+def test_warmup_gives_the_work_rule_back(monkeypatch):
+    """warmup() lifts PARALLEL_MIN_WORK to compile the batch kernels on tiny inputs, then restores it."""
+    monkeypatch.setattr(api, "PARALLEL_MIN_WORK", 123_456)
+    api.warmup(("float32",))
+    assert api.PARALLEL_MIN_WORK == 123_456
+
+
+def test_one_sample_functions_keep_their_scratch_per_call():
+    """A bound one-sample function allocates its hidden-layer scratch per call: Python threads that
+    call it at once (the kernel runs without the GIL) never share it. Wide leaves make the calls long
+    enough to overlap on two cores."""
+    rng = np.random.default_rng(46)
+    params = ref_leaf.init_params(64, 2048, 4, 1, rng, np.float64)
+    one = api.leaf_one_sample(api.leaf_kernel_args(params), "relu")
+    xs = rng.standard_normal((8, 64))
+    expected = np.stack([one(x) for x in xs])
+    np.testing.assert_allclose(expected, ref_leaf.hard_forward(params, xs, "relu"), rtol=1e-12)
+
+    def worker(i):
+        return all(np.array_equal(one(xs[(i + j) % 8]), expected[(i + j) % 8]) for j in range(400))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(worker, range(4)))

@@ -507,6 +507,26 @@ def test_train_checks_its_output_before_training(tmp_path, capsys, monkeypatch):
     assert "argument --seed: expected an integer >= 0, got -1" in capsys.readouterr().err
 
 
+def test_argument_types_accept_their_range_and_name_what_they_refuse():
+    """The argparse converters of fffcpu._argtypes, at the edges of what each accepts."""
+    from fffcpu import _argtypes as at
+    assert at.positive_int("1") == 1 and at.nonneg_int("0") == 0
+    assert at.nonneg_float("0") == 0.0 and at.nonneg_float("1e3") == 1000.0
+    assert at.fraction("0") == 0.0 and at.fraction("0.999") == 0.999
+    for convert, text, message in [(at.positive_int, "0", "expected an integer >= 1, got 0"),
+                                   (at.nonneg_int, "-1", "expected an integer >= 0, got -1"),
+                                   (at.nonneg_int, "1.5", "expected an integer >= 0, got '1.5'"),
+                                   (at.nonneg_float, "x", "expected a number, got 'x'"),
+                                   (at.nonneg_float, "-0.5", "expected a finite number >= 0, got -0.5"),
+                                   (at.nonneg_float, "nan", "expected a finite number >= 0, got nan"),
+                                   (at.nonneg_float, "inf", "expected a finite number >= 0, got inf"),
+                                   (at.fraction, "1", "expected a fraction in [0, 1), got 1"),
+                                   (at.fraction, "-0.1", "expected a finite number >= 0, got -0.1")]:
+        with pytest.raises(argparse.ArgumentTypeError) as info:
+            convert(text)
+        assert str(info.value) == message, (convert.__name__, text)
+
+
 def test_diverging_demo_is_a_one_line_error(capsys):
     """fffcpu demo (and efff) ended in a traceback when training diverged: cli.main did not report
     the loop's FloatingPointError."""
