@@ -141,7 +141,7 @@ def leaf_forward(params, activation, x2d, out=None, check_finite=False):
     activation : str or int
         Leaf activation name or code.
     x2d : ndarray of shape (n, D)
-        C-contiguous, the parameters' dtype.
+        The parameters' dtype; copied to C order first if it is not C-contiguous.
     out : ndarray of shape (n, O), optional
         C-contiguous output buffer of the same dtype.
     check_finite : bool
@@ -155,13 +155,13 @@ def leaf_forward(params, activation, x2d, out=None, check_finite=False):
         the caller then validates ``x2d`` itself.
     """
     args = _leaf_args(params)
-    if out is None and x2d.flags.c_contiguous:
+    if not x2d.flags.c_contiguous:  # the kernels are compiled for C-contiguous rows only
+        x2d = np.ascontiguousarray(x2d)
+    if out is None:
         return leaf_batch(args, activation)(x2d, check_finite)
     global _REVERSE
     k = _K or _kernels()
     n = x2d.shape[0]
-    if out is None:  # a strided batch: Numba compiles the kernels for its layout
-        out = batch_output(n, args[5].shape[1], x2d.dtype, k)
     if not use_parallel(n, _leaf_work(args)):
         ok = k.leaf_forward_serial(*args[:6], _act_code(activation), *args[6:], x2d, out, check_finite)
     else:
@@ -365,7 +365,7 @@ def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x
     depth, parallel_size : int
     activation : str or int
     x2d : ndarray of shape (n, D)
-        C-contiguous, the parameters' dtype.
+        The parameters' dtype; copied to C order first if it is not C-contiguous.
     out : ndarray of shape (n, O), optional
     check_finite : bool
         Check that ``x2d`` is finite, in the same kernel call (the batch kernel reads it off the
@@ -376,12 +376,12 @@ def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x
     y : ndarray of shape (n, O), or None
         None (only with ``check_finite``) when ``x2d`` holds NaN or inf, or a root logit overflows.
     """
-    if out is None and x2d.flags.c_contiguous:
+    if not x2d.flags.c_contiguous:  # as in leaf_forward
+        x2d = np.ascontiguousarray(x2d)
+    if out is None:
         return neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation)(x2d, check_finite)
     k = _K or _kernels()
     act = _act_code(activation)
-    if out is None:  # a strided batch (see leaf_forward)
-        out = batch_output(x2d.shape[0], w_out_t.shape[1], x2d.dtype, k)
     if not use_parallel(x2d.shape[0], parallel_size * (depth + 1) * (x2d.shape[1] + w_out_t.shape[1])):
         if check_finite and not k.all_finite(x2d):
             return None

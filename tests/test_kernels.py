@@ -162,6 +162,25 @@ def test_empty_batch_and_out_buffer(dtype):
         np.testing.assert_allclose(out, ref_nt.hard_forward(tp, x, 3, 3, "gelu"), **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_batch_through_the_kernel_api(dtype):
+    """leaf_forward and neuron_tree_forward documented a strided batch as compiled for its layout; it
+    failed to type in Numba (all_finite reshapes its input). It is now copied to C order first."""
+    rng = np.random.default_rng(12)
+    lp = leaf_params(3, dtype, rng)
+    tp = nt_params(3, 3, dtype, rng)
+    base = rng.standard_normal((40, 2 * D)).astype(dtype)
+    for x in (base[:, ::2], np.asfortranarray(base[:, :D])):
+        assert not x.flags.c_contiguous
+        want_leaf = ref_leaf.hard_forward(lp, np.ascontiguousarray(x), "relu")
+        want_nt = ref_nt.hard_forward(tp, np.ascontiguousarray(x), 3, 3, "gelu")
+        for out in (None, np.full((40, O), np.nan, dtype)):
+            np.testing.assert_allclose(api.leaf_forward(lp, "relu", x, out=out, check_finite=True), want_leaf,
+                                       **TOL[dtype])
+            np.testing.assert_allclose(nt_call(tp, 3, 3, "gelu", x, out=out, check_finite=True), want_nt,
+                                       **TOL[dtype])
+
+
 def test_one_sample_kernels_write_only_the_output():
     rng = np.random.default_rng(12)
     tp = nt_params(3, 3, np.float64, rng)
