@@ -391,6 +391,28 @@ def test_predict_refuses_to_overwrite_its_model_or_data(tmp_path, capsys):
     assert len((tmp_path / "p.csv").read_text().split()) == 2
 
 
+def test_predict_drops_a_text_label_column(tmp_path, capsys):
+    """`fffcpu predict` read a CSV without --label-column as features first, so a text label column
+    (an iris file's species) failed as "not a number" although the file had one column more than the
+    model's input width, the case whose last column the help says is dropped."""
+    from fffcpu import cli
+    layer = fffcpu.FFF(4, 2, 3, depth=2, seed=0)
+    fffcpu.save(layer, tmp_path / "m.fff")
+    X = np.random.default_rng(3).normal(size=(12, 4))
+    want = [str(int(v)) for v in layer(X.astype(np.float32)).argmax(axis=1)]
+    cells = [",".join(map(repr, row)) for row in X.tolist()]
+    files = {"text.csv": ["a,b,c,d,species"] + [f"{row},kind{i % 3}" for i, row in enumerate(cells)],
+             "numbers.csv": [f"{row},{i % 3}" for i, row in enumerate(cells)],
+             "features.csv": cells}
+    for name, lines in files.items():
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        assert cli.main(["predict", str(tmp_path / "m.fff"), "--data", str(tmp_path / name)]) == 0
+        assert capsys.readouterr().out.split() == want, name
+    (tmp_path / "gap.csv").write_text("1,2,3,4,\n5,6,7,8,0\n")  # an empty last cell: named as a feature's
+    assert cli.main(["predict", str(tmp_path / "m.fff"), "--data", str(tmp_path / "gap.csv")]) == 2
+    assert "data row 1, column 5 holds '', not a number" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_predict_raw_outputs_in_a_csv_file_read_back_exactly(tmp_path, dtype):
     """`fffcpu predict --raw -o p.csv` wrote 9 significant digits, enough for float32 but not for a

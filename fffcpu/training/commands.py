@@ -252,9 +252,13 @@ def run_train(args):
 def _features_for(layer, args):
     """Read X for ``layer``; a CSV with one column more than input_width has its label dropped."""
     if args.data.lower().endswith((".csv", ".tsv", ".txt")) and args.label_column is None:
-        X, _ = fdata.load_dataset(args.data, label_column=None, require_y=False)
-        if X.shape[1] == layer.input_width + 1:
+        # with the last column as labels first: read as a feature, a text label would be "not a number"
+        try:
             X, _ = fdata.load_dataset(args.data, label_column=-1, require_y=False)
+        except ValueError:  # e.g. an empty cell in the last column: read as features, which names it
+            X = None
+        if X is None or X.shape[1] != layer.input_width:
+            X, _ = fdata.load_dataset(args.data, label_column=None, require_y=False)
         return X
     X, _ = _load(args, require_y=False)
     return X
