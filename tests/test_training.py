@@ -943,3 +943,23 @@ def test_estimators_check_the_shapes_of_X_and_y_and_the_classes():
 def test_estimator_repr_shows_only_the_changed_parameters():
     assert repr(FFFClassifier()) == "FFFClassifier()"
     assert repr(FFFRegressor(depth=2, variant="neuron-tree")) == "FFFRegressor(depth=2, variant='neuron-tree')"
+
+
+def test_text_labels_on_the_command_line_say_how_to_number_them(tmp_path, capsys):
+    """A CSV of names as labels (an iris file) failed with "got dtype <U10": the command line needs class
+    indices, so the error now says which numbers to write, or to use FFFClassifier, which takes names."""
+    from fffcpu import cli
+    rng = np.random.default_rng(4)
+    for n_classes, mapping in ((3, "(e.g. kind0=0, kind1=1, kind2=2), or use fffcpu.training.FFFClassifier"),
+                               (7, "(e.g. kind0=0, kind1=1, kind2=2, kind3=3, kind4=4, ...), or use")):
+        rows = [f"{a!r},{b!r},kind{i % n_classes}" for i, (a, b) in enumerate(rng.normal(size=(21, 2)).tolist())]
+        data_file = tmp_path / f"names{n_classes}.csv"
+        data_file.write_text("x1,x2,species\n" + "\n".join(rows) + "\n")
+        fffcpu.save(fffcpu.FFF(2, 2, n_classes, depth=1, seed=0), tmp_path / "m.fff")
+        for argv in (["train", "--data", str(data_file), "-o", str(tmp_path / "new.fff")],
+                     ["evaluate", str(tmp_path / "m.fff"), "--data", str(data_file)]):
+            assert cli.main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"labels in '{data_file}' are text ({n_classes} classes), but the command line needs integer " \
+                   "class indices 0 .. n_classes-1: write the labels as numbers " in err and mapping in err, err
+        assert not (tmp_path / "new.fff").exists()

@@ -170,6 +170,15 @@ def _class_targets(y, path):
                 f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
                 f"got {y[i].item()!r} at index {i} (dtype {y.dtype}; use --loss mse for real-valued targets)"
             )
+    elif y.dtype.kind == "U":  # a CSV label column of names
+        names = np.unique(y)
+        mapping = ", ".join(f"{name}={i}" for i, name in enumerate(names[:5].tolist()))
+        raise ValueError(
+            f"labels in {path!r} are text ({len(names)} classes), but the command line needs integer class "
+            f"indices 0 .. n_classes-1: write the labels as numbers (e.g. {mapping}"
+            f"{', ...' if len(names) > 5 else ''}), or use fffcpu.training.FFFClassifier from Python, which "
+            "takes text labels"
+        )
     elif y.dtype.kind not in "iu":
         raise ValueError(
             f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
