@@ -554,11 +554,13 @@ def test_large_outputs_streaming_stores_equal_plain_stores(dtype):
         assert y.nbytes >= kernels.STREAM_MIN_BYTES
         assert y.ctypes.data % 64 == 0 and y.flags.c_contiguous and y.flags.writeable
         np.testing.assert_allclose(y, expected, **TOL[dtype])
-        buf = np.empty(y.nbytes + 64 + y.itemsize, np.uint8)  # rows start 4 or 8 bytes past a line
-        start = (-buf.ctypes.data % 64) + y.itemsize
-        unaligned = buf[start:start + y.nbytes].view(dtype).reshape(y.shape)
-        assert call(unaligned) is unaligned
-        np.testing.assert_array_equal(unaligned, y)
+        # rows start 4 or 8 bytes past a line, or 32 (aligned for 32-byte vectors, not for a line)
+        for offset in (y.itemsize, 32):
+            buf = np.empty(y.nbytes + 64 + offset, np.uint8)
+            start = (-buf.ctypes.data % 64) + offset
+            unaligned = buf[start:start + y.nbytes].view(dtype).reshape(y.shape)
+            assert call(unaligned) is unaligned
+            np.testing.assert_array_equal(unaligned, y)
 
 
 def test_bound_functions_follow_the_activation_and_run_from_threads():
@@ -1024,3 +1026,83 @@ def test_one_sample_functions_keep_their_scratch_per_call():
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert all(pool.map(worker, range(4)))
+
+
+# -- the kernels' own pieces (mutation pass 12) -------------------------------------------------
+@pytest.mark.parametrize("depth", [1, 3])  # root: one level per pass (eight, then four), two levels per pass
+def test_leaf_batch_kernel_reports_a_bad_value_in_any_sample(depth):
+    """The batch check rides on the root logits: of eight samples per pass, four per pass with a
+    rest of three (depth 1), four per pass for two levels (depth 3), or a sample alone in the last
+    routing task (ROUTE_TASK + 1 samples) that finishes its descent by itself. A NaN or inf in any
+    one sample is reported (the other tests put it in a few samples: never in the second of a pass,
+    at depth 1 or alone in a task)."""
+    rng = np.random.default_rng(47)
+    params = leaf_params(depth, np.float32, rng)
+    x = rng.standard_normal((19, D)).astype(np.float32)
+    assert api.leaf_forward(params, "relu", x, check_finite=True) is not None
+    for row in range(19):
+        for bad in (np.nan, -np.inf):
+            z = x.copy()
+            z[row, row % D] = bad
+            assert api.leaf_forward(params, "relu", z, check_finite=True) is None, (row, bad)
+    x = rng.standard_normal((kernels.ROUTE_TASK + 1, D)).astype(np.float32)
+    assert api.leaf_forward(params, "relu", x, check_finite=True) is not None
+    x[-1, 0] = np.inf
+    assert api.leaf_forward(params, "relu", x, check_finite=True) is None
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_leaf_ties_route_right_in_every_lane_of_a_routing_pass(depth):
+    """Zero input and zero biases: every logit is an exact 0, so every sample goes right at every
+    node, whatever its place in a pass of eight or four samples (rests of one to four: a rest
+    repeats its last sample, so a lane's rule shows only with some rests)."""
+    rng = np.random.default_rng(48)
+    params = leaf_params(depth, np.float64, rng)
+    params["node_biases"][:] = 0
+    for n in (9, 10, 11, 12, 19):
+        y = api.leaf_forward(params, "relu", np.zeros((n, D)))
+        expected = ref_leaf.leaf_forward(params, np.zeros((n, D)), 2 ** depth - 1, "relu")
+        np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_neuron_tree_exact_ties_in_small_groups_and_lone_descents():
+    """Small integers make exact ties frequent at every node. With 60 samples the top levels see
+    groups of at most three (finished sample by sample, two side by side) and the subtrees see
+    samples alone at a node (a descent of their own): ties go left there as well."""
+    rng = np.random.default_rng(49)
+    depth, P = 5, 2
+    params = nt_params(depth, P, np.float64, rng, integer=True)
+    x = rng.integers(-1, 2, size=(60, D)).astype(np.float64)
+    y_naive, rows = nt_naive(params, depth, P, "identity", x)
+    np.testing.assert_array_equal(rows, ref_nt.hard_path(params, x, depth, P)[0])
+    np.testing.assert_allclose(nt_call(params, depth, P, "identity", x), y_naive, rtol=1e-12, atol=1e-12)
+
+
+def test_leaf_batch_kernel_reads_every_workers_check():
+    """Each routing worker records the check of the tasks it took (an atomic counter hands them
+    out, so which worker takes which varies from call to call); the call reads every worker's
+    record. A bad value in any one routing task of eight is reported, whoever took that task.
+    (Inputs 64 wide: tasks long enough that both workers take some.)"""
+    rng = np.random.default_rng(50)
+    params = ref_leaf.init_params(64, L_WIDTH, O, 3, rng, np.float32)
+    args = api.leaf_kernel_args(params)
+    n = 8 * kernels.ROUTE_TASK
+    x = rng.standard_normal((n, 64)).astype(np.float32)
+    y = np.empty((n, O), np.float32)
+    assert kernels.leaf_forward_batch(*args[:6], 0, *args[6:], x, y, 2, True, False)
+    for task in range(8):
+        z = x.copy()
+        z[(task + 1) * kernels.ROUTE_TASK - 1, 2] = np.nan  # the last sample of the task
+        assert not kernels.leaf_forward_batch(*args[:6], 0, *args[6:], z, y, 2, True, False), task
+
+
+@pytest.mark.parametrize("depth", [0, 1])
+def test_neuron_tree_batch_kernel_on_shallow_trees(depth):
+    """Trees of fewer levels than the batch kernel's per-sample top levels (at least three): the
+    top levels stop at the tree's own. At these depths the other tests check the batch kernel's
+    NaN report only, not its outputs."""
+    rng = np.random.default_rng(51)
+    params = nt_params(depth, 2, np.float32, rng)
+    x = rng.standard_normal((40, D)).astype(np.float32)
+    y_naive, _ = nt_naive(params, depth, 2, "gelu", x)
+    np.testing.assert_allclose(nt_call(params, depth, 2, "gelu", x), y_naive, **TOL[np.float32])
