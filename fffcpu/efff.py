@@ -117,7 +117,8 @@ def add_parser(subparsers):
     p.add_argument("--leaf-width", type=positive_int, default=2, help="leaf width l (default 2: training width 16)")
     p.add_argument("--master-width", type=positive_int, default=8, help="master leaf width m (default 8)")
     p.add_argument("--epochs", type=positive_int, default=100,
-                   help="epochs in all; the first half balances (alpha 1, h 1), the second hardens (alpha 0, h 3)")
+                   help="epochs in all (default 100); the first half balances (alpha 1, h 1), the second hardens "
+                        "(alpha 0, h 3)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run and per variant summary")

@@ -27,6 +27,19 @@ def test_efff_command_prints_every_variant(capsys):
         assert s["accuracy_mean"] == np.mean(accs) and 0 <= s["accuracy_min"] <= s["accuracy_max"] <= 1
 
 
+def test_help_states_every_default():
+    """--epochs (100, as docs/efff.md's table) was the one option whose help left its default out."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    efff.add_parser(parser.add_subparsers())
+    command = parser._subparsers._group_actions[0].choices["efff"]
+    options = [a for a in command._actions if a.option_strings and a.nargs != 0 and a.default is not None]
+    assert {a.dest for a in options} >= {"seeds", "epochs", "batch_size", "lr"}
+    for action in options:
+        assert "default" in action.help, action.dest
+    assert "(default 100)" in command.format_help()
+
+
 def test_efff_master_variants_have_a_master_leaf_and_are_seeded():
     split = tuple(a[:200] if i < 2 else a[:200] for i, a in enumerate(efff.data.digits_split(seed=0)))
     a = efff.run_one("+master", 0, epochs=2, split=split)
