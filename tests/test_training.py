@@ -583,6 +583,20 @@ def test_help_states_each_default_once():
     assert "(default: the last column if the file has one column more than the model's input width" in predict
 
 
+def test_help_says_what_applies_to_one_variant_or_loss_only():
+    """train's --dropout read as applying to a neuron tree too (train refuses it there), --test-fraction
+    as stratified for regression targets too (they get a plain seeded permutation), and demo's
+    description as training a leaf FFF whatever --variant says."""
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    sub = parser.add_subparsers(dest="command")
+    commands.add_parsers(sub)
+    train = " ".join(sub.choices["train"].format_help().split())
+    assert "dropout after the leaf activation, in training (leaf variant)" in train
+    assert "stratified by class with --loss cross_entropy" in train
+    demo = " ".join(sub.choices["demo"].format_help().split())
+    assert "(or, with --variant neuron-tree, a neuron tree)" in demo
+
+
 def test_cli_main_exit_statuses_and_one_line_errors(tmp_path, capsys, monkeypatch):
     from fffcpu.cli import main
     with pytest.raises(SystemExit) as info:

@@ -367,10 +367,11 @@ def add_parsers(subparsers):
     p = subparsers.add_parser(
         "demo", formatter_class=fmt,
         help="train an FFF and a dense net on the built-in digits and compare them",
-        description="Train a leaf FFF and a dense feedforward net of the same training width on the "
-                    "built-in 8x8 digits (offline), then print the test accuracy of both (FFF with soft "
-                    "and with hard routing), how evenly the FFF's leaves are used, and the inference "
-                    "speedup of the FFF's hard (log-time) inference over the dense net, measured now.")
+        description="Train a leaf FFF (or, with --variant neuron-tree, a neuron tree) and a dense "
+                    "feedforward net of the same training width on the built-in 8x8 digits (offline), "
+                    "then print the test accuracy of both (a leaf FFF's with soft and with hard routing), "
+                    "how evenly the FFF's leaves are used, and the inference speedup of the FFF's hard "
+                    "(log-time) inference over the dense net, measured now.")
     p.add_argument("--depth", type=nonneg_int, default=3, help="FFF tree depth d (2^d leaves)")
     p.add_argument("--leaf-width", type=positive_int, default=8, help="neurons per FFF leaf (leaf variant)")
     p.add_argument("--variant", choices=VARIANTS, default="leaf",
@@ -429,11 +430,13 @@ def add_parsers(subparsers):
                    help="train in one phase with constant --hardening and --balance")
     p.add_argument("--region-leak", type=fraction, default=0.0,
                    help="probability of flipping each routing decision in training (leaf variant)")
-    p.add_argument("--dropout", type=fraction, default=0.0, help="dropout after the leaf activation")
+    p.add_argument("--dropout", type=fraction, default=0.0,
+                   help="dropout after the leaf activation, in training (leaf variant)")
     p.add_argument("--no-standardize", dest="standardize", action="store_false",
                    help="train on the raw inputs instead of standardised ones")
     p.add_argument("--test-fraction", type=fraction, default=0.2,
-                   help="held out (seeded, stratified) and reported after training; 0 to train on all")
+                   help="held out (seeded; stratified by class with --loss cross_entropy) and reported after "
+                        "training; 0 to train on all")
     p.add_argument("--validation-split", type=fraction, default=0.0,
                    help="fraction of the training data evaluated after every epoch")
     p.add_argument("--patience", type=positive_int, default=None,
