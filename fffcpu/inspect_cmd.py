@@ -8,7 +8,7 @@ decision entropy H(p); a per-level table; and the leaf usage. Watching the entro
 grows is watching hardening happen. For a neuron tree (hard routing throughout) the counts are
 per neuron.
 
-The same report is available in Python as :func:`report`.
+The same report is available in Python as ``fffcpu.inspect_cmd.report(layer, X, y)``.
 """
 import sys
 

@@ -338,3 +338,11 @@ def test_neuron_tree_report_numbers(data):
 def test_default_tree_depth_draws_four_levels():
     text = report(fffcpu.FFF(5, 2, 3, 5, seed=0))  # levels 0-4 node by node, the leaves under level 4 folded
     assert text.count("└── ... 2 more below") == 16
+
+
+def test_help_names_the_python_function_by_its_module():
+    """--help said "available in Python as :func:`report`", which names no module to import it from."""
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    inspect_cmd.add_parser(parser.add_subparsers(dest="command"))
+    text = " ".join(parser._subparsers._group_actions[0].choices["inspect"].format_help().split())
+    assert "fffcpu.inspect_cmd.report(layer, X, y)" in text and ":func:`report`" not in text
