@@ -758,6 +758,24 @@ def test_evaluate_checks_class_labels_as_train_does(tmp_path):
         args.func(args)
 
 
+def test_predict_ignores_labels_as_its_help_says(tmp_path):
+    """`predict --data IMAGES --labels FILE` read the labels file: a missing one, or one whose count did
+    not match the images, failed the predictions that never use it."""
+    import struct
+    layer = fffcpu.FFF(4, 2, 3, 1, seed=0)
+    model = str(tmp_path / "m.fff")
+    fffcpu.save(layer, model)
+    images = (np.arange(5 * 4) * 7 % 256).astype(np.uint8).reshape(5, 2, 2)
+    idx = tmp_path / "images-idx3-ubyte"
+    idx.write_bytes(struct.pack(">iiii", 0x803, 5, 2, 2) + images.tobytes())
+    short = tmp_path / "labels-idx1-ubyte"
+    short.write_bytes(struct.pack(">ii", 0x801, 2) + bytes(2))
+    expected = [int(v) for v in np.asarray(layer(images.reshape(5, 4) / np.float32(255))).argmax(1)]
+    for labels in (str(short), str(tmp_path / "missing-labels")):
+        printed = run(["predict", model, "--data", str(idx), "--labels", labels]).split()
+        assert [int(v) for v in printed] == expected
+
+
 def test_predict_raw_outputs_keep_their_precision(tmp_path):
     model = tmp_path / "m.fff"
     layer = fffcpu.FFF(3, 2, 3, 1, seed=0)

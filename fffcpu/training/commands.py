@@ -269,7 +269,10 @@ def _features_for(layer, args):
         if X is None or X.shape[1] != layer.input_width:
             X, _ = fdata.load_dataset(args.data, label_column=None, require_y=False)
         return X
-    X, _ = _load(args, require_y=False)
+    # --labels is ignored, as its help says (given with IDX images it was read, and a missing file or a
+    # count that did not match the images failed the predictions)
+    X, _ = fdata.load_dataset(args.data, label_column=_label_column(args.label_column), x_key=args.x_key,
+                              y_key=args.y_key, require_y=False)
     return X
 
 
