@@ -789,3 +789,33 @@ def test_csv_integers_read_bit_for_bit_as_float_reads_them(tmp_path):
     assert dtypes == [np.int64]
     want = np.array([[float(c) for c in row] for row in grid])
     np.testing.assert_array_equal(X.view(np.uint64), want.view(np.uint64))
+
+
+def test_csv_random_small_files_read_the_same_either_way(tmp_path):
+    """Seeded random small files mixing plain numbers with the spellings and shapes that must leave the
+    NumPy path (text, quotes, empty cells, blank rows, ragged rows, CRLF, headers, non-finite values):
+    the same result or the same error either way, for several label_column/header settings."""
+    rng = np.random.default_rng(7)
+    plain = ["0", "1", "7", "12", "-3", "+4", "1.5", ".5", "5.", "-0", "1e3", "2E-2", "  9 ", "\t8"]
+    odd = ["", " ", "1e", "--1", "nan", "inf", "1e999", "x", '"3"', "99999999999999999999", "1_0", "\x1c2"]
+    settings = [{}, {"label_column": None}, {"label_column": 0}, {"header": True}, {"header": False}]
+    p = tmp_path / "f.csv"
+    fast_runs = 0
+    for case in range(400):
+        width, lines = int(rng.integers(1, 5)), []
+        if rng.random() < 0.4:
+            lines.append(",".join(rng.choice(["a", "label", "", "0", "1", "2", "3"], width)))
+        for _ in range(int(rng.integers(1, 6))):
+            cells = [str(rng.choice(plain if rng.random() < 0.9 else odd)) for _ in range(width)]
+            lines.append(",".join(cells[:int(rng.integers(1, width + 1))] if rng.random() < 0.1 else cells))
+            if rng.random() < 0.1:
+                lines.append(str(rng.choice(["", " ", ",,"])))
+        end = str(rng.choice(["\n", "\r\n"]))
+        p.write_bytes((end.join(lines) + end).encode())
+        kw = settings[case % len(settings)]
+        _assert_same_outcome(_csv_outcome(p, **kw), _csv_outcome(p, slow=True, **kw))
+        text = p.read_text(encoding="utf-8")
+        head = data._csv_rows(text, ",", limit=2)
+        fast_runs += bool(head) and data._csv_numbers(text, ",", head[0] if data._csv_has_header(
+            head, kw.get("header", "auto")) else None) is not None
+    assert fast_runs > 100  # the comparison covers the NumPy path, not only files that leave it
