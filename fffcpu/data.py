@@ -13,6 +13,7 @@ import gzip
 import io
 import math
 import os
+import re
 
 import numpy as np
 
@@ -461,6 +462,7 @@ def _csv_has_header(head, header):
 
 # the characters of a table of plain numbers, less the delimiter and the line ends
 _NUMBER_CHARS = "0123456789+-.eE \t"
+_NINETEEN_DIGITS = re.compile("[0-9]{19}")
 
 
 def _csv_numbers(text, delimiter, names_row):
@@ -485,8 +487,10 @@ def _csv_numbers(text, delimiter, names_row):
         # some that float() refuses, such as "\x1c1"
         return None
     values = None
-    if not ("." in text or "e" in text or "E" in text or "-0" in text):  # "-0" is -0.0 to float()
-        # integers parse ~5x faster than floats, and int64 -> float64 rounds as float() does
+    # integers parse ~5x faster than floats, and int64 -> float64 rounds as float() does; "-0" is -0.0 to
+    # float(), and 19 digits may not fit int64, which NumPy 1.24 then reads through a float and wraps
+    # around (with a DeprecationWarning only) instead of refusing
+    if not ("." in text or "e" in text or "E" in text or "-0" in text or _NINETEEN_DIGITS.search(text)):
         values = _read_numbers(text, delimiter, np.int64)
     if values is None:  # real numbers, or an integer beyond int64
         values = _read_numbers(text, delimiter, np.float64)
