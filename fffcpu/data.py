@@ -13,7 +13,6 @@ import gzip
 import io
 import math
 import os
-import re
 
 import numpy as np
 
@@ -462,7 +461,6 @@ def _csv_has_header(head, header):
 
 # the characters of a table of plain numbers, less the delimiter and the line ends
 _NUMBER_CHARS = "0123456789+-.eE \t"
-_NINETEEN_DIGITS = re.compile("[0-9]{19}")
 
 
 def _csv_numbers(text, delimiter, names_row):
@@ -488,9 +486,9 @@ def _csv_numbers(text, delimiter, names_row):
         return None
     values = None
     # integers parse ~5x faster than floats, and int64 -> float64 rounds as float() does; "-0" is -0.0 to
-    # float(), and 19 digits may not fit int64, which NumPy 1.24 then reads through a float and wraps
+    # float(), and 19 digits may not fit int64, which NumPy before 2.3 reads through a float and wraps
     # around (with a DeprecationWarning only) instead of refusing
-    if not ("." in text or "e" in text or "E" in text or "-0" in text or _NINETEEN_DIGITS.search(text)):
+    if not ("." in text or "e" in text or "E" in text or "-0" in text or _has_19_digits(text)):
         values = _read_numbers(text, delimiter, np.int64)
     if values is None:  # real numbers, or an integer beyond int64
         values = _read_numbers(text, delimiter, np.float64)
@@ -499,6 +497,15 @@ def _csv_numbers(text, delimiter, names_row):
     if not np.isfinite(values).all():
         return None
     return values
+
+
+def _has_19_digits(text):
+    """Whether the ASCII ``text`` holds 19 digits in a row (0.2 s for MNIST as CSV; a regular expression
+    takes 1.5 s)."""
+    run = np.frombuffer(text.encode("ascii"), np.uint8) - np.uint8(48) < 10  # a digit starts a run of 1
+    for shift in (1, 2, 4, 8, 3):  # runs of 2, 4, 8, 16, then 19 digits
+        run = run[:-shift] & run[shift:]
+    return bool(run.any())
 
 
 def _read_numbers(text, delimiter, dtype):
