@@ -555,7 +555,7 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
     values beyond the float64 range: the error names the row and column.
 
     A file of plain numbers (nothing but digits, signs, points, exponents, spaces, delimiters and line
-    ends) is parsed by NumPy's C reader, integers as int64, which is about 8x faster for MNIST as CSV;
+    ends) is parsed by NumPy's C reader, integers as int64, which is about 5x faster for MNIST as CSV;
     the numbers are the same, bit for bit. Any other file, or a file with a cell that reader refuses,
     is read cell by cell, which names the cell that is wrong.
 
