@@ -697,6 +697,7 @@ def _assert_same_outcome(fast, slow):
     ("0,1,2,3\n5,6,7,8\n9,10,11,12\n", {"label_column": None}),  # pandas' column names 0..k-1: a header
     ('"a","b","c"\n1,2,0\n3,4,1\n', {"label_column": "b"}),  # a quoted header
     ("1;2;0\n3;4;1\n", {"delimiter": ";"}),
+    ("1\u20ac2\u20ac0\n3\u20ac4\u20ac1\n", {"delimiter": "\u20ac"}),  # a delimiter beyond ASCII
     ("1,2,0\n3,-4,1\n+5, 007 ,2\n", {}),  # integers
     ("-0,1,2\n3,-00,1\n-5,+7,0\n", {}),  # -0 is -0.0
     ("99999999999999999999,2,0\n3,4,1\n", {}),  # beyond int64
