@@ -136,8 +136,8 @@ def run_demo(args):
 
 
 # -- train / evaluate / predict ---------------------------------------------------------------
-def _load(args, require_y):
-    return fdata.load_dataset(args.data, labels=getattr(args, "labels", None),
+def _load(args, require_y, use_labels=True):
+    return fdata.load_dataset(args.data, labels=getattr(args, "labels", None) if use_labels else None,
                               label_column=_label_column(args.label_column),
                               x_key=args.x_key, y_key=args.y_key, require_y=require_y)
 
@@ -271,8 +271,7 @@ def _features_for(layer, args):
         return X
     # --labels is ignored, as its help says (given with IDX images it was read, and a missing file or a
     # count that did not match the images failed the predictions)
-    X, _ = fdata.load_dataset(args.data, label_column=_label_column(args.label_column), x_key=args.x_key,
-                              y_key=args.y_key, require_y=False)
+    X, _ = _load(args, require_y=False, use_labels=False)
     return X
 
 
