@@ -15,16 +15,10 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from fffcpu.training import FFFClassifier, FFFRegressor  # noqa: E402
+from tests.test_training import blobs  # noqa: E402
 
 # the shapes and dtypes of test_training.py's estimator tests: the NumPy backend compiles nothing
 SMALL = dict(depth=1, leaf_width=4, epochs=2, lr=0.02, random_state=0, backend="numpy")
-
-
-def blobs(n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    centers = np.array([[2.0, 0.0], [-2.0, 1.0], [0.0, -2.5]])
-    return centers[y] + 0.5 * rng.standard_normal((n, 2)), y
 
 
 def test_scikit_learn_knows_what_kind_of_estimator_each_is():
@@ -32,7 +26,7 @@ def test_scikit_learn_knows_what_kind_of_estimator_each_is():
     # (scored NaN with a warning, or raised with error_score="raise")
     assert is_classifier(FFFClassifier()) and not is_regressor(FFFClassifier())
     assert is_regressor(FFFRegressor()) and not is_classifier(FFFRegressor())
-    X, y = blobs()
+    X, y = blobs(60)
     labels = np.array(["cat", "dog", "eel"])[y]
     scores = cross_val_score(FFFClassifier(**SMALL), X, labels, cv=3, error_score="raise")
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
@@ -45,7 +39,7 @@ def test_scikit_learn_knows_what_kind_of_estimator_each_is():
 
 
 def test_grid_search_over_a_pipeline_refits_the_best():
-    X, y = blobs()
+    X, y = blobs(60)
     pipe = make_pipeline(StandardScaler(), FFFClassifier(**SMALL))
     search = GridSearchCV(pipe, {"fffclassifier__depth": [1, 2], "fffclassifier__hardening": [0.0, 1.0]},
                           cv=3, error_score="raise").fit(X, y)
