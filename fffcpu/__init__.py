@@ -6,7 +6,7 @@ inference, and benchmarks. See README.md and docs/.
 __version__ = "0.1.0"
 
 from .fff import FFF  # noqa: E402
-from .io import load, save  # noqa: E402
+from .io import load, load_classes, save  # noqa: E402
 from .neuron_tree import NeuronTreeFFF  # noqa: E402
 
 
@@ -60,5 +60,5 @@ def get_num_threads():
     return _kernel_api.get_num_threads()
 
 
-__all__ = ["FFF", "NeuronTreeFFF", "save", "load", "warmup", "set_num_threads", "get_num_threads",
+__all__ = ["FFF", "NeuronTreeFFF", "save", "load", "load_classes", "warmup", "set_num_threads", "get_num_threads",
            "__version__"]

@@ -9,7 +9,13 @@ An uncompressed zip archive in NumPy's ``.npz`` layout (``np.load(path, allow_pi
 
       {"format": "fffcpu-layer", "format_version": 1, "fffcpu_version": "0.1.0",
        "kind": "fff", "config": {... layer.config() ...},
-       "arrays": [{"name": "node_weights", "shape": [7, 4], "dtype": "float32"}, ...]}
+       "arrays": [{"name": "node_weights", "shape": [7, 4], "dtype": "float32"}, ...],
+       "classes": ["setosa", "versicolor", "virginica"]}
+
+  ``"classes"`` is optional (``save(..., classes=...)``; ``fffcpu train`` writes it for text labels): the
+  name of each output, in output order, all strings (non-empty) or all integers (in the int64 range),
+  unique, as many as the layer's ``output_width``. :func:`load_classes` reads it (None for a file
+  without it).
 
 Loading rebuilds the layer with ``cls(**config)`` (``cls`` found by ``kind`` in :data:`LAYER_KINDS`) and
 copies the arrays in with ``load_state_dict``. The names and shapes it expects come from the rebuilt
@@ -19,9 +25,9 @@ What is checked on load, each failure a :class:`ModelFileError` naming the file 
 file is a zip archive and not truncated (zip CRCs are verified), that the header is present and valid
 JSON of this format and version, that the kind is known, that the arrays listed in the header, the arrays
 in the archive and the arrays the rebuilt layer needs are the same names with the same shapes and the
-layer's dtype, and that no array holds Python objects. Pickled data is never unpickled: each ``.npy``
-member's header is parsed (with ``numpy.lib.format``, which uses ``ast.literal_eval``) and checked before
-any data is read, and object dtypes are refused outright.
+layer's dtype, that the class names (if any) are valid as above, and that no array holds Python objects.
+Pickled data is never unpickled: each ``.npy`` member's header is parsed (with ``numpy.lib.format``, which
+uses ``ast.literal_eval``) and checked before any data is read, and object dtypes are refused outright.
 
 Paths
 -----
@@ -29,7 +35,8 @@ Paths
 (unlike ``np.savez`` with a string name), so ``save(layer, "model.bin")`` writes ``model.bin``.
 
 Not saved: the state of the layer's random generator (training randomness restarts from ``seed``), and
-optimizer state (that belongs to the optimizer).
+optimizer state (that belongs to the optimizer). Class names live only in this format: the ``.pt`` and
+``.safetensors`` files of :mod:`fffcpu.interop` do not hold them, and ``load_any``/``convert`` drop them.
 """
 import importlib
 import inspect
@@ -44,7 +51,7 @@ import zlib
 import numpy as np
 from numpy.lib import format as npy_format
 
-__all__ = ["save", "load", "ModelFileError", "LAYER_KINDS", "register_kind", "FORMAT_VERSION"]
+__all__ = ["save", "load", "load_classes", "ModelFileError", "LAYER_KINDS", "register_kind", "FORMAT_VERSION"]
 
 #: version of the file layout written by :func:`save`; :func:`load` reads exactly this version
 FORMAT_VERSION = 1
@@ -87,7 +94,7 @@ def _layer_class(kind):
 # ---------------------------------------------------------------------------------------------
 # save
 # ---------------------------------------------------------------------------------------------
-def save(layer, path):
+def save(layer, path, *, classes=None):
     """Write ``layer`` to ``path`` atomically (see the module docstring for the format).
 
     The file is written to a temporary file in the same directory, flushed and fsynced, then renamed
@@ -100,13 +107,20 @@ def save(layer, path):
     path : str or os.PathLike
         Used exactly as given; no suffix is appended. Its directory must exist. A symbolic link is
         followed: the file it names is replaced, the link stays.
+    classes : list, tuple or 1-D ndarray, optional
+        The name of each output (class), in output order: all ``str`` (non-empty) or all integers
+        (Python or NumPy, not bool, in the int64 range), unique, ``layer.output_width`` of them; NumPy
+        items are stored as plain ``str``/``int``. A fitted ``FFFClassifier`` saves its names with
+        ``save(clf.layer_, path, classes=clf.classes_)``. Read them back with :func:`load_classes`.
 
     Raises
     ------
     TypeError
-        ``layer`` is not a registered layer kind, or its config is not JSON-serialisable.
+        ``layer`` is not a registered layer kind, or its config is not JSON-serialisable; ``classes`` is
+        not a sequence of str or of integers.
     ValueError
-        A parameter holds NaN or inf (such a file could not be loaded).
+        A parameter holds NaN or inf (such a file could not be loaded); ``classes`` has the wrong length,
+        a repeated or empty name, or an integer beyond int64.
     FileNotFoundError, IsADirectoryError
         The directory does not exist, or ``path`` is a directory.
     """
@@ -124,6 +138,8 @@ def save(layer, path):
             f"layer of kind {kind!r} would load back as {cls.__name__}, not {type(layer).__name__}; "
             f"register its class with fffcpu.io.register_kind under a kind of its own"
         )
+    if classes is not None:
+        classes = _plain_classes(classes, layer.output_width)
     arrays = layer.state_dict()
     if HEADER_KEY in arrays:
         raise ValueError(f"a parameter may not be named {HEADER_KEY!r} (reserved for the file header)")
@@ -143,6 +159,8 @@ def save(layer, path):
         "arrays": [{"name": name, "shape": list(arr.shape), "dtype": arr.dtype.name}
                    for name, arr in arrays.items()],
     }
+    if classes is not None:
+        header["classes"] = classes
     blob = json.dumps(header, allow_nan=False).encode("utf-8")
     members = {HEADER_KEY: np.frombuffer(blob, dtype=np.uint8), **arrays}
     _atomic_write(path, lambda f: _write_npz(f, members))
@@ -188,6 +206,50 @@ def _json_config(config):
             ) from None
         out[key] = value
     return out
+
+
+def _plain_classes(classes, output_width):
+    """``classes`` (list, tuple or 1-D array) as a list of plain ``str`` or ``int``, checked for a layer
+    with ``output_width`` outputs; TypeError or ValueError naming the argument."""
+    if isinstance(classes, np.ndarray):
+        if classes.ndim != 1:
+            raise ValueError(f"classes must be 1-D (one name per output), got an array of shape {classes.shape}")
+        names = classes.tolist()  # NumPy str_ and int64 items become str and int
+    elif isinstance(classes, (list, tuple)):
+        names = [x.item() if isinstance(x, (np.str_, np.integer)) else x for x in classes]
+    else:  # a str is a sequence too: "abc" would have named three classes
+        raise TypeError(f"classes must be a list, tuple or 1-D array of class names, "
+                        f"got {type(classes).__name__}")
+    _check_class_count(names, output_width, "classes")
+    _check_class_names(names, "classes")
+    return names
+
+
+def _check_class_count(names, output_width, what):
+    if len(names) != output_width:
+        raise ValueError(f"{what} must name each of the layer's {output_width} outputs (output_width), "
+                         f"got {len(names)} name{'' if len(names) == 1 else 's'}")
+
+
+def _check_class_names(names, what):
+    """Refuse class names (a list of plain values) that are not all str or all int, repeated, empty, or
+    beyond int64 (``fffcpu predict`` writes integer names as an int64 array). Shared by save and load;
+    TypeError or ValueError whose message starts with ``what``."""
+    first = {}  # name -> its first index
+    for i, name in enumerate(names):
+        if isinstance(name, bool) or not isinstance(name, (str, int)):
+            raise TypeError(f"{what} must be all str or all integers, got {name!r} ({type(name).__name__}) "
+                            f"at index {i}")
+        if isinstance(name, str) != isinstance(names[0], str):  # names[0] passed the check above
+            raise TypeError(f"{what} must be all str or all integers, not both: got {names[0]!r} at index 0 "
+                            f"and {name!r} at index {i}")
+        if name == "":
+            raise ValueError(f"{what} must be non-empty names, got '' at index {i}")
+        if isinstance(name, int) and not -(1 << 63) <= name < (1 << 63):
+            raise ValueError(f"{what} must be integers in the int64 range, got {name} at index {i}")
+        if name in first:
+            raise ValueError(f"{what} must be unique, got {name!r} at index {first[name]} and at index {i}")
+        first[name] = i
 
 
 def _write_npz(f, members):
@@ -270,7 +332,7 @@ def load(path):
     -------
     layer
         Of the class registered for the file's kind, with the saved config and parameters (bit for bit,
-        same dtype).
+        same dtype). Class names saved with it are read by :func:`load_classes`.
 
     Raises
     ------
@@ -279,6 +341,25 @@ def load(path):
     ModelFileError
         The file is not a valid model file; the message names the file and what is wrong.
     """
+    return _read(path)[0]
+
+
+def load_classes(path):
+    """The class names saved with a layer (``save(..., classes=...)``), or None if the file has none.
+
+    The whole file is read and checked as :func:`load` checks it, so a file that ``load`` refuses is
+    refused here too, with the same :class:`ModelFileError`.
+
+    Returns
+    -------
+    tuple of str, tuple of int, or None
+        One name per output of the layer, in output order.
+    """
+    return _read(path)[1]
+
+
+def _read(path):
+    """``(layer, classes)`` from a model file: :func:`load`'s layer and :func:`load_classes`' names."""
     path = _fspath(path)
 
     def fail(problem):
@@ -355,7 +436,14 @@ def load(path):
         layer.load_state_dict(arrays)
     except (KeyError, ValueError, TypeError) as err:
         raise fail(str(err)) from None
-    return layer
+    classes = header.get("classes")
+    if classes is not None:
+        try:
+            _check_class_count(classes, layer.output_width, "the header's 'classes'")
+        except ValueError as err:
+            raise fail(str(err)) from None
+        classes = tuple(classes)
+    return layer, classes
 
 
 def _parse_header(raw, fail):
@@ -386,6 +474,13 @@ def _parse_header(raw, fail):
         if entry["name"] in seen:
             raise fail(f"array {entry['name']!r} is listed twice in the header")
         seen.add(entry["name"])
+    if "classes" in header:  # optional; its length is checked against the rebuilt layer
+        if not isinstance(header["classes"], list):
+            raise fail(f"the header's 'classes' must be a JSON list of class names, got {header['classes']!r}")
+        try:
+            _check_class_names(header["classes"], "the header's 'classes'")
+        except (TypeError, ValueError) as err:
+            raise fail(str(err)) from None
     return header
 
 

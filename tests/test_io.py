@@ -687,3 +687,103 @@ def test_header_declaring_more_bytes_than_the_file_holds(saved):
     _declare(header, "w1s", shape=[4, 5, 10 ** 6])
     _write_raw(path, header, arrays)
     _load_fails(path, "the header declares", "bytes of arrays but the file has only")
+
+
+# ---------------------------------------------------------------------------------------------
+# class names
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("classes, expected", [
+    (["cat", "dog"], ("cat", "dog")),
+    (("cat", "dog"), ("cat", "dog")),
+    (np.array(["setosa", "versicolor"]), ("setosa", "versicolor")),  # numpy str_ items
+    (np.array(["ä", "€"], dtype=object), ("ä", "€")),
+    ([np.str_("a"), "b"], ("a", "b")),
+    ([3, -1], (3, -1)),
+    (np.array([3, 7], dtype=np.int64), (3, 7)),  # an FFFClassifier's classes_ of int labels
+    ([np.int32(1), np.uint8(2)], (1, 2)),
+    ([2 ** 63 - 1, -2 ** 63], (2 ** 63 - 1, -2 ** 63)),
+])
+def test_class_names_round_trip_as_plain_python(tmp_path, classes, expected):
+    layer = _perturbed_fff(1, "float32")  # output_width 2
+    path = tmp_path / "named.npz"
+    io.save(layer, path, classes=classes)
+    got = io.load_classes(path)
+    assert got == expected and type(got) is tuple
+    assert [type(name) for name in got] == [type(name) for name in expected]  # str and int, not NumPy's
+    header, _ = _members(path)
+    assert header["classes"] == list(expected) and header["format_version"] == 1
+    _assert_same_layer(layer, io.load(path))  # the layer itself is unchanged by its names
+    assert fffcpu.load_classes is io.load_classes
+    assert "load_classes" in io.__all__ and "load_classes" in fffcpu.__all__
+
+
+def test_a_file_without_class_names_has_none(saved):
+    path, header, _ = saved
+    assert "classes" not in header
+    assert io.load_classes(path) is None
+    io.save(_perturbed_fff(1, "float32"), path, classes=None)
+    assert "classes" not in _members(path)[0]
+
+
+@pytest.mark.parametrize("classes, error, message", [
+    ("ab", TypeError, "classes must be a list, tuple or 1-D array of class names, got str"),
+    ({"a", "b"}, TypeError, "classes must be a list, tuple or 1-D array of class names, got set"),
+    (np.array([["a"], ["b"]]), ValueError, "classes must be 1-D (one name per output), got an array of shape (2, 1)"),
+    (["a"], ValueError, "classes must name each of the layer's 2 outputs (output_width), got 1 name"),
+    (["a", "b", "c"], ValueError, "classes must name each of the layer's 2 outputs (output_width), got 3 names"),
+    (["a", 1], TypeError, "classes must be all str or all integers, not both: got 'a' at index 0 and 1 at index 1"),
+    ([True, False], TypeError, "classes must be all str or all integers, got True (bool) at index 0"),
+    (np.array([True, False]), TypeError, "classes must be all str or all integers, got True (bool) at index 0"),
+    ([0, 1.0], TypeError, "classes must be all str or all integers, got 1.0 (float) at index 1"),
+    (np.array([0.0, 1.0]), TypeError, "classes must be all str or all integers, got 0.0 (float) at index 0"),
+    ([None, "b"], TypeError, "classes must be all str or all integers, got None (NoneType) at index 0"),
+    (["a", "a"], ValueError, "classes must be unique, got 'a' at index 0 and at index 1"),
+    ([np.int64(4), 4], ValueError, "classes must be unique, got 4 at index 0 and at index 1"),
+    (["", "b"], ValueError, "classes must be non-empty names, got '' at index 0"),
+    ([0, 2 ** 63], ValueError, "classes must be integers in the int64 range, got 9223372036854775808 at index 1"),
+])
+def test_save_refuses_bad_class_names(tmp_path, classes, error, message):
+    with pytest.raises(error) as info:
+        io.save(_perturbed_fff(1, "float32"), tmp_path / "x.npz", classes=classes)
+    assert str(info.value) == message
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("classes, needle", [
+    ("ab", "the header's 'classes' must be a JSON list of class names, got 'ab'"),
+    (None, "the header's 'classes' must be a JSON list of class names, got None"),
+    ({"a": 0, "b": 1}, "the header's 'classes' must be a JSON list of class names, got {'a': 0, 'b': 1}"),
+    (["a"], "the header's 'classes' must name each of the layer's 2 outputs (output_width), got 1 name"),
+    ([0, 1, 2], "the header's 'classes' must name each of the layer's 2 outputs (output_width), got 3 names"),
+    ([], "the header's 'classes' must name each of the layer's 2 outputs (output_width), got 0 names"),
+    (["a", 1], "the header's 'classes' must be all str or all integers, not both: got 'a' at index 0 and 1 at "),
+    ([True, False], "the header's 'classes' must be all str or all integers, got True (bool) at index 0"),
+    ([0, 1.0], "the header's 'classes' must be all str or all integers, got 1.0 (float) at index 1"),
+    ([["a"], "b"], "the header's 'classes' must be all str or all integers, got ['a'] (list) at index 0"),
+    ([None, None], "the header's 'classes' must be all str or all integers, got None (NoneType) at index 0"),
+    (["b", "b"], "the header's 'classes' must be unique, got 'b' at index 0 and at index 1"),
+    ([7, 7], "the header's 'classes' must be unique, got 7 at index 0 and at index 1"),
+    (["a", ""], "the header's 'classes' must be non-empty names, got '' at index 1"),
+    ([-2 ** 63 - 1, 0], "the header's 'classes' must be integers in the int64 range, got -9223372036854775809 at "),
+])
+def test_load_refuses_bad_class_names_in_the_header(saved, classes, needle):
+    path, header, arrays = saved
+    header["classes"] = classes
+    _write_raw(path, header, arrays)
+    msg = _load_fails(path, needle)
+    with pytest.raises(ModelFileError) as info:
+        io.load_classes(path)  # the same checks, the same message
+    assert str(info.value) == msg
+
+
+def test_load_classes_refuses_what_load_refuses(saved, tmp_path):
+    path, header, arrays = saved
+    header["classes"] = ["a", "b"]
+    _write_raw(path, header, arrays)
+    assert io.load_classes(path) == ("a", "b")
+    arrays["w1s"] = arrays["w1s"][:1]  # the names are fine, the arrays are not
+    _write_raw(path, header, arrays)
+    with pytest.raises(ModelFileError, match="'w1s'"):
+        io.load_classes(path)
+    with pytest.raises(FileNotFoundError):
+        io.load_classes(tmp_path / "missing.npz")
