@@ -977,21 +977,145 @@ def test_estimator_repr_shows_only_the_changed_parameters():
     assert repr(FFFRegressor(depth=2, variant="neuron-tree")) == "FFFRegressor(depth=2, variant='neuron-tree')"
 
 
-def test_text_labels_on_the_command_line_say_how_to_number_them(tmp_path, capsys):
-    """A CSV of names as labels (an iris file) failed with "got dtype <U10": the command line needs class
-    indices, so the error now says which numbers to write, or to use FFFClassifier, which takes names."""
+def test_text_labels_on_the_command_line_train_and_need_a_named_model_to_evaluate(tmp_path, capsys):
+    """A CSV of names as labels (an iris file) failed with "got dtype <U10", then with a numbering to
+    write. `train` now numbers the names itself and saves them with the model; `evaluate` on a model
+    without names still cannot read them, and says why."""
     from fffcpu import cli
     rng = np.random.default_rng(4)
-    for n_classes, mapping in ((3, "(e.g. kind0=0, kind1=1, kind2=2), or use fffcpu.training.FFFClassifier"),
-                               (7, "(e.g. kind0=0, kind1=1, kind2=2, kind3=3, kind4=4, ...), or use")):
+    for n_classes, listed in ((3, "3 classes: kind0, kind1, kind2"),
+                              (10, "10 classes: kind0, kind1, kind2, kind3, kind4, kind5, kind6, kind7, ... and 2 more")):
         rows = [f"{a!r},{b!r},kind{i % n_classes}" for i, (a, b) in enumerate(rng.normal(size=(21, 2)).tolist())]
         data_file = tmp_path / f"names{n_classes}.csv"
         data_file.write_text("x1,x2,species\n" + "\n".join(rows) + "\n")
-        fffcpu.save(fffcpu.FFF(2, 2, n_classes, depth=1, seed=0), tmp_path / "m.fff")
-        for argv in (["train", "--data", str(data_file), "-o", str(tmp_path / "new.fff")],
-                     ["evaluate", str(tmp_path / "m.fff"), "--data", str(data_file)]):
-            assert cli.main(argv) == 2
-            err = capsys.readouterr().err
-            assert f"labels in '{data_file}' are text ({n_classes} classes), but the command line needs integer " \
-                   "class indices 0 .. n_classes-1: write the labels as numbers " in err and mapping in err, err
-        assert not (tmp_path / "new.fff").exists()
+        argv = ["train", "--data", str(data_file), "-o", str(tmp_path / "new.fff"), "--depth", "1", "--epochs", "1",
+                "--test-fraction", "0", "-q"]
+        assert cli.main(argv) == 0
+        assert f"text labels: {listed} (indices 0 .. {n_classes - 1}, names saved with the model)" in \
+            capsys.readouterr().out
+        assert fffcpu.load_classes(tmp_path / "new.fff") == tuple(sorted(f"kind{i}" for i in range(n_classes)))
+        fffcpu.save(fffcpu.FFF(2, 2, n_classes, depth=1, seed=0), tmp_path / "m.fff")  # no names
+        assert cli.main(["evaluate", str(tmp_path / "m.fff"), "--data", str(data_file)]) == 2
+        err = capsys.readouterr().err
+        assert f"labels in '{data_file}' are text ({listed}), but the model has no class names to look them up " \
+               "in: it was trained on integer class indices 0 .. n_classes-1, so give its labels as those " \
+               "indices, or train a model on these labels with `fffcpu train`, which saves their names" in err, err
+
+
+IRIS_NAMES = ("setosa", "versicolor", "virginica")
+
+
+def _iris_like(tmp_path, n=21):
+    """A CSV with text labels, first seen in unsorted order, and an .npz of the same data with the
+    labels as their indices among the sorted names: (csv path, npz path, X, indices)."""
+    X = blobs(n, seed=5)[0]
+    codes = (np.arange(n) + 2) % 3  # virginica first
+    rows = [f"{a!r},{b!r},{IRIS_NAMES[c]}" for (a, b), c in zip(X.tolist(), codes)]
+    csv_file = tmp_path / "iris.csv"
+    csv_file.write_text("x1,x2,species\n" + "\n".join(rows) + "\n")
+    np.savez(tmp_path / "iris.npz", X=X, y=codes)
+    return str(csv_file), str(tmp_path / "iris.npz"), X, codes
+
+
+def test_text_labels_train_evaluate_and_predict_by_name(tmp_path):
+    csv_file, npz_file, X, codes = _iris_like(tmp_path)
+    model, plain = str(tmp_path / "m.fff"), str(tmp_path / "plain.fff")
+    argv = ["--depth", "1", "--leaf-width", "2", "--epochs", "2", "--test-fraction", "0", "-q", "--seed", "0"]
+    out = run(["train", "--data", csv_file, "-o", model] + argv)
+    assert "text labels: 3 classes: setosa, versicolor, virginica (indices 0 .. 2, names saved with the model)" in out
+    assert fffcpu.load_classes(model) == IRIS_NAMES
+    run(["train", "--data", npz_file, "-o", plain] + argv)  # the sorted names' indices: the same training
+    assert fffcpu.load_classes(plain) is None  # integer labels: no names, as before
+    layer = fffcpu.load(model)
+    for name, value in fffcpu.load(plain).state_dict().items():
+        np.testing.assert_array_equal(layer.state_dict()[name], value)
+    # evaluate: the names are looked up in the model's; integer labels are indices
+    scored = run(["evaluate", model, "--data", csv_file]).splitlines()[1:]
+    assert scored == run(["evaluate", model, "--data", npz_file]).splitlines()[1:]
+    predicted = np.asarray(layer(X)).argmax(axis=1)
+    accuracy = float(scored[1].split()[-1])
+    assert accuracy == pytest.approx(np.mean(predicted == codes), abs=1e-4)
+    # predict: names, printed, in CSV and in .npy; --raw as ever
+    names = [IRIS_NAMES[i] for i in predicted]
+    assert run(["predict", model, "--data", csv_file]).splitlines() == names
+    run(["predict", model, "--data", csv_file, "-o", str(tmp_path / "p.csv")])
+    assert (tmp_path / "p.csv").read_text().splitlines() == names
+    run(["predict", model, "--data", csv_file, "-o", str(tmp_path / "p.npy")])
+    saved = np.load(tmp_path / "p.npy", allow_pickle=False)
+    assert saved.dtype.kind == "U" and saved.tolist() == names
+    raw = run(["predict", model, "--data", csv_file, "--raw"]).splitlines()
+    assert raw == run(["predict", plain, "--data", csv_file, "--raw"]).splitlines()
+    assert raw == [" ".join(f"{v:.6g}" for v in row) for row in np.asarray(layer(X))]
+
+
+def test_text_labels_refuse_a_different_classes_count_and_mse(tmp_path):
+    csv_file, _, _, _ = _iris_like(tmp_path)
+    model = tmp_path / "m.fff"
+    for extra, message in [(["--classes", "4"], f"--classes 4 does not match the labels in {csv_file!r}: they are "
+                                                  "text, 3 classes: setosa, versicolor, virginica; leave --classes "
+                                                  "out (text labels give one class per name)"),
+                           (["--classes", "2"], "--classes 2 does not match"),
+                           (["--loss", "mse"], f"labels in {csv_file!r} are text (3 classes: setosa, versicolor, "
+                                               "virginica), but --loss mse needs real-valued targets; to classify "
+                                               "by these labels, use --loss cross_entropy")]:
+        args = parse(["train", "--data", csv_file, "-o", str(model), "--epochs", "1", "-q"] + extra)
+        with pytest.raises(ValueError) as info:
+            args.func(args)
+        assert message in str(info.value)
+        assert not model.exists()
+    run(["train", "--data", csv_file, "-o", str(model), "--classes", "3", "--depth", "1", "--epochs", "1", "-q"])
+    assert fffcpu.load(model).output_width == 3
+    args = parse(["evaluate", str(model), "--data", csv_file, "--loss", "mse"])
+    with pytest.raises(ValueError, match=r"are text \(3 classes: .*\), but --loss mse needs real-valued targets"):
+        args.func(args)
+    np.savez(tmp_path / "empty-name.npz", X=np.zeros((3, 2)), y=np.array(["a", "", "b"]))
+    args = parse(["train", "--data", str(tmp_path / "empty-name.npz"), "-o", str(model)])
+    with pytest.raises(ValueError, match=r"text labels in .*empty-name\.npz' must be non-empty names, got '' at"):
+        args.func(args)
+
+
+def test_evaluate_names_a_label_the_model_does_not_know(tmp_path):
+    csv_file, _, X, codes = _iris_like(tmp_path, n=9)
+    model = tmp_path / "m.fff"
+    fffcpu.save(fffcpu.FFF(2, 2, 3, 1, seed=0), model, classes=["setosa", "versicolor", "rose"])
+    args = parse(["evaluate", str(model), "--data", csv_file])
+    with pytest.raises(ValueError) as info:
+        args.func(args)
+    # the first virginica is row 0 of the data
+    assert str(info.value) == (f"label 'virginica' at index 0 of {csv_file!r} is not one of the model's 3 classes: "
+                               "setosa, versicolor, rose")
+    np.savez(tmp_path / "int.npz", X=X, y=codes)  # integers are class indices, names or not
+    out = run(["evaluate", str(model), "--data", str(tmp_path / "int.npz")])
+    expected = np.mean(np.asarray(fffcpu.load(model)(X)).argmax(axis=1) == codes)
+    assert float(out.splitlines()[2].split()[-1]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_predict_writes_names_a_csv_file_can_hold(tmp_path):
+    """A name holding a comma, a quote or a line break is quoted in the CSV output."""
+    import csv
+    layer = fffcpu.FFF(2, 2, 3, 1, seed=0)
+    names = ["a,b", 'say "hi"', "two\nlines"]
+    fffcpu.save(layer, tmp_path / "m.fff", classes=names)
+    X = blobs(12)[0]
+    np.savez(tmp_path / "d.npz", X=X, y=np.zeros(12, dtype=int))
+    run(["predict", str(tmp_path / "m.fff"), "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.csv")])
+    with open(tmp_path / "p.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [[names[i]] for i in np.asarray(layer(X)).argmax(axis=1)]
+
+
+@pytest.mark.parametrize("labels", [np.array(["cat", "dog", "emu"]), np.array([3, 5, 7], dtype=np.int64)])
+def test_a_fitted_classifier_saved_with_its_classes_predicts_them_on_the_command_line(tmp_path, labels):
+    X, y = blobs(60)
+    clf = FFFClassifier(depth=1, leaf_width=4, epochs=2, random_state=0).fit(X, labels[y])
+    model = tmp_path / "clf.fff"
+    fffcpu.save(clf.layer_, model, classes=clf.classes_)
+    assert fffcpu.load_classes(model) == tuple(labels.tolist())
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    printed = run(["predict", str(model), "--data", str(tmp_path / "d.npz")]).splitlines()
+    assert printed == [str(v) for v in clf.predict(X)]
+    run(["predict", str(model), "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.npy")])
+    saved = np.load(tmp_path / "p.npy", allow_pickle=False)
+    assert saved.dtype == clf.classes_.dtype and np.array_equal(saved, clf.predict(X))
+    run(["predict", str(model), "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.csv")])
+    assert (tmp_path / "p.csv").read_text().splitlines() == printed

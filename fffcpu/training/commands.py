@@ -4,6 +4,8 @@
 takes the parsed ``argparse.Namespace`` and returns an exit status, so tests call them in-process.
 """
 import argparse
+import csv
+import io
 import os
 import sys
 import time
@@ -12,7 +14,7 @@ import numpy as np
 
 from .. import data as fdata
 from .._argtypes import fraction, nonneg_float, nonneg_int, positive_int
-from ..io import _atomic_write, _check_path
+from ..io import _atomic_write, _check_class_names, _check_path, _read
 from .estimators import VARIANTS, make_layer
 from .loop import evaluate, fit, fold_input_scaling, input_scaling
 from .optim import OPTIMIZERS
@@ -155,7 +157,20 @@ def _label_column(value):
         return value
 
 
-def _class_targets(y, path):
+def _classes_text(names, limit=8):
+    """'3 classes: setosa, versicolor, virginica'; after ``limit`` names, '..., and 12 more'."""
+    names = [str(name) for name in names]
+    shown = ", ".join(names[:limit]) + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
+    return f"{len(names)} class{'' if len(names) == 1 else 'es'}: {shown}"
+
+
+def _class_targets(y, path, classes=None):
+    """Labels ``y`` as class indices (int64, shape (n,)).
+
+    Integer labels (also whole floats and bools) are the indices themselves, whether or not there are
+    ``classes``; text labels are looked up in ``classes`` (the class names of a model, or those
+    ``train`` found), which they need.
+    """
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"labels in {path!r} must be one class index per sample, shape (n,), got shape "
@@ -171,14 +186,20 @@ def _class_targets(y, path):
                 f"got {y[i].item()!r} at index {i} (dtype {y.dtype}; use --loss mse for real-valued targets)"
             )
     elif y.dtype.kind == "U":  # a CSV label column of names
-        names = np.unique(y)
-        mapping = ", ".join(f"{name}={i}" for i, name in enumerate(names[:5].tolist()))
-        raise ValueError(
-            f"labels in {path!r} are text ({len(names)} classes), but the command line needs integer class "
-            f"indices 0 .. n_classes-1: write the labels as numbers (e.g. {mapping}"
-            f"{', ...' if len(names) > 5 else ''}), or use fffcpu.training.FFFClassifier from Python, which "
-            "takes text labels"
-        )
+        if classes is None:
+            raise ValueError(
+                f"labels in {path!r} are text ({_classes_text(np.unique(y))}), but the model has no class "
+                "names to look them up in: it was trained on integer class indices 0 .. n_classes-1, so "
+                "give its labels as those indices, or train a model on these labels with `fffcpu train`, "
+                "which saves their names with it"
+            )
+        index = {name: i for i, name in enumerate(classes)}
+        codes = np.fromiter((index.get(label, -1) for label in y.tolist()), dtype=np.int64, count=y.size)
+        if y.size and codes.min() < 0:
+            i = int(np.argmin(codes))
+            raise ValueError(f"label {y[i].item()!r} at index {i} of {path!r} is not one of the model's "
+                             f"{_classes_text(classes)}")
+        y = codes
     elif y.dtype.kind not in "iu":
         raise ValueError(
             f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
@@ -187,6 +208,14 @@ def _class_targets(y, path):
     if y.size and y.min() < 0:
         raise ValueError(f"labels in {path!r} must be >= 0, got minimum {y.min()}")
     return y.astype(np.int64)
+
+
+def _refuse_text_targets(y, path):
+    """--loss mse needs numbers: text labels were refused as "could not convert string to float"."""
+    y = np.asarray(y)
+    if y.dtype.kind == "U":
+        raise ValueError(f"labels in {path!r} are text ({_classes_text(np.unique(y))}), but --loss mse needs "
+                         "real-valued targets; to classify by these labels, use --loss cross_entropy")
 
 
 def run_train(args):
@@ -203,12 +232,25 @@ def run_train(args):
         raise ValueError(f"--local-batch-size applies to the local optimizers only, got --optimizer {args.optimizer}")
     X, y = _load(args, require_y=True)
     X = np.asarray(X, dtype=np.float64)
+    names = None  # the class names of text labels, saved with the model
     if args.loss == "cross_entropy":
-        y = _class_targets(y, args.data)
-        n_out = int(y.max()) + 1 if args.classes is None else args.classes
+        y = np.asarray(y)
+        if y.dtype.kind == "U" and y.ndim == 1:
+            names = np.unique(y).tolist()  # sorted: the class indices do not depend on the rows' order
+            _check_class_names(names, f"text labels in {args.data!r}")  # before training: an empty name
+            if args.classes is not None and args.classes != len(names):
+                raise ValueError(f"--classes {args.classes} does not match the labels in {args.data!r}: they are "
+                                 f"text, {_classes_text(names)}; leave --classes out (text labels give one "
+                                 "class per name)")
+        y = _class_targets(y, args.data, names)
+        if names is not None:
+            n_out = len(names)
+        else:
+            n_out = int(y.max()) + 1 if args.classes is None else args.classes
         if y.max() >= n_out:
             raise ValueError(f"--classes {n_out} is too small for labels up to {y.max()}")
     else:
+        _refuse_text_targets(y, args.data)
         y = np.asarray(y, dtype=np.float64)
         n_out = 1 if y.ndim == 1 else y.shape[1]
     X_test = y_test = None
@@ -235,6 +277,9 @@ def run_train(args):
                                     hardened_fraction=args.hardened_fraction)
     else:
         schedule = dict(hardening=args.hardening, balance=args.balance)
+    if names is not None:
+        print(f"text labels: {_classes_text(names)} (indices 0 .. {len(names) - 1}, names saved with the model)",
+              file=out)
     print(f"training {type(layer).__name__} {layer.config()} on {len(X)} samples from {args.data}", file=out)
     try:
         history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr,
@@ -253,7 +298,7 @@ def run_train(args):
         if ev["accuracy_soft"] is not None:
             msg += f", soft {ev['accuracy_soft']:.4f}"
         print(msg, file=out)
-    fffcpu.save(layer, args.output)
+    fffcpu.save(layer, args.output, classes=names)
     print(f"saved to {args.output} ({len(history['epoch'])} epochs)", file=out)
     return 0
 
@@ -276,14 +321,19 @@ def _features_for(layer, args):
 
 
 def run_evaluate(args):
-    """Print loss and accuracy of a saved model on a labelled data file."""
-    import fffcpu
+    """Print loss and accuracy of a saved model on a labelled data file.
 
+    Text labels are looked up in the model's class names; integer labels are class indices, also for a
+    model with class names (whose names may themselves be integers: its labels 0, 1, ... are then read
+    as the first, second, ... class, not by name).
+    """
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
-    layer = fffcpu.load(args.model)
+    layer, classes = _read(args.model)
     X, y = _load(args, require_y=True)
     if args.loss == "cross_entropy":
-        y = _class_targets(y, args.data)
+        y = _class_targets(y, args.data, classes)
+    else:
+        _refuse_text_targets(y, args.data)
     ev = evaluate(layer, X, y, loss=args.loss)
     print(f"{args.model}: {len(X)} samples from {args.data}", file=out)
     print(f"loss {ev['loss']:.6f}", file=out)
@@ -303,9 +353,8 @@ def _refuse_overwriting_inputs(output, what, *inputs):
 
 
 def run_predict(args):
-    """Predict with a saved model: class indices (default) or raw outputs (``--raw``)."""
-    import fffcpu
-
+    """Predict with a saved model: class indices, or names for a model with class names (default), or
+    raw outputs (``--raw``)."""
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
     if args.output is not None:  # before the work: a missing folder, a directory, a format it cannot write
         _check_path(args.output)
@@ -313,16 +362,25 @@ def run_predict(args):
             raise ValueError(f"--output {args.output!r}: predictions are written as .npy (np.save) or as CSV "
                              "text, not as an .npz archive; name the file .npy or .csv")
         _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data))
-    layer = fffcpu.load(args.model)
+    layer, classes = _read(args.model)
     X = _features_for(layer, args)
     outputs = np.asarray(layer(X))
     result = outputs if args.raw else outputs.argmax(axis=1)
+    if classes is not None and not args.raw:
+        names = np.array(classes, dtype=np.int64 if isinstance(classes[0], int) else None)  # str: unicode
+        result = names[result]
+    text = result.dtype.kind == "U"
     if args.output is None:
         for row in np.atleast_1d(result):
-            print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if args.raw else int(row), file=out)
+            print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if args.raw else row if text else int(row),
+                  file=out)
         return 0
     if args.output.lower().endswith(".npy"):
         _atomic_write(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
+    elif text:  # the csv module quotes a name holding a comma, a quote or a line break
+        lines = io.StringIO()
+        csv.writer(lines, lineterminator="\n").writerows([name] for name in result.tolist())
+        _atomic_write(args.output, lambda fh: fh.write(lines.getvalue().encode("utf-8")))
     else:
         # the digits that read back as the same number: 9 for float32, 17 for float64
         fmt = ("%.17g" if result.dtype == np.float64 else "%.9g") if args.raw else "%d"
@@ -390,7 +448,10 @@ def add_parsers(subparsers):
         description="Train a leaf FFF (or a neuron-tree FFF) with mini-batch gradient descent and save "
                     "it with fffcpu.save. Inputs are standardised for training and the scaling is folded "
                     "into the saved weights, so the model takes raw inputs. Leaf FFFs follow a three-"
-                    "phase recipe (see docs/training.md): balancing, hardening, hardened fine-tuning.")
+                    "phase recipe (see docs/training.md): balancing, hardening, hardened fine-tuning. "
+                    "Class labels may be integer indices or text (a CSV column of names such as setosa): "
+                    "text labels are numbered in sorted order and their names saved with the model, so "
+                    "evaluate reads such labels and predict prints the names.")
     _add_data_options(p)
     p.add_argument("--output", "-o", required=True, metavar="PATH", help="where to save the trained model")
     p.add_argument("--variant", choices=VARIANTS, default="leaf",
@@ -403,9 +464,11 @@ def add_parsers(subparsers):
     p.add_argument("--activation", default=None,
                    help="relu, gelu, tanh, sigmoid or identity (default: relu for leaf, gelu for neuron-tree)")
     p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
-                   help="cross_entropy: integer class labels; mse: real-valued targets")
+                   help="cross_entropy: class labels, integer indices or text names; mse: real-valued "
+                        "targets")
     p.add_argument("--classes", type=positive_int, default=None,
-                   help="number of classes (default: largest label + 1)")
+                   help="number of classes (default: largest label + 1; with text labels the number of "
+                        "names, which a given value must equal)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="momentum/nesterov are SGD with 0.9; local-* update a node or leaf only after "
                         "--local-batch-size samples used it")
@@ -451,7 +514,10 @@ def add_parsers(subparsers):
     p = subparsers.add_parser(
         "evaluate", formatter_class=fmt, help="loss and accuracy of a saved model on a data file",
         description="Load a model saved by `fffcpu train` (or fffcpu.save) and report its loss and "
-                    "accuracy with hard (log-time) inference, and with the soft mixture where defined.")
+                    "accuracy with hard (log-time) inference, and with the soft mixture where defined. "
+                    "Text labels are looked up in the class names saved with the model (fffcpu train "
+                    "saves them when trained on text labels); integer labels are read as class indices "
+                    "0 .. n_classes-1, also for a model with class names.")
     p.add_argument("model", metavar="MODEL", help="saved model file")
     _add_data_options(p)
     p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
@@ -461,13 +527,15 @@ def add_parsers(subparsers):
     p = subparsers.add_parser(
         "predict", formatter_class=fmt, help="predict with a saved model",
         description="Load a saved model and predict for every row of a data file: the class index "
-                    "(argmax), or the raw outputs with --raw. A CSV with one column more than the "
-                    "model's input width has its last column (a label) ignored.")
+                    "(argmax), its name for a model saved with class names (trained on text labels), or "
+                    "the raw outputs with --raw. A CSV with one column more than the model's input width "
+                    "has its last column (a label) ignored.")
     p.add_argument("model", metavar="MODEL", help="saved model file")
     _add_data_options(p, labels_help="ignored; accepted so the same options work for all commands",
                       label_column_default="the last column if the file has one column more than the "
                                            "model's input width, else none")
-    p.add_argument("--raw", action="store_true", help="write the raw outputs instead of class indices")
+    p.add_argument("--raw", action="store_true", help="write the raw outputs instead of classes")
     p.add_argument("--output", "-o", default=None, metavar="PATH",
-                   help="write predictions to PATH (.npy, else CSV) instead of printing them")
+                   help="write predictions to PATH (.npy, else CSV) instead of printing them; class "
+                        "names go to a .npy file as a NumPy str array")
     p.set_defaults(func=run_predict)
