@@ -1119,3 +1119,13 @@ def test_a_fitted_classifier_saved_with_its_classes_predicts_them_on_the_command
     assert saved.dtype == clf.classes_.dtype and np.array_equal(saved, clf.predict(X))
     run(["predict", str(model), "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.csv")])
     assert (tmp_path / "p.csv").read_text().splitlines() == printed
+
+
+def test_a_classifier_of_whole_float_labels_saves_its_classes_as_integers(tmp_path):
+    """As its docstring says: float classes_ are no names a file holds; their integers are."""
+    X, y = blobs(60)
+    clf = FFFClassifier(depth=1, leaf_width=4, epochs=1, random_state=0).fit(X, y.astype(np.float64))
+    with pytest.raises(TypeError, match=r"classes must be all str or all integers, got 0.0 \(float\) at index 0"):
+        fffcpu.save(clf.layer_, tmp_path / "clf.fff", classes=clf.classes_)
+    fffcpu.save(clf.layer_, tmp_path / "clf.fff", classes=clf.classes_.astype(int))
+    assert fffcpu.load_classes(tmp_path / "clf.fff") == (0, 1, 2)

@@ -234,8 +234,17 @@ class FFFClassifier(_FFFEstimator):
     ----------
     layer_ : the trained layer
     classes_ : ndarray of shape (n_classes,)
+        The labels, sorted; output ``i`` of ``layer_`` is class ``classes_[i]``.
     history_ : History
     n_features_in_ : int
+
+    Notes
+    -----
+    ``fffcpu.save(clf.layer_, path, classes=clf.classes_)`` saves the layer with the class names (text
+    or integer labels); ``fffcpu.load_classes(path)`` reads them back, and ``fffcpu predict`` and
+    ``fffcpu evaluate`` use them. ``layer_`` takes ``X`` as given to ``fit`` (nothing is standardised).
+    Labels given as whole floats or bools make float or bool ``classes_``, which a file does not hold as
+    names: save ``classes=clf.classes_.astype(int)`` (or ``.astype(str)``) instead.
     """
 
     _loss = "cross_entropy"
