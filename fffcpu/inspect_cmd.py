@@ -6,7 +6,8 @@ per node the hard count (samples whose hard path passes through it), the soft ma
 the path probabilities that reach it), the share of its hard traffic that goes right, and the mean
 decision entropy H(p); a per-level table; and the leaf usage. Watching the entropies fall as ``h``
 grows is watching hardening happen. For a neuron tree (hard routing throughout) the counts are
-per neuron.
+per neuron. A model saved with class names (``fffcpu train`` on text labels) lists them, reads text
+labels by them, and names each leaf's most common class.
 
 The same report is available in Python as ``fffcpu.inspect_cmd.report(layer, X, y)``.
 """
@@ -24,7 +25,7 @@ TREE_DEPTH = 4
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
-def report(layer, X=None, y=None, tree_depth=TREE_DEPTH):
+def report(layer, X=None, y=None, tree_depth=TREE_DEPTH, classes=None):
     """The text ``fffcpu inspect`` prints for ``layer`` (and a data set).
 
     Parameters
@@ -33,9 +34,13 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH):
     X : array_like of shape (n, input_width), optional
         Data to send through the tree; without it only the structure and parameter norms are shown.
     y : array_like of shape (n,), optional
-        Integer labels; with them the report adds accuracies and each leaf's most common class.
+        Integer labels (class indices), or with ``classes`` text labels among them; with them the report
+        adds accuracies and each leaf's most common class.
     tree_depth : int >= 0
         Draw the tree node by node down to this level.
+    classes : sequence of str or int, optional
+        The model's class names, one per output (:func:`fffcpu.load_classes`): listed, and used to name
+        each leaf's most common class.
 
     Returns
     -------
@@ -43,6 +48,11 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH):
     """
     if isinstance(tree_depth, bool) or not isinstance(tree_depth, (int, np.integer)) or tree_depth < 0:
         raise ValueError(f"tree_depth must be an integer >= 0, got {tree_depth!r}")
+    if classes is not None:
+        classes = list(classes)
+        if len(classes) != layer.output_width:
+            raise ValueError(f"classes must name each of the model's {layer.output_width} outputs, "
+                             f"got {len(classes)} names")
     if X is not None:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != layer.input_width:
@@ -55,10 +65,13 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH):
             y = np.asarray(y)
             if y.shape != (X.shape[0],):
                 raise ValueError(f"labels must have shape ({X.shape[0]},), got {y.shape}")
+            if y.dtype.kind == "U" and classes is not None:  # names: as indices, for the accuracies
+                from .training.commands import _class_targets
+                y = _class_targets(y, "y", classes)
     if layer.kind == "fff":
-        return "\n".join(_fff_report(layer, X, y, int(tree_depth)))
+        return "\n".join(_fff_report(layer, X, y, int(tree_depth), classes))
     if layer.kind == "neuron_tree":
-        return "\n".join(_neuron_tree_report(layer, X, y, int(tree_depth)))
+        return "\n".join(_neuron_tree_report(layer, X, y, int(tree_depth), classes))
     raise ValueError(f"inspect knows the kinds 'fff' and 'neuron_tree', got {layer.kind!r}")
 
 
@@ -73,6 +86,13 @@ def _n(count, noun):
 
 def _pct(count, total):
     return f"{100.0 * count / total:5.1f}%" if total else "    - "
+
+
+def _classes_lines(classes):
+    if classes is None:
+        return []
+    from .training.commands import _classes_text
+    return [f"named outputs, {_classes_text(classes, limit=20)}"]
 
 
 def _params_lines(layer):
@@ -136,7 +156,7 @@ def _effective(counts):
 # ---------------------------------------------------------------------------------------------
 # leaf FFF
 # ---------------------------------------------------------------------------------------------
-def _fff_report(layer, X, y, tree_depth):
+def _fff_report(layer, X, y, tree_depth, classes=None):
     from .reference import leaf as ref
 
     d, N, L = layer.depth, layer.n_nodes, layer.n_leaves
@@ -152,7 +172,7 @@ def _fff_report(layer, X, y, tree_depth):
         s = float(expit(layer.params["k"]))
         lines.append(f"master leaf (eFFF): width {layer.master_leaf}, mixed as y = {s:.3f} y_tree + "
                      f"{1 - s:.3f} M(x)")
-    lines += _params_lines(layer) + [""]
+    lines += _classes_lines(classes) + _params_lines(layer) + [""]
     p = layer.params
 
     if X is None:
@@ -192,7 +212,10 @@ def _fff_report(layer, X, y, tree_depth):
             bits = f" [{j:0{d}b}]" if d else ""
             text = f"leaf {j}{bits}  hard {_pct(hard_leaf[j], n)}  soft {_pct(soft_leaf[j], n)}"
             if tops is not None and tops[j] is not None:
-                text += f"  top label {tops[j][0]} ({100 * tops[j][1]:.0f}%)"
+                top = tops[j][0]
+                if classes is not None and y.dtype.kind in "iu" and 0 <= top < len(classes):
+                    top = classes[top]
+                text += f"  top label {top} ({100 * tops[j][1]:.0f}%)"
             return text
         left, right = _tree.children(k)
         going = hard_node[k]
@@ -231,7 +254,7 @@ def _fff_report(layer, X, y, tree_depth):
 # ---------------------------------------------------------------------------------------------
 # neuron tree
 # ---------------------------------------------------------------------------------------------
-def _neuron_tree_report(layer, X, y, tree_depth):
+def _neuron_tree_report(layer, X, y, tree_depth, classes=None):
     d, P, N = layer.depth, layer.parallel_size, layer.n_nodes
     lines = [
         f"kind: neuron_tree (UltraFastBERT)   activation {layer.activation}   dtype {np.dtype(layer.dtype).name}",
@@ -240,7 +263,7 @@ def _neuron_tree_report(layer, X, y, tree_depth):
         f"one inference visits {layer.inference_width} of {layer.training_width} neurons "
         f"(FLOP ratio {layer.training_width / layer.inference_width:.2f}x)",
     ]
-    lines += _params_lines(layer) + [""]
+    lines += _classes_lines(classes) + _params_lines(layer) + [""]
     w_in, b_in = layer.params["linear_in.weight"], layer.params["linear_in.bias"]
     w_out = layer.params["linear_out.weight"]  # (O, P*N)
     last = (1 << d) - 1  # first last-level neuron
@@ -323,14 +346,17 @@ def run_inspect(args):
             raise ValueError(f"--tree-depth must be an integer >= 0, got {args.tree_depth}")
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
-        layer = io.load(args.model)
+        layer, classes = io._read(args.model)
         X = y = None
         if args.data is not None:
             X, y = data.load_dataset(args.data, labels=args.labels, require_y=False)
             if args.limit is not None:
                 X = X[:args.limit]
                 y = None if y is None else y[:args.limit]
-        text = report(layer, X, y, tree_depth=args.tree_depth)
+            if y is not None and y.dtype.kind == "U" and classes is not None:  # an error names the file
+                from .training.commands import _class_targets
+                y = _class_targets(y, args.data, classes)
+        text = report(layer, X, y, tree_depth=args.tree_depth, classes=classes)
     except (ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"fffcpu inspect: error: {msg}", file=sys.stderr)

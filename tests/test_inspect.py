@@ -346,3 +346,50 @@ def test_help_names_the_python_function_by_its_module():
     inspect_cmd.add_parser(parser.add_subparsers(dest="command"))
     text = " ".join(parser._subparsers._group_actions[0].choices["inspect"].format_help().split())
     assert "fffcpu.inspect_cmd.report(layer, X, y)" in text and ":func:`report`" not in text
+
+
+def test_class_names_are_listed_and_name_the_top_labels():
+    """The hand-set routing of test_report_of_a_hand_set_routing, with names for its three outputs."""
+    layer = fffcpu.FFF(1, 2, 3, 2, seed=0, dtype="float64")
+    layer.params["node_weights"][:] = [[100.0], [0.0], [1.0]]
+    layer.params["node_biases"][:] = [[0.0], [-0.1], [-1.5]]
+    X = np.array([[-1.0], [-1.0], [-1.0], [2.0], [2.0]])
+    y = np.array([1, 1, 0, 2, 2])
+    names = ["zero", "one", "two"]
+    plain = report(layer, X, y)
+    named = report(layer, X, y, classes=names)
+    assert "named outputs, 3 classes: zero, one, two" in named.splitlines()
+    assert named.replace("named outputs, 3 classes: zero, one, two\n", "") == \
+        plain.replace("top label 1 ", "top label one ").replace("top label 2 ", "top label two ")
+    assert re.search(r"leaf 0 .*top label one \(67%\)", named) and re.search(r"leaf 3 .*top label two \(100%\)", named)
+    text_labels = np.array(names)[y]
+    assert report(layer, X, text_labels, classes=names) == named  # looked up: the same accuracies
+    assert "accuracy" not in report(layer, X, text_labels)  # text without names: no indices to score
+    assert "top label one (67%)" in report(layer, X, text_labels)
+    with pytest.raises(ValueError, match=r"label 'three' at index 4 of 'y' is not one of the model's 3 classes: "
+                                         r"zero, one, two"):
+        report(layer, X, np.array(["one", "one", "zero", "two", "three"]), classes=names)
+    with pytest.raises(ValueError, match=r"classes must name each of the model's 3 outputs, got 2 names"):
+        report(layer, classes=names[:2])
+    tree = fffcpu.NeuronTreeFFF(1, 3, 1, seed=0)
+    assert "named outputs, 3 classes: zero, one, two" in report(tree, classes=names).splitlines()
+
+
+def test_cli_uses_the_models_class_names(tmp_path, capsys):
+    layer = fffcpu.FFF(2, 2, 3, 1, seed=0)
+    model = tmp_path / "m.npz"
+    names = ["setosa", "versicolor", "virginica"]
+    fffcpu.save(layer, model, classes=names)
+    X = np.random.default_rng(0).normal(size=(9, 2))
+    y = np.arange(9) % 3
+    rows = [f"{a!r},{b!r},{names[c]}" for (a, b), c in zip(X.tolist(), y)]
+    (tmp_path / "d.csv").write_text("x1,x2,species\n" + "\n".join(rows) + "\n")
+    assert run_cli(str(model), "--data", str(tmp_path / "d.csv")) == 0
+    out = capsys.readouterr().out
+    assert out == f"model: {model}\n" + report(layer, X, y, classes=names) + "\n"
+    assert "named outputs, 3 classes: setosa, versicolor, virginica" in out and "accuracy on these labels" in out
+    (tmp_path / "d.csv").write_text("x1,x2,species\n" + "\n".join(rows).replace("virginica", "rose") + "\n")
+    assert run_cli(str(model), "--data", str(tmp_path / "d.csv")) == 2
+    assert capsys.readouterr().err == (f"fffcpu inspect: error: label 'rose' at index 2 of "
+                                       f"{str(tmp_path / 'd.csv')!r} is not one of the model's 3 classes: setosa, "
+                                       "versicolor, virginica\n")
