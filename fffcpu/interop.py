@@ -520,7 +520,7 @@ def load_any(path, kind=None, prefix=None, **config):
     """Read a layer from ``.pt``/``.pth``, ``.safetensors`` or fffcpu's ``.npz``/``.fff`` (``fffcpu.load``).
 
     An ``.npz`` records its own kind and hyperparameters, so ``kind``, ``prefix`` and ``config``
-    are refused for it.
+    are refused for it. Its class names, if any, are read by :func:`fffcpu.load_classes`.
     """
     fmt = file_format(path)
     if fmt == "pt":
@@ -550,7 +550,8 @@ def save_any(layer, path):
 def convert(src, dst, kind=None, prefix=None, **config):
     """Read ``src`` and write ``dst``, formats by suffix (:func:`load_any`, :func:`save_any`).
 
-    Returns the layer that was written.
+    Returns the layer that was written. Class names saved in an fffcpu ``.npz`` (``fffcpu.save(...,
+    classes=...)``) are not carried over: only that format holds them.
     """
     layer = load_any(src, kind=kind, prefix=prefix, **config)
     save_any(layer, dst)

@@ -158,7 +158,7 @@ def _label_column(value):
 
 
 def _classes_text(names, limit=8):
-    """'3 classes: setosa, versicolor, virginica'; after ``limit`` names, '..., and 12 more'."""
+    """'3 classes: setosa, versicolor, virginica'; after ``limit`` names, ', ... and 12 more'."""
     names = [str(name) for name in names]
     shown = ", ".join(names[:limit]) + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
     return f"{len(names)} class{'' if len(names) == 1 else 'es'}: {shown}"
