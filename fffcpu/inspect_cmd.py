@@ -34,8 +34,9 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH, classes=None):
     X : array_like of shape (n, input_width), optional
         Data to send through the tree; without it only the structure and parameter norms are shown.
     y : array_like of shape (n,), optional
-        Integer labels (class indices), or with ``classes`` text labels among them; with them the report
-        adds accuracies and each leaf's most common class.
+        Integer labels (class indices), or with ``classes`` labels among those names (text labels, or
+        integer labels where the names are integers); with them the report adds accuracies and each
+        leaf's most common class.
     tree_depth : int >= 0
         Draw the tree node by node down to this level.
     classes : sequence of str or int, optional
@@ -49,7 +50,7 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH, classes=None):
     if isinstance(tree_depth, bool) or not isinstance(tree_depth, (int, np.integer)) or tree_depth < 0:
         raise ValueError(f"tree_depth must be an integer >= 0, got {tree_depth!r}")
     if classes is not None:
-        classes = list(classes)
+        classes = [name.item() if isinstance(name, np.generic) else name for name in classes]  # int64 -> int
         if len(classes) != layer.output_width:
             raise ValueError(f"classes must name each of the model's {layer.output_width} outputs, "
                              f"got {len(classes)} names")
@@ -65,7 +66,7 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH, classes=None):
             y = np.asarray(y)
             if y.shape != (X.shape[0],):
                 raise ValueError(f"labels must have shape ({X.shape[0]},), got {y.shape}")
-            if y.dtype.kind == "U" and classes is not None:  # names: as indices, for the accuracies
+            if _labels_are_names(y, classes):  # as indices, for the accuracies
                 from .training.commands import _class_targets
                 y = _class_targets(y, "y", classes)
     if layer.kind == "fff":
@@ -86,6 +87,12 @@ def _n(count, noun):
 
 def _pct(count, total):
     return f"{100.0 * count / total:5.1f}%" if total else "    - "
+
+
+def _labels_are_names(y, classes):
+    """Whether labels ``y`` are the model's class names rather than class indices: text labels, or
+    integer labels where the names are integers (as ``fffcpu evaluate`` reads them)."""
+    return classes is not None and (y.dtype.kind == "U" or (y.dtype.kind in "iu" and isinstance(classes[0], int)))
 
 
 def _classes_lines(classes):
@@ -353,7 +360,7 @@ def run_inspect(args):
             if args.limit is not None:
                 X = X[:args.limit]
                 y = None if y is None else y[:args.limit]
-            if y is not None and y.dtype.kind == "U" and classes is not None:  # an error names the file
+            if y is not None and _labels_are_names(y, classes):  # here, so that an error names the file
                 from .training.commands import _class_targets
                 y = _class_targets(y, args.data, classes)
         text = report(layer, X, y, tree_depth=args.tree_depth, classes=classes)

@@ -375,6 +375,23 @@ def test_class_names_are_listed_and_name_the_top_labels():
     assert "named outputs, 3 classes: zero, one, two" in report(tree, classes=names).splitlines()
 
 
+def test_integer_class_names_read_integer_labels_by_name():
+    """A model saved with integer names (classes_ of -1, 5, 7) reads labels as those names, as evaluate does."""
+    layer = fffcpu.FFF(1, 2, 3, 2, seed=0, dtype="float64")
+    layer.params["node_weights"][:] = [[100.0], [0.0], [1.0]]
+    layer.params["node_biases"][:] = [[0.0], [-0.1], [-1.5]]
+    X = np.array([[-1.0], [-1.0], [-1.0], [2.0], [2.0]])
+    y = np.array([1, 1, 0, 2, 2])
+    names = np.array([-1, 5, 7])  # int64 items, as classes_ holds them
+    plain = report(layer, X, y)
+    named = report(layer, X, names[y], classes=names)
+    assert named.replace("named outputs, 3 classes: -1, 5, 7\n", "") == \
+        plain.replace("top label 1 ", "top label 5 ").replace("top label 2 ", "top label 7 ")
+    assert "accuracy on these labels" in named and re.search(r"leaf 3 .*top label 7 \(100%\)", named)
+    with pytest.raises(ValueError, match=r"label 1 at index 0 of 'y' is not one of the model's 3 classes: -1, 5, 7"):
+        report(layer, X, y, classes=names)
+
+
 def test_cli_uses_the_models_class_names(tmp_path, capsys):
     layer = fffcpu.FFF(2, 2, 3, 1, seed=0)
     model = tmp_path / "m.npz"

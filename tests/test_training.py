@@ -1084,7 +1084,7 @@ def test_evaluate_names_a_label_the_model_does_not_know(tmp_path):
     # the first virginica is row 0 of the data
     assert str(info.value) == (f"label 'virginica' at index 0 of {csv_file!r} is not one of the model's 3 classes: "
                                "setosa, versicolor, rose")
-    np.savez(tmp_path / "int.npz", X=X, y=codes)  # integers are class indices, names or not
+    np.savez(tmp_path / "int.npz", X=X, y=codes)  # integers are class indices for text names
     out = run(["evaluate", str(model), "--data", str(tmp_path / "int.npz")])
     expected = np.mean(np.asarray(fffcpu.load(model)(X)).argmax(axis=1) == codes)
     assert float(out.splitlines()[2].split()[-1]) == pytest.approx(expected, abs=1e-4)
@@ -1119,6 +1119,27 @@ def test_a_fitted_classifier_saved_with_its_classes_predicts_them_on_the_command
     assert saved.dtype == clf.classes_.dtype and np.array_equal(saved, clf.predict(X))
     run(["predict", str(model), "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.csv")])
     assert (tmp_path / "p.csv").read_text().splitlines() == printed
+
+
+def test_evaluate_reads_labels_by_integer_class_names(tmp_path):
+    """A model saved with integer names (-1 and 1, or 3, 5 and 7) is evaluated on the labels predict prints."""
+    X, y = blobs(60)
+    layer = fffcpu.FFF(X.shape[1], 4, 3, 1, seed=0)
+    fffcpu.save(layer, tmp_path / "m.fff", classes=[-1, 5, 7])
+    names = np.array([-1, 5, 7])
+    np.savez(tmp_path / "named.npz", X=X, y=names[y])
+    np.savez(tmp_path / "whole.npz", X=X, y=names[y].astype(np.float64))  # 5.0 is the name 5
+    np.savez(tmp_path / "index.npz", X=X, y=y)
+    named = run(["evaluate", str(tmp_path / "m.fff"), "--data", str(tmp_path / "named.npz")]).splitlines()
+    expected = np.mean(np.asarray(layer(X)).argmax(axis=1) == y)
+    assert float(named[2].split()[-1]) == pytest.approx(expected, abs=1e-4)
+    whole = run(["evaluate", str(tmp_path / "m.fff"), "--data", str(tmp_path / "whole.npz")]).splitlines()
+    assert whole[1:] == named[1:]
+    args = parse(["evaluate", str(tmp_path / "m.fff"), "--data", str(tmp_path / "index.npz")])
+    first = int(np.argmax(~np.isin(y, names)))
+    with pytest.raises(ValueError, match=rf"label {y[first]} at index {first} of .*index\.npz' is not one of the "
+                                         r"model's 3 classes: -1, 5, 7"):
+        args.func(args)
 
 
 def test_a_classifier_of_whole_float_labels_saves_its_classes_as_integers(tmp_path):

@@ -167,9 +167,10 @@ def _classes_text(names, limit=8):
 def _class_targets(y, path, classes=None):
     """Labels ``y`` as class indices (int64, shape (n,)).
 
-    Integer labels (also whole floats and bools) are the indices themselves, whether or not there are
-    ``classes``; text labels are looked up in ``classes`` (the class names of a model, or those
-    ``train`` found), which they need.
+    Labels are looked up by name in ``classes`` (the class names of a model, or those ``train`` found)
+    when they are names of the same kind: text labels in text names (which they need), integer labels
+    (also whole floats and bools) in integer names, so that ``evaluate`` reads the labels ``predict``
+    prints. Otherwise integer labels are the class indices themselves.
     """
     y = np.asarray(y)
     if y.ndim != 1:
@@ -193,21 +194,28 @@ def _class_targets(y, path, classes=None):
                 "give its labels as those indices, or train a model on these labels with `fffcpu train`, "
                 "which saves their names with it"
             )
-        index = {name: i for i, name in enumerate(classes)}
-        codes = np.fromiter((index.get(label, -1) for label in y.tolist()), dtype=np.int64, count=y.size)
-        if y.size and codes.min() < 0:
-            i = int(np.argmin(codes))
-            raise ValueError(f"label {y[i].item()!r} at index {i} of {path!r} is not one of the model's "
-                             f"{_classes_text(classes)}")
-        y = codes
+        return _by_name(y, classes, path)
     elif y.dtype.kind not in "iu":
         raise ValueError(
             f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
             f"got dtype {y.dtype} (use --loss mse for real-valued targets)"
         )
+    if classes is not None and isinstance(classes[0], int):  # -1 and 1, or 3, 5 and 7: names, not indices
+        return _by_name(y, classes, path)
     if y.size and y.min() < 0:
         raise ValueError(f"labels in {path!r} must be >= 0, got minimum {y.min()}")
     return y.astype(np.int64)
+
+
+def _by_name(y, classes, path):
+    """The index of each label of ``y`` in ``classes``; ValueError for a label that is not among them."""
+    index = {name: i for i, name in enumerate(classes)}  # 3.0 finds the name 3: equal numbers hash alike
+    codes = np.fromiter((index.get(label, -1) for label in y.tolist()), dtype=np.int64, count=y.size)
+    if y.size and codes.min() < 0:
+        i = int(np.argmin(codes))
+        raise ValueError(f"label {y[i].item()!r} at index {i} of {path!r} is not one of the model's "
+                         f"{_classes_text(classes)}")
+    return codes
 
 
 def _refuse_text_targets(y, path):
@@ -323,9 +331,9 @@ def _features_for(layer, args):
 def run_evaluate(args):
     """Print loss and accuracy of a saved model on a labelled data file.
 
-    Text labels are looked up in the model's class names; integer labels are class indices, also for a
-    model with class names (whose names may themselves be integers: its labels 0, 1, ... are then read
-    as the first, second, ... class, not by name).
+    Labels are read as ``predict`` writes them: text labels are looked up in the model's class names,
+    and so are integer labels for a model whose names are integers (saved from Python with
+    ``fffcpu.save(..., classes=clf.classes_)``); other integer labels are class indices.
     """
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
     layer, classes = _read(args.model)
@@ -516,8 +524,9 @@ def add_parsers(subparsers):
         description="Load a model saved by `fffcpu train` (or fffcpu.save) and report its loss and "
                     "accuracy with hard (log-time) inference, and with the soft mixture where defined. "
                     "Text labels are looked up in the class names saved with the model (fffcpu train "
-                    "saves them when trained on text labels); integer labels are read as class indices "
-                    "0 .. n_classes-1, also for a model with class names.")
+                    "saves them when trained on text labels); integer labels are class indices "
+                    "0 .. n_classes-1, or for a model saved with integer class names (fffcpu.save(..., "
+                    "classes=[-1, 1])) those names.")
     p.add_argument("model", metavar="MODEL", help="saved model file")
     _add_data_options(p)
     p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
