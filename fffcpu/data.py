@@ -477,8 +477,9 @@ def _csv_numbers(text, delimiter, names_row):
     text = text.replace("\r\n", "\n")  # a lone "\r" (old Mac line ends) is not one of the characters below
     if names_row is not None:
         first_line, _, text = text.partition("\n")
-        # the header must be the file's first line, whole: no blank line before it, no quoted line end
-        if next(csv.reader([first_line], delimiter=delimiter), None) != names_row:
+        # the header must be the file's first line, whole: no blank line before it, no quoted line end, no
+        # lone "\r" (a line end to the csv module, which refuses one inside a line it is given)
+        if "\r" in first_line or next(csv.reader([first_line], delimiter=delimiter), None) != names_row:
             return None
     if not text.strip() or text.translate(str.maketrans("", "", _NUMBER_CHARS + delimiter + "\n")):
         # nothing but the header; or a character that is not part of a plain number: NumPy would read

@@ -720,6 +720,8 @@ def test_csv_of_plain_numbers_reads_as_cell_by_cell(tmp_path, text, kw):
 
 @pytest.mark.parametrize("text, kw", [
     ("\n1,2,3\n4,5,6\n", {"header": True}),  # the header is the first row, not the first line
+    ("a,b,c\rx\n1,2,3\n4,5,6\n", {"header": True}),  # the header row ends at a lone "\r"
+    ("a,b,c\r1,2,3\n4,5,6\n", {}),
     ("a,b\n1,2,0\n3,4,1\n", {}),  # a header narrower than the rows
     ("a,b,c\n1,2,0\n3,\x1c4,1\n", {}),  # NumPy reads "\x1c4" as 4
     ("1 2 0\n3  4 1\n", {"delimiter": " "}),
