@@ -472,6 +472,16 @@ def _csv_numbers(text, delimiter, names_row):
     NumPy's reader reads these spellings as float() does (checked against float() in the tests); a cell
     that it refuses (``--1``, ``1e``, an empty one) sends the file to the cell-by-cell reader.
     """
+    body = _csv_body(text, delimiter, names_row)
+    values = None if body is None else _plain_numbers(body, delimiter)
+    if values is None or (names_row is not None and values.shape[1] != len(names_row)):
+        return None
+    return values
+
+
+def _csv_body(text, delimiter, names_row):
+    """The data lines of a CSV text, joined by "\\n" (a "\\r\\n" read as "\\n"), if the header (if
+    any) is the whole first line; else None."""
     if names_row is not None and names_row[0].strip() == "":
         return None  # a column without a name: perhaps a row index, which load_csv refuses
     text = text.replace("\r\n", "\n")  # a lone "\r" (old Mac line ends) is not one of the characters below
@@ -481,6 +491,12 @@ def _csv_numbers(text, delimiter, names_row):
         # lone "\r" (a line end to the csv module, which refuses one inside a line it is given)
         if "\r" in first_line or next(csv.reader([first_line], delimiter=delimiter), None) != names_row:
             return None
+    return text
+
+
+def _plain_numbers(text, delimiter):
+    """The rows of ``text`` (data lines, no header) as one array, int64 if every cell is an integer, else
+    float64, if every cell is a finite number in the plain spelling; else None."""
     if not text.strip() or text.translate(str.maketrans("", "", _NUMBER_CHARS + delimiter + "\n")):
         # nothing but the header; or a character that is not part of a plain number: NumPy would read
         # some that float() refuses, such as "\x1c1"
@@ -493,9 +509,7 @@ def _csv_numbers(text, delimiter, names_row):
         values = _read_numbers(text, delimiter, np.int64)
     if values is None:  # real numbers, 19 digits in a row, or a cell the integer parser refuses
         values = _read_numbers(text, delimiter, np.float64)
-    if values is None or (names_row is not None and values.shape[1] != len(names_row)):
-        return None
-    if not np.isfinite(values).all():
+    if values is None or not np.isfinite(values).all():
         return None
     return values
 
