@@ -42,7 +42,8 @@ class SaveLoad:
 class LoadCsv:
     """fffcpu.data.load_csv on 2000 rows of 785 columns, as MNIST is often shared: a header, the label
     first, integer pixels (about 80 % of them 0) or the same pixels scaled to [0, 1] and printed as reals.
-    Plain numbers go through NumPy's C reader; a file with a text label column goes cell by cell."""
+    Plain numbers go through NumPy's C reader; with a text label column, the labels are split off each
+    line and the features go through that reader too."""
 
     params = ["integers", "reals", "text labels"]
     param_names = ["cells"]

@@ -652,13 +652,13 @@ def test_nan_and_inf_in_npz_and_idx_files_are_refused_naming_the_file_and_index(
 # -- a table of plain numbers goes through NumPy's reader: the same result as cell by cell -------------
 def _csv_outcome(path, slow=False, **kw):
     """What load_csv gives for ``path``: ("ok", X, y) or ("error", message); ``slow=True`` turns the
-    NumPy path off, leaving the cell-by-cell reader alone. No warning may be raised (such as NumPy's
+    NumPy paths (plain numbers, text labels) off, leaving the cell-by-cell reader alone. No warning may be raised (such as NumPy's
     "input contained no data"); they are recorded, not turned into errors, because NumPy's reader
     behaves differently under an error filter (NumPy 1.24 refuses an integer beyond int64 then, and
     wraps it around otherwise)."""
-    saved = data._csv_numbers
+    saved = data._csv_numbers, data._csv_text_labels
     if slow:
-        data._csv_numbers = lambda *args: None
+        data._csv_numbers = data._csv_text_labels = lambda *args: None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -668,7 +668,7 @@ def _csv_outcome(path, slow=False, **kw):
             except ValueError as exc:
                 outcome = "error", str(exc)
     finally:
-        data._csv_numbers = saved
+        data._csv_numbers, data._csv_text_labels = saved
     assert not caught, [str(w.message) for w in caught]
     return outcome
 
@@ -750,6 +750,124 @@ def test_csv_that_is_not_plain_numbers_reads_as_before(tmp_path, text, kw):
     _assert_same_outcome(_csv_outcome(p, **kw), _csv_outcome(p, slow=True, **kw))
 
 
+def _csv_fast_outcome(path, fast_path, **kw):
+    """``(outcome, taken)``: :func:`_csv_outcome` of ``path``, and whether the NumPy path named
+    ``fast_path`` ("_csv_numbers" or "_csv_text_labels") gave load_csv its result."""
+    found = []
+    saved = getattr(data, fast_path)
+    setattr(data, fast_path, lambda *args: found.append(saved(*args)) or found[-1])
+    try:
+        outcome = _csv_outcome(path, **kw)
+    finally:
+        setattr(data, fast_path, saved)
+    return outcome, bool(found) and found[-1] is not None
+
+
+def _csv_text_labels_outcome(path, **kw):
+    """:func:`_csv_outcome` for a file that must take the text-label path: it returns a result."""
+    outcome, taken = _csv_fast_outcome(path, "_csv_text_labels", **kw)
+    assert taken
+    return outcome
+
+
+@pytest.mark.parametrize("text, kw", [
+    ("a,b,species\n5.1,3.5,setosa\n4.9, 3 ,versicolor\n", {}),  # iris
+    ("label,p0,p1\nseven,0,255\nthree,12,0\n", {"label_column": "label"}),  # MNIST, labels as names
+    ("1,cat,2\n3,dog,4\n", {"label_column": 1}),
+    ("1,2,cat,4\n5,6,dog,8\n", {"label_column": -2}),
+    ("a,lab,b,c\n1,x,2,3\n4,y,5,6\n", {"label_column": "lab"}),
+    ("1,2, class-1 \n3,4,3a\n5,6,e\n7,8,Iris setosa\n9,10,v.2\n1,1,-\n2,2,.\n3,3,1e\n", {}),
+    ("1,2,x-0\n3,4,y1234567890123456789\n", {}),  # "-0" and 19 digits in a label only
+    ("1,2,caf\u00e9\n3,4,\u732b\n5,6,\u0661\n", {}),  # beyond ASCII (an Arabic-Indic digit is text)
+    ("a,b,c\r\n1,2,cat\r\n3,4,dog\r\n", {}),
+    ("\ufeffa,b,c\n1,2,cat\n3,4,dog\n", {"label_column": "c"}),  # a BOM before the header
+    ("\ufeffcat,1,2\ndog,3,4\n", {"label_column": 0}),
+    ("\n\n1,2,cat\n\n,,\n \t, ,\n3,4,dog\n\n", {}),  # rows of blank cells are skipped
+    ("1,2,cat\n3,4,dog", {}),  # no line end after the last row
+    ("1\t2\tcat dog\n3\t 4 \tbird\n", {"delimiter": "\t"}),
+    ("1\u20ac2\u20accat\n3\u20ac4\u20acdog\n", {"delimiter": "\u20ac"}),
+    ("1;2;cat\n3;4;dog\n", {"delimiter": ";"}),
+    ("1 2 cat\n3 4 dog\n", {"delimiter": " "}),  # NumPy's reader splits at any delimiter as csv does
+    ("1.2.cat\n3.4.dog\n", {"delimiter": "."}), ("1e2ecat\n3e4edog\n", {"delimiter": "e"}),
+    ("1-2-cat\n3-4-dog\n", {"delimiter": "-"}), ("102cat\n304dog\n", {"delimiter": "0"}),
+    ("-0,1.5,cat\n2e-310,1e308,dog\n", {}),  # -0.0, subnormal, large: as float() reads them
+    ("99999999999999999999,2,cat\n3,4,dog\n", {}),  # beyond int64
+    ("x,y,z\n1,2,cat\n3,4,dog\n", {"header": True}),
+    ("1,2,cat\n3,4,dog\n", {"header": False}),
+    ("1,2,cat\n", {"header": False}),  # one row (read as a header if "auto")
+    ("0,1,2,3\n5,6,cat,8\n9,10,dog,12\n", {"label_column": 2}),  # pandas' column names 0..k-1
+    ('"a","b","c"\n1,2,cat\n3,4,dog\n', {"label_column": "c"}),  # a quoted header
+])
+def test_csv_with_text_labels_reads_as_cell_by_cell(tmp_path, text, kw):
+    p = tmp_path / "t.csv"
+    p.write_bytes(text.encode())
+    _assert_same_outcome(_csv_text_labels_outcome(p, **kw), _csv_outcome(p, slow=True, **kw))
+
+
+@pytest.mark.parametrize("text, kw", [
+    ('1,2,"setosa"\n3,4,"x"\n', {}),  # quoted labels
+    ('1,2,"a,b"\n3,4,c\n', {}),  # a delimiter inside a quoted label
+    ('1,2,a"b\n3,4,c\n', {}),
+    ("1,2,cat\n3,4,5\n", {}),  # a column mixing numbers and text
+    ("1,2,cat\n3,4,nan\n", {}), ("1,2,inf\n3,4,cat\n", {}), ("1,2,cat\n3,4, 5 \n", {}),
+    ("1,2,\n3,4,dog\n", {}), ("1,2, \n3,4,dog\n", {}), ("1,2,cat\n3,4,\n", {}),  # empty labels
+    ("1,2,cat,\n3,4,dog,\n", {}),  # a trailing delimiter: the label column is the empty last one
+    ("cat,,\ndog,1,2\n", {"label_column": 0}),
+    ("1,2,cat\n3,dog\n", {}), ("1,2,cat\n3,4,5,dog\n", {}),  # ragged rows
+    ("cat,1,2\ndog,3\n", {"label_column": 0}), ("cat,1\ndog,3,4\n", {"label_column": 0}),
+    ("1,cat,2\n3,dog\n", {"label_column": 1}), ("1,cat,2\n3\n", {"label_column": 1}),
+    ("1,cat,2\n3,dog,4,5\n", {"label_column": 1}),
+    ("1,2,cat\ndog\n", {}), ("cat,1\ndog\n", {"label_column": 0}), ("1,cat\n,dog\n", {}),
+    ("\na,b,c\n1,2,cat\n", {"header": True}),  # the header is the first row, not the first line
+    ("a,b\n1,2,cat\n3,4,dog\n", {}),  # a header narrower than the rows
+    ("1,2,cat\r3,4,dog\r", {}), ("1,2,c\rat\n3,4,dog\n", {}), ("1,2,cat\n3,4,dog\r", {}),
+    ("1,2,cat\n3,4,dog\n5,6,c\x00t\n", {}),  # NUL: an error to the csv module before Python 3.11
+    ("x,2,cat\n3,4,dog\n", {}), ("1,2 3,cat\n3,4,dog\n", {}), ("1,1e999,cat\n3,4,dog\n", {}),
+    ("1,\x1c2,cat\n3,4,dog\n", {}), ("1,,cat\n3,4,dog\n", {}), ("1,--2,cat\n3,4,dog\n", {}),
+    ("1,2,cat\n3,4,dog\n", {"label_column": None}),  # text where features are expected
+    ("1,2,cat\n3,4,dog\n", {"label_column": 0}),
+    ("1,2,cat\n3,4,dog\n", {"label_column": 7}), ("a,b,c\n1,2,cat\n", {"label_column": "z"}),
+    ("1,2,cat\n3,dog\n", {"label_column": 7}),  # the malformed row is reported first
+    ("1,2,cat\n3,dog\n", {"label_column": "z"}),
+    ("a,b,a\n1,2,cat\n", {"label_column": "a"}),  # a name given twice
+    (",a,b\n0,1,cat\n1,3,dog\n", {}),  # a row index as pandas writes it
+    ("a,b,c\n", {}), ("1,2,cat\n", {}), ("a\ncat\ndog\n", {"label_column": "a"}),
+    ("1  2 cat\n3 4 dog\n", {"delimiter": " "}),  # an empty cell
+])
+def test_csv_with_text_labels_that_is_unusual_reads_as_before(tmp_path, text, kw):
+    """Files that the text-label path leaves to the cell-by-cell reader: the same result or error."""
+    p = tmp_path / "t.csv"
+    p.write_bytes(text.encode())
+    _assert_same_outcome(_csv_outcome(p, **kw), _csv_outcome(p, slow=True, **kw))
+
+
+def test_csv_with_text_labels_and_a_label_column_that_is_no_integer(tmp_path):
+    """A TypeError for label_column comes after the cell-by-cell reader's checks of the file, as before."""
+    p = tmp_path / "t.csv"
+    p.write_text("1,2,cat\n3,dog\n")
+    with pytest.raises(ValueError, match="data row 2 has 2 columns, expected 3"):
+        data.load_csv(p, label_column=1.0)
+    p.write_text("1,2,cat\n3,4,dog\n")
+    with pytest.raises(TypeError, match="label_column must be an integer"):
+        data.load_csv(p, label_column=1.0)
+
+
+def test_csv_with_text_labels_reads_integer_features_as_integers(tmp_path):
+    """Labels holding "e", ".", "-0" or 19 digits do not send the features to the float parser."""
+    p = tmp_path / "t.csv"
+    p.write_text("label,a,b\nseven,1,-2\nv.1,3,4\nx-0,5,6\nn1234567890123456789,7,8\n")
+    read = data._read_numbers
+    dtypes = []
+    data._read_numbers = lambda text, delimiter, dtype: dtypes.append(dtype) or read(text, delimiter, dtype)
+    try:
+        X, y = data.load_csv(p, label_column="label")
+    finally:
+        data._read_numbers = read
+    assert dtypes == [np.int64]
+    assert X.tolist() == [[1, -2], [3, 4], [5, 6], [7, 8]] and y.tolist() == ["seven", "v.1", "x-0",
+                                                                             "n1234567890123456789"]
+
+
 def test_csv_numbers_read_bit_for_bit_as_float_reads_them(tmp_path):
     """NumPy's reader parses the digits itself: each spelling must give the float64 that float() gives
     (correct rounding, subnormals, the largest finite values, halfway cases)."""
@@ -800,33 +918,56 @@ def test_csv_integers_read_bit_for_bit_as_float_reads_them(tmp_path):
     np.testing.assert_array_equal(X.view(np.uint64), want.view(np.uint64))
 
 
-def test_csv_random_small_files_read_the_same_either_way(tmp_path):
+@pytest.mark.parametrize("labels", ["numbers", "text"])
+def test_csv_random_small_files_read_the_same_either_way(tmp_path, labels):
     """Seeded random small files mixing plain numbers with the spellings and shapes that must leave the
-    NumPy path (text, quotes, empty cells, blank rows, ragged rows, CRLF, headers, non-finite values):
-    the same result or the same error either way, for several label_column/header settings."""
-    rng = np.random.default_rng(7)
+    NumPy paths (text, quotes, empty cells, blank rows, ragged rows, CRLF, headers, non-finite values):
+    the same result or the same error either way, for several label_column/header settings. With
+    ``labels="text"`` a label column (usually the one that label_column names) holds text labels, now
+    and then a number, an empty or quoted label or one that the csv module reads otherwise."""
+    text_labels = labels == "text"
+    rng = np.random.default_rng(8 if text_labels else 7)
     plain = ["0", "1", "7", "12", "-3", "+4", "1.5", ".5", "5.", "-0", "1e3", "2E-2", "  9 ", "\t8"]
     odd = ["", " ", "1e", "--1", "nan", "inf", "1e999", "x", '"3"', "99999999999999999999", "1_0", "\x1c2"]
+    names = ["cat", "dog", "Iris setosa", " class-1 ", "3a", "e", "E5", "v.2", "-", ".", "x-0", "caf\u00e9",
+             "\u732b", "\u0661", "1_0", "n1234567890123456789", "a\tb"]
+    odd_names = ["", " ", "5", "-0", "nan", "inf", '"cat"', '"a,b"', 'a"b', "c\rat", "c\x00t", "a,b", "\x1c"]
     settings = [{}, {"label_column": None}, {"label_column": 0}, {"header": True}, {"header": False}]
+    if text_labels:
+        settings = [{}, {"label_column": 0}, {"label_column": 1}, {"label_column": -2},
+                    {"label_column": "label"}, {"header": True}, {"header": False}, {"label_column": None},
+                    {"delimiter": "\t"}, {"delimiter": ";"}]
     p = tmp_path / "f.csv"
     fast_runs = 0
     for case in range(400):
+        kw = settings[case % len(settings)]
+        delimiter = kw.get("delimiter", ",")
         width, lines = int(rng.integers(1, 5)), []
-        if rng.random() < 0.4:
-            lines.append(",".join(rng.choice(["a", "label", "", "0", "1", "2", "3"], width)))
-        for _ in range(int(rng.integers(1, 6))):
-            cells = [str(rng.choice(plain if rng.random() < 0.9 else odd)) for _ in range(width)]
-            lines.append(",".join(cells[:int(rng.integers(1, width + 1))] if rng.random() < 0.1 else cells))
+        if text_labels:
+            width = int(rng.integers(2, 6))
+            where = kw.get("label_column", -1)
+            where = int(rng.integers(width)) if where is None or where == "label" else where % width
             if rng.random() < 0.1:
-                lines.append(str(rng.choice(["", " ", ",,"])))
+                where = int(rng.integers(width))  # text in a feature column
+        if rng.random() < (0.6 if kw.get("label_column") == "label" else 0.4):
+            header = list(rng.choice(["a", "label", "", "0", "1", "2", "3"], width))
+            if text_labels and rng.random() < 0.8:
+                header[where] = "label"
+            lines.append(delimiter.join(header))
+        for _ in range(int(rng.integers(1, 6))):
+            cells = [str(rng.choice(plain if rng.random() < (0.97 if text_labels else 0.9) else odd))
+                     for _ in range(width)]
+            if text_labels:
+                cells[where] = str(rng.choice(names if rng.random() < 0.93 else odd_names))
+            ragged = rng.random() < (0.04 if text_labels else 0.1)
+            lines.append(delimiter.join(cells[:int(rng.integers(1, width + 1))] if ragged else cells))
+            if rng.random() < 0.1:
+                lines.append(str(rng.choice(["", " ", ",,"])).replace(",", delimiter))
         end = str(rng.choice(["\n", "\r\n"]))
         p.write_bytes((end.join(lines) + end).encode())
-        kw = settings[case % len(settings)]
-        _assert_same_outcome(_csv_outcome(p, **kw), _csv_outcome(p, slow=True, **kw))
-        text = p.read_text(encoding="utf-8")
-        head = data._csv_rows(text, ",", limit=2)
-        fast_runs += bool(head) and data._csv_numbers(text, ",", head[0] if data._csv_has_header(
-            head, kw.get("header", "auto")) else None) is not None
+        fast, taken = _csv_fast_outcome(p, "_csv_text_labels" if text_labels else "_csv_numbers", **kw)
+        _assert_same_outcome(fast, _csv_outcome(p, slow=True, **kw))
+        fast_runs += taken
     assert fast_runs > 100  # the comparison covers the NumPy path, not only files that leave it
 
 
