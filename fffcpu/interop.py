@@ -37,6 +37,7 @@ import json
 import os
 import re
 import textwrap
+import warnings
 
 import numpy as np
 
@@ -551,8 +552,19 @@ def convert(src, dst, kind=None, prefix=None, **config):
     """Read ``src`` and write ``dst``, formats by suffix (:func:`load_any`, :func:`save_any`).
 
     Returns the layer that was written. Class names saved in an fffcpu ``.npz`` (``fffcpu.save(...,
-    classes=...)``) are not carried over: only that format holds them.
+    classes=...)``) go with it to another ``.npz``/``.fff``; ``.pt`` and ``.safetensors`` files have no
+    place for them, so writing one from a file with names warns (``UserWarning``) that they are left out.
     """
+    from . import io as fio
     layer = load_any(src, kind=kind, prefix=prefix, **config)
+    classes = fio.load_classes(src) if file_format(src) == "npz" else None
+    if file_format(dst) == "npz":
+        fio.save(layer, dst, classes=classes)
+        return layer
     save_any(layer, dst)
+    if classes is not None:
+        warnings.warn(f"the class names of {os.fspath(src)!r} ({len(classes)}: "
+                      f"{', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''}) are not in "
+                      f"{os.fspath(dst)!r}: a .{file_format(dst)} file has no place for them, only fffcpu's "
+                      ".npz does", UserWarning, stacklevel=2)
     return layer

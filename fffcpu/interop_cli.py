@@ -7,6 +7,7 @@ default 1) and, where the key names leave it open, ``--kind`` and ``--prefix``. 
 all of them, so these options are refused for an ``.npz``/``.fff`` input.
 """
 import sys
+import warnings
 
 from . import activations
 from . import interop
@@ -42,10 +43,14 @@ def run_convert(args):
     options = {k: getattr(args, k) for k in ("activation", "parallel_size", "dtype")}
     options = {k: v for k, v in options.items() if v is not None}
     try:
-        layer = interop.convert(args.src, args.dst, kind=args.kind, prefix=args.prefix, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            layer = interop.convert(args.src, args.dst, kind=args.kind, prefix=args.prefix, **options)
     except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"fffcpu convert: error: {msg}", file=sys.stderr)
         return 2
+    for w in caught:  # class names left out of a .pt or .safetensors file: a line, not a traceback-like warning
+        print(f"fffcpu convert: warning: {w.message}", file=sys.stderr)
     print(f"wrote {args.dst}: {layer!r}")
     return 0

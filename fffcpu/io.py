@@ -36,7 +36,8 @@ Paths
 
 Not saved: the state of the layer's random generator (training randomness restarts from ``seed``), and
 optimizer state (that belongs to the optimizer). Class names live only in this format: the ``.pt`` and
-``.safetensors`` files of :mod:`fffcpu.interop` do not hold them, and ``load_any``/``convert`` drop them.
+``.safetensors`` files of :mod:`fffcpu.interop` do not hold them; ``convert`` keeps them from one ``.npz`` to
+another and warns when it writes another format from a file that has them.
 """
 import importlib
 import inspect

@@ -437,6 +437,29 @@ def test_convert_reads_and_writes_the_fff_suffix(tmp_path):
     np.testing.assert_array_equal(fffcpu.load(tmp_path / "copy.fff")(x), layer(x))
 
 
+def test_convert_keeps_class_names_between_npz_files_and_warns_where_it_cannot(tmp_path, capsys):
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    fffcpu.save(layer, tmp_path / "a.npz", classes=["cat", "dog"])
+    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "b.fff")) == 0
+    assert fffcpu.load_classes(tmp_path / "b.fff") == ("cat", "dog")
+    assert capsys.readouterr().err == ""
+    assert interop.convert(tmp_path / "b.fff", tmp_path / "c.npz").output_width == 2
+    assert fffcpu.load_classes(tmp_path / "c.npz") == ("cat", "dog")
+    fffcpu.save(layer, tmp_path / "plain.npz")
+    interop.convert(tmp_path / "plain.npz", tmp_path / "d.npz")
+    assert fffcpu.load_classes(tmp_path / "d.npz") is None
+    pytest.importorskip("safetensors", reason="needs the safetensors package")
+    with pytest.warns(UserWarning, match=r"the class names of .*a\.npz' \(2: cat, dog\) are not in .*e\.safetensors'"
+                                         r": a \.safetensors file has no place for them, only fffcpu's \.npz does"):
+        interop.convert(tmp_path / "a.npz", tmp_path / "e.safetensors")
+    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "f.safetensors")) == 0
+    assert capsys.readouterr().err.startswith("fffcpu convert: warning: the class names of ")
+    assert run_cli("convert", str(tmp_path / "plain.npz"), str(tmp_path / "g.safetensors")) == 0
+    assert capsys.readouterr().err == ""
+    x = np.random.default_rng(9).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(interop.load_any(tmp_path / "f.safetensors")(x), layer(x))
+
+
 def test_convert_errors(tmp_path, capsys):
     fffcpu.save(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "a.npz")
     assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--activation", "gelu") == 2
