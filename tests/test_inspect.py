@@ -230,14 +230,20 @@ def test_tree_is_drawn_with_its_branches_and_every_norm():
             assert float(value) == pytest.approx(np.linalg.norm(p[name][int(j)]), abs=6e-4), (j, name)
 
 
-def test_report_of_a_hand_set_routing():
-    """Depth 2 on one feature: node 0 sends x = -1 left and x = 2 right (saturated); node 1 sends its
-    three samples left, node 2 its two right, neither saturated. Leaves 1 and 2 get no hard traffic."""
+def _hand_set_routing():
+    """``(layer, X, y)``: depth 2 on one feature, five samples with labels 1, 1, 0, 2, 2."""
     layer = fffcpu.FFF(1, 2, 3, 2, seed=0, dtype="float64")
     layer.params["node_weights"][:] = [[100.0], [0.0], [1.0]]
     layer.params["node_biases"][:] = [[0.0], [-0.1], [-1.5]]
     X = np.array([[-1.0], [-1.0], [-1.0], [2.0], [2.0]])
     y = np.array([1, 1, 0, 2, 2])
+    return layer, X, y
+
+
+def test_report_of_a_hand_set_routing():
+    """Depth 2 on one feature: node 0 sends x = -1 left and x = 2 right (saturated); node 1 sends its
+    three samples left, node 2 its two right, neither saturated. Leaves 1 and 2 get no hard traffic."""
+    layer, X, y = _hand_set_routing()
     text = report(layer, X, y)
     lines = {m.group(1): line for line in text.splitlines() for m in [re.search(r"((?:node|leaf) \d) ", line)] if m}
 
@@ -350,11 +356,7 @@ def test_help_names_the_python_function_by_its_module():
 
 def test_class_names_are_listed_and_name_the_top_labels():
     """The hand-set routing of test_report_of_a_hand_set_routing, with names for its three outputs."""
-    layer = fffcpu.FFF(1, 2, 3, 2, seed=0, dtype="float64")
-    layer.params["node_weights"][:] = [[100.0], [0.0], [1.0]]
-    layer.params["node_biases"][:] = [[0.0], [-0.1], [-1.5]]
-    X = np.array([[-1.0], [-1.0], [-1.0], [2.0], [2.0]])
-    y = np.array([1, 1, 0, 2, 2])
+    layer, X, y = _hand_set_routing()
     names = ["zero", "one", "two"]
     plain = report(layer, X, y)
     named = report(layer, X, y, classes=names)
@@ -377,11 +379,7 @@ def test_class_names_are_listed_and_name_the_top_labels():
 
 def test_integer_class_names_read_integer_labels_by_name():
     """A model saved with integer names (classes_ of -1, 5, 7) reads labels as those names, as evaluate does."""
-    layer = fffcpu.FFF(1, 2, 3, 2, seed=0, dtype="float64")
-    layer.params["node_weights"][:] = [[100.0], [0.0], [1.0]]
-    layer.params["node_biases"][:] = [[0.0], [-0.1], [-1.5]]
-    X = np.array([[-1.0], [-1.0], [-1.0], [2.0], [2.0]])
-    y = np.array([1, 1, 0, 2, 2])
+    layer, X, y = _hand_set_routing()
     names = np.array([-1, 5, 7])  # int64 items, as classes_ holds them
     plain = report(layer, X, y)
     named = report(layer, X, names[y], classes=names)
