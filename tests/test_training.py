@@ -1091,7 +1091,7 @@ def test_evaluate_names_a_label_the_model_does_not_know(tmp_path):
 
 
 def test_predict_writes_names_a_csv_file_can_hold(tmp_path):
-    """A name holding a comma, a quote or a line break is quoted in the CSV output."""
+    """A name holding a comma, a quote or a line break is quoted in the CSV output and when printed."""
     import csv
     layer = fffcpu.FFF(2, 2, 3, 1, seed=0)
     names = ["a,b", 'say "hi"', "two\nlines"]
@@ -1102,6 +1102,8 @@ def test_predict_writes_names_a_csv_file_can_hold(tmp_path):
     with open(tmp_path / "p.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows == [[names[i]] for i in np.asarray(layer(X)).argmax(axis=1)]
+    printed = run(["predict", str(tmp_path / "m.fff"), "--data", str(tmp_path / "d.npz")])
+    assert list(csv.reader(printed.splitlines(keepends=True))) == rows  # printed alike: one record each
 
 
 @pytest.mark.parametrize("labels", [np.array(["cat", "dog", "emu"]), np.array([3, 5, 7], dtype=np.int64)])

@@ -377,18 +377,22 @@ def run_predict(args):
     if classes is not None and not args.raw:
         names = np.array(classes, dtype=np.int64 if isinstance(classes[0], int) else None)  # str: unicode
         result = names[result]
-    text = result.dtype.kind == "U"
+    text = None
+    if result.dtype.kind == "U":  # the csv module quotes a name holding a comma, a quote or a line break,
+        lines = io.StringIO()     # so that each prediction stays one record, printed or written
+        csv.writer(lines, lineterminator="\n").writerows([name] for name in result.tolist())
+        text = lines.getvalue()
     if args.output is None:
+        if text is not None:
+            out.write(text)
+            return 0
         for row in np.atleast_1d(result):
-            print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if args.raw else row if text else int(row),
-                  file=out)
+            print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if args.raw else int(row), file=out)
         return 0
     if args.output.lower().endswith(".npy"):
         _atomic_write(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
-    elif text:  # the csv module quotes a name holding a comma, a quote or a line break
-        lines = io.StringIO()
-        csv.writer(lines, lineterminator="\n").writerows([name] for name in result.tolist())
-        _atomic_write(args.output, lambda fh: fh.write(lines.getvalue().encode("utf-8")))
+    elif text is not None:
+        _atomic_write(args.output, lambda fh: fh.write(text.encode("utf-8")))
     else:
         # the digits that read back as the same number: 9 for float32, 17 for float64
         fmt = ("%.17g" if result.dtype == np.float64 else "%.9g") if args.raw else "%d"
