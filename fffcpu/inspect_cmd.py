@@ -1,15 +1,15 @@
 """``fffcpu inspect MODEL [--data FILE]``: print a saved layer's tree, and how data flows through it.
 
 Without data: the kind, sizes, parameter count and, per node and leaf, the parameter norms.
-With data (any file :func:`fffcpu.data.load_dataset` reads: ``.npz``, ``.csv``, IDX, or ``digits``):
+With data (any file fffcpu.data.load_dataset reads: .npz, .csv, IDX, or 'digits', built in):
 per node the hard count (samples whose hard path passes through it), the soft mass (the sum of
 the path probabilities that reach it), the share of its hard traffic that goes right, and the mean
-decision entropy H(p); a per-level table; and the leaf usage. Watching the entropies fall as ``h``
+decision entropy H(p); a per-level table; and the leaf usage. Watching the entropies fall as h
 grows is watching hardening happen. For a neuron tree (hard routing throughout) the counts are
-per neuron. A model saved with class names (``fffcpu train`` on text labels) lists them, reads text
+per neuron. A model saved with class names (fffcpu train on text labels) lists them, reads text
 labels by them, and names each leaf's most common class.
 
-The same report is available in Python as ``fffcpu.inspect_cmd.report(layer, X, y)``.
+The same report is available in Python as fffcpu.inspect_cmd.report(layer, X, y).
 """
 import sys
 

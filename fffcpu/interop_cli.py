@@ -1,10 +1,10 @@
 """``fffcpu convert IN OUT``: convert a layer between ``.pt``, ``.safetensors`` and fffcpu's ``.npz``.
 
-The formats are told by the file suffixes (``.pt``/``.pth``, ``.safetensors``, fffcpu's ``.npz`` or
-``.fff``). A PyTorch state dict does not record the hyperparameters that its shapes cannot tell; give
-them with ``--activation``, ``--parallel-size`` (neuron tree: its rows count parallel_size * n_nodes;
-default 1) and, where the key names leave it open, ``--kind`` and ``--prefix``. An fffcpu file records
-all of them, so these options are refused for an ``.npz``/``.fff`` input.
+The formats are told by the file suffixes (.pt/.pth, .safetensors, fffcpu's .npz or .fff). A
+PyTorch state dict does not record the hyperparameters that its shapes cannot tell; give them with
+--activation, --parallel-size (neuron tree: its rows count parallel_size * n_nodes; default 1) and,
+where the key names leave it open, --kind and --prefix. An fffcpu file records all of them, so these
+options are refused for an .npz/.fff input.
 """
 import sys
 import warnings

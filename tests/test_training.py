@@ -1152,3 +1152,14 @@ def test_a_classifier_of_whole_float_labels_saves_its_classes_as_integers(tmp_pa
         fffcpu.save(clf.layer_, tmp_path / "clf.fff", classes=clf.classes_)
     fffcpu.save(clf.layer_, tmp_path / "clf.fff", classes=clf.classes_.astype(int))
     assert fffcpu.load_classes(tmp_path / "clf.fff") == (0, 1, 2)
+
+
+def test_help_texts_are_plain_text():
+    """inspect's and convert's --help (their module docstrings) printed reST markup: ":func:`fffcpu.data.
+    load_dataset`", "``.npz``", "``--activation``"."""
+    from fffcpu.cli import build_parser
+    sub = build_parser()._subparsers._group_actions[0]
+    for name, choice in sub.choices.items():
+        text = choice.format_help()
+        for markup in ("``", ":func:", ":class:", ":meth:"):
+            assert markup not in text, (name, markup)
