@@ -344,7 +344,7 @@ def add_parser(subparsers):
 
 def run_inspect(args):
     """Handler of ``fffcpu inspect``: prints the report; returns the exit status (0, or 2 on bad input)."""
-    from . import data, io
+    from . import data
 
     try:
         if args.limit is not None and args.limit < 1:
@@ -353,7 +353,8 @@ def run_inspect(args):
             raise ValueError(f"--tree-depth must be an integer >= 0, got {args.tree_depth}")
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
-        layer, classes = io._read(args.model)
+        from .training.commands import _read_model
+        layer, classes = _read_model(args.model)
         X = y = None
         if args.data is not None:
             X, y = data.load_dataset(args.data, labels=args.labels, require_y=False)

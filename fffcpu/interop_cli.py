@@ -6,6 +6,7 @@ PyTorch state dict does not record the hyperparameters that its shapes cannot te
 where the key names leave it open, --kind and --prefix. An fffcpu file records all of them, so these
 options are refused for an .npz/.fff input.
 """
+import os
 import sys
 import warnings
 
@@ -43,6 +44,8 @@ def run_convert(args):
     options = {k: getattr(args, k) for k in ("activation", "parallel_size", "dtype")}
     options = {k: v for k, v in options.items() if v is not None}
     try:
+        if not os.path.exists(args.src):  # it was "[Errno 2] No such file or directory: 'm.pt'"
+            raise FileNotFoundError(f"input file IN {args.src!r} does not exist")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             layer = interop.convert(args.src, args.dst, kind=args.kind, prefix=args.prefix, **options)

@@ -135,6 +135,7 @@ def test_cli_reads_every_data_format(tmp_path, data, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--data", "MISSING.npz"], "does not exist"),
+    (["--model", "MISSING.npz"], "model file '{tmp}/MISSING.npz' does not exist"),
     (["--data", "WIDE.npz"], "input_width"),
     (["--labels", "x"], "--labels needs --data"),
     (["--data", "WIDE.npz", "--limit", "0"], "--limit must be"),
@@ -145,9 +146,11 @@ def test_cli_errors_name_the_problem(tmp_path, capsys, extra, message):
     fffcpu.save(fffcpu.FFF(5, 2, 3, 1, seed=0), model)
     np.savez(tmp_path / "WIDE.npz", X=np.zeros((3, 6)), y=np.zeros(3, dtype=int))
     extra = [str(tmp_path / e) if e.endswith(".npz") else e for e in extra]
+    if extra[0] == "--model":  # the model file itself is missing
+        model, extra = extra[1], extra[2:]
     assert run_cli(str(model), *extra) == 2
     err = capsys.readouterr().err
-    assert err.startswith("fffcpu inspect: error:") and message in err
+    assert err.startswith("fffcpu inspect: error:") and message.format(tmp=tmp_path) in err
 
 
 def test_cli_refuses_a_file_that_is_not_a_model(tmp_path, capsys):

@@ -1163,3 +1163,16 @@ def test_help_texts_are_plain_text():
         text = choice.format_help()
         for markup in ("``", ":func:", ":class:", ":meth:"):
             assert markup not in text, (name, markup)
+
+
+def test_a_missing_model_file_is_named_as_the_model(tmp_path, capsys):
+    """evaluate, predict and convert said only "[Errno 2] No such file or directory: 'm.npz'"."""
+    from fffcpu.cli import main
+    missing = str(tmp_path / "m.npz")
+    for argv, message in [(["evaluate", missing], f"model file {missing!r} does not exist"),
+                          (["predict", missing], f"model file {missing!r} does not exist"),
+                          (["evaluate", str(tmp_path)], f"model file {str(tmp_path)!r} is a directory"),
+                          (["convert", missing, str(tmp_path / "m.pt")], f"input file IN {missing!r} does not exist")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fffcpu {argv[0]}: error: {message}") and "Errno" not in err, err

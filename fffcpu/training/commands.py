@@ -328,6 +328,18 @@ def _features_for(layer, args):
     return X
 
 
+def _read_model(path):
+    """``(layer, classes)`` of the MODEL argument; a missing file or a folder is named as the model file
+    (it was "[Errno 2] No such file or directory: 'm.npz'", which named neither the argument nor the fix)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"model file {path!r} is a directory: give the file that `fffcpu train` or "
+                                "fffcpu.save wrote")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file {path!r} does not exist: give the file that `fffcpu train -o` "
+                                "or fffcpu.save wrote")
+    return _read(path)
+
+
 def run_evaluate(args):
     """Print loss and accuracy of a saved model on a labelled data file.
 
@@ -336,7 +348,7 @@ def run_evaluate(args):
     ``fffcpu.save(..., classes=clf.classes_)``); other integer labels are class indices.
     """
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
-    layer, classes = _read(args.model)
+    layer, classes = _read_model(args.model)
     X, y = _load(args, require_y=True)
     if args.loss == "cross_entropy":
         y = _class_targets(y, args.data, classes)
@@ -370,7 +382,7 @@ def run_predict(args):
             raise ValueError(f"--output {args.output!r}: predictions are written as .npy (np.save) or as CSV "
                              "text, not as an .npz archive; name the file .npy or .csv")
         _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data))
-    layer, classes = _read(args.model)
+    layer, classes = _read_model(args.model)
     X = _features_for(layer, args)
     outputs = np.asarray(layer(X))
     result = outputs if args.raw else outputs.argmax(axis=1)
