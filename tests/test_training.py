@@ -1176,3 +1176,37 @@ def test_a_missing_model_file_is_named_as_the_model(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"fffcpu {argv[0]}: error: {message}") and "Errno" not in err, err
+
+
+def test_data_of_another_width_than_the_model_is_named_with_both_files(tmp_path, capsys):
+    """A data file for another model failed as "x must have shape (..., 4) (last axis = input_width 4), got
+    shape (5, 64)" (predict), as a label error (evaluate: "y must hold class indices in [0, 2]"), or, for a
+    CSV with a text label column and a wider model, as "'virginica', not a number"; a features-only CSV in
+    evaluate as "got 1.9 at index 0". Each now names the data file, its width, the model and its width."""
+    from fffcpu.cli import main
+    rng = np.random.default_rng(0)
+    model = str(tmp_path / "m.npz")
+    fffcpu.save(fffcpu.FFF(4, 2, 3, 1, seed=0), model)
+    wide = str(tmp_path / "wide.npz")
+    np.savez(wide, X=rng.normal(size=(6, 9)), y=np.arange(6) % 5)
+    named = tmp_path / "named.csv"  # 3 features and a text label: one column short of the model
+    named.write_text("a,b,c,species\n" + "".join(f"{i},1.5,2,{'cat' if i % 2 else 'dog'}\n" for i in range(6)))
+    features = tmp_path / "features.csv"  # the model's 4 inputs, no label column
+    np.savetxt(features, rng.normal(size=(6, 4)), delimiter=",")
+    for argv, message in [
+        (["predict", model, "--data", wide], f"data file {wide!r} has 9 features per sample, but the model "
+                                             f"{model!r} takes 4 inputs"),
+        (["evaluate", model, "--data", wide], f"data file {wide!r} has 9 features per sample, but the model "
+                                              f"{model!r} takes 4 inputs"),
+        (["predict", model, "--data", str(named)], f"data file {str(named)!r} has 4 columns (a CSV file may have "
+                                                   "one more than the inputs: its labels), but the model"),
+        (["evaluate", model, "--data", str(features)], f"data file {str(features)!r} has 3 features per sample "
+                                                       "(its columns less the label column, --label-column -1), "
+                                                       "but the model"),
+    ]:
+        assert main(argv) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert err.startswith(f"fffcpu {argv[0]}: error: {message}"), err
+    assert "has no labels to evaluate: `fffcpu predict` reads it" in err
+    assert main(["predict", model, "--data", str(features)]) == 0  # the right width still predicts
+    assert len(capsys.readouterr().out.split()) == 6

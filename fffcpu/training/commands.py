@@ -311,20 +311,46 @@ def run_train(args):
     return 0
 
 
+def _is_text_table(path):
+    return path.lower().endswith((".csv", ".tsv", ".txt"))
+
+
+def _width_error(layer, args, width, what):
+    """The ValueError for data whose ``width`` (features, or columns: ``what``) does not fit the model;
+    it was "x must have shape (..., 4) (last axis = input_width 4), got shape (5, 64)", naming neither
+    file, or a label error when evaluate met the mismatch first."""
+    return ValueError(f"data file {args.data!r} has {width} {what}, but the model {args.model!r} takes "
+                      f"{layer.input_width} inputs: give the data the model was trained on, or the model "
+                      "trained on this data")
+
+
 def _features_for(layer, args):
     """Read X for ``layer``; a CSV with one column more than input_width has its label dropped."""
-    if args.data.lower().endswith((".csv", ".tsv", ".txt")) and args.label_column is None:
+    if _is_text_table(args.data) and args.label_column is None:
         # with the last column as labels first: read as a feature, a text label would be "not a number"
         try:
-            X, _ = fdata.load_dataset(args.data, label_column=-1, require_y=False)
+            first, _ = fdata.load_dataset(args.data, label_column=-1, require_y=False)
         except ValueError:  # e.g. an empty cell in the last column: read as features, which names it
-            X = None
-        if X is None or X.shape[1] != layer.input_width:
+            first = None
+        if first is not None and first.shape[1] == layer.input_width:
+            return first
+        try:
             X, _ = fdata.load_dataset(args.data, label_column=None, require_y=False)
+        except ValueError:
+            if first is None:
+                raise
+            # the file reads with its last column as labels (text ones, say), just not at this width
+            raise _width_error(layer, args, first.shape[1] + 1,
+                               "columns (a CSV file may have one more than the inputs: its labels)") from None
+        if X.shape[1] != layer.input_width:
+            raise _width_error(layer, args, X.shape[1],
+                               "columns (a CSV file may have one more than the inputs: its labels)")
         return X
     # --labels is ignored, as its help says (given with IDX images it was read, and a missing file or a
     # count that did not match the images failed the predictions)
     X, _ = _load(args, require_y=False, use_labels=False)
+    if X.shape[1] != layer.input_width:
+        raise _width_error(layer, args, X.shape[1], "features per sample")
     return X
 
 
@@ -350,6 +376,15 @@ def run_evaluate(args):
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
     layer, classes = _read_model(args.model)
     X, y = _load(args, require_y=True)
+    if X.shape[1] != layer.input_width:  # before the labels: a wrong file failed as "y must hold class indices"
+        what = "features per sample"
+        if _is_text_table(args.data):
+            what += f" (its columns less the label column, --label-column {args.label_column or -1})"
+        err = _width_error(layer, args, X.shape[1], what)
+        if _is_text_table(args.data) and X.shape[1] == layer.input_width - 1:
+            err = ValueError(f"{err}; a file of features only, without a label column, has no labels to "
+                             "evaluate: `fffcpu predict` reads it")
+        raise err
     if args.loss == "cross_entropy":
         y = _class_targets(y, args.data, classes)
     else:
