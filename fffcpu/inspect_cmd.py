@@ -335,6 +335,11 @@ def add_parser(subparsers):
     p.add_argument("--data", metavar="FILE",
                    help="data to route: .npz (arrays X, y), .csv, IDX images, or 'digits' (built in)")
     p.add_argument("--labels", metavar="FILE", help="IDX labels file to go with IDX images in --data")
+    p.add_argument("--label-column", metavar="COL",
+                   help="CSV label column: an index (negative counts from the end) or a header name; 'none' "
+                        "for a file without labels (default: the last column)")
+    p.add_argument("--x-key", default="X", metavar="NAME", help=".npz array holding the features (default: X)")
+    p.add_argument("--y-key", default="y", metavar="NAME", help=".npz array holding the labels (default: y)")
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N samples of the data")
     p.add_argument("--tree-depth", type=int, default=TREE_DEPTH, dest="tree_depth", metavar="K",
                    help=f"draw the tree node by node down to level K (default {TREE_DEPTH})")
@@ -357,7 +362,14 @@ def run_inspect(args):
         layer, classes = _read_model(args.model)
         X = y = None
         if args.data is not None:
-            X, y = data.load_dataset(args.data, labels=args.labels, require_y=False)
+            from .training.commands import _label_column
+            X, y = data.load_dataset(args.data, labels=args.labels, label_column=_label_column(args.label_column),
+                                     x_key=args.x_key, y_key=args.y_key, require_y=False)
+            if (X.shape[1] == layer.input_width - 1 and args.label_column is None
+                    and args.data.lower().endswith((".csv", ".tsv", ".txt"))):
+                raise ValueError(f"data file {args.data!r} has {X.shape[1]} features per sample besides its last "
+                                 f"column, read as the labels, but the model takes {layer.input_width} inputs; "
+                                 "for a file without a label column, give --label-column none")
             if args.limit is not None:
                 X = X[:args.limit]
                 y = None if y is None else y[:args.limit]

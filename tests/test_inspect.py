@@ -411,3 +411,31 @@ def test_cli_uses_the_models_class_names(tmp_path, capsys):
     assert capsys.readouterr().err == (f"fffcpu inspect: error: label 'rose' at index 2 of "
                                        f"{str(tmp_path / 'd.csv')!r} is not one of the model's 3 classes: setosa, "
                                        "versicolor, virginica\n")
+
+
+def test_cli_reads_a_csv_without_labels_or_with_them_anywhere(tmp_path, capsys):
+    """inspect had no --label-column: a CSV of features only (the file predict takes) lost its last
+    feature to the labels and failed as "data must have shape (n, 4)", and a label column other than the
+    last could not be named at all; nor could .npz arrays other than X and y."""
+    layer = fffcpu.FFF(3, 2, 3, 2, seed=0)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.integers(0, 3, 20)
+    model = tmp_path / "m.npz"
+    fffcpu.save(layer, model)
+    width = layer.input_width
+    header = ",".join(f"f{i}" for i in range(width))
+    np.savetxt(tmp_path / "features.csv", X, delimiter=",", header=header, comments="")
+    np.savetxt(tmp_path / "first.csv", np.column_stack([y, X]), delimiter=",", header="label," + header,
+               comments="", fmt="%.9g")
+    np.savez(tmp_path / "keys.npz", features=X, target=y)
+    assert run_cli(str(model), "--data", str(tmp_path / "features.csv")) == 2
+    err = capsys.readouterr().err
+    assert f"has {width - 1} features per sample besides its last column" in err and "--label-column none" in err
+    assert run_cli(str(model), "--data", str(tmp_path / "features.csv"), "--label-column", "none") == 0
+    out = capsys.readouterr().out
+    assert f"routing of {len(X)} samples" in out and "accuracy on these labels" not in out
+    for column in ("label", "0"):
+        assert run_cli(str(model), "--data", str(tmp_path / "first.csv"), "--label-column", column) == 0
+        assert "accuracy on these labels" in capsys.readouterr().out
+    assert run_cli(str(model), "--data", str(tmp_path / "keys.npz"), "--x-key", "features", "--y-key", "target") == 0
+    assert "accuracy on these labels" in capsys.readouterr().out
