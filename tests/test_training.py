@@ -581,6 +581,8 @@ def test_help_states_each_default_once():
     assert "labels (default: the last column) --x-key" in train and "(default: 30)" in train
     predict = " ".join(sub.choices["predict"].format_help().split())
     assert "(default: the last column if the file has one column more than the model's input width" in predict
+    # predict has no --loss, and reads no labels: its --y-key read "..., or, with --loss mse, (n, k)"
+    assert "--loss" not in predict and "--y-key NAME ignored: predict reads only the features" in predict
 
 
 def test_help_says_what_applies_to_one_variant_or_loss_only():

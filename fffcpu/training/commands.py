@@ -463,7 +463,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labels-idx1-ubyte[.gz])",
-                      label_column_default="the last column"):
+                      label_column_default="the last column",
+                      y_key_help=".npz array holding the labels, or the regression targets: shape (n,) or, with "
+                                 "--loss mse, (n, k) (default: %(default)s)"):
     p.add_argument("--data", default="digits", metavar="FILE",
                    help="data file: .npz (arrays X and y), .csv (one label column), IDX images "
                         "(MNIST format, raw or .gz, with --labels), or 'digits' for the built-in data "
@@ -474,9 +476,7 @@ def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labe
                         f"'none' for a file without labels (default: {label_column_default})")
     p.add_argument("--x-key", default="X", metavar="NAME",
                    help=".npz array holding the features (default: %(default)s)")
-    p.add_argument("--y-key", default="y", metavar="NAME",
-                   help=".npz array holding the labels, or the regression targets: shape (n,) or, with "
-                        "--loss mse, (n, k) (default: %(default)s)")
+    p.add_argument("--y-key", default="y", metavar="NAME", help=y_key_help)
 
 
 def add_parsers(subparsers):
@@ -593,7 +593,8 @@ def add_parsers(subparsers):
     p.add_argument("model", metavar="MODEL", help="saved model file")
     _add_data_options(p, labels_help="ignored; accepted so the same options work for all commands",
                       label_column_default="the last column if the file has one column more than the "
-                                           "model's input width, else none")
+                                           "model's input width, else none",
+                      y_key_help="ignored: predict reads only the features (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="write the raw outputs instead of classes")
     p.add_argument("--output", "-o", default=None, metavar="PATH",
                    help="write predictions to PATH (.npy, else CSV) instead of printing them; class "
