@@ -119,16 +119,19 @@ def draw(layer, X, y, out, title):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--problem", choices=sorted(PROBLEMS), default="spirals")
+    parser.add_argument("--problem", choices=sorted(PROBLEMS), default="spirals",
+                        help="the 2-D data set (default %(default)s)")
     parser.add_argument("--depth", type=int, default=3, help="tree depth d: 2^d leaves (default 3)")
     parser.add_argument("--leaf-width", type=int, default=8, help="neurons per leaf (default 8)")
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs (default %(default)s)")
     parser.add_argument("--hardening", type=float, default=1.0,
-                        help="h, the weight of the mean decision entropy, switched on after a third of the epochs")
-    parser.add_argument("--samples", type=int, default=2000, help="training samples (as many again for testing)")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="h, the weight of the mean decision entropy, switched on after a third of the epochs "
+                             "(default %(default)s)")
+    parser.add_argument("--samples", type=int, default=2000, help="training samples, as many again for testing "
+                                                                  "(default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, weights and shuffling (default 0)")
     parser.add_argument("--out", default="toy_regions_2d.png", help="PNG to write (default toy_regions_2d.png)")
-    parser.add_argument("--quick", action="store_true", help="500 samples, 5 epochs: a smoke test")
+    parser.add_argument("--quick", action="store_true", help="500 samples, 5 epochs (instead of --samples and --epochs): a smoke test")
     args = parser.parse_args(argv)
     if args.quick:
         args.samples, args.epochs = 500, 5

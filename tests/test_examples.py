@@ -160,3 +160,18 @@ def test_train_mnist_explicit_paths_and_limit(tiny_mnist, capsys):
     assert "50 training and 40 test images" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         ns["main"](args[2:])  # --train-images missing and no --dir
+
+
+@pytest.mark.parametrize("name", ["toy_regions_2d.py", "train_mnist.py"])
+def test_every_option_with_a_default_states_it(name, monkeypatch, capsys):
+    """toy_regions_2d.py --help listed --problem, --epochs, --seed bare, and train_mnist.py --depth,
+    --leaf-width, --epochs, --batch-size, --lr, --seed: a reader could not tell what runs by default."""
+    import argparse
+    parsers = []
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args",
+                        lambda self, *a, **k: parsers.append(self) or (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        load_example(name)["main"]([])
+    for action in parsers[0]._actions:
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            assert action.help and "default" in action.help, (name, action.option_strings)
