@@ -2,8 +2,10 @@
 
 No framework, no server library: the program reads one request per line (numbers separated by
 spaces or commas, ``input_width`` of them) from a file or standard input and writes one answer per
-line: the index of the largest output, then the outputs. A malformed request gets an ``error:``
-line and the loop goes on.
+line: the index of the largest output (its class name, for a model saved with names: ``fffcpu train``
+on text labels such as ``setosa``, or ``fffcpu.save(layer, path, classes=...)``; read them with
+``fffcpu.load_classes``), then the outputs. A malformed request gets an ``error:`` line and the loop
+goes on.
 
 Two ways to call the layer, both log-time hard inference:
 
@@ -41,12 +43,14 @@ def parse_request(line):
         raise ValueError(f"a request must be numbers separated by spaces or commas, got {line.strip()[:60]!r}") from None
 
 
-def answer(y):
-    """One output vector (output_width,) -> the answer line: argmax, then the outputs."""
-    return f"{int(np.argmax(y))}\t" + " ".join(f"{v:.5g}" for v in y)
+def answer(y, classes=None):
+    """One output vector (output_width,) -> the answer line: argmax (or its name in ``classes``, the
+    model's class names), then the outputs."""
+    k = int(np.argmax(y))
+    return f"{k if classes is None else classes[k]}\t" + " ".join(f"{v:.5g}" for v in y)
 
 
-def serve_one_by_one(layer, lines, out):
+def serve_one_by_one(layer, lines, out, classes=None):
     """Answer each request as it arrives with the single-sample API; returns the latencies in seconds."""
     latencies = []
     for line in lines:
@@ -59,11 +63,11 @@ def serve_one_by_one(layer, lines, out):
             out.write(f"error: {exc}\n")
             continue
         latencies.append(time.perf_counter() - t0)
-        out.write(answer(y) + "\n")
+        out.write(answer(y, classes) + "\n")
     return latencies
 
 
-def serve_in_batches(layer, lines, out, batch_size):
+def serve_in_batches(layer, lines, out, batch_size, classes=None):
     """Collect ``batch_size`` requests, answer them with one batch call; returns seconds per batch."""
     times, pending = [], []
 
@@ -79,7 +83,7 @@ def serve_in_batches(layer, lines, out, batch_size):
             if isinstance(req, str):
                 out.write(f"error: {req}\n")
             else:
-                out.write(answer(Y[i]) + "\n")
+                out.write(answer(Y[i], classes) + "\n")
                 i += 1
         pending.clear()
 
@@ -130,16 +134,17 @@ def main(argv=None):
         parser.error(f"--batch must be >= 0, got {args.batch}")
 
     layer = fffcpu.load(args.model)  # validates the file; never unpickles
+    classes = fffcpu.load_classes(args.model)  # the class names saved with it, or None
     fffcpu.warmup(dtypes=(np.dtype(layer.dtype).name,))
     print(f"loaded {layer!r}", file=sys.stderr)
 
     source = open(args.input, encoding="utf-8") if args.input else sys.stdin
     try:
         if args.batch:
-            times = serve_in_batches(layer, source, sys.stdout, args.batch)
+            times = serve_in_batches(layer, source, sys.stdout, args.batch, classes)
             what = f"{len(times)} batch calls of up to {args.batch}"
         else:
-            times = serve_one_by_one(layer, source, sys.stdout)
+            times = serve_one_by_one(layer, source, sys.stdout, classes)
             what = f"{len(times)} single-sample calls"
     finally:
         if args.input:

@@ -104,6 +104,23 @@ def test_embed_answers_one_by_one_and_in_batches(tmp_path, saved_model, capsys):
         assert np.allclose([float(v) for v in values.split()], y, rtol=1e-4, atol=1e-5)
 
 
+def test_embed_answers_with_the_class_names_saved_with_the_model(tmp_path, capsys):
+    """A model trained on text labels (fffcpu train on iris' species) answered with class indices: the
+    names saved with it were never read."""
+    layer = fffcpu.FFF(4, 3, 3, depth=2, seed=0)
+    names = ("setosa", "versicolor", "virginica")
+    path = tmp_path / "named.npz"
+    fffcpu.save(layer, path, classes=names)
+    X = np.random.default_rng(1).normal(size=(9, 4)).astype(np.float32)
+    requests = tmp_path / "requests.txt"
+    requests.write_text("".join(" ".join(f"{v:.9g}" for v in row) + "\n" for row in X))
+    expected = [names[k] for k in np.asarray(layer(X)).argmax(axis=1)]
+    ns = load_example("embed_inference.py")
+    for batch in ("0", "4"):
+        assert ns["main"]([str(path), "--input", str(requests), "--batch", batch]) == 0
+        assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == expected
+
+
 def test_embed_reads_stdin_as_a_script(saved_model):
     layer, path = saved_model
     x = np.linspace(-1, 1, 4)
