@@ -452,8 +452,8 @@ def test_train_takes_whole_float_and_bool_labels_and_names_a_fractional_one(tmp_
     (["--patience", "2"], r"--patience 2 needs --validation-split > 0"),
     (["--classes", "1"], r"--classes 1 is too small for labels up to 1"),
     (["--local-batch-size", "4"], r"--local-batch-size applies to the local optimizers only, got --optimizer adam"),
-    (["--variant", "neuron-tree", "--region-leak", "0.5"], r"region_leak applies to the leaf variant only"),
-    (["--variant", "neuron-tree", "--dropout", "0.5"], r"dropout applies to the leaf variant only"),
+    (["--variant", "neuron-tree", "--region-leak", "0.5"], r"--region-leak applies to --variant leaf only, got --region-leak 0.5 with"),
+    (["--variant", "neuron-tree", "--dropout", "0.5"], r"--dropout applies to --variant leaf only, got --dropout 0.5"),
 ])
 def test_train_refuses_options_it_would_ignore_or_fail_on_late(tmp_path, extra, match):
     rng = np.random.default_rng(0)
@@ -1000,8 +1000,9 @@ def test_text_labels_on_the_command_line_train_and_need_a_named_model_to_evaluat
         assert cli.main(["evaluate", str(tmp_path / "m.fff"), "--data", str(data_file)]) == 2
         err = capsys.readouterr().err
         assert f"labels in '{data_file}' are text ({listed}), but the model has no class names to look them up " \
-               "in: it was trained on integer class indices 0 .. n_classes-1, so give its labels as those " \
-               "indices, or train a model on these labels with `fffcpu train`, which saves their names" in err, err
+               "in (a model trained on integer class indices 0 .. n_classes-1, or converted through a .pt or " \
+               ".safetensors file, which holds no names), so give its labels as those indices, or train a model " \
+               "on these labels with `fffcpu train`, which saves their names" in err, err
 
 
 IRIS_NAMES = ("setosa", "versicolor", "virginica")
@@ -1212,3 +1213,24 @@ def test_data_of_another_width_than_the_model_is_named_with_both_files(tmp_path,
     assert "has no labels to evaluate: `fffcpu predict` reads it" in err
     assert main(["predict", model, "--data", str(features)]) == 0  # the right width still predicts
     assert len(capsys.readouterr().out.split()) == 6
+
+
+def test_train_names_its_options_and_says_when_nothing_is_held_out(tmp_path):
+    X, y = blobs(60)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    base = ["train", "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "m.fff"), "--depth", "1", "-q"]
+    for option, value, shown in (("--dropout", "0.1", "0.1"), ("--region-leak", ".2", "0.2"),
+                                 ("--master-leaf", "2", "2")):
+        args = parse(base + ["--variant", "neuron-tree", option, value])
+        with pytest.raises(ValueError) as info:
+            args.func(args)
+        assert str(info.value) == f"{option} applies to --variant leaf only, got {option} {shown} with --variant " \
+                                  "neuron-tree"
+    out = run(base + ["--epochs", "1", "--test-fraction", "0.001"])
+    assert "held-out: no samples (--test-fraction 0.001 of each class rounds to 0 of these 60), so no held-out " \
+           "accuracy" in out
+    assert out.endswith(f"saved to {tmp_path / 'm.fff'} (1 epoch)\n")
+    out = run(base + ["--epochs", "2", "--test-fraction", "0.001", "--loss", "mse"])
+    assert "held-out: no samples (--test-fraction 0.001 rounds to 0 of these 60)" in out
+    assert out.endswith("(2 epochs)\n")
+    assert "held-out: no" not in run(base + ["--epochs", "1"])

@@ -190,9 +190,10 @@ def _class_targets(y, path, classes=None):
         if classes is None:
             raise ValueError(
                 f"labels in {path!r} are text ({_classes_text(np.unique(y))}), but the model has no class "
-                "names to look them up in: it was trained on integer class indices 0 .. n_classes-1, so "
-                "give its labels as those indices, or train a model on these labels with `fffcpu train`, "
-                "which saves their names with it"
+                "names to look them up in (a model trained on integer class indices 0 .. n_classes-1, or "
+                "converted through a .pt or .safetensors file, which holds no names), so give its labels as "
+                "those indices, or train a model on these labels with `fffcpu train`, which saves their "
+                "names with it"
             )
         return _by_name(y, classes, path)
     elif y.dtype.kind not in "iu":
@@ -272,6 +273,12 @@ def run_train(args):
         if len(X) == 0:
             raise ValueError(f"--test-fraction {args.test_fraction} leaves no training samples of "
                              f"{len(X) + len(X_test)}; use a smaller fraction")
+    if args.variant == "neuron-tree":  # named as the options, not as make_layer's arguments
+        for option, value in (("--master-leaf", args.master_leaf), ("--region-leak", args.region_leak),
+                              ("--dropout", args.dropout)):
+            if value:
+                raise ValueError(f"{option} applies to --variant leaf only, got {option} {value} with "
+                                 "--variant neuron-tree")
     mean, scale = (input_scaling(X) if args.standardize
                    else (np.zeros(X.shape[1]), np.ones(X.shape[1])))
     Xs = (X - mean) / scale
@@ -298,6 +305,10 @@ def run_train(args):
     except FloatingPointError as exc:  # name the option to change
         raise ValueError(f"{exc} (--lr {args.lr})") from None
     fold_input_scaling(layer, mean, scale)
+    if X_test is not None and not len(X_test):  # say so rather than print nothing
+        per = " of each class" if args.loss == "cross_entropy" else ""
+        print(f"held-out: no samples (--test-fraction {args.test_fraction}{per} rounds to 0 of these "
+              f"{len(X)}), so no held-out accuracy", file=out)
     if X_test is not None and len(X_test):
         ev = evaluate(layer, X_test, y_test, loss=args.loss)
         msg = f"held-out {len(X_test)} samples: loss {ev['loss']:.4f}"
@@ -307,7 +318,8 @@ def run_train(args):
             msg += f", soft {ev['accuracy_soft']:.4f}"
         print(msg, file=out)
     fffcpu.save(layer, args.output, classes=names)
-    print(f"saved to {args.output} ({len(history['epoch'])} epochs)", file=out)
+    n_epochs = len(history["epoch"])
+    print(f"saved to {args.output} ({n_epochs} epoch{'' if n_epochs == 1 else 's'})", file=out)
     return 0
 
 
