@@ -13,8 +13,10 @@ import gzip
 import io
 import math
 import os
+import zlib
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from ._validate import check_int, check_rate
 from .io import NPZ_MEMBER_ERRORS
@@ -119,9 +121,11 @@ def _read_bytes(path):
                 return fh.read()
         with open(path, "rb") as fh:
             return fh.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise FileNotFoundError(f"data file {path!r} does not exist") from None
+        if isinstance(exc, zlib.error):  # damaged deflate data inside the gzip stream
+            raise ValueError(f"cannot read {path!r}: corrupt gzip data ({exc})") from None
         raise ValueError(f"cannot read {path!r}: {exc}") from None
 
 
@@ -182,7 +186,11 @@ def load_idx(path):
             f"IDX file {path!r} is malformed: shape {dims} of {dtype.name} needs {need} data bytes, "
             f"found {have} ({have - need} extra)"
         )
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    try:
+        data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    except ValueError as exc:  # NumPy holds at most 64 dimensions (32 before 2.0); the byte allows 255
+        raise ValueError(f"IDX file {path!r} declares {ndim} dimensions, more than a NumPy array can "
+                         f"have ({exc})") from None
     return data.astype(dtype.newbyteorder("="))
 
 
@@ -358,7 +366,9 @@ def _check_npz_start(path):
 
 
 def _npz_array(archive, key, path):
-    """``archive[key]``, refusing object arrays (never unpickled) and members that are not arrays."""
+    """``archive[key]``, refusing object arrays (never unpickled), members that are not arrays, and
+    members whose .npy header declares more data than they hold."""
+    _check_npz_member_size(archive, key, path)
     try:
         arr = archive[key]
     except ValueError as exc:
@@ -369,6 +379,28 @@ def _npz_array(archive, key, path):
     if not isinstance(arr, np.ndarray):  # np.load returns the raw bytes of a member that is no .npy
         raise ValueError(f".npz file {path!r}: member {key!r} is not a .npy array ({len(arr)} raw bytes)")
     return arr
+
+
+def _check_npz_member_size(archive, key, path):
+    """Refuse a member whose .npy header (versions 1.0 and 2.0) declares more bytes of data than the
+    member holds, before np.load allocates them: a damaged header declaring shape (10**11,) made it ask
+    for 373 GiB (MemoryError). Other members are left to np.load, which says what is wrong with them."""
+    member = key if key in archive.zip.namelist() else key + ".npy"  # as np.load looks a key up
+    info = archive.zip.getinfo(member)
+    with archive.zip.open(info) as fp:
+        try:
+            version = npy_format.read_magic(fp)
+        except ValueError:
+            return  # no .npy member: np.load returns its bytes, which _npz_array refuses
+        read_header = {(1, 0): npy_format.read_array_header_1_0,
+                       (2, 0): npy_format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            return
+        shape, _, dtype = read_header(fp)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > info.file_size:
+        raise ValueError(f".npz file {path!r}: array {key!r} declares shape {shape} of {dtype} ({nbytes} "
+                         f"bytes) but its member holds only {info.file_size} bytes (damaged or truncated)")
 
 
 # -- .csv -------------------------------------------------------------------------------------

@@ -110,6 +110,8 @@ def test_idx_other_types(tmp_path):
     (b"\x00\x00\x08\x00", "0 dimensions"),
     # 65536**4 = 2**64 wrapped to 0 in an int64 product, matching the empty data
     (b"\x00\x00\x08\x04" + b"\x00\x01\x00\x00" * 4, "needs 18446744073709551616 data bytes, found 0"),
+    # NumPy's reshape refused 255 dimensions with a ValueError that named no file
+    (b"\x00\x00\x08\xff" + b"\x00\x00\x00\x01" * 255 + b"\x05", "declares 255 dimensions, more than a NumPy array"),
 ])
 def test_idx_malformed_files_name_file_and_problem(tmp_path, raw, match):
     path = tmp_path / "bad-idx1-ubyte"
@@ -127,6 +129,17 @@ def test_idx_truncated_gzip_and_missing_file(tmp_path):
         data.load_idx(cut)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load_idx(tmp_path / "nope")
+
+
+def test_idx_gzip_with_damaged_deflate_data(tmp_path):
+    """zlib.error from the gzip reader came out raw, naming no file."""
+    raw = bytes([0, 0, 8, 2]) + struct.pack(">II", 50, 4) + bytes(range(200))
+    packed = bytearray(gzip.compress(raw, mtime=0))
+    packed[10] ^= 0xFF  # the first byte of the deflate stream (after the 10-byte gzip header)
+    path = tmp_path / "bad-idx3-ubyte.gz"
+    path.write_bytes(bytes(packed))
+    with pytest.raises(ValueError, match=r"cannot read '.*bad-idx3-ubyte\.gz': corrupt gzip data"):
+        data.load_idx(path)
 
 
 def test_mnist_count_mismatch(tmp_path):
@@ -277,6 +290,26 @@ def test_npz_damaged_or_odd_members(tmp_path):
         zf.writestr("X", b"abc")
     with pytest.raises(ValueError, match=r"odd\.npz.*'X' is not a .npy array"):
         data.load_npz(odd, require_y=False)
+
+
+@pytest.mark.parametrize("shape", [(10 ** 11,), (10 ** 6, 10 ** 6)])
+def test_npz_member_declaring_a_huge_shape(tmp_path, shape):
+    """A damaged .npy header declaring shape (10**11,) made np.load allocate 373 GiB: MemoryError."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("X.npy", header.getvalue() + b"\0" * 16)
+        zf.writestr("y.npy", _npy_bytes(np.zeros(2)))
+    with pytest.raises(ValueError, match=rf"huge\.npz.*'X' declares shape {re.escape(str(shape))} of float32 "
+                                         rf"\({4 * np.prod(shape, dtype=object)} bytes\) but its member holds only"):
+        data.load_npz(path)
+
+
+def _npy_bytes(arr):
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
 
 
 def test_csv_header_label_column_and_types(tmp_path):
