@@ -120,7 +120,9 @@ class FFF(Layer):
         depth = int(L).bit_length() - 1
         if L < 1 or (1 << depth) != L:
             raise ValueError(f"'w1s' must have a power of two of leaves on axis 0, got {L}")
-        sizes = dict(input_width=D, leaf_width=l, output_width=w2s.shape[2], depth=depth)
+        # master_leaf 0 without the master leaf's arrays: fffcpu.load checked the other sizes against the
+        # arrays before building the layer, but a config's master_leaf of 10**8 allocated gigabytes first
+        sizes = dict(input_width=D, leaf_width=l, output_width=w2s.shape[2], depth=depth, master_leaf=0)
         if "magic_w1" in mapping:  # the eFFF authors' master leaf
             mw1 = _to_numpy(mapping["magic_w1"])
             if mw1.ndim != 3:

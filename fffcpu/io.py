@@ -452,6 +452,8 @@ def _parse_header(raw, fail):
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
         raise fail(f"the header is not valid UTF-8 JSON ({err})") from None
+    except RecursionError:  # lists or objects nested thousands deep
+        raise fail("the header's JSON is nested too deeply to read") from None
     if not isinstance(header, dict):
         raise fail(f"the header must be a JSON object, got {type(header).__name__}")
     if header.get("format") != FORMAT_NAME:
@@ -555,7 +557,11 @@ def _check_sizes(cls, config, listed, fail):
         sizes = infer(shaped, **hints)
     except (KeyError, ValueError, TypeError) as err:
         raise fail(f"the arrays' shapes do not fit a {cls.__name__} with this config: {err}") from None
-    wrong = {k: (config.get(k), v) for k, v in sizes.items() if config.get(k) != v}
+    # a size the config leaves out is the constructor's default (a file of an FFF without master_leaf)
+    defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    given = {k: config.get(k, defaults.get(k)) for k in sizes}
+    wrong = {k: (given[k], v) for k, v in sizes.items() if given[k] != v}
     if wrong:
         detail = ", ".join(f"{k} is {c!r} in the config but {v} from the arrays"
                            for k, (c, v) in wrong.items())

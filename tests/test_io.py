@@ -382,7 +382,24 @@ def test_master_leaf_arrays_without_master_leaf_in_config(tmp_path):
     header["arrays"] = [a for a in header["arrays"] if a["name"] != "magic_w1"]
     header["config"]["master_leaf"] = 3
     _write_raw(path, header, arrays)
-    _load_fails(path, "missing ['magic_w1']")
+    _load_fails(path, "master_leaf is 3 in the config but 0 from the arrays")
+
+
+@pytest.mark.parametrize("master_leaf", [10 ** 8, 10 ** 30])
+def test_huge_master_leaf_in_config_without_its_arrays(saved, master_leaf):
+    """Only the sizes the arrays showed were checked before building the layer: master_leaf=10**8 in the
+    config of a file without a master leaf allocated gigabytes, and 10**30 raised MemoryError."""
+    path, header, arrays = saved
+    header["config"]["master_leaf"] = master_leaf
+    _write_raw(path, header, arrays)
+    _load_fails(path, f"master_leaf is {master_leaf} in the config but 0 from the arrays")
+
+
+def test_a_config_without_master_leaf_is_a_layer_without_one(saved):
+    path, header, arrays = saved
+    del header["config"]["master_leaf"]
+    _write_raw(path, header, arrays)
+    assert io.load(path).master_leaf == 0
 
 
 def test_array_shape_differs_from_header(saved):
@@ -480,6 +497,14 @@ def test_corrupt_json_header(saved):
     _load_fails(path, "JSON")
     _write_raw(path, np.frombuffer(b"[1, 2]", np.uint8), arrays)
     _load_fails(path, "JSON object")
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100000 + b"]" * 100000, b'{"a": ' * 50000 + b"1" + b"}" * 50000])
+def test_json_header_nested_too_deeply(saved, raw):
+    """json.loads raised RecursionError, which load let through."""
+    path, _, arrays = saved
+    _write_raw(path, np.frombuffer(raw, np.uint8), arrays)
+    _load_fails(path, "nested too deeply")
 
 
 def test_header_missing_or_of_the_wrong_type(saved):
