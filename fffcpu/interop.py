@@ -32,12 +32,15 @@ Examples
 >>> layer.kind, layer.depth, layer.dtype.__name__
 ('fff', 1, 'float64')
 """
+import contextlib
 import errno
 import json
 import os
 import re
 import textwrap
 import warnings
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -219,7 +222,10 @@ def canonical_state_dict(mapping, kind=None, prefix=None):
     if kind == "fff" and "depth" in own:
         w1s = arrays["w1s"]
         depth = to_numpy(own["depth"], f"{prefix}depth")
-        if depth.size != 1 or w1s.ndim != 3 or (1 << int(depth.reshape(()))) != w1s.shape[0]:
+        leaves = w1s.shape[0] if w1s.ndim == 3 else 0
+        # compared, not shifted: 1 << 4278190082 (a damaged file's depth) took 500 MB, a negative one raised
+        if (depth.size != 1 or depth.dtype.kind not in "iuf" or leaves < 1 or leaves & (leaves - 1)
+                or depth.reshape(()).item() != leaves.bit_length() - 1):
             raise ValueError(
                 f"array {prefix + 'depth'!r} ({depth.tolist()}) does not match 'w1s' of shape "
                 f"{w1s.shape}: a depth d needs 2^d leaves on axis 0"
@@ -332,6 +338,7 @@ def load_pt(path, kind=None, prefix=None, **config):
     """
     torch = _require_torch("load_pt")
     path = os.fspath(path)
+    _check_pt_crcs(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, MemoryError):  # no such file, a directory, no permission: the message says so
@@ -341,7 +348,45 @@ def load_pt(path, kind=None, prefix=None, **config):
     if not hasattr(obj, "keys"):
         raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a state dict (a mapping of names to "
                          "tensors); save one with torch.save(module.state_dict(), path)")
-    return from_torch_state_dict(obj, kind=kind, prefix=prefix, **config)
+    with _naming_the_file(path):
+        return from_torch_state_dict(obj, kind=kind, prefix=prefix, **config)
+
+
+@contextlib.contextmanager
+def _naming_the_file(path):
+    """Errors building a layer from the arrays of the file ``path`` name it: a KeyError (missing or
+    unexpected arrays, as a damaged name gives) or ValueError as a ValueError, a TypeError as one."""
+    try:
+        yield
+    except (KeyError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"{path!r}: {msg}") from None
+    except TypeError as exc:
+        raise TypeError(f"{path!r}: {exc}") from None
+
+
+def _check_pt_crcs(path):
+    """Refuse a ``.pt`` file (a zip archive since PyTorch 1.6) whose records do not match their CRC-32:
+    torch.load does not check them, so a flipped byte in a tensor's data loaded as a different weight.
+    A file that is no zip archive (the legacy format) or whose zip directory is unreadable is left to
+    torch.load; a record stored without a CRC (0: ``torch.serialization.set_crc32_options(False)``) is
+    not checked. Reads the file once more than torch.load does."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return
+    with archive:
+        for info in archive.infolist():
+            if info.CRC == 0 or info.is_dir():
+                continue
+            try:
+                with archive.open(info) as record:
+                    while record.read(1 << 20):  # zipfile checks the CRC at the record's end
+                        pass
+            except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError,
+                    ValueError) as exc:
+                raise ValueError(f"{path!r} is not a readable PyTorch .pt file (truncated or corrupt): its "
+                                 f"record {info.filename!r} is damaged ({type(exc).__name__}: {exc})") from None
 
 
 def _pt_load_problem(path, exc):
@@ -433,15 +478,21 @@ def load_safetensors(path, kind=None, prefix=None, **config):
                              f"arrays hold (kind, prefix) {held}; pass kind={held[0]!r} (--kind {held[0]}) to read "
                              "them as such")
         kind = recorded_kind
+    with _naming_the_file(os.fspath(path)):
+        return _layer_from_safetensors(arrays, meta, kind, prefix, config)
+
+
+def _layer_from_safetensors(arrays, meta, kind, prefix, config):
+    """:func:`load_safetensors`' layer from a file's arrays and metadata."""
     kind, arrays = canonical_state_dict(arrays, kind, prefix)
     stored = {}
     if meta.get("fffcpu.kind") == kind and "fffcpu.hyperparameters" in meta:
         try:
             recorded = json.loads(meta["fffcpu.hyperparameters"])
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested thousands deep
             recorded = None
         if not isinstance(recorded, dict):
-            raise ValueError(f"{os.fspath(path)!r}: metadata 'fffcpu.hyperparameters' must be a JSON "
+            raise ValueError(f"metadata 'fffcpu.hyperparameters' must be a JSON "
                              f"object, got {meta['fffcpu.hyperparameters'][:100]!r}")
         stored = {k: v for k, v in recorded.items() if k in _HYPER[kind]}
     return _layer_class(kind).from_state_dict(arrays, **{**stored, **config})

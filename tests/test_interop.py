@@ -158,6 +158,10 @@ def test_several_layers_need_a_prefix():
     (lambda s: s.pop("b2s"), KeyError, r"missing \['b2s'\]"),
     (lambda s: s.update(w3s=np.ones(2)), KeyError, r"unexpected \['w3s'\]"),
     (lambda s: s.update(depth=np.array(3)), ValueError, "'depth' .*does not match 'w1s'"),
+    # a damaged depth: 1 << depth took 500 MB for 4278190082, and raised "negative shift count" for -1
+    (lambda s: s.update(depth=np.array(4278190082)), ValueError, r"'depth' \(4278190082\) does not match 'w1s'"),
+    (lambda s: s.update(depth=np.array(-1)), ValueError, r"'depth' \(-1\) does not match 'w1s'"),
+    (lambda s: s.update(depth=np.array(np.inf)), ValueError, r"'depth' \(inf\) does not match 'w1s'"),
     (lambda s: s.update(magic_w1=np.ones((1, 4, 8))), KeyError, r"missing \['magic_b1'"),
     (lambda s: s.update(w1s=np.ones((3, 4, 3))), ValueError, "power of two"),
     (lambda s: s.update(b1s=np.array([["a"] * 3] * 4)), TypeError, "real numbers"),
@@ -349,6 +353,49 @@ def test_load_safetensors_refuses_bad_files_naming_them(tmp_path, capsys, conten
     _refused_naming_the_file(interop.load_safetensors, path, match, tmp_path, capsys)
 
 
+@pytest.mark.parametrize("change, match", [
+    (lambda s: s.update(w1r=s.pop("w1s")), "found no FFF layer"),  # a damaged name: a KeyError naming no file
+    (lambda s: s.update(depth=np.array(-1)), r"'depth' \(-1\) does not match 'w1s'"),
+    (lambda s: s.update(node_biases=np.full((3, 1), np.nan)), "'node_biases' must be finite"),
+])
+def test_load_safetensors_names_the_file_when_its_arrays_build_no_layer(tmp_path, change, match):
+    st = pytest.importorskip("safetensors.numpy", reason="needs the safetensors package")
+    state = leaf_state(np.random.default_rng(3))
+    change(state)
+    path = tmp_path / "bad.safetensors"
+    st.save_file(state, str(path))
+    with pytest.raises(ValueError, match=match) as info:
+        interop.load_safetensors(path)
+    assert str(info.value).startswith(f"{str(path)!r}: ")
+
+
+def test_load_safetensors_refuses_hyperparameters_nested_too_deeply(tmp_path):
+    """json.loads' RecursionError came out raw."""
+    st = pytest.importorskip("safetensors.numpy", reason="needs the safetensors package")
+    path = tmp_path / "deep.safetensors"
+    meta = {"fffcpu.kind": "fff", "fffcpu.hyperparameters": "[" * 100000 + "]" * 100000}
+    st.save_file(interop.to_numpy_state_dict(fffcpu.FFF(4, 3, 2, 1, seed=0)), str(path), metadata=meta)
+    with pytest.raises(ValueError, match="'fffcpu.hyperparameters' must be a JSON object") as info:
+        interop.load_safetensors(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_pt_refuses_a_flipped_byte_in_tensor_data(tmp_path):
+    """torch.load does not check the zip CRCs: a damaged weight loaded as a different number."""
+    pytest.importorskip("torch", reason="needs torch")
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    path = tmp_path / "m.pt"
+    interop.save_pt(layer, path)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(layer.params["w2s"].tobytes())
+    raw[at + 1] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"not a readable PyTorch \.pt file \(truncated or corrupt\): its "
+                                         r"record '.*' is damaged \(BadZipFile: Bad CRC-32") as info:
+        interop.load_pt(path)
+    assert str(info.value).startswith(repr(str(path)))
+
+
 def test_master_leaf_goes_to_pt_files_but_not_to_fastfeedforward(tmp_path):
     """to_fastfeedforward raised torch's 'Unexpected key(s) "magic_w1"'; fffcpu's own .pt keeps it."""
     pytest.importorskip("torch", reason="needs torch")
@@ -490,8 +537,9 @@ def test_convert_picks_a_layer_by_prefix_or_kind(tmp_path, capsys):
     # a key error reads as the message itself, not as the repr of a dict key
     safetensors.numpy.save_file({"other.weight": np.zeros((2, 2))}, str(tmp_path / "none.safetensors"))
     capsys.readouterr()
-    assert run_cli("convert", str(tmp_path / "none.safetensors"), str(tmp_path / "n.npz")) == 2
-    assert capsys.readouterr().err.startswith("fffcpu convert: error: found no FFF layer in a state dict")
+    none = str(tmp_path / "none.safetensors")
+    assert run_cli("convert", none, str(tmp_path / "n.npz")) == 2
+    assert capsys.readouterr().err.startswith(f"fffcpu convert: error: {none!r}: found no FFF layer in a state dict")
     for option in (["--kind", "mlp"], ["--dtype", "float16"]):  # refused as argparse choices, before any work
         with pytest.raises(SystemExit):
             run_cli("convert", src, str(tmp_path / "c.npz"), *option)
