@@ -13,9 +13,9 @@ An uncompressed zip archive in NumPy's ``.npz`` layout (``np.load(path, allow_pi
        "classes": ["setosa", "versicolor", "virginica"]}
 
   ``"classes"`` is optional (``save(..., classes=...)``; ``fffcpu train`` writes it for text labels): the
-  name of each output, in output order, all strings (non-empty) or all integers (in the int64 range),
-  unique, as many as the layer's ``output_width``. :func:`load_classes` reads it (None for a file
-  without it).
+  name of each output, in output order, all strings (non-empty, no lone surrogates) or all integers (in
+  the int64 range), unique, as many as the layer's ``output_width``. :func:`load_classes` reads it (None
+  for a file without it).
 
 Loading rebuilds the layer with ``cls(**config)`` (``cls`` found by ``kind`` in :data:`LAYER_KINDS`) and
 copies the arrays in with ``load_state_dict``. The names and shapes it expects come from the rebuilt
@@ -109,9 +109,9 @@ def save(layer, path, *, classes=None):
         Used exactly as given; no suffix is appended. Its directory must exist. A symbolic link is
         followed: the file it names is replaced, the link stays.
     classes : list, tuple or 1-D ndarray, optional
-        The name of each output (class), in output order: all ``str`` (non-empty) or all integers
-        (Python or NumPy, not bool, in the int64 range), unique, ``layer.output_width`` of them; NumPy
-        items are stored as plain ``str``/``int``. A fitted ``FFFClassifier`` saves its names with
+        The name of each output (class), in output order: all ``str`` (non-empty, no lone surrogates) or
+        all integers (Python or NumPy, not bool, in the int64 range), unique, ``layer.output_width`` of
+        them; NumPy items are stored as plain ``str``/``int``. A fitted ``FFFClassifier`` saves its names with
         ``save(clf.layer_, path, classes=clf.classes_)``. Read them back with :func:`load_classes`.
 
     Raises
@@ -233,9 +233,9 @@ def _check_class_count(names, output_width, what):
 
 
 def _check_class_names(names, what):
-    """Refuse class names (a list of plain values) that are not all str or all int, repeated, empty, or
-    beyond int64 (``fffcpu predict`` writes integer names as an int64 array). Shared by save and load;
-    TypeError or ValueError whose message starts with ``what``."""
+    """Refuse class names (a list of plain values) that are not all str or all int, repeated, empty, not
+    encodable as UTF-8, or beyond int64 (``fffcpu predict`` writes integer names as an int64 array).
+    Shared by save and load; TypeError or ValueError whose message starts with ``what``."""
     first = {}  # name -> its first index
     for i, name in enumerate(names):
         if isinstance(name, bool) or not isinstance(name, (str, int)):
@@ -246,6 +246,12 @@ def _check_class_names(names, what):
                             f"and {name!r} at index {i}")
         if name == "":
             raise ValueError(f"{what} must be non-empty names, got '' at index {i}")
+        if isinstance(name, str) and not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): fffcpu predict could not write it
+                raise ValueError(f"{what} must be text that UTF-8 can encode, got {name!r} at index {i} "
+                                 "(a lone surrogate)") from None
         if isinstance(name, int) and not -(1 << 63) <= name < (1 << 63):
             raise ValueError(f"{what} must be integers in the int64 range, got {name} at index {i}")
         if name in first:

@@ -766,6 +766,8 @@ def test_a_file_without_class_names_has_none(saved):
     ([np.int64(4), 4], ValueError, "classes must be unique, got 4 at index 0 and at index 1"),
     (["", "b"], ValueError, "classes must be non-empty names, got '' at index 0"),
     ([0, 2 ** 63], ValueError, "classes must be integers in the int64 range, got 9223372036854775808 at index 1"),
+    (["a", "b\ud800"], ValueError,
+     "classes must be text that UTF-8 can encode, got 'b\\ud800' at index 1 (a lone surrogate)"),
 ])
 def test_save_refuses_bad_class_names(tmp_path, classes, error, message):
     with pytest.raises(error) as info:
@@ -789,6 +791,8 @@ def test_save_refuses_bad_class_names(tmp_path, classes, error, message):
     (["b", "b"], "the header's 'classes' must be unique, got 'b' at index 0 and at index 1"),
     ([7, 7], "the header's 'classes' must be unique, got 7 at index 0 and at index 1"),
     (["a", ""], "the header's 'classes' must be non-empty names, got '' at index 1"),
+    # JSON's "\ud800" is a lone surrogate, which loaded, and fffcpu predict could not write as UTF-8
+    (["\ud800", "b"], "the header's 'classes' must be text that UTF-8 can encode, got '\\ud800' at index 0"),
     ([-2 ** 63 - 1, 0], "the header's 'classes' must be integers in the int64 range, got -9223372036854775809 at "),
 ])
 def test_load_refuses_bad_class_names_in_the_header(saved, classes, needle):
