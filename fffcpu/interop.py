@@ -338,7 +338,7 @@ def load_pt(path, kind=None, prefix=None, **config):
     """
     torch = _require_torch("load_pt")
     path = os.fspath(path)
-    _check_pt_crcs(path)
+    _check_pt_records(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, MemoryError):  # no such file, a directory, no permission: the message says so
@@ -365,9 +365,10 @@ def _naming_the_file(path):
         raise TypeError(f"{path!r}: {exc}") from None
 
 
-def _check_pt_crcs(path):
-    """Refuse a ``.pt`` file (a zip archive since PyTorch 1.6) whose records do not match their CRC-32:
-    torch.load does not check them, so a flipped byte in a tensor's data loaded as a different weight.
+def _check_pt_records(path):
+    """Refuse a ``.pt`` file (a zip archive since PyTorch 1.6) whose records do not match their CRC-32 or
+    are marked as directories: torch.load checks neither, so a flipped byte in a tensor's data loaded as a
+    different weight, and a tensor whose record had the MS-DOS directory bit set loaded as zeros.
     A file that is no zip archive (the legacy format) or whose zip directory is unreadable is left to
     torch.load; a record stored without a CRC (0: ``torch.serialization.set_crc32_options(False)``) is
     not checked. Reads the file once more than torch.load does."""
@@ -377,7 +378,10 @@ def _check_pt_crcs(path):
         return
     with archive:
         for info in archive.infolist():
-            if info.CRC == 0 or info.is_dir():
+            if info.external_attr & 0x10:  # the MS-DOS directory attribute
+                raise ValueError(f"{path!r} is not a readable PyTorch .pt file (corrupt): its record "
+                                 f"{info.filename!r} is marked as a directory, whose data PyTorch does not read")
+            if info.CRC == 0:
                 continue
             try:
                 with archive.open(info) as record:

@@ -396,6 +396,21 @@ def test_load_pt_refuses_a_flipped_byte_in_tensor_data(tmp_path):
     assert str(info.value).startswith(repr(str(path)))
 
 
+def test_load_pt_refuses_a_record_marked_as_a_directory(tmp_path):
+    """A flipped bit in a record's external attributes (the MS-DOS directory bit) made PyTorch read no data
+    for it: the tensor loaded as zeros."""
+    pytest.importorskip("torch", reason="needs torch")
+    path = tmp_path / "m.pt"
+    interop.save_pt(fffcpu.FFF(4, 3, 2, 1, seed=0), path)
+    raw = bytearray(path.read_bytes())
+    entry = raw.index(b"PK\x01\x02", raw.index(b"PK\x01\x02") + 4)  # the second central directory record
+    raw[entry + 38] |= 0x10  # its external attributes
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"its record '.*' is marked as a directory") as info:
+        interop.load_pt(path)
+    assert str(info.value).startswith(repr(str(path)))
+
+
 def test_master_leaf_goes_to_pt_files_but_not_to_fastfeedforward(tmp_path):
     """to_fastfeedforward raised torch's 'Unexpected key(s) "magic_w1"'; fffcpu's own .pt keeps it."""
     pytest.importorskip("torch", reason="needs torch")
