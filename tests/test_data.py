@@ -14,6 +14,8 @@ import pytest
 import fffcpu
 from fffcpu import data
 
+from .fuzzing import damaged_copies
+
 
 def test_digits_shape_values_and_licence():
     X, y = data.load_digits(scale=False)
@@ -1018,3 +1020,63 @@ def test_csv_integer_beyond_int64_is_read_as_float_reads_it(tmp_path, cell, valu
         X, y = data.load_csv(p)
     assert X[0, 0] == value == float(cell) and y.tolist() == [0, 1]
     assert not caught, [str(w.message) for w in caught]
+
+
+def _same_or_refused(load, path, copies, expected):
+    """Write each copy to ``path``: ``load(path)`` gives ``expected`` (arrays compared bit for bit) or a
+    ValueError naming the file; returns how many loaded."""
+    loaded = 0
+    for raw, _ in copies:
+        path.write_bytes(raw)
+        try:
+            got = load(path)
+        except ValueError as err:
+            assert str(path) in str(err), (raw, err)
+            continue
+        for a, b in zip(got, expected):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), raw
+        loaded += 1
+    return loaded
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_fuzz_damaged_npz_files_load_the_same_or_name_the_file(tmp_path, save):
+    """Every truncation of a small .npz data set and 200 seeded byte changes: the same arrays, or a
+    ValueError naming the file (the zip CRCs catch a changed byte of a member)."""
+    X = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    y = np.arange(6) % 3
+    path = tmp_path / "fuzz.npz"
+    save(path, X=X, y=y)
+    loaded = _same_or_refused(data.load_npz, path, damaged_copies(path.read_bytes(), seed=12), (X, y))
+    assert 0 < loaded < 100
+
+
+def test_fuzz_damaged_idx_files_load_the_same_or_name_the_file(tmp_path):
+    """A gzipped IDX file, truncated at every length and with 200 seeded byte changes: the same images, or
+    a ValueError naming the file (gzip's CRC catches a changed byte of the data). A raw IDX file has no
+    checksum: every truncation of it is refused."""
+    images = (np.arange(12) * 7 % 256).astype(np.uint8).reshape(3, 2, 2)
+    raw = bytes([0, 0, 8, 3]) + struct.pack(">III", 3, 2, 2) + images.tobytes()
+    path = tmp_path / "fuzz-idx3-ubyte.gz"
+    loaded = _same_or_refused(lambda p: (data.load_idx(p),), path,
+                              damaged_copies(gzip.compress(raw, mtime=0), seed=13), (images,))
+    assert 0 < loaded < 100  # a changed byte of the gzip header's time or OS field does not matter
+    path = tmp_path / "fuzz-idx3-ubyte"
+    assert _same_or_refused(lambda p: (data.load_idx(p),), path, damaged_copies(raw, seed=13, n=0), ()) == 0
+
+
+@pytest.mark.parametrize("text", ["a,b,label\n1.5,2,0\n3,-4e1,1\n5,6,2\n", "1,2,cat\n3,4,dog\n5,6,cat\n"])
+def test_fuzz_damaged_csv_files_load_or_name_the_file(tmp_path, text):
+    """Every truncation of a small CSV file and 200 seeded byte changes (often to a quote, line end,
+    comma, NUL or a byte that is no UTF-8): a table, or a ValueError naming the file, never another
+    exception. A CSV file has no checksum, so a changed number reads as that number."""
+    path = tmp_path / "fuzz.csv"
+    values = b'"\r\n,\x00\x80\xc3 e.-'
+    for raw, _ in damaged_copies(text.encode(), seed=14, values=values):
+        path.write_bytes(raw)
+        try:
+            X, y = data.load_csv(path)
+        except ValueError as err:
+            assert str(path) in str(err), (raw, err)
+            continue
+        assert X.ndim == 2 and X.dtype == np.float64 and y.shape == (X.shape[0],)

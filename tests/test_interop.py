@@ -15,6 +15,7 @@ import fffcpu
 from fffcpu import interop, interop_cli
 
 from . import canary
+from .fuzzing import damaged_copies
 from .gradcheck import assert_rel
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -586,3 +587,58 @@ def test_porting_guide_examples_run(i, tmp_path, monkeypatch):
             pytest.importorskip(module, reason=f"this example of docs/porting.md needs {module}")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"docs/porting.md[block {i}]", "exec"), {"__name__": "__porting__"})
+
+
+def _config(layer):
+    return dict(layer.config(), seed=None)  # .pt and .safetensors files do not hold the seed
+
+
+def _same_layer(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return _config(a) == _config(b) and all(sa[k].tobytes() == sb[k].tobytes() for k in sa)
+
+
+def test_fuzz_damaged_safetensors_files_load_or_name_the_file(tmp_path):
+    """Every truncation of a small .safetensors file and 200 seeded byte changes: a layer, or a ValueError
+    naming the file. The format has no checksum: a changed byte of a tensor's data loads as that number
+    (or is refused as NaN or inf), and one of the metadata's hyperparameters as that value (a dropout of
+    0.0 as 0.1) if it is still valid; the layer's arrays always have the file's names and shapes."""
+    pytest.importorskip("safetensors", reason="needs the safetensors package")
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    path = tmp_path / "fuzz.safetensors"
+    interop.save_safetensors(layer, path)
+    good = path.read_bytes()
+    data_start = 8 + int.from_bytes(good[:8], "little")
+    loaded = 0
+    for raw, where in damaged_copies(good, seed=15):
+        path.write_bytes(raw)
+        try:
+            got = interop.load_safetensors(path)
+        except ValueError as err:
+            assert str(path) in str(err), (where, err)
+            continue
+        assert got.state_dict().keys() == layer.state_dict().keys()
+        assert all(got.params[k].shape == layer.params[k].shape for k in layer.params), where
+        assert _same_layer(got, layer) or any(at >= data_start for at in where) or _config(got) != _config(layer)
+        loaded += 1
+    assert 0 < loaded < 150
+
+
+def test_fuzz_damaged_pt_files_load_the_same_or_name_the_file(tmp_path):
+    """Truncations of a small .pt file (every 13th length) and 200 seeded byte changes: the same layer, or a
+    ValueError naming the file (load_pt checks the zip CRCs and directory bits that torch.load does not)."""
+    pytest.importorskip("torch", reason="needs torch")
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    path = tmp_path / "fuzz.pt"
+    interop.save_pt(layer, path)
+    loaded = 0
+    for raw, where in damaged_copies(path.read_bytes(), seed=16, step=13):
+        path.write_bytes(raw)
+        try:
+            got = interop.load_pt(path)
+        except ValueError as err:
+            assert str(path) in str(err), (where, err)
+            continue
+        assert _same_layer(got, layer), where
+        loaded += 1
+    assert 0 < loaded < 150
