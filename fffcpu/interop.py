@@ -369,12 +369,22 @@ def _check_pt_records(path):
     """Refuse a ``.pt`` file (a zip archive since PyTorch 1.6) whose records do not match their CRC-32 or
     are marked as directories: torch.load checks neither, so a flipped byte in a tensor's data loaded as a
     different weight, and a tensor whose record had the MS-DOS directory bit set loaded as zeros.
-    A file that is no zip archive (the legacy format) or whose zip directory is unreadable is left to
-    torch.load; a record stored without a CRC (0: ``torch.serialization.set_crc32_options(False)``) is
-    not checked. Reads the file once more than torch.load does."""
+    A file that does not start as a zip archive (the legacy format, or another file) is left to
+    torch.load, which says what it is; one that does but whose zip directory is unreadable is refused
+    (torch.load's reader read the records of such a file, damaged ones too). A record stored without a
+    CRC (0: ``torch.serialization.set_crc32_options(False)``) is not checked. Reads the file once more
+    than torch.load does."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        try:
+            with open(path, "rb") as f:
+                is_zip = f.read(4) == b"PK\x03\x04"
+        except OSError:
+            return  # no such file, a directory: torch.load says so
+        if is_zip and not isinstance(exc, OSError):
+            raise ValueError(f"{path!r} is not a readable PyTorch .pt file (truncated or corrupt): its zip "
+                             f"directory is damaged ({type(exc).__name__}: {exc})") from None
         return
     with archive:
         for info in archive.infolist():
