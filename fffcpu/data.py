@@ -13,6 +13,7 @@ import gzip
 import io
 import math
 import os
+import zipfile
 import zlib
 
 import numpy as np
@@ -202,7 +203,15 @@ def _file_kind_hint(raw):
         return ("it is a .npy array (np.save): save the features and labels together with "
                 "np.savez(path, X=X, y=y) and name the file .npz")
     if raw.startswith(b"PK"):
-        return "it is a zip archive: name an .npz file (np.savez) *.npz"
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+                model = "__header__.npy" in zf.namelist()
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
+            model = False
+        if model:  # a trained model given as the data (fffcpu train -o m.fff; fffcpu evaluate --data m.fff)
+            return ("it is an fffcpu model file (fffcpu.save): a model is the MODEL argument of evaluate, "
+                    "predict and inspect, not --data")
+        return "it is a zip archive: if it holds arrays saved with np.savez, name the file *.npz"
     start = raw[:256]
     if start.isascii() and all(b >= 32 or b in b"\t\r\n" for b in start):
         return "it looks like text: name a CSV file *.csv (or *.tsv with tabs)"
@@ -447,13 +456,17 @@ def _not_finite(cell):
     return f"beyond the float64 range (largest magnitude {np.finfo(np.float64).max:.4g})"
 
 
-def _csv_rows(text, delimiter, limit=None):
+def _csv_rows(text, delimiter, limit=None, lines=None):
     """The rows of a CSV text that hold something (a row of blank cells is skipped), the first ``limit``
-    of them if given."""
+    of them if given; each row's line number in the file (of its last line, for a quoted line break)
+    is appended to the list ``lines`` if given."""
     rows = []
-    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    for row in reader:
         if row and any(c.strip() for c in row):
             rows.append(row)
+            if lines is not None:
+                lines.append(reader.line_num)
             if len(rows) == limit:
                 break
     return rows
@@ -647,7 +660,7 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
     A number is written as a spreadsheet or ``pandas.DataFrame.to_csv`` writes it: ASCII digits with an
     optional sign, decimal point and exponent (``-1.5``, ``+2``, ``3e-4``), spaces around it allowed.
     Python's other float() spellings (``1_0``, non-ASCII digits) are refused, as are NaN, inf and
-    values beyond the float64 range: the error names the row and column.
+    values beyond the float64 range: the error names the line in the file and the column.
 
     A file of plain numbers (nothing but digits, signs, points, exponents, spaces, delimiters and line
     ends) is parsed by NumPy's C reader, integers as int64, which is about 5x faster for MNIST as CSV;
@@ -718,13 +731,14 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         return np.ascontiguousarray(found[0], dtype=np.float64), found[1]
 
     try:
-        rows = _csv_rows(text, delimiter)
+        lines = []  # each row's line in the file, for the errors (blank lines are skipped)
+        rows = _csv_rows(text, delimiter, lines=lines)
     except csv.Error as exc:
         raise ValueError(f"cannot read CSV file {path!r}: {exc}") from None
     names = None
     if header:
         names = [c.strip() for c in rows[0]]
-        rows = rows[1:]
+        rows, lines = rows[1:], lines[1:]
         if not rows:
             raise ValueError(f"CSV file {path!r} has a header but no data rows")
         if names[0] == "" and all(row[0].strip().isdigit() for row in rows):
@@ -740,18 +754,14 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
                                  "and .txt with commas, .tsv with tabs)")
     for i, row in enumerate(rows):
         if len(row) != width:
-            line = i + 1 + (1 if names is not None else 0)
-            raise ValueError(
-                f"CSV file {path!r} is malformed: data row {line} has {len(row)} columns, expected {width}"
-            )
+            raise ValueError(f"CSV file {path!r} is malformed: line {lines[i]} has {len(row)} columns, "
+                             f"expected {width}")
 
     label_idx, feature_cols = _csv_columns(path, label_column, names, width)
 
-    first_line = 2 if names is not None else 1  # the number of data row 0, counting the header
-
     def cell_error(i, c, problem):
-        return ValueError(f"CSV file {path!r} is malformed: data row {i + first_line}, column {c + 1} "
-                          f"holds {rows[i][c]!r}, {problem}")
+        return ValueError(f"CSV file {path!r} is malformed: line {lines[i]}, column {c + 1} holds "
+                          f"{rows[i][c]!r}, {problem}")
 
     X = np.empty((len(rows), len(feature_cols)), dtype=np.float64)
     for i, row in enumerate(rows):
@@ -759,7 +769,7 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
             try:
                 X[i, j] = _csv_float(row[c])
             except ValueError:
-                raise cell_error(i, c, "not a number") from None
+                raise cell_error(i, c, "not a number" + _text_column_hint(rows, c, names)) from None
     if not np.isfinite(X).all():  # the training and the layers refuse NaN and inf: say where they are
         i, j = np.argwhere(~np.isfinite(X))[0]
         c = feature_cols[j]
@@ -769,9 +779,20 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         return X, None
     empty = [i for i, row in enumerate(rows) if not row[label_idx].strip()]
     if empty:
-        raise ValueError(f"CSV file {path!r} is malformed: data row {empty[0] + first_line}, column "
-                         f"{label_idx + 1} (the label column) is empty")
+        raise ValueError(f"CSV file {path!r} is malformed: line {lines[empty[0]]}, column {label_idx + 1} (the "
+                         "label column) is empty")
     return X, _csv_labels(rows, label_idx, cell_error)
+
+
+def _text_column_hint(rows, c, names):
+    """For a feature column ``c`` that holds text in every row (species written first, say): how to read
+    it as the label column; else ""."""
+    if not all(row[c].strip() and not _is_number(row[c]) for row in rows):
+        return ""
+    name = names[c] if names is not None and names[c] and names.count(names[c]) == 1 else None
+    shown = f" ({name!r})" if name else ""
+    return (f"; column {c + 1}{shown} holds text in every row: if it holds the labels, read it as the label "
+            f"column with label_column={name if name else c!r} (fffcpu: --label-column {name if name else c})")
 
 
 def _csv_labels(rows, label_idx, cell_error):

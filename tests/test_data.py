@@ -335,8 +335,8 @@ def test_csv_header_label_column_and_types(tmp_path):
 
 
 @pytest.mark.parametrize("text, kw, match", [
-    ("1,2\n3\n", {}, "data row 2 has 1 columns, expected 2"),
-    ("x,y\n1,2\n3,oops\n", {"label_column": 0}, "data row 3, column 2 holds 'oops', not a number"),
+    ("1,2\n3\n", {}, "line 2 has 1 columns, expected 2"),
+    ("x,y\n1,2\n3,oops\n", {"label_column": 0}, "line 3, column 2 holds 'oops', not a number"),
     ("", {}, "is empty"),
     ("a,b\n", {}, "has a header but no data rows"),
     ("1,2\n", {"label_column": 5}, r"label_column must be in \[-2, 1\]"),
@@ -348,6 +348,45 @@ def test_csv_malformed(tmp_path, text, kw, match):
     with pytest.raises(ValueError, match=match) as info:
         data.load_csv(p, **kw)
     assert "bad.csv" in str(info.value)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("a,b,c\n\n1,2,0\n,,\n3,x,1\n", r"line 5, column 2 holds 'x', not a number$"),  # blank lines count
+    ('a,b,c\n1,"2\n",0\n3,4\n', r"line 4 has 2 columns, expected 3$"),  # a quoted line break too
+    ("\n1,2,0\n3,4,\n", r"line 3, column 3 \(the label column\) is empty$"),
+    ("a,b,c\r\n1,2,0\r\n\r\n3,4,1\r\n5,inf,0\r\n", r"line 5, column 2 holds 'inf', which is infinite"),
+])
+def test_csv_errors_name_the_line_in_the_file(tmp_path, text, match):
+    """They named the data row counted from 1 after the header (as 'data row 2' for the first one) or the
+    header-less row number, which skipped blank lines: not the line an editor shows."""
+    p = tmp_path / "lines.csv"
+    p.write_bytes(text.encode())
+    with pytest.raises(ValueError, match=r"lines\.csv' is malformed: " + match):
+        data.load_csv(p)
+
+
+@pytest.mark.parametrize("text, kw, where, hint", [
+    ("species,a,b\nsetosa,1,2\nvirginica,3,4\n", {}, "line 2, column 1 holds 'setosa'",
+     "; column 1 ('species') holds text in every row: if it holds the labels, read it as the label column with "
+     "label_column='species' (fffcpu: --label-column species)"),
+    ("setosa,1,2\nvirginica,3,4\n", {"header": False}, "line 1, column 1 holds 'setosa'",
+     "; column 1 holds text in every row: if it holds the labels, read it as the label column with "
+     "label_column=0 (fffcpu: --label-column 0)"),
+    ("c,c,y\nsetosa,1,0\nvirginica,3,1\n", {}, "line 2, column 1 holds 'setosa'",  # a name twice picks nothing
+     "; column 1 holds text in every row: if it holds the labels, read it as the label column with "
+     "label_column=0 (fffcpu: --label-column 0)"),
+    ("species,a,b\nsetosa,1,2\n7,3,4\n", {}, "line 2, column 1 holds 'setosa'", ""),  # a number among them
+    ("species,a,b\nsetosa,1,2\n,3,4\n", {}, "line 2, column 1 holds 'setosa'", ""),  # an empty cell
+])
+def test_csv_text_feature_column_points_to_label_column(tmp_path, text, kw, where, hint):
+    """A label column of names written first (species, then the measurements) failed as 'not a number'
+    with no word on label_column."""
+    p = tmp_path / "first.csv"
+    p.write_text(text)
+    with pytest.raises(ValueError) as info:
+        data.load_csv(p, **kw)
+    assert str(info.value) == f"CSV file {str(p)!r} is malformed: {where}, not a number{hint}"
+
 
 
 def test_csv_byte_order_mark_is_not_part_of_the_first_cell(tmp_path):
@@ -365,10 +404,10 @@ def test_csv_byte_order_mark_is_not_part_of_the_first_cell(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("1,,0\n3,4,1\n", r"data row 1, column 2 holds '', not a number"),
-    ("1,2,\n3,4,1\n", r"data row 1, column 3 \(the label column\) is empty"),
-    ("1,2,0,\n3,4,1,\n", r"data row 1, column 4 \(the label column\) is empty"),
-    ("a,b,c\n1,2,0\n3,4,\n", r"data row 3, column 3 \(the label column\) is empty"),
+    ("1,,0\n3,4,1\n", r"line 1, column 2 holds '', not a number"),
+    ("1,2,\n3,4,1\n", r"line 1, column 3 \(the label column\) is empty"),
+    ("1,2,0,\n3,4,1,\n", r"line 1, column 4 \(the label column\) is empty"),
+    ("a,b,c\n1,2,0\n3,4,\n", r"line 3, column 3 \(the label column\) is empty"),
 ])
 def test_csv_empty_cell_is_a_missing_value_not_a_header(tmp_path, text, match):
     # a first row with an empty cell was taken for a header and silently dropped
@@ -445,7 +484,7 @@ def test_predict_drops_a_text_label_column(tmp_path, capsys):
         assert capsys.readouterr().out.split() == want, name
     (tmp_path / "gap.csv").write_text("1,2,3,4,\n5,6,7,8,0\n")  # an empty last cell: named as a feature's
     assert cli.main(["predict", str(tmp_path / "m.fff"), "--data", str(tmp_path / "gap.csv")]) == 2
-    assert "data row 1, column 5 holds '', not a number" in capsys.readouterr().err
+    assert "line 1, column 5 holds '', not a number" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -471,7 +510,7 @@ def test_csv_refuses_python_float_spellings(tmp_path, cell):
     """float() reads "1_0" as 10.0 and non-ASCII digits as numbers; the CSV reader took them silently."""
     p = tmp_path / "odd.csv"
     p.write_text(f"0.5,{cell},0\n3,4,1\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=rf"odd\.csv' is malformed: data row 1, column 2 holds '{cell}', "
+    with pytest.raises(ValueError, match=rf"odd\.csv' is malformed: line 1, column 2 holds '{cell}', "
                                          "not a number$"):
         data.load_csv(p)
 
@@ -485,13 +524,13 @@ def test_csv_non_finite_features_are_refused_where_they_are(tmp_path, cell, what
     value(s)", naming neither the file nor the row."""
     p = tmp_path / "gaps.csv"
     p.write_text(f"a,b,label\n1,2,0\n3,{cell},1\n")
-    with pytest.raises(ValueError, match=rf"gaps\.csv' is malformed: data row 3, column 2 holds '{cell}', "
+    with pytest.raises(ValueError, match=rf"gaps\.csv' is malformed: line 3, column 2 holds '{cell}', "
                                          rf"which is {what}; fffcpu needs finite numbers"):
         data.load_csv(p)
     # the header is still recognised: NaN and inf count as numbers there, like an empty cell
     q = tmp_path / "first.csv"
     q.write_text(f"{cell},2,0\n3,4,1\n")
-    with pytest.raises(ValueError, match=rf"data row 1, column 1 holds '{cell}'"):
+    with pytest.raises(ValueError, match=rf"line 1, column 1 holds '{cell}'"):
         data.load_csv(q)
 
 
@@ -515,7 +554,7 @@ def test_csv_label_spellings(tmp_path):
         ("inf", "holds 'inf', which is infinite; labels must be finite numbers"),
     ]:
         p.write_text(f"1,2,0\n3,4,{label}\n5,6,1\n")
-        with pytest.raises(ValueError, match=r"y\.csv' is malformed: data row 2, column 3 " + match):
+        with pytest.raises(ValueError, match=r"y\.csv' is malformed: line 2, column 3 " + match):
             data.load_csv(p)
 
 
@@ -525,7 +564,7 @@ def test_train_on_a_csv_with_a_missing_value_names_the_cell(tmp_path, capsys):
     p.write_text("1,2,0\n3,NaN,1\n" * 5)
     assert cli.main(["train", "--data", str(p), "--output", str(tmp_path / "m.fff"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "data row 2, column 2 holds 'NaN', which is NaN (a missing value)" in err, err
+    assert "line 2, column 2 holds 'NaN', which is NaN (a missing value)" in err, err
 
 
 def test_labels_file_with_a_format_that_holds_its_own_labels(tmp_path, capsys):
@@ -549,7 +588,9 @@ def test_labels_file_with_a_format_that_holds_its_own_labels(tmp_path, capsys):
 
 @pytest.mark.parametrize("kind, match", [
     ("npy", r"it is a \.npy array \(np\.save\): save the features and labels together with np\.savez"),
-    ("npz", r"it is a zip archive: name an \.npz file"),
+    ("npz", r"it is a zip archive: if it holds arrays saved with np\.savez, name the file \*\.npz$"),
+    ("model", r"it is an fffcpu model file \(fffcpu\.save\): a model is the MODEL argument of evaluate, "
+              r"predict and inspect, not --data$"),
     ("text", r"it looks like text: name a CSV file \*\.csv"),
 ])
 def test_file_read_as_idx_says_what_it_seems_to_be(tmp_path, kind, match):
@@ -558,6 +599,8 @@ def test_file_read_as_idx_says_what_it_seems_to_be(tmp_path, kind, match):
     p = tmp_path / "data.dat"
     if kind == "text":
         p.write_text("1,2,0\n3,4,1\n")
+    elif kind == "model":
+        fffcpu.save(fffcpu.FFF(2, 2, 3, 1, seed=0), p)
     else:
         with open(p, "wb") as fh:  # np.save / np.savez to a file object: they add no suffix to it
             (np.save if kind == "npy" else np.savez)(fh, np.ones((3, 2)))
@@ -594,7 +637,7 @@ def test_idx_labels_file_given_as_images_or_float_labels(tmp_path):
     (b"a,b\n" + b"1,2\n" * 5000 + "caf\xe9,1\n".encode("latin-1"),  # past the first chunk the codec reads
      r"byte 0xe9 at offset 20007 \(line 5002\); save it as UTF-8"),
     ("1,2,0\n3,4,1\n".encode("utf-16"), r"byte 0xff at offset 0 \(line 1\); it is UTF-16 text"),
-    ("npz", r"it is a zip archive: name an \.npz file"),
+    ("npz", r"it is a zip archive: if it holds arrays saved with np\.savez, name the file \*\.npz$"),
 ])
 def test_csv_that_is_not_utf8(tmp_path, raw, match):
     """The codec's message ("can't decode byte 0xe9 in position 3: invalid continuation byte") gave the
@@ -880,7 +923,7 @@ def test_csv_with_text_labels_and_a_label_column_that_is_no_integer(tmp_path):
     """A TypeError for label_column comes after the cell-by-cell reader's checks of the file, as before."""
     p = tmp_path / "t.csv"
     p.write_text("1,2,cat\n3,dog\n")
-    with pytest.raises(ValueError, match="data row 2 has 2 columns, expected 3"):
+    with pytest.raises(ValueError, match="line 2 has 2 columns, expected 3"):
         data.load_csv(p, label_column=1.0)
     p.write_text("1,2,cat\n3,4,dog\n")
     with pytest.raises(TypeError, match="label_column must be an integer"):
