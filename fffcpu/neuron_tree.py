@@ -131,8 +131,14 @@ class NeuronTreeFFF(Layer):
             P = 1 if parallel_size is None else parallel_size
             N = rows // P
             if rows < 1 or rows % P or (N + 1) & N:
-                hint = ("" if parallel_size is not None else
-                        "; for several trees pass parallel_size (or depth) to from_state_dict")
+                hint = ""
+                if parallel_size is None and rows > 0:  # the (parallel_size, depth) pairs that fit, shallowest last
+                    fits = [(rows // (2 ** (d + 1) - 1), d) for d in range(min(rows.bit_length(), MAX_DEPTH + 1))
+                            if rows % (2 ** (d + 1) - 1) == 0]
+                    shown = ", ".join(f"parallel_size {p} at depth {d}" for p, d in fits[::-1][:4])
+                    hint = (f"; the rows fit {shown}{', ...' if len(fits) > 4 else ''}: pass parallel_size (or "
+                            "depth) to from_state_dict or fffcpu.interop.load_any (fffcpu convert: "
+                            "--parallel-size)")
                 raise ValueError(f"'linear_in.weight' has {rows} rows, which is not parallel_size {P} "
                                  f"times 2^(depth+1) - 1 for any depth{hint}")
             depth = N.bit_length() - 1

@@ -412,8 +412,18 @@ def test_from_state_dict_torch_like_ultrafastbert_mapping():
 
 def test_from_state_dict_errors():
     sd = NeuronTreeFFF(4, 3, depth=1, parallel_size=3, seed=0).state_dict()  # 9 rows
-    with pytest.raises(ValueError, match="9 rows.*parallel_size"):
+    with pytest.raises(ValueError) as info:
         NeuronTreeFFF.from_state_dict(sd)
+    assert str(info.value) == ("'linear_in.weight' has 9 rows, which is not parallel_size 1 times 2^(depth+1) - 1 "
+                               "for any depth; the rows fit parallel_size 3 at depth 1, parallel_size 9 at depth 0: "
+                               "pass parallel_size (or depth) to from_state_dict or fffcpu.interop.load_any (fffcpu "
+                               "convert: --parallel-size)")
+    rows = 3 * 5 * 7 * 31  # 2^(d+1) - 1 divides it for d = 0 .. 4: the four deepest are listed
+    wide = {"linear_in.weight": np.zeros((rows, 1)), "linear_in.bias": np.zeros(rows),
+            "linear_out.weight": np.zeros((1, rows))}
+    with pytest.raises(ValueError, match=r"the rows fit parallel_size 105 at depth 4, parallel_size 217 at depth 3, "
+                                         r"parallel_size 465 at depth 2, parallel_size 1085 at depth 1, \.\.\.: pass"):
+        NeuronTreeFFF.from_state_dict(wide)
     with pytest.raises(ValueError, match="parallel_size 2"):
         NeuronTreeFFF.from_state_dict(sd, parallel_size=2)
     with pytest.raises(ValueError, match="multiple of 7"):
