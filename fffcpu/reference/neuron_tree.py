@@ -1,7 +1,8 @@
 """The neuron-tree FFF of UltraFastBERT in plain NumPy: forward and hand-derived backward (SPEC §2).
 
 Functional core: a ``params`` dict goes in, arrays come out. Shapes use ``n`` samples, ``D`` inputs,
-``O`` outputs, ``P`` trees (parallel_size), tree depth ``d`` and ``N = 2^(d+1) - 1`` neurons per tree.
+``O`` outputs, ``P`` trees (parallel_size), tree depth ``d`` (SPEC §2's D_t: d decisions on d + 1 levels)
+and ``N = 2^(d+1) - 1`` neurons per tree (not the leaf FFF's N = 2^d - 1).
 Neuron k of tree t is row ``t*N + k`` of ``linear_in.weight`` and column ``t*N + k`` of
 ``linear_out.weight``; inside a tree the neurons are in heap order (children of k: 2k+1, 2k+2).
 
