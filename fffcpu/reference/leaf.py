@@ -4,7 +4,8 @@ Functional core: a ``params`` dict goes in, arrays come out. Shapes use ``n`` sa
 ``l`` leaf width, ``O`` outputs, ``d`` depth, ``N = 2^d - 1`` nodes and ``L = 2^d`` leaves.
 
 The soft forward is written as a recursion over the tree, which keeps the backward pass short and free of
-divisions. For a node k with right-probability P_k (after region leak) and children left/right:
+divisions. For a node k with right-probability P_k (p_k, or [a_k >= 0] in hardened training, then
+flipped to 1 - P_k where region leak swapped the children) and children left/right:
 
     reach:      R_root = 1,       R_left = R_k (1 - P_k),      R_right = R_k P_k
     mixture:    Y_leaf j = L_j(x),  Y_k = (1 - P_k) Y_left + P_k Y_right,      y = Y_root
@@ -13,8 +14,8 @@ so pi_j = R_(leaf j) and y = sum_j pi_j L_j(x). Its derivatives, with g = dL/dy:
 
     dL/dL_j(x) = pi_j g                     dL/dP_k = R_k <g, Y_right - Y_left>
 
-and dL/da_k = dL/dp_k * p_k (1 - p_k), where P_k = p_k or, for a leaked (flipped) node, 1 - p_k. See
-docs/leaf_fff_gradients.md for the derivation.
+and dL/da_k = dL/dp_k * p_k (1 - p_k) with dL/dp_k = dL/dP_k, or -dL/dP_k at a leaked (flipped) node,
+or 0 in hardened training (P_k is then a constant). See docs/leaf_fff_gradients.md for the derivation.
 """
 import numpy as np
 from scipy.special import expit
