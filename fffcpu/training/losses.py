@@ -1,7 +1,7 @@
 """Task losses with their gradients: each returns ``(loss, dL_dy)``.
 
-Both are means over the batch, so a learning rate means the same thing at any batch size. The
-routing terms (hardening, eFFF balance) are not here: they belong to the layer
+Both are means over the batch (mse also over the outputs), so a learning rate means the same thing
+at any batch size. The routing terms (hardening, eFFF balance) are not here: they belong to the layer
 (``layer.backward(cache, dL_dy, hardening=h, balance=alpha)``).
 """
 import numpy as np
