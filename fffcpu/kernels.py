@@ -45,8 +45,35 @@ from numba.extending import intrinsic
 #: fastmath flags for every kernel: no ``nnan``/``ninf`` (NaN and inf keep working)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-_SERIAL = dict(cache=True, nogil=True, fastmath=FASTMATH)
-_PARALLEL = dict(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+
+def _cache_probe():  # pragma: no cover - never called; only decorated, by _can_cache
+    return 0
+
+
+def _can_cache():
+    """Whether Numba finds a writable place for this file's on-disk cache (``NUMBA_CACHE_DIR``, the
+    package's ``__pycache__``, the user's cache directory). Where none is (a read-only install run by
+    a user with a read-only home), every ``cache=True`` decoration raised "cannot cache function ...:
+    no locator available", so no kernel, and no layer call, worked; then the kernels compile in
+    each process instead, with a warning."""
+    try:
+        njit(cache=True)(_cache_probe)
+    except RuntimeError as exc:
+        if "no locator available" not in str(exc):
+            raise
+        import warnings
+        warnings.warn("fffcpu: Numba found no writable cache directory for its kernels (NUMBA_CACHE_DIR, "
+                      f"{__file__}'s __pycache__, the user's cache directory), so they are compiled anew in "
+                      "every process (tens of seconds, at the first call or in fffcpu.warmup()); set "
+                      "NUMBA_CACHE_DIR to a writable directory to keep them", RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+#: False where no cache directory is writable (see :func:`_can_cache`)
+CACHE = _can_cache()
+_SERIAL = dict(cache=CACHE, nogil=True, fastmath=FASTMATH)
+_PARALLEL = dict(cache=CACHE, nogil=True, fastmath=FASTMATH, parallel=True)
 
 _SQRT1_2 = 0.7071067811865476
 

@@ -759,6 +759,34 @@ print({n: (before[n], after[n]) for n in after if after[n] != before[n]})
     assert out.stdout.strip() == "{}", f"kernels compiled after warmup (name: (before, after)): {out.stdout}"
 
 
+def test_layers_run_where_no_cache_directory_is_writable():
+    """A read-only install run by a user whose NUMBA_CACHE_DIR and home are read-only too: every
+    ``cache=True`` kernel raised "cannot cache function ...: no locator available" when
+    fffcpu.kernels was imported, so every layer call failed. The kernels now compile uncached, with
+    a warning. Simulated by making every Numba cache location refuse writing (as root, chmod would
+    not); compiles the one-sample kernel anew, a few seconds."""
+    script = r'''
+import warnings
+from numba.core import caching
+def refuse(self):
+    raise PermissionError(13, "Permission denied", self.get_cache_path())
+caching._CacheLocator.ensure_cache_path = refuse
+import numpy as np, fffcpu
+layer = fffcpu.FFF(5, 3, 4, 3, seed=0)
+x = np.random.default_rng(0).standard_normal(5).astype(np.float32)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    y = layer(x)
+from fffcpu import kernels
+ref = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy")(x)
+print(kernels.CACHE, np.allclose(y, ref, rtol=1e-5, atol=1e-5),
+      ["NUMBA_CACHE_DIR to a writable directory" in str(w.message) for w in caught])
+'''
+    out = _run_python(script, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False True [True]", out.stdout
+
+
 def test_layers_run_without_the_jit():
     """Under NUMBA_DISABLE_JIT=1 (coverage tools) the kernels run as Python with stand-ins for the
     intrinsics; every layer path agrees with the reference. The parallel batch path broke once, when
