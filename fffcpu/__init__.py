@@ -13,6 +13,11 @@ from .neuron_tree import NeuronTreeFFF  # noqa: E402
 def warmup(dtypes=("float32", "float64")):
     """Compile (or load from the on-disk cache) every inference kernel now, not on the first call.
 
+    ``dtypes``: the layer dtypes to compile for, ``"float32"``, ``"float64"`` or a sequence of them
+    (default both); a layer of another dtype than those warmed up compiles on its first call.
+    Where no cache directory is writable (``NUMBA_CACHE_DIR``), the kernels are compiled anew in each
+    process, with a warning.
+
     It runs the parallel batch kernels, so it starts Numba's threading layer: a process that forks
     workers should warm up in the workers (or before forking, with one-sample calls only; see
     :func:`set_num_threads`)."""

@@ -432,14 +432,27 @@ def all_finite(x):
     return (_K or _kernels()).all_finite(x)
 
 
+def _warmup_dtypes(dtypes):
+    """``dtypes`` of :func:`warmup` as a list of NumPy dtypes, or raise naming the argument: a single
+    name was iterated letter by letter ("data type 'o' not understood" for "float32"), and another
+    dtype ("int8") compiled kernels that no layer calls."""
+    from ._validate import check_dtype
+    if isinstance(dtypes, (str, np.dtype, type)):
+        dtypes = (dtypes,)
+    try:
+        items = list(dtypes)
+    except TypeError:
+        raise TypeError(f"dtypes must be 'float32', 'float64' or a sequence of them, got {dtypes!r}") from None
+    return [np.dtype(check_dtype(d, "dtypes")) for d in items]
+
+
 def warmup(dtypes=("float32", "float64")):
     """Compile (or load from Numba's cache) every kernel the layers use, for each dtype.
 
     Calls each entry point once on tiny inputs of the layouts the layers pass (C-contiguous,
-    writable or read-only).
+    writable or read-only). ``dtypes``: "float32", "float64" or a sequence of them, checked first.
     """
-    for name in dtypes:
-        dt = np.dtype(name)
+    for dt in _warmup_dtypes(dtypes):
         rng = np.random.default_rng(0)
         D, l, O = 3, 2, 2
         p = {

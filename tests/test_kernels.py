@@ -820,6 +820,19 @@ def test_set_num_threads_checks_its_argument():
     assert fffcpu.get_num_threads() >= 1
 
 
+def test_warmup_checks_its_dtypes_and_takes_one_name():
+    """warmup("float32") iterated the letters ("data type 'o' not understood"), and warmup(("int8",))
+    compiled kernels for a dtype no layer has."""
+    for bad, error, match in [(("float32", "int8"), ValueError, "dtypes must be 'float32' or 'float64', got 'int8'"),
+                              ("float16", ValueError, "dtypes must be 'float32' or 'float64', got 'float16'"),
+                              (None, TypeError, "dtypes must be 'float32', 'float64' or a sequence of them, got None"),
+                              (32, TypeError, "or a sequence of them, got 32")]:
+        with pytest.raises(error, match=match):
+            fffcpu.warmup(bad)
+    fffcpu.warmup("float32")
+    fffcpu.warmup(np.float32)
+
+
 def test_batch_entry_loaded_from_the_disk_cache_in_a_fresh_process(tmp_path):
     """The batch wrappers (leaf_forward_new) read the thread count through the threading layer's
     ``get_num_threads`` symbol. Cached in the order below, a fresh process loaded leaf_forward_new
