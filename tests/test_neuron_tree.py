@@ -534,8 +534,13 @@ def test_assigned_params_mapping_is_converted_and_followed_by_the_kernels():
     # a whole new mapping, float64: converted; its linear_out.weight is not the kernel layout
     layer.params = NeuronTreeFFF(5, 3, depth=3, parallel_size=2, seed=2, dtype="float64").state_dict()
     assert all(p.dtype == np.float32 for p in layer.params.values())  # converted to the layer's dtype
+    # and linear_out.weight to the kernel layout: kept as given, every call copied its transpose
+    # and bound a new one-sample function
+    assert layer.params["linear_out.weight"].T.flags.c_contiguous
     want = ref.hard_forward(layer.params, x, 3, 2)
     np.testing.assert_allclose(layer(x), want, **tol)
+    layer(x[0])
+    assert layer.__dict__.get("_one_sample_fn") is not None
     layer.params["linear_out.weight"] *= 2  # in place, as an optimizer's step: the kernels see it
     np.testing.assert_allclose(layer(x), 2 * want, **tol)
     np.testing.assert_allclose(layer(x[0]), 2 * want[0], **tol)
