@@ -184,9 +184,10 @@ class Layer:
             given = config.pop(name, value)
             if given != value:
                 raise ValueError(f"{name} given as {given!r} does not match the arrays, which have {value}")
-        if "dtype" not in config:
-            kinds = {v.dtype for v in mapping.values()}
-            config["dtype"] = "float64" if np.dtype(np.float64) in kinds else "float32"
+        if "dtype" not in config:  # float64 for any float of 8 bytes or more, whatever its byte order
+            # (a big-endian float64 state dict was built as float32: '>f8' != float64) or width
+            wide = any(v.dtype.kind == "f" and v.dtype.itemsize >= 8 for v in mapping.values())
+            config["dtype"] = "float64" if wide else "float32"
         return cls(**sizes, **config).load_state_dict(mapping)
 
     # -- inference ----------------------------------------------------------------------------

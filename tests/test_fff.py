@@ -396,6 +396,17 @@ def test_from_state_dict_accepts_its_own_config_and_checks_sizes():
         FFF.from_state_dict(layer.state_dict(), **dict(layer.config(), depth=3))
 
 
+def test_from_state_dict_takes_float64_from_big_endian_and_wider_floats():
+    """A state dict of big-endian float64 arrays (a file written on such a machine, network order)
+    was built as a float32 layer, silently rounding every weight: '>f8' != np.float64."""
+    layer = FFF(4, 2, 3, 2, seed=0, dtype="float64")
+    for kind in (">f8", np.longdouble):
+        again = FFF.from_state_dict({k: v.astype(kind) for k, v in layer.state_dict().items()})
+        assert again.dtype is np.float64, kind
+        np.testing.assert_array_equal(again.params["w1s"], layer.params["w1s"])
+    assert FFF.from_state_dict({k: v.astype(">f4") for k, v in layer.state_dict().items()}).dtype is np.float32
+
+
 # -- added by mutation testing: ties, the entropy clamp, the balance loss's value, leak and dropout --
 def test_exact_ties_go_right_in_hardened_training_usage_and_balance():
     """a == 0 exactly at every node for zero inputs: every routing read (hard descent, hardened
