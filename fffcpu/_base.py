@@ -23,8 +23,11 @@ BACKENDS = ("auto", "numba", "numpy")
 
 
 def _checked_activation(value):
+    """The name, as a plain ``str``: a NumPy string (``np.load(...)["activation"][()]``) passed the
+    check, and every kernel call then failed ("invalid literal for int()": the kernels take a name
+    only as a ``str``, anything else as an activation code)."""
     activations.get(value)  # raises naming the choices
-    return value
+    return str(value)
 
 
 #: attributes a user may change after construction, each with its check (run on every assignment)
@@ -33,7 +36,7 @@ _SETTABLE = {
     "dropout": lambda v: check_rate("dropout", v),
     "region_leak": lambda v: check_rate("region_leak", v),
     "train_hardened": lambda v: check_bool("train_hardened", v),
-    "backend": lambda v: check_choice("backend", v, BACKENDS),
+    "backend": lambda v: str(check_choice("backend", v, BACKENDS)),
 }
 
 #: attributes fixed at construction: the parameter arrays (their shapes, their dtype), the kernels'

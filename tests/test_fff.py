@@ -289,6 +289,14 @@ def test_attributes_are_checked_when_set():
     assert (layer.dropout, layer.region_leak, layer.activation, layer.train_hardened) == (0.5, 0.1, "tanh", True)
     layer.dropout, layer.region_leak = np.float32(0.25), np.float64(0.5)
     assert type(layer.dropout) is float and type(layer.region_leak) is float  # stored as floats
+    # a NumPy string (np.load(...)["activation"][()]) passed the check and then failed every kernel
+    # call ("invalid literal for int()"); stored as a plain str now
+    x = np.random.default_rng(2).normal(size=(9, 4)).astype(np.float32)
+    layer.activation, layer.backend = np.str_("gelu"), np.str_("numba")
+    assert type(layer.activation) is str and type(layer.backend) is str
+    expected = layer._hard_numpy(x)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer(x[0]), expected[0], rtol=1e-5, atol=1e-6)
 
 
 def test_assigned_parameters_are_checked_and_copied_in_place():
