@@ -25,14 +25,17 @@ from ._aligned import aligned_empty
 from .activations import ACTIVATION_CODES
 
 _PARALLEL_LOCK = threading.Lock()
+#: held by :func:`warmup` while it lowers PARALLEL_MIN_WORK (see there)
+_WARMUP_LOCK = threading.Lock()
 
 
 def _new_lock_in_child():
-    """A forked child gets a fresh lock: it inherits the lock in whatever state another thread of
+    """A forked child gets fresh locks: it inherits each lock in whatever state another thread of
     the parent held it, and that thread does not exist in the child (the child's first batch call
     waited forever)."""
-    global _PARALLEL_LOCK
+    global _PARALLEL_LOCK, _WARMUP_LOCK
     _PARALLEL_LOCK = threading.Lock()
+    _WARMUP_LOCK = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -451,8 +454,19 @@ def warmup(dtypes=("float32", "float64")):
 
     Calls each entry point once on tiny inputs of the layouts the layers pass (C-contiguous,
     writable or read-only). ``dtypes``: "float32", "float64" or a sequence of them, checked first.
+
+    One warmup at a time (a lock): two threads warming up at once each saved PARALLEL_MIN_WORK,
+    the second after the first had set it to 0, so it was often left at 0 and every batch of 8 or
+    more samples ran the parallel kernels however small.
     """
-    for dt in _warmup_dtypes(dtypes):
+    dts = _warmup_dtypes(dtypes)
+    with _WARMUP_LOCK:
+        _warmup(dts)
+
+
+def _warmup(dts):
+    """:func:`warmup`'s work for checked NumPy dtypes ``dts``; call with ``_WARMUP_LOCK`` held."""
+    for dt in dts:
         rng = np.random.default_rng(0)
         D, l, O = 3, 2, 2
         p = {

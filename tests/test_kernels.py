@@ -1075,6 +1075,42 @@ def test_warmup_gives_the_work_rule_back(monkeypatch):
     assert api.PARALLEL_MIN_WORK == 123_456
 
 
+def test_warmups_in_several_threads_give_the_work_rule_back(monkeypatch):
+    """Threads warming up at once each saved PARALLEL_MIN_WORK, a later one after another had set
+    it to 0, and restored that 0: every batch of 8 or more then ran the parallel kernels. Here the
+    second warmup starts while the first is inside (and, without the lock, finishes after it)."""
+    import threading
+    import time
+    api.warmup("float32")  # everything loaded first: no compilation to reorder the threads
+    monkeypatch.setattr(api, "PARALLEL_MIN_WORK", 123_456)
+    all_finite = api.all_finite
+    first_inside, second_inside = threading.Event(), threading.Event()
+
+    def all_finite_in_order(x):
+        if threading.current_thread().name == "first":
+            if not first_inside.is_set():
+                first_inside.set()
+                second_inside.wait(0.5)  # with the lock the second cannot come in: go on after 0.5 s
+        elif not second_inside.is_set():
+            second_inside.set()
+            time.sleep(0.05)  # the first finishes meanwhile
+        return all_finite(x)
+
+    monkeypatch.setattr(api, "all_finite", all_finite_in_order)
+
+    def second():
+        first_inside.wait(5)
+        api.warmup("float32")
+
+    threads = [threading.Thread(target=api.warmup, args=("float32",), name="first"),
+               threading.Thread(target=second, name="second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert api.PARALLEL_MIN_WORK == 123_456
+
+
 def test_one_sample_functions_keep_their_scratch_per_call():
     """A bound one-sample function allocates its hidden-layer scratch per call: Python threads that
     call it at once (the kernel runs without the GIL) never share it. Wide leaves make the calls long
