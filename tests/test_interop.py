@@ -163,6 +163,10 @@ def test_several_layers_need_a_prefix():
     (lambda s: s.update(depth=np.array(4278190082)), ValueError, r"'depth' \(4278190082\) does not match 'w1s'"),
     (lambda s: s.update(depth=np.array(-1)), ValueError, r"'depth' \(-1\) does not match 'w1s'"),
     (lambda s: s.update(depth=np.array(np.inf)), ValueError, r"'depth' \(inf\) does not match 'w1s'"),
+    # leaves that are no power of two, none, or a depth that is no number: refused before the layer is built
+    (lambda s: s.update(w1s=np.ones((3, 4, 3)), depth=np.array(1)), ValueError, r"'depth' \(1\) does not match 'w1s'"),
+    (lambda s: s.update(w1s=np.ones((0, 4, 3)), depth=np.array(-1)), ValueError, r"'depth' \(-1\) does not match 'w1s'"),
+    (lambda s: s.update(w1s=np.ones((2, 4, 3)), depth=np.array(True)), ValueError, r"'depth' \(True\) does not match"),
     (lambda s: s.update(magic_w1=np.ones((1, 4, 8))), KeyError, r"missing \['magic_b1'"),
     (lambda s: s.update(w1s=np.ones((3, 4, 3))), ValueError, "power of two"),
     (lambda s: s.update(b1s=np.array([["a"] * 3] * 4)), TypeError, "real numbers"),
@@ -370,6 +374,16 @@ def test_load_safetensors_names_the_file_when_its_arrays_build_no_layer(tmp_path
     assert str(info.value).startswith(f"{str(path)!r}: ")
 
 
+def test_load_safetensors_names_the_file_in_a_type_error(tmp_path):
+    """A TypeError building the layer (a config value of the wrong type) stays a TypeError, naming the file."""
+    st = pytest.importorskip("safetensors.numpy", reason="needs the safetensors package")
+    path = tmp_path / "a.safetensors"
+    st.save_file(leaf_state(np.random.default_rng(3)), str(path))
+    with pytest.raises(TypeError, match=r"seed must be an integer, got 'x'") as info:
+        interop.load_safetensors(path, seed="x")
+    assert str(info.value).startswith(f"{str(path)!r}: ")
+
+
 def test_load_safetensors_refuses_hyperparameters_nested_too_deeply(tmp_path):
     """json.loads' RecursionError came out raw."""
     st = pytest.importorskip("safetensors.numpy", reason="needs the safetensors package")
@@ -402,6 +416,38 @@ def test_load_pt_refuses_a_flipped_byte_in_tensor_data(tmp_path, directory, matc
                                          + match) as info:
         interop.load_pt(path)
     assert str(info.value).startswith(repr(str(path)))
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (lambda s: s.update(w1r=s.pop("w1s")), ValueError, "found no FFF layer"),  # a KeyError, as a ValueError
+    (lambda s: s.update(depth=np.array(-1)), ValueError, r"'depth' \(-1\) does not match 'w1s'"),
+])
+def test_load_pt_names_the_file_when_its_arrays_build_no_layer(tmp_path, change, error, match):
+    torch = pytest.importorskip("torch", reason="needs torch")
+    state = leaf_state(np.random.default_rng(3))
+    change(state)
+    path = tmp_path / "bad.pt"
+    torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, path)
+    with pytest.raises(error, match=match) as info:
+        interop.load_pt(path)
+    assert str(info.value).startswith(f"{str(path)!r}: ")
+
+
+def test_load_pt_reads_records_stored_without_a_crc(tmp_path):
+    """torch.serialization.set_crc32_options(False) writes each record's CRC as 0: nothing to check, so
+    the file loads (a CRC of 0 checked against the data would refuse every record)."""
+    torch = pytest.importorskip("torch", reason="needs torch")
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    path = tmp_path / "m.pt"
+    torch.serialization.set_crc32_options(False)
+    try:
+        interop.save_pt(layer, path)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        assert any(info.CRC == 0 and info.file_size for info in archive.infolist())
+    np.testing.assert_array_equal(interop.load_pt(path).params["w2s"], layer.params["w2s"])
 
 
 def test_load_pt_refuses_a_record_marked_as_a_directory(tmp_path):
@@ -528,6 +574,16 @@ def test_convert_keeps_class_names_between_npz_files_and_warns_where_it_cannot(t
     assert capsys.readouterr().err == ""
     x = np.random.default_rng(9).normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_array_equal(interop.load_any(tmp_path / "f.safetensors")(x), layer(x))
+    import warnings
+    with warnings.catch_warnings():  # the line is printed whatever the warning filters (python -W ignore)
+        warnings.simplefilter("ignore")
+        assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "h.safetensors")) == 0
+    assert capsys.readouterr().err.startswith("fffcpu convert: warning: the class names of ")
+    # five names are all shown; of six, the first five and "..."
+    for names, shown in ((list("abcde"), r"\(5: a, b, c, d, e\) are"), (list("abcdef"), r"\(6: a, b, c, d, e, \.\.\.\) are")):
+        fffcpu.save(fffcpu.FFF(4, 3, len(names), 1, seed=0), tmp_path / "n.npz", classes=names)
+        with pytest.warns(UserWarning, match=shown):
+            interop.convert(tmp_path / "n.npz", tmp_path / "n.safetensors")
 
 
 def test_convert_errors(tmp_path, capsys):
