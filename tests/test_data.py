@@ -294,11 +294,14 @@ def test_npz_damaged_or_odd_members(tmp_path):
         data.load_npz(odd, require_y=False)
 
 
-@pytest.mark.parametrize("shape", [(10 ** 11,), (10 ** 6, 10 ** 6)])
-def test_npz_member_declaring_a_huge_shape(tmp_path, shape):
-    """A damaged .npy header declaring shape (10**11,) made np.load allocate 373 GiB: MemoryError."""
+@pytest.mark.parametrize("shape, version", [((10 ** 11,), "1_0"), ((10 ** 6, 10 ** 6), "1_0"), ((10 ** 11,), "2_0"),
+                                            ((40,), "1_0")])  # 160 bytes declared, 144 held (with the header)
+def test_npz_member_declaring_a_huge_shape(tmp_path, shape, version):
+    """A damaged .npy header (format 1.0 or 2.0) declaring shape (10**11,) made np.load allocate 373 GiB:
+    MemoryError."""
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    write = getattr(np.lib.format, f"write_array_header_{version}")
+    write(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
     path = tmp_path / "huge.npz"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("X.npy", header.getvalue() + b"\0" * 16)
@@ -591,6 +594,8 @@ def test_labels_file_with_a_format_that_holds_its_own_labels(tmp_path, capsys):
     ("npz", r"it is a zip archive: if it holds arrays saved with np\.savez, name the file \*\.npz$"),
     ("model", r"it is an fffcpu model file \(fffcpu\.save\): a model is the MODEL argument of evaluate, "
               r"predict and inspect, not --data$"),
+    # "PK" and then no zip archive (a damaged one): still the zip hint, not zipfile's BadZipFile
+    ("damaged zip", r"it is a zip archive: if it holds arrays saved with np\.savez, name the file \*\.npz$"),
     ("text", r"it looks like text: name a CSV file \*\.csv"),
 ])
 def test_file_read_as_idx_says_what_it_seems_to_be(tmp_path, kind, match):
@@ -601,6 +606,8 @@ def test_file_read_as_idx_says_what_it_seems_to_be(tmp_path, kind, match):
         p.write_text("1,2,0\n3,4,1\n")
     elif kind == "model":
         fffcpu.save(fffcpu.FFF(2, 2, 3, 1, seed=0), p)
+    elif kind == "damaged zip":
+        p.write_bytes(b"PK\x03\x04" + b"\xff" * 60)
     else:
         with open(p, "wb") as fh:  # np.save / np.savez to a file object: they add no suffix to it
             (np.save if kind == "npy" else np.savez)(fh, np.ones((3, 2)))
