@@ -637,6 +637,7 @@ def test_an_unpickled_layer_keeps_its_kernel_arguments():
     x = rng.standard_normal((40, D)).astype(np.float32)
     for layer in _layers_of_every_kind("float32"):
         copy = pickle.loads(pickle.dumps(layer))
+        assert copy._descr is np.dtype(np.float32)  # the lean path's dtype check is then an identity test
         np.testing.assert_array_equal(copy(x[0]), layer(x[0]))
         np.testing.assert_array_equal(copy(x), layer(x))
         kept = (copy.__dict__.get("_kernel_cache"), copy.__dict__.get("_one_sample_fn"),
@@ -811,6 +812,23 @@ print(kernels.CACHE, np.allclose(y, ref, rtol=1e-5, atol=1e-5),
     assert out.stdout.strip() == "False True [True]", out.stdout
 
 
+def test_can_cache_warns_only_for_a_missing_cache_locator(monkeypatch):
+    """_can_cache turns Numba's "no locator available" into a warning and False; any other error of
+    the cache=True decoration is Numba's to report, and is raised."""
+    from fffcpu import kernels
+
+    def refusing(message):
+        def njit(**options):
+            raise RuntimeError(message)
+        return njit
+    monkeypatch.setattr(kernels, "njit", refusing("cannot cache function 'f': no locator available for file 'x'"))
+    with pytest.warns(RuntimeWarning, match="no writable cache directory"):
+        assert kernels._can_cache() is False
+    monkeypatch.setattr(kernels, "njit", refusing("something else went wrong"))
+    with pytest.raises(RuntimeError, match="something else went wrong"):
+        kernels._can_cache()
+
+
 def test_layers_run_without_the_jit():
     """Under NUMBA_DISABLE_JIT=1 (coverage tools) the kernels run as Python with stand-ins for the
     intrinsics; every layer path agrees with the reference. The parallel batch path broke once, when
@@ -855,6 +873,8 @@ def test_warmup_checks_its_dtypes_and_takes_one_name():
             fffcpu.warmup(bad)
     fffcpu.warmup("float32")
     fffcpu.warmup(np.float32)
+    from fffcpu import _kernel_api as api  # a dtype object is one dtype too (it is no sequence of them)
+    assert api._warmup_dtypes(np.dtype("float64")) == [np.dtype("float64")]
 
 
 def test_batch_entry_loaded_from_the_disk_cache_in_a_fresh_process(tmp_path):
@@ -922,23 +942,25 @@ def test_thread_count_loaded_from_the_disk_cache_in_a_fresh_process(tmp_path):
 def test_a_fork_while_another_thread_holds_the_batch_lock():
     """A forked child inherits the batch lock as the parent's threads held it; the holder does not
     exist in the child, whose first parallel batch call then waited forever. The child gets a
-    fresh lock (os.register_at_fork)."""
+    fresh lock (os.register_at_fork), and a fresh warmup lock too."""
     _need_fork()
     code = _SMALL_FFF + r'''
 held = threading.Event()
 def hold():
-    with api._PARALLEL_LOCK:  # as a batch call in another thread would
+    with api._PARALLEL_LOCK, api._WARMUP_LOCK:  # as a batch call (and a warmup) in another thread would
         held.set()
         time.sleep(3)
 threading.Thread(target=hold, daemon=True).start()
 held.wait()
 def child(q):
-    free = api._PARALLEL_LOCK.acquire(timeout=1)  # the parent holds its lock for 3 s more
-    if free:
+    free = api._PARALLEL_LOCK.acquire(timeout=1)  # the parent holds its locks for 3 s more
+    warm_free = api._WARMUP_LOCK.acquire(timeout=1)
+    if free and warm_free:
         api._PARALLEL_LOCK.release()
-        q.put((free, layer(x).shape))  # (may compile first: no time limit on this part)
+        api._WARMUP_LOCK.release()
+        q.put((True, layer(x).shape))  # (may compile first: no time limit on this part)
     else:
-        q.put((free, None))
+        q.put((False, None))
 ctx = mp.get_context("fork")
 q = ctx.Queue()
 p = ctx.Process(target=child, args=(q,))
