@@ -413,6 +413,8 @@ def test_from_state_dict_takes_float64_from_big_endian_and_wider_floats():
         assert again.dtype is np.float64, kind
         np.testing.assert_array_equal(again.params["w1s"], layer.params["w1s"])
     assert FFF.from_state_dict({k: v.astype(">f4") for k, v in layer.state_dict().items()}).dtype is np.float32
+    # only floats are wide: integer arrays of 8 bytes build the default float32 layer
+    assert FFF.from_state_dict({k: np.rint(v).astype(np.int64) for k, v in layer.state_dict().items()}).dtype is np.float32
 
 
 # -- added by mutation testing: ties, the entropy clamp, the balance loss's value, leak and dropout --

@@ -424,8 +424,20 @@ def test_from_state_dict_errors():
     with pytest.raises(ValueError, match=r"the rows fit parallel_size 105 at depth 4, parallel_size 217 at depth 3, "
                                          r"parallel_size 465 at depth 2, parallel_size 1085 at depth 1, \.\.\.: pass"):
         NeuronTreeFFF.from_state_dict(wide)
-    with pytest.raises(ValueError, match="parallel_size 2"):
+    with pytest.raises(ValueError, match="parallel_size 2") as info:
         NeuronTreeFFF.from_state_dict(sd, parallel_size=2)
+    assert "fit" not in str(info.value)  # the hint is for a parallel_size not given
+    rows = 3 * 5 * 7  # exactly four fits (d = 0 .. 3): all listed, no "..."
+    four = {"linear_in.weight": np.zeros((rows, 1)), "linear_in.bias": np.zeros(rows),
+            "linear_out.weight": np.zeros((1, rows))}
+    with pytest.raises(ValueError, match=r"the rows fit parallel_size 7 at depth 3, parallel_size 15 at depth 2, "
+                                         r"parallel_size 35 at depth 1, parallel_size 105 at depth 0: pass"):
+        NeuronTreeFFF.from_state_dict(four)
+    empty = {"linear_in.weight": np.zeros((0, 1)), "linear_in.bias": np.zeros(0), "linear_out.weight": np.zeros((1, 0))}
+    with pytest.raises(ValueError) as info:
+        NeuronTreeFFF.from_state_dict(empty)
+    assert str(info.value) == ("'linear_in.weight' has 0 rows, which is not parallel_size 1 times 2^(depth+1) - 1 "
+                               "for any depth")
     with pytest.raises(ValueError, match="multiple of 7"):
         NeuronTreeFFF.from_state_dict(sd, depth=2)
     with pytest.raises(ValueError, match="parallel_size 1 trees of depth 1"):
