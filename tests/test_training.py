@@ -1196,6 +1196,10 @@ def test_data_of_another_width_than_the_model_is_named_with_both_files(tmp_path,
     named.write_text("a,b,c,species\n" + "".join(f"{i},1.5,2,{'cat' if i % 2 else 'dog'}\n" for i in range(6)))
     features = tmp_path / "features.csv"  # the model's 4 inputs, no label column
     np.savetxt(features, rng.normal(size=(6, 4)), delimiter=",")
+    six = tmp_path / "six.csv"  # numbers only, two columns more than the model's inputs
+    np.savetxt(six, rng.normal(size=(6, 6)), delimiter=",")
+    gap = tmp_path / "gap.csv"  # an empty cell in the last column: refused as labels, then named as a feature
+    gap.write_text("1,2,3,4\n5,6,7,\n")
     for argv, message in [
         (["predict", model, "--data", wide], f"data file {wide!r} has 9 features per sample, but the model "
                                              f"{model!r} takes 4 inputs"),
@@ -1203,6 +1207,10 @@ def test_data_of_another_width_than_the_model_is_named_with_both_files(tmp_path,
                                               f"{model!r} takes 4 inputs"),
         (["predict", model, "--data", str(named)], f"data file {str(named)!r} has 4 columns (a CSV file may have "
                                                    "one more than the inputs: its labels), but the model"),
+        (["predict", model, "--data", str(six)], f"data file {str(six)!r} has 6 columns (a CSV file may have "
+                                                 "one more than the inputs: its labels), but the model"),
+        (["predict", model, "--data", str(gap)], f"CSV file {str(gap)!r} is malformed: line 2, column 4 holds '', "
+                                                 "not a number"),
         (["evaluate", model, "--data", str(features)], f"data file {str(features)!r} has 3 features per sample "
                                                        "(its columns less the label column, --label-column -1), "
                                                        "but the model"),
