@@ -47,6 +47,11 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH, classes=None):
     -------
     str
     """
+    return _report(layer, X, y, tree_depth, classes, "y")
+
+
+def _report(layer, X, y, tree_depth, classes, labels_from):
+    """:func:`report`, with ``labels_from`` naming where ``y`` came from in an error about a label."""
     if isinstance(tree_depth, bool) or not isinstance(tree_depth, (int, np.integer)) or tree_depth < 0:
         raise ValueError(f"tree_depth must be an integer >= 0, got {tree_depth!r}")
     if classes is not None:
@@ -68,7 +73,7 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH, classes=None):
                 raise ValueError(f"labels must have shape ({X.shape[0]},), got {y.shape}")
             if _labels_are_names(y, classes):  # as indices, for the accuracies
                 from .training.commands import _class_targets
-                y = _class_targets(y, "y", classes)
+                y = _class_targets(y, labels_from, classes)
     if layer.kind == "fff":
         return "\n".join(_fff_report(layer, X, y, int(tree_depth), classes))
     if layer.kind == "neuron_tree":
@@ -373,10 +378,9 @@ def run_inspect(args):
             if args.limit is not None:
                 X = X[:args.limit]
                 y = None if y is None else y[:args.limit]
-            if y is not None and _labels_are_names(y, classes):  # here, so that an error names the file
-                from .training.commands import _class_targets
-                y = _class_targets(y, args.data, classes)
-        text = report(layer, X, y, tree_depth=args.tree_depth, classes=classes)
+        # labels are looked up in the class names once, by _report, whose errors name the data file (the
+        # names were looked up here as well, so integer names read the indices found as names again)
+        text = _report(layer, X, y, args.tree_depth, classes, args.data)
     except (ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"fffcpu inspect: error: {msg}", file=sys.stderr)

@@ -393,6 +393,25 @@ def test_integer_class_names_read_integer_labels_by_name():
         report(layer, X, y, classes=names)
 
 
+def test_cli_reads_labels_by_integer_class_names_once(tmp_path, capsys):
+    """The command looked the labels up in the names, and report() looked the indices it found up again:
+    a model named -1, 5, 7 failed with "label 0 at index 0 of 'y' is not one of the model's 3 classes"."""
+    layer = fffcpu.FFF(2, 2, 3, 1, seed=0)
+    fffcpu.save(layer, tmp_path / "m.npz", classes=[-1, 5, 7])
+    X = np.random.default_rng(0).normal(size=(9, 2))
+    y = np.arange(9) % 3
+    named = np.array([-1, 5, 7])[y]
+    np.savez(tmp_path / "d.npz", X=X, y=named)
+    assert run_cli(str(tmp_path / "m.npz"), "--data", str(tmp_path / "d.npz")) == 0
+    out = capsys.readouterr().out
+    assert out == f"model: {tmp_path / 'm.npz'}\n" + report(layer, X, named, classes=[-1, 5, 7]) + "\n"
+    assert "accuracy on these labels" in out
+    np.savez(tmp_path / "d.npz", X=X, y=y)  # indices are no names here: the error names the data file
+    assert run_cli(str(tmp_path / "m.npz"), "--data", str(tmp_path / "d.npz")) == 2
+    assert capsys.readouterr().err == (f"fffcpu inspect: error: label 0 at index 0 of {str(tmp_path / 'd.npz')!r} "
+                                       "is not one of the model's 3 classes: -1, 5, 7\n")
+
+
 def test_cli_uses_the_models_class_names(tmp_path, capsys):
     layer = fffcpu.FFF(2, 2, 3, 1, seed=0)
     model = tmp_path / "m.npz"
