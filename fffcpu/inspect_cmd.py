@@ -340,11 +340,8 @@ def add_parser(subparsers):
     p.add_argument("--data", metavar="FILE",
                    help="data to route: .npz (arrays X, y), .csv, IDX images, or 'digits' (built in)")
     p.add_argument("--labels", metavar="FILE", help="IDX labels file to go with IDX images in --data")
-    p.add_argument("--label-column", metavar="COL",
-                   help="CSV label column: an index (negative counts from the end) or a header name; 'none' "
-                        "for a file without labels (default: the last column)")
-    p.add_argument("--x-key", default="X", metavar="NAME", help=".npz array holding the features (default: X)")
-    p.add_argument("--y-key", default="y", metavar="NAME", help=".npz array holding the labels (default: y)")
+    from .training.commands import _add_column_options
+    _add_column_options(p)
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N samples of the data")
     p.add_argument("--tree-depth", type=int, default=TREE_DEPTH, dest="tree_depth", metavar="K",
                    help=f"draw the tree node by node down to level K (default {TREE_DEPTH})")

@@ -483,6 +483,13 @@ def _add_data_options(p, labels_help="labels file for IDX images (MNIST's *-labe
                         "(MNIST format, raw or .gz, with --labels), or 'digits' for the built-in data "
                         "(default: %(default)s)")
     p.add_argument("--labels", metavar="FILE", help=labels_help)
+    _add_column_options(p, label_column_default, y_key_help)
+
+
+def _add_column_options(p, label_column_default="the last column",
+                        y_key_help=".npz array holding the labels (default: %(default)s)"):
+    """--label-column, --x-key and --y-key: where a data file keeps its features and labels (also
+    ``fffcpu inspect``'s)."""
     p.add_argument("--label-column", default=None, metavar="COL",
                    help="CSV label column: an index (negative counts from the end) or a header name; "
                         f"'none' for a file without labels (default: {label_column_default})")
