@@ -588,17 +588,23 @@ def load_any(path, kind=None, prefix=None, **config):
     An ``.npz`` records its own kind and hyperparameters, so ``kind``, ``prefix`` and ``config``
     are refused for it. Its class names, if any, are read by :func:`fffcpu.load_classes`.
     """
+    return _load_any(path, kind, prefix, config)[0]
+
+
+def _load_any(path, kind, prefix, config):
+    """``(layer, classes)``: :func:`load_any`'s layer, and the class names of an fffcpu ``.npz`` (None for
+    other formats, or a file without them), from one reading of the file."""
     fmt = file_format(path)
     if fmt == "pt":
-        return load_pt(path, kind=kind, prefix=prefix, **config)
+        return load_pt(path, kind=kind, prefix=prefix, **config), None
     if fmt == "safetensors":
-        return load_safetensors(path, kind=kind, prefix=prefix, **config)
+        return load_safetensors(path, kind=kind, prefix=prefix, **config), None
     given = {k: v for k, v in dict(config, kind=kind, prefix=prefix).items() if v is not None}
     if given:
         raise ValueError(f"{os.fspath(path)!r} is an fffcpu .npz file, which records its own kind and "
                          f"hyperparameters; these options do not apply to it: {sorted(given)}")
     from . import io as fio
-    return fio.load(path)
+    return fio._read(path)
 
 
 def save_any(layer, path):
@@ -621,8 +627,7 @@ def convert(src, dst, kind=None, prefix=None, **config):
     place for them, so writing one from a file with names warns (``UserWarning``) that they are left out.
     """
     from . import io as fio
-    layer = load_any(src, kind=kind, prefix=prefix, **config)
-    classes = fio.load_classes(src) if file_format(src) == "npz" else None
+    layer, classes = _load_any(src, kind, prefix, config)  # the file is read once, its names with it
     if file_format(dst) == "npz":
         fio.save(layer, dst, classes=classes)
         return layer
