@@ -360,15 +360,13 @@ def run_inspect(args):
             raise ValueError(f"--tree-depth must be an integer >= 0, got {args.tree_depth}")
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
-        from .training.commands import _read_model
+        from .training.commands import _is_text_table, _label_column, _read_model
         layer, classes = _read_model(args.model)
         X = y = None
         if args.data is not None:
-            from .training.commands import _label_column
             X, y = data.load_dataset(args.data, labels=args.labels, label_column=_label_column(args.label_column),
                                      x_key=args.x_key, y_key=args.y_key, require_y=False)
-            if (X.shape[1] == layer.input_width - 1 and args.label_column is None
-                    and args.data.lower().endswith((".csv", ".tsv", ".txt"))):
+            if X.shape[1] == layer.input_width - 1 and args.label_column is None and _is_text_table(args.data):
                 raise ValueError(f"data file {args.data!r} has {X.shape[1]} features per sample besides its last "
                                  f"column, read as the labels, but the model takes {layer.input_width} inputs; "
                                  "for a file without a label column, give --label-column none")
