@@ -75,6 +75,19 @@ class NeuronTreeFFF(Layer):
                        "linear_in.bias": aligned_copy(p.pop("linear_in.bias")),
                        "linear_out.weight": self._w_out_t.T}
 
+    def __getstate__(self):
+        """As :meth:`Layer.__getstate__`, without ``_w_out_t``: it is ``linear_out.weight``'s transpose,
+        which a pickle stored a second time (and an unpickled layer held twice)."""
+        state = super().__getstate__()
+        state.pop("_w_out_t", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        params = self.__dict__.get("params")
+        if params is not None and "linear_out.weight" in params:
+            self.__dict__["_w_out_t"] = params["linear_out.weight"].T
+
     def _checked_params(self, value):
         """``layer.params = mapping`` (see :meth:`Layer._checked_params`), with ``linear_out.weight``
         converted to the kernel layout if need be (a transposed view of C-contiguous (P*N, O)

@@ -46,6 +46,27 @@ def test_loaded_and_converted_layers_too(tmp_path, dtype):
                 np.testing.assert_array_equal(copy.params[name], a)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_unpickled_and_deep_copied_layers_too(dtype):
+    """pickle (multiprocessing) and copy.deepcopy gave the arrays back 16-byte aligned: the copy ran
+    about 0.3 us per sample slower. Same values, the same layout, and a neuron tree's pickle holds
+    its output weights once (it held them twice, as ``linear_out.weight`` and as their transpose)."""
+    import copy
+    import pickle
+    for layer in _layers(dtype):
+        for twin in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+            assert set(_offsets(twin).values()) == {0}, (type(twin).__name__, _offsets(twin))
+            for a in twin._kernel_arrays():
+                if isinstance(a, np.ndarray) and a.ndim:
+                    assert a.ctypes.data % LINE == 0
+            for name, a in layer.params.items():
+                np.testing.assert_array_equal(twin.params[name], a)
+                assert twin.params[name].strides == a.strides, name
+    for layer in (fffcpu.NeuronTreeFFF(64, 64, 4, seed=4, dtype=dtype), fffcpu.FFF(64, 4, 64, 3, dtype=dtype)):
+        nbytes = sum(a.nbytes for a in layer.params.values())  # 16-36 KB, against ~1 KB of the rest
+        assert len(pickle.dumps(layer)) < 1.15 * nbytes, type(layer).__name__
+
+
 def test_training_updates_keep_the_parameters_in_place():
     layer = fffcpu.FFF(12, 3, 4, 2, seed=0)
     before = {name: a.ctypes.data for name, a in layer.params.items()}
