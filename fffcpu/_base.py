@@ -80,7 +80,7 @@ class Layer:
     kind = None
     #: attributes that only cache views of the parameters, or functions bound to them; a copy of the
     #: layer (``copy.deepcopy``) rebuilds them, since copied ones would still read the original's arrays
-    _CACHES = ("_kernel_cache", "_kernel_names", "_one_sample_fn", "_batch_fn")
+    _CACHES = ("_kernel_cache", "_kernel_names", "_one_sample_fn", "_batch_fn", "_mixed_args")
 
     def __setattr__(self, name, value):
         """Checks the hyperparameters a user may set (``activation``, ``dropout``, ``region_leak``,
@@ -208,15 +208,20 @@ class Layer:
 
     def _bound(self, slot, bind, args):
         """``bind(args)``, kept in attribute ``slot`` while ``args`` and the activation stay the same;
-        kept only when ``args`` are themselves the cached ones (the last item of ``_kernel_cache``)."""
+        kept only when ``args`` are themselves the cached ones (:meth:`_args_are_kept`)."""
         kept = self.__dict__.get(slot)
         if kept is not None and kept[0] is args and kept[1] == self.activation:
             return kept[2]
         fn = bind(args)
-        cached = self.__dict__.get("_kernel_cache")
-        if cached is not None and cached[-1] is args:
+        if self._args_are_kept(args):
             setattr(self, slot, (args, self.activation, fn))
         return fn
+
+    def _args_are_kept(self, args):
+        """Whether ``args`` are the kernel arguments the layer keeps (the last item of
+        ``_kernel_cache``), so that a function bound to them may be kept too."""
+        cached = self.__dict__.get("_kernel_cache")
+        return cached is not None and cached[-1] is args
 
     def _use_numba(self):
         return self.backend != "numpy"

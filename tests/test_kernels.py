@@ -457,11 +457,15 @@ def test_master_leaf_layer_follows_kappa_and_wide_blocks():
     rng = np.random.default_rng(31)
     layer = fffcpu.FFF(D_WIDE, L_WIDE, O_WIDE, depth=3, seed=5, dtype="float32", master_leaf=17)
     x = rng.standard_normal((90, D_WIDE)).astype(np.float32)
-    for kappa in (0.5, -2.0):
+    bound = []
+    for kappa in (0.5, -2.0, -2.0, 0.5):
         layer.params["k"][...] = kappa
         expected = ref_leaf.hard_forward(layer.params, x, "relu")
         np.testing.assert_allclose(layer(x), expected, **TOL[np.float32])
         np.testing.assert_allclose(layer(x[7]), expected[7], **TOL[np.float32])
+        bound.append(layer.__dict__.get("_batch_fn"))
+    # the batch function is kept while k stays the same (it was bound anew on every call)
+    assert bound[1] is bound[2] is not None and bound[0] is not bound[1] and bound[3] is not bound[2]
 
 
 @pytest.mark.parametrize("depth", [0, 3])
@@ -642,8 +646,8 @@ def test_an_unpickled_layer_keeps_its_kernel_arguments():
         np.testing.assert_array_equal(copy(x), layer(x))
         kept = (copy.__dict__.get("_kernel_cache"), copy.__dict__.get("_one_sample_fn"),
                 copy.__dict__.get("_batch_fn"))
-        if layer.kind == "fff" and layer.master_leaf:  # s is re-read per call: no bound functions kept
-            kept = kept[:1]
+        if layer.kind == "fff" and layer.master_leaf:  # one sample calls the master-leaf kernel directly
+            kept = kept[::2]
         assert all(k is not None for k in kept), type(layer).__name__
         copy(x[0])
         copy(x)
