@@ -26,6 +26,7 @@ Run::
     python examples/embed_inference.py digits_fff.npz --input requests.txt --batch 256
 """
 import argparse
+import os
 import sys
 import time
 
@@ -146,6 +147,10 @@ def main(argv=None):
         else:
             times = serve_one_by_one(layer, source, sys.stdout, classes)
             what = f"{len(times)} single-sample calls"
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit would fail again
+        return 141
     finally:
         if args.input:
             source.close()

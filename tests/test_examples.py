@@ -132,6 +132,20 @@ def test_embed_reads_stdin_as_a_script(saved_model):
     assert "1 single-sample calls" in proc.stderr
 
 
+def test_embed_stops_quietly_when_its_reader_goes_away(tmp_path, saved_model):
+    """``embed_inference.py MODEL --input FILE | head -1``: a BrokenPipeError traceback ended it."""
+    layer, path = saved_model
+    requests = tmp_path / "many.txt"
+    requests.write_text(("0.5 " * layer.input_width + "\n") * 5000)  # far more output than a pipe holds
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "embed_inference.py"), str(path), "--input",
+                             str(requests)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 # -- train_mnist.py -------------------------------------------------------------------------------
 def write_idx(path, arr):
     data = bytes([0, 0, 8, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
