@@ -7,8 +7,8 @@ aligns its buffers to 16 bytes only, so most of those loads straddle two cache l
 a whole number of 64-byte lines (768 float32 values are 48 lines).
 
 The layers keep their parameters in such arrays (:func:`aligned_copy` at construction and when
-unpickled; updates go in place). Alignment changes speed only, never a result: a parameter array a caller puts in its place
-works as well.
+unpickled; updates go in place). Alignment changes speed only, never a result: a parameter array a
+caller puts in its place works as well.
 """
 import numpy as np
 
