@@ -17,7 +17,7 @@ array too.
 import numpy as np
 
 from . import activations
-from ._aligned import aligned_copy
+from ._aligned import aligned_copy, aligned_empty
 from ._validate import as_input, check_bool, check_choice, check_dtype, check_int, check_rate
 
 BACKENDS = ("auto", "numba", "numpy")
@@ -133,12 +133,26 @@ class Layer:
 
     def _checked_params(self, value):
         """``layer.params = mapping``: the layer's own arrays at construction; afterwards a mapping
-        with the same names and shapes (the arrays are kept, converted to the layer's dtype if need be)."""
+        with the same names and shapes, each array kept as given where the kernels can use it as it
+        is, else copied (:meth:`_kept`)."""
         if "params" not in self.__dict__:
             return Params(value)
         shapes = {name: np.shape(a) for name, a in self.params.items()}
         arrays = _check_mapping(value, shapes, type(self).__name__, self.dtype)
-        return Params({name: np.asarray(arrays[name], dtype=self.dtype) for name in shapes})
+        return Params({name: self._kept(name, arrays[name]) for name in shapes})
+
+    def _kept(self, name, a):
+        """The array the layer keeps for parameter ``name`` when assigned ``a`` (checked): ``a`` itself
+        when it is C-contiguous, writable and of the layer's dtype, else a 64-byte aligned C-order copy
+        in that dtype. A Fortran-order or strided array kept as given was copied by every call (one
+        sample 4 to 130 times slower); a read-only one (``np.load(..., mmap_mode="r")``) could not be
+        trained and compiled kernel variants that ``fffcpu.warmup()`` does not."""
+        a = np.asarray(a)
+        if a.dtype == self._descr and a.flags.c_contiguous and a.flags.writeable:
+            return a
+        out = aligned_empty(a.shape, self._descr)
+        out[...] = a
+        return out
 
     def _init_common(self, dtype, backend, seed):
         self.dtype = check_dtype(dtype)  # the NumPy scalar type, fixed (see __setattr__)

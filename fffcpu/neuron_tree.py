@@ -89,16 +89,23 @@ class NeuronTreeFFF(Layer):
             self.__dict__["_w_out_t"] = params["linear_out.weight"].T
 
     def _checked_params(self, value):
-        """``layer.params = mapping`` (see :meth:`Layer._checked_params`), with ``linear_out.weight``
-        converted to the kernel layout if need be (a transposed view of C-contiguous (P*N, O)
-        storage): a state dict's (O, P*N) C-order array was kept as given, and every call then
-        copied its transpose and bound a new one-sample function (one sample 50 times slower)."""
+        """``layer.params = mapping`` (see :meth:`Layer._checked_params`)."""
         params = super()._checked_params(value)
-        w_out = params.get("linear_out.weight")
-        if "params" in self.__dict__ and not w_out.T.flags.c_contiguous:
-            self._w_out_t = aligned_copy(w_out.T)
-            dict.__setitem__(params, "linear_out.weight", self._w_out_t.T)
+        if "params" in self.__dict__:
+            self._w_out_t = params["linear_out.weight"].T
         return params
+
+    def _kept(self, name, a):
+        """As :meth:`Layer._kept`, but ``linear_out.weight`` in the kernel layout: the transpose of a
+        C-contiguous (P*N, O) array. A state dict's (O, P*N) C-order array was kept as given, and
+        every call then copied its transpose and bound a new one-sample function (one sample 50 times
+        slower)."""
+        if name != "linear_out.weight":
+            return super()._kept(name, a)
+        a = np.asarray(a)
+        t = a.T
+        kept = super()._kept(name, t)
+        return a if kept is t else kept.T
 
     # -- sizes --------------------------------------------------------------------------------
     @property
