@@ -95,8 +95,11 @@ def serve_in_batches(layer, lines, out, batch_size, classes=None):
             x = parse_request(line)
             if x.shape != (layer.input_width,):
                 raise ValueError(f"a request must hold input_width = {layer.input_width} numbers, got {x.size}")
+            with np.errstate(over="ignore"):
+                x = x.astype(layer.dtype)  # checked as the layer holds it: 1e50 is inf in float32
             if not np.isfinite(x).all():
-                raise ValueError("a request must hold finite numbers, got NaN or inf")
+                raise ValueError(f"a request must hold finite numbers within the model's "
+                                 f"{np.dtype(layer.dtype).name} range, got NaN, inf or a value beyond it")
             pending.append(x)
         except ValueError as exc:
             pending.append(str(exc))

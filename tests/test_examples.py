@@ -85,6 +85,8 @@ def test_embed_answers_one_by_one_and_in_batches(tmp_path, saved_model, capsys):
     lines.insert(3, "1, 2, three, 4")  # not numbers
     lines.insert(7, "1 2 3")  # wrong width
     lines.insert(9, "")  # blank lines are skipped
+    lines.insert(10, "1e50 0 0 0")  # finite as a float64, beyond float32: ended the batch mode
+    lines.insert(11, "nan 0 0 0")
     requests = tmp_path / "requests.txt"
     requests.write_text("\n".join(lines) + "\n")
     ns = load_example("embed_inference.py")
@@ -92,9 +94,11 @@ def test_embed_answers_one_by_one_and_in_batches(tmp_path, saved_model, capsys):
     for batch in ("0", "1", "4", "64"):
         assert ns["main"]([str(path), "--input", str(requests), "--batch", batch]) == 0
         out = capsys.readouterr().out.splitlines()
-        assert len(out) == 13
+        assert len(out) == 15
         assert out[3].startswith("error:") and "numbers" in out[3]
         assert out[7].startswith("error:") and "4" in out[7]
+        assert out[9].startswith("error:") and "float32" in out[9], batch
+        assert out[10].startswith("error:") and "finite" in out[10], batch
         answers[batch] = [line for line in out if not line.startswith("error:")]
     assert answers["0"] == answers["1"] == answers["4"] == answers["64"]
     Y = layer(X)
