@@ -338,6 +338,7 @@ def load_pt(path, kind=None, prefix=None, **config):
     """
     torch = _require_torch("load_pt")
     path = os.fspath(path)
+    _require_regular_file(path, "a .pt file")
     _check_pt_records(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -350,6 +351,11 @@ def load_pt(path, kind=None, prefix=None, **config):
                          "tensors); save one with torch.save(module.state_dict(), path)")
     with _naming_the_file(path):
         return from_torch_state_dict(obj, kind=kind, prefix=prefix, **config)
+
+
+def _require_regular_file(path, what):
+    from .io import require_regular_file
+    require_regular_file(path, what)
 
 
 @contextlib.contextmanager
@@ -448,6 +454,7 @@ def read_safetensors(path):
     """``(arrays, metadata)`` of a ``.safetensors`` file, as NumPy arrays and a dict of str."""
     st = _require_safetensors("read_safetensors")
     path = os.fspath(path)
+    _require_regular_file(path, "a .safetensors file")
     if os.path.isdir(path):  # safetensors would say only "No such device (os error 19)"
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     try:

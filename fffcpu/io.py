@@ -44,6 +44,7 @@ import inspect
 import json
 import math
 import os
+import stat
 import tempfile
 import tokenize
 import zipfile
@@ -122,6 +123,8 @@ def save(layer, path, *, classes=None):
     ValueError
         A parameter holds NaN or inf (such a file could not be loaded); ``classes`` has the wrong length,
         a repeated or empty name, or an integer beyond int64.
+    ValueError
+        ``path`` is empty or ends with a separator (it names no file).
     FileNotFoundError, IsADirectoryError
         The directory does not exist, or ``path`` is a directory.
     """
@@ -178,6 +181,9 @@ def _fspath(path):
 
 def _check_path(path):
     path = _fspath(path)
+    if not path or path.endswith(("/", os.sep)):  # the rename failed with a bare OSError naming a temp file
+        raise ValueError(f"path must name a file to save to, got {path!r}"
+                         + (" (it ends with a separator, so it names a directory)" if path else ""))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
@@ -346,7 +352,8 @@ def load(path):
     FileNotFoundError
         No file at ``path``.
     ModelFileError
-        The file is not a valid model file; the message names the file and what is wrong.
+        The file is not a valid model file, or ``path`` names a device, pipe or socket; the message
+        names the file and what is wrong.
     """
     return _read(path)[0]
 
@@ -365,9 +372,27 @@ def load_classes(path):
     return _read(path)[1]
 
 
+def require_regular_file(path, what):
+    """Refuse a ``path`` that names a device, a pipe or a socket, with a :class:`ModelFileError` naming
+    it and ``what`` was expected (``"an fffcpu model file"``). Why: a zip reader reads a file that
+    reports no size to its end, so ``/dev/zero`` took memory without limit, and a pipe (``/dev/stdin``)
+    cannot seek, which was reported as a damaged archive. A missing path is left to ``open``."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise ModelFileError(f"{path!r} is {kind}, not a file: {what} is read from a regular file (save or copy "
+                         "it to one and give that path)")
+
+
 def _read(path):
     """``(layer, classes)`` from a model file: :func:`load`'s layer and :func:`load_classes`' names."""
     path = _fspath(path)
+    require_regular_file(path, "an fffcpu model file")
 
     def fail(problem):
         from .interop import file_format

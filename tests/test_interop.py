@@ -5,6 +5,7 @@ the cross-checks of tests/test_crosscheck_torch.py also run here, on stored numb
 """
 import argparse
 import builtins
+import os
 import pathlib
 import re
 
@@ -284,6 +285,23 @@ def test_load_from_a_directory_names_it(tmp_path, capsys, suffix):
     assert run_cli("convert", str(path), str(tmp_path / "out.npz")) == 2
     err = capsys.readouterr().err
     assert "Is a directory" in err and str(path) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="a POSIX device")
+def test_load_of_a_device_names_it(tmp_path, suffix):
+    """A .pt or .safetensors path naming a device (a link to /dev/zero read without end) is refused by
+    name, as fffcpu.load refuses it; save_pt and save_safetensors need a file name too."""
+    module = "torch" if suffix == ".pt" else "safetensors"
+    pytest.importorskip(module, reason="needs its reader")
+    path = tmp_path / ("x" + suffix)
+    path.symlink_to("/dev/null")
+    with pytest.raises(ValueError, match=f"x{suffix}' is a character device, not a file: a {suffix} file is read "
+                                         "from a regular file"):
+        interop.load_any(path)
+    save = interop.save_pt if suffix == ".pt" else interop.save_safetensors
+    with pytest.raises(ValueError, match="path must name a file to save to, got ''"):
+        save(fffcpu.FFF(4, 3, 2, 1, seed=0), "")
 
 
 def test_fffcpu_load_of_a_pt_or_safetensors_file_points_to_load_any(tmp_path):

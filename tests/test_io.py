@@ -153,6 +153,33 @@ def test_file_is_a_plain_npz(saved):
     assert set(arrays) == {"node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s"}
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/null") or not hasattr(os, "mkfifo"), reason="POSIX devices and pipes")
+def test_load_refuses_devices_and_pipes(tmp_path):
+    """fffcpu.load("/dev/zero") took memory without limit (zipfile reads a file that reports no size to
+    its end), and a pipe (``cat m.npz | ... load("/dev/stdin")``) was called a damaged archive."""
+    link = tmp_path / "model.npz"
+    link.symlink_to("/dev/null")
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    for path, kind in ((link, "a character device"), (fifo, "a pipe")):
+        for read in (fffcpu.load, fffcpu.load_classes):
+            with pytest.raises(ModelFileError, match=f"{path.name}' is {kind}, not a file: an fffcpu model "
+                                                     "file is read from a regular file"):
+                read(path)
+
+
+def test_save_needs_a_file_name(tmp_path):
+    """save(layer, "") failed with "FileNotFoundError: '/tmp/..xxxx.tmp' -> ''" and a path ending in a
+    separator with a bare NotADirectoryError, neither naming the argument."""
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    with pytest.raises(ValueError, match=r"path must name a file to save to, got ''$"):
+        fffcpu.save(layer, "")
+    with pytest.raises(ValueError, match=r"path must name a file to save to, got '.*m\.npz/' \(it ends with a "
+                                         r"separator, so it names a directory\)"):
+        fffcpu.save(layer, str(tmp_path / "m.npz") + "/")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_overwrite_replaces_and_keeps_mode(tmp_path):
     path = tmp_path / "m.npz"
     io.save(_perturbed_fff(1, "float32"), path)
