@@ -4,8 +4,8 @@ No framework, no server library: the program reads one request per line (numbers
 spaces or commas, ``input_width`` of them) from a file or standard input and writes one answer per
 line: the index of the largest output (its class name, for a model saved with names: ``fffcpu train``
 on text labels such as ``setosa``, or ``fffcpu.save(layer, path, classes=...)``; read them with
-``fffcpu.load_classes``), then the outputs. A malformed request gets an ``error:`` line and the loop
-goes on.
+``fffcpu.load(path, with_classes=True)``), then the outputs. A malformed request gets an ``error:``
+line and the loop goes on.
 
 Two ways to call the layer, both log-time hard inference:
 
@@ -137,8 +137,8 @@ def main(argv=None):
     if args.batch < 0:
         parser.error(f"--batch must be >= 0, got {args.batch}")
 
-    layer = fffcpu.load(args.model)  # validates the file; never unpickles
-    classes = fffcpu.load_classes(args.model)  # the class names saved with it, or None
+    # validates the file, never unpickles; classes: the class names saved with the model, or None
+    layer, classes = fffcpu.load(args.model, with_classes=True)
     fffcpu.warmup(dtypes=(np.dtype(layer.dtype).name,))
     print(f"loaded {layer!r}", file=sys.stderr)
 

@@ -334,18 +334,23 @@ def _fsync_directory(directory):
 # ---------------------------------------------------------------------------------------------
 # load
 # ---------------------------------------------------------------------------------------------
-def load(path):
+def load(path, *, with_classes=False):
     """Read a layer written by :func:`save`.
 
     Parameters
     ----------
     path : str or os.PathLike
+    with_classes : bool
+        Also return the class names saved with the layer (as :func:`load_classes` does), from the same
+        reading of the file: a file replaced between two calls (a server reloading its model) cannot
+        pair one model with another's names, and the file is read and checked once.
 
     Returns
     -------
     layer
         Of the class registered for the file's kind, with the saved config and parameters (bit for bit,
-        same dtype). Class names saved with it are read by :func:`load_classes`.
+        same dtype). With ``with_classes``, the pair ``(layer, classes)``; ``classes`` is None when
+        the file has none.
 
     Raises
     ------
@@ -355,14 +360,18 @@ def load(path):
         The file is not a valid model file, or ``path`` names a device, pipe or socket; the message
         names the file and what is wrong.
     """
-    return _read(path)[0]
+    if not isinstance(with_classes, (bool, np.bool_)):
+        raise TypeError(f"with_classes must be True or False, got {with_classes!r}")
+    layer, classes = _read(path)
+    return (layer, classes) if with_classes else layer
 
 
 def load_classes(path):
     """The class names saved with a layer (``save(..., classes=...)``), or None if the file has none.
 
     The whole file is read and checked as :func:`load` checks it, so a file that ``load`` refuses is
-    refused here too, with the same :class:`ModelFileError`.
+    refused here too, with the same :class:`ModelFileError`. To get the layer too, from one reading of
+    the file, use ``load(path, with_classes=True)``.
 
     Returns
     -------

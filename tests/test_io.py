@@ -766,6 +766,9 @@ def test_class_names_round_trip_as_plain_python(tmp_path, classes, expected):
     header, _ = _members(path)
     assert header["classes"] == list(expected) and header["format_version"] == 1
     _assert_same_layer(layer, io.load(path))  # the layer itself is unchanged by its names
+    both = io.load(path, with_classes=True)  # one reading of the file for both
+    assert type(both) is tuple and len(both) == 2 and both[1] == expected
+    _assert_same_layer(layer, both[0])
     assert fffcpu.load_classes is io.load_classes
     assert "load_classes" in io.__all__ and "load_classes" in fffcpu.__all__
 
@@ -773,6 +776,10 @@ def test_class_names_round_trip_as_plain_python(tmp_path, classes, expected):
 def test_a_file_without_class_names_has_none(saved):
     path, header, _ = saved
     assert "classes" not in header
+    layer, classes = io.load(path, with_classes=True)
+    assert classes is None and isinstance(layer, (fffcpu.FFF, fffcpu.NeuronTreeFFF))
+    with pytest.raises(TypeError, match="with_classes must be True or False, got 'yes'"):
+        io.load(path, with_classes="yes")
     assert io.load_classes(path) is None
     io.save(_perturbed_fff(1, "float32"), path, classes=None)
     assert "classes" not in _members(path)[0]
