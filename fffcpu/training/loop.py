@@ -342,6 +342,13 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
                 raise FloatingPointError(
                     f"training diverged at epoch {epoch + 1}: the loss is {sums[0] / n}; lower the learning rate"
                 )
+            # the epoch's last step is checked by no later loss: an overflow there returned inf weights
+            broken = next((name for name, p in layer.params.items() if not np.isfinite(p).all()), None)
+            if broken is not None:
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch + 1}: its last step made parameter {broken!r} "
+                    "non-finite; lower the learning rate"
+                )
             row = dict(epoch=epoch, loss=float(sums[0] / n), task_loss=float(sums[1] / n), hardening_loss=float(sums[2] / n),
                        accuracy=correct / n if classify else None)
             if validation is not None:
