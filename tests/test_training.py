@@ -488,6 +488,32 @@ def test_divergence_is_reported_as_such(tmp_path):
         args.func(args)
 
 
+def test_divergence_in_the_last_step_is_reported():
+    """The loss is checked before each step, so an overflow in the very last step of fit returned
+    normally with inf weights (and a later evaluate gave a NaN loss without an error)."""
+    rng = np.random.default_rng(0)
+    X = 1e3 * rng.normal(size=(64, 4))
+    y = rng.integers(0, 3, 64)
+    layer = fffcpu.FFF(4, 4, 3, 2, seed=0)
+    with np.errstate(all="ignore"):
+        with pytest.raises(FloatingPointError, match="training diverged at epoch 1: its last step made parameter "
+                                                     "'.*' non-finite; lower the learning rate"):
+            fit(layer, X, y, optimizer="sgd", lr=1e37, epochs=1, batch_size=64, seed=0)
+
+
+def test_estimators_take_bool_features():
+    """scikit-learn takes bool X as numbers 0 and 1; the estimators' check let it through, then fit
+    and predict refused it ("X must hold real numbers, got dtype bool")."""
+    from fffcpu.training import FFFClassifier
+    X = np.random.default_rng(0).random((60, 3)) > 0.5
+    y = X[:, 0].astype(int)
+    clf = FFFClassifier(depth=1, leaf_width=4, epochs=2, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.predict(X), clf.predict(X.astype(np.float64)))
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(X.astype(np.float64)))
+    same = FFFClassifier(depth=1, leaf_width=4, epochs=2, random_state=0).fit(X.astype(np.float64), y)
+    np.testing.assert_array_equal(clf.layer_.params["w1s"], same.layer_.params["w1s"])
+
+
 def test_train_checks_its_output_before_training(tmp_path, capsys, monkeypatch):
     """`fffcpu train -o missing/m.fff` trained in full before failing on the folder, and
     `-o` naming the --data file replaced the user's data with the model."""

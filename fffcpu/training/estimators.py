@@ -57,6 +57,8 @@ def _check_X(X, fitted=None):
     X = _object_numbers("X", X)
     if X.dtype.kind not in "fiub":
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+    if X.dtype.kind == "b":  # numbers 0 and 1, as scikit-learn takes them; the layers take no bool
+        X = X.astype(np.float64)
     if X.ndim != 2:
         hint = (". Reshape your data: X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one sample"
                 if X.ndim == 1 else "")
