@@ -29,7 +29,9 @@ class FFF(Layer):
         Train with hard decisions [a >= 0] instead of sigmoids (routing then learns only from the
         hardening term).
     seed : int or None
-        Seeds the initialisation and the training randomness (region leak, dropout).
+        Seeds the initialisation, and the training randomness (region leak, dropout) of
+        ``train_forward`` calls without ``rng``; :func:`fffcpu.training.fit` draws that randomness
+        (and the shuffling) from its own ``seed`` instead.
     dtype : {"float32", "float64"}
     backend : {"auto", "numba", "numpy"}
         Hard inference through the Numba kernels ("auto", "numba") or the NumPy reference.
