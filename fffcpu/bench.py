@@ -112,7 +112,8 @@ def measure(fn, repeats=7, min_time=0.02):
         Number of timed repeats; the median is reported.
     min_time : float
         Each repeat calls ``fn`` ``number`` times, enough to last at least this long (so microsecond
-        calls are not dominated by the clock's resolution).
+        calls are not dominated by the clock's resolution): ``number`` grows until the faster of two
+        runs of that many calls lasts ``min_time``.
 
     Returns
     -------
@@ -124,7 +125,9 @@ def measure(fn, repeats=7, min_time=0.02):
     fn()  # warm-up: compilation, caches, first-touch page faults
     number = 1
     while True:
-        t = _run(fn, number)
+        # the faster of two runs: one slowed run (a preemption, a lazy first call) ended the
+        # calibration early, and every repeat then timed a few calls far shorter than min_time
+        t = min(_run(fn, number), _run(fn, number))
         if t >= min_time or number >= 1 << 20:
             break
         # aim slightly past min_time, at most 10x more calls per step
@@ -224,6 +227,7 @@ def machine_info(threads):
         "commit": _git_commit(),
         "numpy": np.__version__,
         "blas": _blas_name(),
+        "blas_threads": _blas_threads(threads),
         "numba": numba.__version__,
         "scipy": scipy.__version__,
         "torch": _version("torch"),
@@ -231,6 +235,16 @@ def machine_info(threads):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load_average": _load_average(),
     }
+
+
+def _blas_threads(threads):
+    """The BLAS thread count of the dense baseline: ``threads`` where threadpoolctl can set it (see
+    :class:`_Threads`), else a note that it was not limited (BLAS then uses its own default, often
+    every core, whatever ``threads`` says)."""
+    import importlib.util
+    if importlib.util.find_spec("threadpoolctl") is None:
+        return "not limited (threadpoolctl not installed)"
+    return threads
 
 
 def _load_average():
@@ -692,7 +706,8 @@ SCALING_VARIANTS = {"fff": ("leaf FFF kernels", "relu"), "neuron_tree": ("neuron
 
 
 def run_scaling(widths=SCALING_WIDTHS, batches=(1, 256), repeats=5, min_time=0.02, threads=None,
-                io=SCALING_IO, leaf_width=SCALING_LEAF_WIDTH, emit=None, variants=tuple(SCALING_VARIANTS)):
+                io=SCALING_IO, leaf_width=SCALING_LEAF_WIDTH, emit=None, variants=tuple(SCALING_VARIANTS),
+                quick=False):
     """Cost per sample against training width for the kernels and the dense layers.
 
     For each width W (a power of two) and each of ``variants``: ``"fff"``, a leaf FFF io-W-io with
@@ -704,7 +719,8 @@ def run_scaling(widths=SCALING_WIDTHS, batches=(1, 256), repeats=5, min_time=0.0
     -------
     list of dict
         ``record`` "scaling" with ``width, variant, implementation, batch, seconds, per_sample_seconds``,
-        ``io_width`` (input and output width) and ``leaf_width``.
+        ``io_width`` (input and output width), ``quick`` (as given: whether these are ``--quick``'s
+        sizes) and, for the leaf FFF's variant, ``leaf_width``.
     """
     if isinstance(variants, str) or not variants or not set(variants) <= set(SCALING_VARIANTS):
         known = ", ".join(map(repr, SCALING_VARIANTS))
@@ -731,7 +747,9 @@ def run_scaling(widths=SCALING_WIDTHS, batches=(1, 256), repeats=5, min_time=0.0
                     rec = dict(record="scaling", width=width, variant=variant,
                                implementation=impl.split(" (")[0], detail=impl, batch=batch, seconds=median,
                                per_sample_seconds=median / batch, number=number, repeats=repeats,
-                               threads=threads, io_width=io, leaf_width=leaf_width)
+                               threads=threads, io_width=io, quick=bool(quick))
+                    if variant == "fff":
+                        rec["leaf_width"] = leaf_width
                     results.append(rec)
                     if emit is not None:
                         emit(rec)
@@ -767,9 +785,19 @@ def format_machine(info):
     flags = " ".join(info["cpu_flags"]) or "no AVX flags"
     commit = f" @ {info['commit']}" if info["commit"] else ""
     return (f"{info['cpu']}, {_cores_text(info)} ({flags}), {threads}; Python {info['python']}, "
-            f"NumPy {info['numpy']} ({info['blas']}), Numba {info['numba']}, SciPy {info['scipy']}, "
+            f"NumPy {info['numpy']} ({info['blas']}{_blas_threads_text(info)}), Numba {info['numba']}, SciPy {info['scipy']}, "
             f"torch {info['torch'] or '-'}, fastfeedforward {info['fastfeedforward'] or '-'}; "
             f"fffcpu {info['fffcpu']}{commit}; {info['date']}; load average {info['load_average']}")
+
+
+def _blas_threads_text(info):
+    """", 2 BLAS threads" or ", BLAS threads not limited (...)" (nothing for records without the key)."""
+    n = info.get("blas_threads")
+    if n is None:
+        return ""
+    if isinstance(n, int):
+        return f", {n} BLAS thread{'' if n == 1 else 's'}"
+    return f", BLAS threads {n}"
 
 
 def format_table(results):
@@ -845,7 +873,38 @@ def plot_scaling(results, path, machine=None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from .io import _atomic_write  # a failed or interrupted write leaves an earlier plot as it was
+    fmt = os.path.splitext(os.fspath(path))[1][1:].lower()
+    _atomic_write(os.fspath(path), lambda f: fig.savefig(f, dpi=120, format=fmt))
+
+
+def _plot_formats():
+    """The image formats matplotlib can write (suffix -> description)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    return FigureCanvasAgg(Figure()).get_supported_filetypes()
+
+
+def _plot_path_error(path):
+    """Why ``--plot path`` cannot be written (None if it can): checked before a run of minutes. The
+    format comes from the suffix: matplotlib added ``.png`` to a name without one (``--plot /tmp``
+    wrote ``/tmp.png`` and said "plot written to /tmp") and refused an unknown one after the sweep."""
+    if not path:
+        return "must name an image file such as scaling.png, got ''"
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        return f"must name an image file such as scaling.png, got {path!r}, a folder"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"must be a file in an existing folder, got {path!r} ({folder!r} is not a folder)"
+    if not os.access(folder, os.W_OK):
+        return f"must be a file in a folder this user may write to, got {path!r} ({folder!r} is not writable)"
+    suffix = os.path.splitext(path)[1][1:].lower()
+    formats = _plot_formats()
+    if suffix not in formats:
+        got = f"the suffix {'.' + suffix!r}" if suffix else "no suffix"
+        return (f"must end in an image format's suffix ({', '.join('.' + f for f in sorted(formats))}), "
+                f"got {path!r} with {got}")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -874,7 +933,8 @@ def add_arguments(parser):
                         help="cost per sample against training width 2^6 .. 2^16 "
                              "instead of the configurations (--configs picks the variants)")
     parser.add_argument("--plot", metavar="PATH", default=None,
-                        help="with --scaling: write a PNG plot there (needs matplotlib)")
+                        help="with --scaling: write a plot there, in the format its suffix names "
+                             "(.png, .svg, .pdf, ...; needs matplotlib)")
     return parser
 
 
@@ -913,7 +973,7 @@ def add_parser(subparsers):
 def run(args, stdout=None):
     """Handle parsed ``fffcpu bench`` arguments; returns the exit status."""
     stdout = stdout or sys.stdout
-    if args.plot and not args.scaling:
+    if args.plot is not None and not args.scaling:
         print("fffcpu bench: error: --plot needs --scaling", file=sys.stderr)
         return 2
     if args.scaling:
@@ -926,17 +986,16 @@ def run(args, stdout=None):
         print(f"fffcpu bench: error: --threads must be at most {max_threads} (the threads Numba can run: "
               f"NUMBA_NUM_THREADS), got {args.threads}", file=sys.stderr)
         return 2
-    if args.plot:  # checked before measuring, not after a run of minutes
-        folder = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(folder):
-            print(f"fffcpu bench: error: --plot must be a file in an existing folder, got {args.plot!r} "
-                  f"({folder!r} is not a folder)", file=sys.stderr)
-            return 2
+    if args.plot is not None:  # checked before measuring, not after a run of minutes
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             print("fffcpu bench: matplotlib is not installed; no plot written", file=sys.stderr)
             return 1
+        error = _plot_path_error(args.plot)
+        if error:
+            print(f"fffcpu bench: error: --plot {error}", file=sys.stderr)
+            return 2
     threads = args.threads or max_threads
     repeats = args.repeats or (3 if args.quick else 5 if args.scaling else 7)
     min_time = 0.001 if args.quick else 0.02
@@ -958,12 +1017,12 @@ def run(args, stdout=None):
         leaf_width = 4 if args.quick else SCALING_LEAF_WIDTH
         results = run_scaling(widths=widths, batches=args.batches or (1, 256), repeats=repeats,
                               min_time=min_time, threads=threads, io=io, leaf_width=leaf_width, emit=emit,
-                              variants=variants)
+                              variants=variants, quick=args.quick)
         if not args.json:
             leaf = f", leaf FFF leaf width {leaf_width}" if "fff" in variants else ""
             print(f"\ncost per sample, input and output width {io}{leaf}\n", file=stdout)
             print(format_scaling_table(results), file=stdout)
-        if args.plot:
+        if args.plot is not None:
             try:
                 plot_scaling(results, args.plot, info)
             except ImportError:

@@ -142,6 +142,60 @@ def test_scaling_table_and_plot(tmp_path):
     assert [r[0] for r in rows] == ["64", "128", "256"]
 
 
+def test_plot_paths_that_cannot_be_written_are_refused_before_measuring(tmp_path, capsys):
+    """--plot '' was ignored without a word; a folder or a name without a suffix got ".png" added by
+    matplotlib while the message named the path as given ("plot written to /tmp"); an unknown suffix
+    failed only after the whole sweep."""
+    pytest.importorskip("matplotlib")
+    for path, message in [("", "--plot must name an image file such as scaling.png, got ''"),
+                          (str(tmp_path), f"--plot must name an image file such as scaling.png, got {str(tmp_path)!r}, a folder"),
+                          (str(tmp_path / "plot"), f"got {str(tmp_path / 'plot')!r} with no suffix"),
+                          (str(tmp_path / "p.bogus"), f"got {str(tmp_path / 'p.bogus')!r} with the suffix '.bogus'")]:
+        status, text = run_bench("--quick", "--scaling", "--repeats", "1", "--batches", "1", "--plot", path)
+        assert status == 2 and text == ""  # nothing measured
+        err = capsys.readouterr().err
+        assert message in err, err
+        assert "--plot must end in an image format's suffix (" in err or "image file" in err
+    assert run_bench("--plot", "")[0] == 2  # an empty --plot still needs --scaling
+    assert "--plot needs --scaling" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_plot_format_follows_the_suffix_and_the_write_is_atomic(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    rec = dict(record="scaling", width=64, implementation="dense numpy relu", batch=1, per_sample_seconds=1e-6)
+    svg = tmp_path / "p.svg"
+    bench.plot_scaling([rec], str(svg))
+    assert b"<svg" in svg.read_bytes()[:400]
+    png = tmp_path / "p.png"
+    bench.plot_scaling([rec], str(png))
+    before = png.read_bytes()
+    from matplotlib.figure import Figure
+
+    def broken(fig, f, **kw):
+        f.write(b"half a plot")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    with pytest.raises(OSError, match="disk full"):
+        bench.plot_scaling([rec], str(png))
+    assert png.read_bytes() == before  # the earlier plot is intact, no temporary file is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png", "p.svg"]
+
+
+def test_the_machine_record_says_how_many_blas_threads_the_dense_baseline_had(monkeypatch):
+    """Without threadpoolctl BLAS ran on every core while the records said threads 1."""
+    import importlib.util
+    info = bench.machine_info(1)
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        assert info["blas_threads"] == 1 and ", 1 BLAS thread)" in bench.format_machine(info)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "threadpoolctl" else real(name, *a))
+    info = bench.machine_info(1)
+    assert info["blas_threads"] == "not limited (threadpoolctl not installed)"
+    assert ", BLAS threads not limited (threadpoolctl not installed))" in bench.format_machine(info)
+
+
 def test_plot_into_a_missing_folder_is_refused_before_measuring(tmp_path, capsys):
     png = tmp_path / "missing" / "scaling.png"
     status, text = run_bench("--quick", "--scaling", "--repeats", "1", "--batches", "1", "--plot", str(png))
@@ -154,7 +208,9 @@ def test_scaling_json_records():
     assert status == 0
     recs = [json.loads(line) for line in text.splitlines()][1:]
     assert {r["width"] for r in recs} == {64, 128, 256}
-    assert {(r["io_width"], r["leaf_width"]) for r in recs} == {(32, 4)}  # --quick's, not 768 and 16
+    assert {r["io_width"] for r in recs} == {32} and all(r["quick"] is True for r in recs)  # --quick's sizes
+    assert {r.get("leaf_width") for r in recs if r["variant"] == "fff"} == {4}  # not 768 and 16
+    assert all("leaf_width" not in r for r in recs if r["variant"] == "neuron_tree")  # it has no leaves
     assert {r["implementation"] for r in recs} == {"leaf FFF kernels", "neuron tree kernels",
                                                   "dense numpy relu", "dense numpy gelu"}
 
@@ -259,7 +315,7 @@ def test_measure_excludes_the_warm_up_and_reports_the_median():
     calls = []
     median, number = bench.measure(lambda: calls.append(1), repeats=4, min_time=0.0)
     assert number == 1
-    assert len(calls) == 1 + 1 + 4  # warm-up, calibration, repeats
+    assert len(calls) == 1 + 2 + 4  # warm-up, calibration (two runs), repeats
     assert median >= 0
 
 
@@ -509,11 +565,31 @@ def test_cli_defaults_reach_the_runs(monkeypatch):
 def test_measure_reports_the_median_time_per_call(monkeypatch):
     """With a scripted clock: calibration grows the calls per repeat until one lasts min_time, then
     the median over repeats of seconds per call."""
-    clock = iter([0.01, 0.6, 30.0, 10.0, 20.0])  # calibration at 1 and 10 calls, then 3 repeats
+    # calibration: the faster of two runs at 1 call (0.01 s), then at 10 calls (0.6 s); then 3 repeats
+    clock = iter([0.01, 0.02, 0.9, 0.6, 30.0, 10.0, 20.0])
     calls = []
     monkeypatch.setattr(bench, "_run", lambda fn, number: calls.append(number) or next(clock))
     assert bench.measure(lambda: None, repeats=3, min_time=0.5) == (2.0, 10)
-    assert calls == [1, 10, 10, 10, 10]
+    assert calls == [1, 1, 10, 10, 10, 10, 10]
+
+
+def test_one_slow_call_does_not_end_the_calibration():
+    """A single slowed call right after the warm-up (a preemption, a lazy first call) lasted min_time
+    on its own: every repeat then timed one call of microseconds (dense torch at batch 1 got number 1)."""
+    import time
+    calls = [0]
+
+    def fn():
+        calls[0] += 1
+        if calls[0] == 2:
+            time.sleep(0.025)
+        else:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 3e-6:
+                pass
+
+    median, number = bench.measure(fn, repeats=3, min_time=0.02)
+    assert number >= 1000 and median < 1e-3, (median, number)
 
 
 def test_scaling_layers_have_the_training_width():
