@@ -35,7 +35,7 @@ def _checked_activation(value):
 _SETTABLE = {
     "activation": _checked_activation,
     "dropout": lambda v: check_rate("dropout", v),
-    "region_leak": lambda v: check_rate("region_leak", v),
+    "region_leak": lambda v: check_rate("region_leak", v, upper_inclusive=True),  # 1: every decision swapped
     "train_hardened": lambda v: check_bool("train_hardened", v),
     "backend": lambda v: str(check_choice("backend", v, BACKENDS)),
 }
@@ -194,7 +194,7 @@ class Layer:
         in it (as in ``layer.config()``) are checked against the arrays. The dtype is taken from the
         arrays unless ``dtype`` is given.
         """
-        mapping = {k: _to_numpy(v) for k, v in dict(mapping).items()}
+        mapping = {k: _to_numpy(v, f"array {k!r}") for k, v in dict(mapping).items()}
         return cls._build(mapping, cls._sizes_from_state_dict(mapping), config)
 
     @classmethod
@@ -282,16 +282,36 @@ def _realigned(a, descr):
     return aligned_copy(a).view(descr)
 
 
-def _to_numpy(v):
+def _to_numpy(v, name="array"):
     if hasattr(v, "detach") and hasattr(v, "cpu"):  # torch tensor, duck-typed
-        v = v.detach().cpu().numpy()
+        return tensor_to_numpy(v, name)
     return np.asarray(v)
+
+
+def tensor_to_numpy(t, name="array"):
+    """A torch tensor (duck-typed: torch is never imported here) as a NumPy array; half-precision
+    floats (float16, bfloat16, which NumPy lacks) widened to float32. A tensor that holds no plain
+    numbers is refused with a ValueError naming ``name``: torch's own errors named no array (a meta
+    tensor's "Cannot copy out of meta tensor; no data!" ended ``fffcpu convert`` with a traceback)."""
+    if getattr(t, "is_meta", False):
+        raise ValueError(f"{name} is a tensor on the meta device, which holds no data: load or "
+                         "materialise the weights before saving them")
+    if getattr(t, "is_quantized", False):
+        raise ValueError(f"{name} is a quantized tensor ({t.dtype}): dequantize it first (tensor.dequantize())")
+    layout = str(getattr(t, "layout", "torch.strided"))
+    if layout != "torch.strided":
+        raise ValueError(f"{name} is a {layout.replace('torch.', '')} tensor: fffcpu reads dense tensors "
+                         "(tensor.to_dense())")
+    t = t.detach().cpu()
+    if getattr(t, "is_floating_point", lambda: False)() and t.element_size() < 4:
+        t = t.float()
+    return t.numpy()
 
 
 def _check_mapping(mapping, shapes, owner, dtype=None):
     """Check a state mapping has exactly the expected names and shapes (and, given the ``dtype`` it
     will be cast to, values that fit it); return numpy arrays."""
-    arrays = {k: _to_numpy(v) for k, v in dict(mapping).items()}
+    arrays = {k: _to_numpy(v, f"array {k!r}") for k, v in dict(mapping).items()}
     missing = [k for k in shapes if k not in arrays]
     extra = [k for k in arrays if k not in shapes]
     if missing or extra:

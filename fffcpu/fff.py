@@ -23,7 +23,7 @@ class FFF(Layer):
     activation : {"relu", "gelu", "tanh", "sigmoid", "identity"}
     dropout : float in [0, 1)
         Dropout after the leaf activation, in training only (inverted: kept units scaled by 1/(1-p)).
-    region_leak : float in [0, 1)
+    region_leak : float in [0, 1]
         In training only, each (sample, node) decision is flipped with this probability.
     train_hardened : bool
         Train with hard decisions [a >= 0] instead of sigmoids (routing then learns only from the

@@ -99,13 +99,12 @@ def _layer_class(kind):
 def to_numpy(value, name="array"):
     """A NumPy array from a NumPy array, a torch tensor or a nested list.
 
-    Half-precision tensors (float16, bfloat16; NumPy has no bfloat16) are widened to float32.
+    Half-precision tensors (float16, bfloat16; NumPy has no bfloat16) are widened to float32; meta,
+    sparse and quantized tensors are refused naming ``name`` (:func:`fffcpu._base.tensor_to_numpy`).
     """
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, duck-typed
-        t = value.detach().cpu()
-        if t.is_floating_point() and t.element_size() < 4:
-            t = t.float()
-        return t.numpy()
+        from ._base import tensor_to_numpy
+        return tensor_to_numpy(value, f"array {name!r}")
     arr = np.asarray(value)
     if arr.dtype == object:
         raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}")
@@ -322,6 +321,15 @@ def save_pt(layer, path, prefix=""):
     torch = _require_torch("save_pt")
     sd = to_torch_state_dict(layer, prefix)
     _atomic_write(path, lambda f: torch.save(sd, f))
+    if _kind_of(layer) == "neuron_tree" and layer.parallel_size > 1:
+        rows = layer.training_width
+        one_tree = (rows + 1) & rows == 0  # 2^(d+1) - 1 rows: they also read as one tree of depth d
+        otherwise = (f"without it, its {rows} rows load as one tree of depth {(rows + 1).bit_length() - 2}, "
+                     "a different model" if one_tree else "it cannot be loaded without it")
+        warnings.warn(f"{os.fspath(path)!r}: a .pt file records no parallel_size: load it with load_pt(path, "
+                      f"parallel_size={layer.parallel_size}) or `fffcpu convert --parallel-size "
+                      f"{layer.parallel_size}` ({otherwise}); .safetensors and .npz files keep it",
+                      UserWarning, stacklevel=2)
     return path
 
 
@@ -546,6 +554,10 @@ def from_fastfeedforward(module, **config):
     """
     hyper = dict(activation=activation_name(module.activation), dropout=float(module.dropout),
                  region_leak=float(module.region_leak), train_hardened=bool(module.train_hardened))
+    if "dropout" not in config and hyper["dropout"] >= 1:  # the package takes p = 1; training would divide by 0
+        raise ValueError(f"the module's dropout is {hyper['dropout']} (every hidden unit dropped in training), "
+                         "which an fffcpu.FFF does not take (dropout must be in [0, 1)); inference does not "
+                         "use it: pass from_fastfeedforward(module, dropout=0.0)")
     return from_torch_state_dict(module.state_dict(), kind="fff", **{**hyper, **config})
 
 

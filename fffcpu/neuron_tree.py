@@ -195,7 +195,7 @@ class NeuronTreeFFF(Layer):
         arguments in ``config`` (as in ``layer.config()``) are checked against the arrays. The dtype is
         taken from the arrays unless ``dtype`` is given.
         """
-        mapping = {k: _to_numpy(v) for k, v in dict(mapping).items()}
+        mapping = {k: _to_numpy(v, f"array {k!r}") for k, v in dict(mapping).items()}
         sizes = cls._sizes_from_state_dict(mapping, config.get("parallel_size"), config.get("depth"))
         return cls._build(mapping, sizes, config)
 

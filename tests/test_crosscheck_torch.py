@@ -20,6 +20,7 @@ is over no nodes and is NaN in torch; fffcpu returns 0.0.
 """
 import contextlib
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -315,6 +316,64 @@ def test_fastfeedforward_hyperparameters_both_ways():
     back = interop.to_fastfeedforward(layer)
     assert type(back.activation) is torch.nn.Tanh
     assert (back.dropout, back.train_hardened, back.region_leak) == (0.25, True, 0.3)
+
+
+def test_package_modules_with_a_rate_of_one():
+    """The package takes dropout and region leak in [0, 1]; fffcpu refused region_leak 1.0 (every
+    decision transposed in training, a valid setting) and named no way out for dropout 1.0."""
+    module = fastfeedforward.FFF(D, LW, O, 1, dropout=0.0, region_leak=1.0)
+    layer = interop.from_fastfeedforward(module)
+    assert layer.region_leak == 1.0
+    x = np.random.default_rng(3).normal(size=(6, D)).astype(np.float32)
+    module.eval()
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(layer(x) - layer.params["b2s"][layer.leaf_index(x)], expected, rtol=1e-5, atol=1e-6)
+    dropped = fastfeedforward.FFF(D, LW, O, 1, dropout=1.0)
+    with pytest.raises(ValueError, match=r"the module's dropout is 1.0 .*pass from_fastfeedforward\(module, dropout=0.0\)"):
+        interop.from_fastfeedforward(dropped)
+    assert interop.from_fastfeedforward(dropped, dropout=0.0).dropout == 0.0
+
+
+def test_tensors_without_plain_numbers_are_refused_by_name(tmp_path, capsys):
+    """A meta tensor ended `fffcpu convert` with torch's "Cannot copy out of meta tensor" traceback;
+    sparse and quantized tensors gave torch's TypeErrors, naming no array."""
+    from fffcpu.cli import main
+    with torch.device("meta"):
+        meta = fastfeedforward.FFF(D, LW, O, 1)
+    torch.save(meta.state_dict(), tmp_path / "meta.pt")
+    with pytest.raises(ValueError, match="array 'node_weights' is a tensor on the meta device, which holds no data"):
+        interop.load_pt(tmp_path / "meta.pt")
+    assert main(["convert", str(tmp_path / "meta.pt"), str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "meta device" in err and "Traceback" not in err
+    sd = fastfeedforward.FFF(D, LW, O, 1).state_dict()
+    for change, match in [(lambda t: t.to_sparse(), "array 'w1s' is a sparse_coo tensor: fffcpu reads dense "
+                                                   r"tensors \(tensor.to_dense\(\)\)"),
+                          (lambda t: torch.quantize_per_tensor(t, 0.1, 0, torch.qint8),
+                           r"array 'w1s' is a quantized tensor \(torch.qint8\): dequantize it first")]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch deprecates its quantized tensors
+            bad = dict(sd, w1s=change(sd["w1s"]))
+        with pytest.raises(ValueError, match=match):
+            interop.from_torch_state_dict(bad)
+        with pytest.raises(ValueError, match=match):
+            fffcpu.FFF.from_state_dict({k: v for k, v in bad.items() if k != "depth"})
+
+
+def test_a_forest_saved_as_pt_warns_that_the_file_cannot_tell_its_trees(tmp_path):
+    """A forest of 5 trees of depth 1 (15 rows) reloaded from fffcpu's own .pt file as one tree of
+    depth 3 without a word: the file records no parallel_size."""
+    forest = NeuronTreeFFF(8, 4, 1, parallel_size=5, seed=0)
+    with pytest.warns(UserWarning, match=r"records no parallel_size: load it with load_pt\(path, parallel_size=5\) .*"
+                                         "load as one tree of depth 3, a different model"):
+        interop.save_pt(forest, tmp_path / "f.pt")
+    assert interop.load_pt(tmp_path / "f.pt", parallel_size=5).parallel_size == 5
+    with pytest.warns(UserWarning, match=r"\(it cannot be loaded without it\)"):
+        interop.save_pt(NeuronTreeFFF(8, 4, 1, parallel_size=2, seed=0), tmp_path / "g.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one tree: nothing to say
+        interop.save_pt(NeuronTreeFFF(8, 4, 2, seed=0), tmp_path / "h.pt")
 
 
 class UltraFastBERTLikeFFF(torch.nn.Module):

@@ -271,7 +271,8 @@ def test_attributes_are_checked_when_set():
     layer = FFF(4, 2, 3, 2, seed=0, master_leaf=2)
     for name, value, error, match in [
         ("dropout", 2.0, ValueError, r"dropout must be in \[0, 1\), got 2.0"),
-        ("region_leak", -0.5, ValueError, r"region_leak must be in \[0, 1\), got -0.5"),
+        ("region_leak", -0.5, ValueError, r"region_leak must be in \[0, 1\], got -0.5"),
+        ("region_leak", 1.5, ValueError, r"region_leak must be in \[0, 1\], got 1.5"),
         ("activation", "bogus", ValueError, "activation must be one of"),
         ("train_hardened", "yes", TypeError, "train_hardened must be a bool"),
         ("backend", "bogus", ValueError, "backend must be one of"),
