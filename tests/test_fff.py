@@ -202,6 +202,20 @@ def test_state_dict_round_trip_and_torch_like_mapping():
     assert FFF.from_state_dict(wrapped).dtype == np.float64
 
 
+def test_a_state_dict_whose_w2s_disagrees_is_named():
+    """The sizes come from w1s and w2s, so a wrong w2s was reported as "array 'b2s' must have shape
+    (4, 5), got (4, 3)", blaming the right array."""
+    sd = FFF(4, 4, 3, 2, seed=0).state_dict()
+    for name, value, match in [
+        ("w2s", np.zeros((4, 4, 5)), r"'w2s' of shape \(4, 4, 5\) and 'b2s' of shape \(4, 3\) disagree on the "
+                                     r"output width \(5 against 3\)"),
+        ("w2s", np.zeros((4, 3, 3)), r"'w2s' must have shape \(4, 4, output_width\) to match 'w1s' of shape "
+                                     r"\(4, 4, 4\) \(n_leaves, input_width, leaf_width\), got \(4, 3, 3\)"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            FFF.from_state_dict(dict(sd, **{name: value}))
+
+
 @pytest.mark.parametrize("bad,error,match", [
     (dict(input_width=0), ValueError, "input_width must be an integer >= 1, got 0"),
     (dict(leaf_width=-2), ValueError, "leaf_width must be an integer >= 1, got -2"),
