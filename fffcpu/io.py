@@ -427,7 +427,11 @@ def _read(path):
                     raise fail(f"unexpected or duplicate archive member {name!r}")
                 members[name[:-4]] = info
             if HEADER_KEY not in members:
-                raise fail(f"no {HEADER_KEY!r} member (the JSON header)")
+                names = sorted(members)
+                shown = ", ".join(map(repr, names[:6])) + (", ..." if len(names) > 6 else "")
+                hint = (f"; it holds the arrays {shown}: a plain NumPy archive (np.savez) of a state dict "
+                        "is read with fffcpu.interop.from_torch_state_dict(dict(np.load(path)))") if names else ""
+                raise fail(f"no {HEADER_KEY!r} member (the JSON header){hint}")
             raw = _read_member(zf, members[HEADER_KEY], None, fail)
             if raw.dtype != np.uint8 or raw.ndim != 1:
                 raise fail(f"{HEADER_KEY!r} must be a 1-D uint8 array, got {raw.dtype} of shape {raw.shape}")

@@ -538,7 +538,9 @@ def test_json_header_nested_too_deeply(saved, raw):
 def test_header_missing_or_of_the_wrong_type(saved):
     path, header, arrays = saved
     _write_raw(path, None, arrays)
-    _load_fails(path, "__header__")
+    # a plain np.savez of a state dict: the message names the way to read one
+    _load_fails(path, "__header__", "it holds the arrays 'b1s', 'b2s', ", "plain NumPy archive (np.savez)",
+                "fffcpu.interop.from_torch_state_dict(dict(np.load(path)))")
     _write_raw(path, np.zeros((2, 2), np.uint8), arrays)
     _load_fails(path, "__header__", "uint8")
 
