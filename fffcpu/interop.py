@@ -150,6 +150,7 @@ def detect_kind(mapping, prefix=None, kind=None):
         for key in keys:
             if key == anchor or key.endswith("." + anchor):
                 found.append((candidate, key[: len(key) - len(anchor)]))
+    everywhere = found
     if prefix is not None:
         found = [f for f in found if f[1] == prefix]
     if kind is not None:
@@ -162,6 +163,10 @@ def detect_kind(mapping, prefix=None, kind=None):
     shown = keys[:8] + (["..."] if len(keys) > 8 else [])
     where = "" if prefix is None else f" under prefix {prefix!r}"
     if not found:
+        dotted = [f for f in everywhere if prefix and f[1] == prefix + "."]
+        if dotted:  # --prefix mlp.fff for mlp.fff.w1s: a prefix is the key's whole start, dot included
+            raise KeyError(f"found no FFF layer under prefix {prefix!r}, but one under {prefix + '.'!r}: a "
+                           "prefix is the keys' whole start, ending with its dot")
         raise KeyError(
             f"found no FFF layer{where} in a state dict with keys {shown}: expected the keys "
             f"{list(PARAM_NAMES['fff'])} (fastfeedforward.FFF) or {list(PARAM_NAMES['neuron_tree'])} "

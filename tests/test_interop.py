@@ -154,6 +154,10 @@ def test_several_layers_need_a_prefix():
     assert interop.from_torch_state_dict(state, prefix="c.").kind == "neuron_tree"
     with pytest.raises(KeyError, match="kind='neuron_tree' was asked for"):
         interop.from_torch_state_dict(state, kind="neuron_tree", prefix="a.")
+    # a prefix without its dot said only "found no FFF layer under prefix 'b'"
+    with pytest.raises(KeyError, match="found no FFF layer under prefix 'b', but one under 'b.': a prefix is "
+                                       "the keys' whole start, ending with its dot"):
+        interop.from_torch_state_dict(state, prefix="b")
 
 
 @pytest.mark.parametrize("change,error,match", [
