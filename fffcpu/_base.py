@@ -17,7 +17,7 @@ array too.
 import numpy as np
 
 from . import activations
-from ._aligned import aligned_copy, aligned_empty
+from ._aligned import aligned_empty
 from ._validate import as_input, check_bool, check_choice, check_dtype, check_int, check_rate
 
 BACKENDS = ("auto", "numba", "numpy")
@@ -120,16 +120,20 @@ class Layer:
         equal to the layer's but not the same object, for which ``np.ascontiguousarray(a, dtype)``
         returns a new view; so the kernel arguments, keyed on the parameters themselves, were never
         kept, and every call rebuilt them and bound a new function (one sample 25 to 50 times
-        slower). The parameters are taken back as 64-byte aligned copies (:mod:`fffcpu._aligned`;
-        unpickled arrays are 16-byte aligned, about 0.3 us more per sample) with the layer's own dtype
-        object; the arrays come from the pickle, so no one else holds them."""
+        slower). The parameters are taken back as views with the layer's own dtype object, in a new
+        :class:`Params` (``copy.copy`` shares the original's, which must stay as it was).
+
+        They are not realigned to 64 bytes (:mod:`fffcpu._aligned`; an unpickled array is 16-byte
+        aligned, about 0.3 us more per sample): a copy would untie what the pickle keeps together,
+        two layers sharing an array, or a layer and an array pickled beside it."""
         self.__dict__.update(state)
         descr = np.dtype(self.dtype)
         self.__dict__["_descr"] = descr
         params = self.__dict__.get("params")
-        for name, a in list((params or {}).items()):
-            if isinstance(a, np.ndarray) and a.dtype == descr:
-                dict.__setitem__(params, name, _realigned(a, descr))
+        if params is not None:
+            self.__dict__["params"] = Params(
+                {name: a.view(descr) if isinstance(a, np.ndarray) and a.dtype == descr and a.dtype is not descr
+                 else a for name, a in params.items()})
 
     def _checked_params(self, value):
         """``layer.params = mapping``: the layer's own arrays at construction; afterwards a mapping
@@ -149,7 +153,9 @@ class Layer:
         trained and compiled kernel variants that ``fffcpu.warmup()`` does not."""
         a = np.asarray(a)
         if a.dtype == self._descr and a.flags.c_contiguous and a.flags.writeable:
-            return a
+            # an unpickled array's dtype is equal but another object: a view with the layer's own, or
+            # the kernel arguments (keyed on the arrays) were rebuilt by every call (30x slower)
+            return a if a.dtype is self._descr else a.view(self._descr)
         out = aligned_empty(a.shape, self._descr)
         out[...] = a
         return out
@@ -272,14 +278,6 @@ class Layer:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
-
-
-def _realigned(a, descr):
-    """``a``'s values in a 64-byte aligned array of dtype object ``descr``, in ``a``'s layout: C order,
-    or the transpose of a C-order array (the neuron tree's ``linear_out.weight``)."""
-    if not a.flags.c_contiguous and a.T.flags.c_contiguous:
-        return aligned_copy(a.T).view(descr).T
-    return aligned_copy(a).view(descr)
 
 
 def _to_numpy(v, name="array"):

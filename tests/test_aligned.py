@@ -47,27 +47,40 @@ def test_loaded_and_converted_layers_too(tmp_path, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_unpickled_and_deep_copied_layers_too(dtype):
-    """pickle (multiprocessing) and copy.deepcopy gave the arrays back 16-byte aligned: the copy ran
-    about 0.3 us per sample slower. Same values, the same layout, and a neuron tree's pickle holds
-    its output weights once (it held them twice, as ``linear_out.weight`` and as their transpose)."""
+def test_copies_keep_what_the_pickle_keeps_together(dtype):
+    """pickle and copy keep a layer's arrays as the object graph has them: copy.copy leaves the
+    original's arrays where they are, two layers that share an array still share it after
+    copy.deepcopy, and a layer copied beside one of its arrays still holds that array (realigning
+    unpickled arrays to 64 bytes broke all three). Values and layout are the same, and a neuron tree's
+    pickle holds its output weights once (it held them twice, as ``linear_out.weight`` and as their
+    transpose)."""
     import copy
     import pickle
     for layer in _layers(dtype):
-        for twin in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
-            assert set(_offsets(twin).values()) == {0}, (type(twin).__name__, _offsets(twin))
-            for a in twin._kernel_arrays():
-                if isinstance(a, np.ndarray) and a.ndim:
-                    assert a.ctypes.data % LINE == 0
+        for twin in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer), copy.copy(layer)):
             for name, a in layer.params.items():
                 np.testing.assert_array_equal(twin.params[name], a)
                 assert twin.params[name].strides == a.strides, name
+        held = dict(layer.params)
+        shallow = copy.copy(layer)
+        assert all(layer.params[name] is a for name, a in held.items())  # the original's, untouched
+        assert all(np.shares_memory(shallow.params[name], a) for name, a in held.items() if a.size)
+        name = next(iter(held))
+        twin, array = copy.deepcopy((layer, layer.params[name]))
+        assert np.shares_memory(twin.params[name], array)
+        twin, array = pickle.loads(pickle.dumps((layer, layer.params[name])))
+        assert np.shares_memory(twin.params[name], array)
+    a = fffcpu.FFF(40, 4, 7, 3, seed=0, dtype=dtype)
+    b = fffcpu.FFF(40, 4, 7, 3, seed=1, dtype=dtype)
+    b.params = a.params  # tied weights
+    for c, d in (copy.deepcopy([a, b]), pickle.loads(pickle.dumps([a, b]))):
+        assert all(np.shares_memory(c.params[name], d.params[name]) for name in a.params if a.params[name].size)
     for layer in (fffcpu.NeuronTreeFFF(64, 64, 4, seed=4, dtype=dtype), fffcpu.FFF(64, 4, 64, 3, dtype=dtype)):
         nbytes = sum(a.nbytes for a in layer.params.values())  # 16-36 KB, against ~1 KB of the rest
         assert len(pickle.dumps(layer)) < 1.15 * nbytes, type(layer).__name__
 
 
-@pytest.mark.parametrize("layout", ["fortran", "strided", "read-only", "big-endian", "other dtype"])
+@pytest.mark.parametrize("layout", ["fortran", "strided", "read-only", "big-endian", "other dtype", "unpickled"])
 def test_assigned_arrays_the_kernels_cannot_use_as_they_are_are_copied(layout):
     """``layer.params = mapping`` kept every array as given: with Fortran-order or strided arrays every
     call copied them all (one sample 4 to 130 times slower), read-only ones (a memory map) could not be
@@ -88,6 +101,9 @@ def test_assigned_arrays_the_kernels_cannot_use_as_they_are_are_copied(layout):
                 a.setflags(write=False)
             elif layout == "big-endian":
                 a = a.astype(a.dtype.newbyteorder())
+            elif layout == "unpickled":  # a dtype equal to the layer's, but another object
+                import pickle
+                a = pickle.loads(pickle.dumps(a))
             else:
                 a = a.astype(np.float64)
             given[name] = a
@@ -97,7 +113,9 @@ def test_assigned_arrays_the_kernels_cannot_use_as_they_are_are_copied(layout):
         for name, a in layer.params.items():
             g = given[name].T if name == "linear_out.weight" else given[name]  # in the kernels' layout
             if g.flags.c_contiguous and g.flags.writeable and g.dtype == np.float32:
-                assert a is given[name], name  # (n, 1) or 1-D arrays: C-contiguous in these layouts too
+                # kept, as a view with the layer's own dtype object where the caller's is another one;
+                # (n, 1) or 1-D arrays are C-contiguous in the other layouts too
+                assert np.shares_memory(a, given[name]) and a.dtype is np.dtype(np.float32), name
                 continue
             assert a is not given[name] and a.dtype == np.float32 and a.flags.writeable, name
             kernel_layout = a.T if name == "linear_out.weight" else a
