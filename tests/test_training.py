@@ -501,6 +501,33 @@ def test_divergence_in_the_last_step_is_reported():
             fit(layer, X, y, optimizer="sgd", lr=1e37, epochs=1, batch_size=64, seed=0)
 
 
+def test_divergence_with_restore_best_gives_back_the_best_epoch():
+    """The per-epoch parameter check raised before fit's restore of the best epoch: with patience and
+    restore_best, a blow-up in the last step left the layer with inf weights and the best state lost."""
+    from fffcpu.training.optim import SGD
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 4))
+    y = rng.integers(0, 3, 64)
+    layer = fffcpu.FFF(4, 4, 3, 2, seed=0)
+    steps = []
+
+    class BlowsUpLast(SGD):
+        def step(self, grads):
+            super().step(grads)
+            steps.append(1)
+            if len(steps) == 6:  # the last step of epoch 3 (two batches per epoch)
+                for p in layer.params.values():
+                    p[...] = np.inf
+
+    opt = BlowsUpLast(layer.params, lr=0.05)
+    with np.errstate(all="ignore"):
+        with pytest.raises(FloatingPointError, match=r"training diverged at epoch 3.*; the parameters of the best "
+                                                     r"epoch so far \(epoch [12]\) were restored"):
+            fit(layer, X[:48], y[:48], optimizer=opt, epochs=3, batch_size=24, seed=0,
+                validation=(X[48:], y[48:]), patience=5, restore_best=True)
+    assert all(np.isfinite(p).all() for p in layer.params.values())
+
+
 def test_estimators_take_bool_features():
     """scikit-learn takes bool X as numbers 0 and 1; the estimators' check let it through, then fit
     and predict refused it ("X must hold real numbers, got dtype bool")."""

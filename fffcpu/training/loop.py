@@ -367,6 +367,13 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
                     if waited >= patience:
                         history.stopped_early = True
                         break
+    except FloatingPointError as exc:  # diverged: with restore_best, the best epoch's parameters come back
+        if best_state is None:
+            raise
+        for k, v in best_state.items():
+            layer.params[k][...] = v
+        raise FloatingPointError(f"{exc}; the parameters of the best epoch so far (epoch "
+                                 f"{history.best_epoch + 1}) were restored") from None
     finally:
         if was_hardened is not None:
             layer.train_hardened = was_hardened
