@@ -34,6 +34,14 @@ def nonneg_float(text):
     return value
 
 
+def probability(text):
+    """A number in [0, 1]."""
+    value = nonneg_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text}")
+    return value
+
+
 def fraction(text):
     """A number in [0, 1)."""
     value = nonneg_float(text)

@@ -848,7 +848,10 @@ def _columns(rows, right=()):
 
 
 def plot_scaling(results, path, machine=None):
-    """Write a log-log plot of per-sample cost against training width to ``path`` (needs matplotlib)."""
+    """Write a log-log plot of per-sample cost against training width to ``path`` (needs matplotlib).
+
+    ``path``: a file name, whose suffix names the format (none: PNG, ``.png`` added), written
+    atomically; or a writable binary file object, which gets a PNG."""
     import matplotlib
     from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay untouched
     fig = Figure(figsize=(7, 4.5))
@@ -873,9 +876,16 @@ def plot_scaling(results, path, machine=None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    from .io import _atomic_write  # a failed or interrupted write leaves an earlier plot as it was
-    fmt = os.path.splitext(os.fspath(path))[1][1:].lower()
-    _atomic_write(os.fspath(path), lambda f: fig.savefig(f, dpi=120, format=fmt))
+    try:
+        path = os.fspath(path)
+    except TypeError:  # a file object: matplotlib writes into it
+        fig.savefig(path, dpi=120)
+        return
+    fmt = os.path.splitext(path)[1][1:].lower()
+    if not fmt:  # as matplotlib does with a bare name: PNG, with its suffix added
+        fmt, path = "png", path + ".png"
+    from .io import _atomic_write, _check_path  # a failed or interrupted write leaves an earlier plot as it was;
+    _atomic_write(_check_path(path), lambda f: fig.savefig(f, dpi=120, format=fmt))  # a protected one is refused
 
 
 def _plot_formats():

@@ -183,6 +183,24 @@ def test_the_plot_format_follows_the_suffix_and_the_write_is_atomic(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png", "p.svg"]
 
 
+def test_plot_scaling_from_python_takes_a_bare_name_or_a_file_object(tmp_path):
+    """The atomic write made plot_scaling refuse a name without a suffix (matplotlib wrote name.png)
+    and a file object, which it took before; and it replaced a write-protected plot."""
+    pytest.importorskip("matplotlib")
+    import io as io_bytes
+    rec = dict(record="scaling", width=64, implementation="dense numpy relu", batch=1, per_sample_seconds=1e-6)
+    bench.plot_scaling([rec], str(tmp_path / "bare"))
+    assert (tmp_path / "bare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    buf = io_bytes.BytesIO()
+    bench.plot_scaling([rec], buf)
+    assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+    protected = tmp_path / "bare.png"
+    protected.chmod(0o444)
+    if not os.access(protected, os.W_OK):  # (root may write anything)
+        with pytest.raises(PermissionError, match="write-protected"):
+            bench.plot_scaling([rec], str(protected))
+
+
 def test_the_machine_record_says_how_many_blas_threads_the_dense_baseline_had(monkeypatch):
     """Without threadpoolctl BLAS ran on every core while the records said threads 1."""
     import importlib.util

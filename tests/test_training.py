@@ -566,6 +566,7 @@ def test_argument_types_accept_their_range_and_name_what_they_refuse():
     assert at.positive_int("1") == 1 and at.nonneg_int("0") == 0
     assert at.nonneg_float("0") == 0.0 and at.nonneg_float("1e3") == 1000.0
     assert at.fraction("0") == 0.0 and at.fraction("0.999") == 0.999
+    assert at.probability("0") == 0.0 and at.probability("1") == 1.0  # --region-leak 1, as the layer takes
     for convert, text, message in [(at.positive_int, "0", "expected an integer >= 1, got 0"),
                                    (at.nonneg_int, "-1", "expected an integer >= 0, got -1"),
                                    (at.nonneg_int, "1.5", "expected an integer >= 0, got '1.5'"),
@@ -574,7 +575,8 @@ def test_argument_types_accept_their_range_and_name_what_they_refuse():
                                    (at.nonneg_float, "nan", "expected a finite number >= 0, got nan"),
                                    (at.nonneg_float, "inf", "expected a finite number >= 0, got inf"),
                                    (at.fraction, "1", "expected a fraction in [0, 1), got 1"),
-                                   (at.fraction, "-0.1", "expected a finite number >= 0, got -0.1")]:
+                                   (at.fraction, "-0.1", "expected a finite number >= 0, got -0.1"),
+                                   (at.probability, "1.5", "expected a probability in [0, 1], got 1.5")]:
         with pytest.raises(argparse.ArgumentTypeError) as info:
             convert(text)
         assert str(info.value) == message, (convert.__name__, text)

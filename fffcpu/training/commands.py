@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from .. import data as fdata
-from .._argtypes import fraction, nonneg_float, nonneg_int, positive_int
+from .._argtypes import fraction, nonneg_float, nonneg_int, positive_int, probability
 from ..io import _atomic_write, _check_class_names, _check_path, _read
 from .estimators import VARIANTS, make_layer
 from .loop import evaluate, fit, fold_input_scaling, input_scaling
@@ -571,7 +571,7 @@ def add_parsers(subparsers):
                    help="fraction of the epochs, at the end, trained with hard routing")
     p.add_argument("--no-recipe", dest="recipe", action="store_false",
                    help="train in one phase with constant --hardening and --balance")
-    p.add_argument("--region-leak", type=fraction, default=0.0,
+    p.add_argument("--region-leak", type=probability, default=0.0,
                    help="probability of flipping each routing decision in training (leaf variant)")
     p.add_argument("--dropout", type=fraction, default=0.0,
                    help="dropout after the leaf activation, in training (leaf variant)")
