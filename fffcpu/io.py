@@ -429,8 +429,9 @@ def _read(path):
             if HEADER_KEY not in members:
                 names = sorted(members)
                 shown = ", ".join(map(repr, names[:6])) + (", ..." if len(names) > 6 else "")
-                hint = (f"; it holds the arrays {shown}: a plain NumPy archive (np.savez) of a state dict "
-                        "is read with fffcpu.interop.from_torch_state_dict(dict(np.load(path)))") if names else ""
+                hint = (f"; it holds the arrays {shown}, as a plain NumPy archive (np.savez) does: if they are "
+                        "a layer's state dict, read them with fffcpu.interop.from_torch_state_dict("
+                        "dict(np.load(path)))") if names else ""
                 raise fail(f"no {HEADER_KEY!r} member (the JSON header){hint}")
             raw = _read_member(zf, members[HEADER_KEY], None, fail)
             if raw.dtype != np.uint8 or raw.ndim != 1:

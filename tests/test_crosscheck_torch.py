@@ -328,7 +328,8 @@ def test_package_modules_with_a_rate_of_one():
     module.eval()
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(layer(x) - layer.params["b2s"][layer.leaf_index(x)], expected, rtol=1e-5, atol=1e-6)
+    layer.params["b2s"][...] = 0  # the package's eval leaves b2s out (docs/porting.md)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-6)
     dropped = fastfeedforward.FFF(D, LW, O, 1, dropout=1.0)
     with pytest.raises(ValueError, match=r"the module's dropout is 1.0 .*pass from_fastfeedforward\(module, dropout=0.0\)"):
         interop.from_fastfeedforward(dropped)

@@ -161,11 +161,25 @@ def test_load_refuses_devices_and_pipes(tmp_path):
     link.symlink_to("/dev/null")
     fifo = tmp_path / "pipe.npz"
     os.mkfifo(fifo)
+    import threading
     for path, kind in ((link, "a character device"), (fifo, "a pipe")):
         for read in (fffcpu.load, fffcpu.load_classes):
-            with pytest.raises(ModelFileError, match=f"{path.name}' is {kind}, not a file: an fffcpu model "
-                                                     "file is read from a regular file"):
-                read(path)
+            errors = []
+
+            def attempt():
+                try:
+                    read(path)
+                except Exception as exc:  # noqa: BLE001 - checked below
+                    errors.append(exc)
+
+            # in a thread: opening a pipe with no writer blocks, so a regression hangs it, not the run
+            worker = threading.Thread(target=attempt, daemon=True)
+            worker.start()
+            worker.join(30)
+            assert not worker.is_alive(), f"{read.__name__}({path.name}) blocked"
+            assert len(errors) == 1 and isinstance(errors[0], ModelFileError), errors
+            assert f"{path.name}' is {kind}, not a file: an fffcpu model file is read from a regular file" \
+                in str(errors[0])
 
 
 def test_save_needs_a_file_name(tmp_path):
@@ -540,6 +554,7 @@ def test_header_missing_or_of_the_wrong_type(saved):
     _write_raw(path, None, arrays)
     # a plain np.savez of a state dict: the message names the way to read one
     _load_fails(path, "__header__", "it holds the arrays 'b1s', 'b2s', ", "plain NumPy archive (np.savez)",
+                "if they are a layer's state dict, read them with "
                 "fffcpu.interop.from_torch_state_dict(dict(np.load(path)))")
     _write_raw(path, np.zeros((2, 2), np.uint8), arrays)
     _load_fails(path, "__header__", "uint8")
