@@ -223,6 +223,10 @@ def canonical_state_dict(mapping, kind=None, prefix=None):
             f"missing {missing}, unexpected {unexpected}{hint}"
         )
     arrays = {n: to_numpy(own[n], f"{prefix}{n}") for n in names}
+    ints = [f"{prefix}{n} ({a.dtype})" for n, a in arrays.items() if a.dtype.kind in "iu"]
+    if ints:  # int8 weights are often quantized values, which need their scales: loading them as is misleads
+        warnings.warn(f"the arrays {', '.join(ints)} hold integers, taken as the weights' values; if they are "
+                      "quantized weights, dequantize them before converting", UserWarning, stacklevel=3)
     if kind == "fff" and "depth" in own:
         w1s = arrays["w1s"]
         depth = to_numpy(own["depth"], f"{prefix}depth")

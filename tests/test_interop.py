@@ -160,6 +160,16 @@ def test_several_layers_need_a_prefix():
         interop.from_torch_state_dict(state, prefix="b")
 
 
+def test_integer_weights_are_taken_as_values_with_a_warning():
+    """int8 weights (often quantized values, which need their scales) loaded as float32 without a word."""
+    state = leaf_state(np.random.default_rng(4), prefix="m.")
+    state["m.w1s"] = np.round(state["m.w1s"] * 10).astype(np.int8)
+    with pytest.warns(UserWarning, match=r"the arrays m\.w1s \(int8\) hold integers, taken as the weights' "
+                                         "values; if they are quantized weights, dequantize them"):
+        layer = interop.from_torch_state_dict(state)
+    np.testing.assert_array_equal(layer.params["w1s"], state["m.w1s"].astype(np.float32))
+
+
 @pytest.mark.parametrize("change,error,match", [
     (lambda s: s.pop("b2s"), KeyError, r"missing \['b2s'\]"),
     (lambda s: s.update(w3s=np.ones(2)), KeyError, r"unexpected \['w3s'\]"),
