@@ -360,8 +360,9 @@ def run_inspect(args):
             raise ValueError(f"--tree-depth must be an integer >= 0, got {args.tree_depth}")
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
-        from .training.commands import _is_text_table, _label_column, _read_model
-        layer, classes = _read_model(args.model)
+        from .training.commands import _is_text_table, _label_column, _read_model, _use_training_defaults
+        layer, classes, training = _read_model(args.model)
+        _use_training_defaults(args, training)
         X = y = None
         if args.data is not None:
             X, y = data.load_dataset(args.data, labels=args.labels, label_column=_label_column(args.label_column),

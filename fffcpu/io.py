@@ -16,6 +16,11 @@ An uncompressed zip archive in NumPy's ``.npz`` layout (``np.load(path, allow_pi
   name of each output, in output order, all strings (non-empty, no lone surrogates) or all integers (in
   the int64 range), unique, as many as the layer's ``output_width``. :func:`load_classes` reads it (None
   for a file without it).
+  ``"training"`` is optional too, written by ``fffcpu train`` only: ``{"loss": "cross_entropy" or
+  "mse", "label_column": the --label-column it was given (a name or an index), when it was given for
+  a CSV file}``. With it, ``fffcpu evaluate``, ``predict`` and ``inspect`` read the same column as
+  the labels and score the model with the same loss; ``predict`` writes a regression model's outputs
+  rather than their argmax. Readers that do not know the key ignore it.
 
 Loading rebuilds the layer with ``cls(**config)`` (``cls`` found by ``kind`` in :data:`LAYER_KINDS`) and
 copies the arrays in with ``load_state_dict``. The names and shapes it expects come from the rebuilt
@@ -96,7 +101,7 @@ def _layer_class(kind):
 # ---------------------------------------------------------------------------------------------
 # save
 # ---------------------------------------------------------------------------------------------
-def save(layer, path, *, classes=None):
+def save(layer, path, *, classes=None, _training=None):
     """Write ``layer`` to ``path`` atomically (see the module docstring for the format).
 
     The file is written to a temporary file in the same directory, flushed and fsynced, then renamed
@@ -165,6 +170,8 @@ def save(layer, path, *, classes=None):
     }
     if classes is not None:
         header["classes"] = classes
+    if _training is not None:
+        header["training"] = _checked_training(_training, ValueError)
     blob = json.dumps(header, allow_nan=False).encode("utf-8")
     members = {HEADER_KEY: np.frombuffer(blob, dtype=np.uint8), **arrays}
     _atomic_write(path, lambda f: _write_npz(f, members))
@@ -398,8 +405,9 @@ def require_regular_file(path, what):
                          "it to one and give that path)")
 
 
-def _read(path):
-    """``(layer, classes)`` from a model file: :func:`load`'s layer and :func:`load_classes`' names."""
+def _read(path, with_training=False):
+    """``(layer, classes)`` from a model file: :func:`load`'s layer and :func:`load_classes`' names;
+    ``with_training``: ``(layer, classes, training)``, the header's ``training`` entry ({} without one)."""
     path = _fspath(path)
     require_regular_file(path, "an fffcpu model file")
 
@@ -489,7 +497,29 @@ def _read(path):
         except ValueError as err:
             raise fail(str(err)) from None
         classes = tuple(classes)
+    if with_training:
+        training = header.get("training")
+        if training is not None:
+            try:
+                training = _checked_training(training, ValueError)
+            except ValueError as err:
+                raise fail(f"the header's 'training' {err}") from None
+        return layer, classes, training or {}
     return layer, classes
+
+
+def _checked_training(training, error):
+    """The header's ``training`` entry (see the module docstring) as a plain dict, or ``error`` saying
+    what is wrong with it."""
+    if not isinstance(training, dict):
+        raise error(f"must be a JSON object, got {training!r}")
+    training = {k: v for k, v in training.items() if k in ("loss", "label_column")}  # later entries: ignored
+    if training.get("loss", "cross_entropy") not in ("cross_entropy", "mse"):
+        raise error(f"'loss' must be 'cross_entropy' or 'mse', got {training['loss']!r}")
+    column = training.get("label_column")
+    if column is not None and (isinstance(column, bool) or not isinstance(column, (str, int))):
+        raise error(f"'label_column' must be a column name or index, got {column!r}")
+    return dict(training)
 
 
 def _parse_header(raw, fail):

@@ -3,6 +3,7 @@ import io as io_bytes
 import json
 import os
 import pathlib
+import re
 import stat
 import warnings
 import zipfile
@@ -547,6 +548,35 @@ def test_json_header_nested_too_deeply(saved, raw):
     path, _, arrays = saved
     _write_raw(path, np.frombuffer(raw, np.uint8), arrays)
     _load_fails(path, "nested too deeply")
+
+
+@pytest.mark.parametrize("training, needle", [
+    ("mse", "the header's 'training' must be a JSON object, got 'mse'"),
+    ({"loss": "hinge"}, "'loss' must be 'cross_entropy' or 'mse', got 'hinge'"),
+    ({"label_column": True}, "'label_column' must be a column name or index, got True"),
+])
+def test_the_training_entry_of_the_header_is_checked(saved, training, needle):
+    """fffcpu train saves its loss and label column (header key "training"), which evaluate, predict and
+    inspect read (io._read(..., with_training=True)); a damaged entry is named there. fffcpu.load does
+    not use it and loads the layer."""
+    path, header, arrays = saved
+    assert "training" not in header  # fffcpu.save writes none
+    _write_raw(path, dict(header, training=training), arrays)
+    with pytest.raises(ModelFileError, match=re.escape(needle)):
+        io._read(path, with_training=True)
+    io.load(path)
+    _write_raw(path, dict(header, training={"loss": "mse", "epochs": 3}), arrays)  # a later version's entry
+    assert io._read(path, with_training=True)[2] == {"loss": "mse"}
+
+
+def test_the_training_entry_round_trips(tmp_path):
+    path = tmp_path / "t.npz"
+    io.save(_perturbed_fff(1, "float32"), path, _training={"loss": "mse", "label_column": "price"})
+    assert _members(path)[0]["training"] == {"loss": "mse", "label_column": "price"}
+    assert io._read(path, with_training=True)[2] == {"loss": "mse", "label_column": "price"}
+    assert io._read(tmp_path / "t.npz")[1] is None and len(io._read(path)) == 2
+    io.save(_perturbed_fff(1, "float32"), path)
+    assert io._read(path, with_training=True)[2] == {}
 
 
 def test_header_missing_or_of_the_wrong_type(saved):

@@ -833,6 +833,55 @@ def test_predict_ignores_labels_as_its_help_says(tmp_path):
         assert [int(v) for v in printed] == expected
 
 
+def _csv(path, header, rows):
+    path.write_text(",".join(header) + "\n" + "".join(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
+                                                            for v in row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_the_label_column_train_was_given_is_the_default_afterwards(tmp_path, capsys):
+    """A model trained with --label-column label (the first column) was then read by predict, evaluate
+    and inspect with the LAST column as labels: the label went in as a feature and a feature was
+    dropped, and predictions came out wrong without a word (71 of 120 right against 105)."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(90, 4))
+    y = (X[:, 1] > 0).astype(int) + (X[:, 3] > 0.5)
+    first = _csv(tmp_path / "first.csv", ["label", "a", "b", "c", "d"], [[int(t), *x] for t, x in zip(y, X)])
+    features = _csv(tmp_path / "features.csv", ["a", "b", "c", "d"], [list(x) for x in X])
+    model = str(tmp_path / "m.npz")
+    run(["train", "--data", first, "--label-column", "label", "-o", model, "--epochs", "3", "-q"])
+    layer = fffcpu.load(model)
+    expected = [int(v) for v in np.asarray(layer(X.astype(np.float32))).argmax(1)]
+    assert [int(v) for v in run(["predict", model, "--data", first]).split()] == expected
+    assert [int(v) for v in run(["predict", model, "--data", features]).split()] == expected  # no label column
+    assert [int(v) for v in run(["predict", model, "--data", first, "--label-column", "label"]).split()] == expected
+    accuracy = np.mean(np.array(expected) == y)
+    assert f"accuracy (hard inference) {accuracy:.4f}" in run(["evaluate", model, "--data", first])
+    from fffcpu.cli import main
+    capsys.readouterr()
+    assert main(["inspect", model, "--data", first]) == 0  # its labels read from the first column too
+    assert f"accuracy on these labels: hard {accuracy:.4f}" in capsys.readouterr().out
+    # given explicitly, the option still wins: the last column as labels then
+    with pytest.raises(ValueError):
+        args = parse(["evaluate", model, "--data", first, "--label-column", "-1"])
+        args.func(args)
+
+
+def test_a_regression_model_predicts_values_and_evaluates_with_its_loss(tmp_path):
+    """predict printed a regression model's argmax (0 for every row with one target), and evaluate
+    scored it as a classifier unless told --loss mse."""
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(60, 3))
+    data = tmp_path / "reg.npz"
+    np.savez(data, X=X, y=X[:, 0] - 2 * X[:, 2])
+    model = str(tmp_path / "r.npz")
+    run(["train", "--data", str(data), "--loss", "mse", "-o", model, "--epochs", "3", "-q"])
+    printed = run(["predict", model, "--data", str(data)]).splitlines()
+    assert printed == run(["predict", model, "--data", str(data), "--raw"]).splitlines()
+    assert len(set(printed)) > 10
+    assert run(["evaluate", model, "--data", str(data)]) == run(["evaluate", model, "--data", str(data), "--loss", "mse"])
+
+
 def test_predict_raw_outputs_keep_their_precision(tmp_path):
     model = tmp_path / "m.fff"
     layer = fffcpu.FFF(3, 2, 3, 1, seed=0)

@@ -317,7 +317,10 @@ def run_train(args):
         if ev["accuracy_soft"] is not None:
             msg += f", soft {ev['accuracy_soft']:.4f}"
         print(msg, file=out)
-    fffcpu.save(layer, args.output, classes=names)
+    training = {"loss": args.loss}  # read back by evaluate, predict and inspect (fffcpu.io, "training")
+    if args.label_column is not None and _is_text_table(args.data) and _label_column(args.label_column) is not None:
+        training["label_column"] = _label_column(args.label_column)
+    fffcpu.io.save(layer, args.output, classes=names, _training=training)
     n_epochs = len(history["epoch"])
     print(f"saved to {args.output} ({n_epochs} epoch{'' if n_epochs == 1 else 's'})", file=out)
     return 0
@@ -336,8 +339,19 @@ def _width_error(layer, args, width, what):
                       "trained on this data")
 
 
-def _features_for(layer, args):
-    """Read X for ``layer``; a CSV with one column more than input_width has its label dropped."""
+def _features_for(layer, args, lenient=False):
+    """Read X for ``layer``; a CSV with one column more than input_width has its label dropped.
+
+    ``lenient``: ``args.label_column`` is the one ``fffcpu train`` saved, not the user's; a file
+    without that column (features only) is then read whole."""
+    if lenient:
+        try:
+            X, _ = _load(args, require_y=False, use_labels=False)
+            if X.shape[1] == layer.input_width:
+                return X
+        except ValueError:  # no such column (a file of features only, without its header name)
+            pass
+        args.label_column = None
     if _is_text_table(args.data) and args.label_column is None:
         # with the last column as labels first: read as a feature, a text label would be "not a number"
         try:
@@ -367,7 +381,8 @@ def _features_for(layer, args):
 
 
 def _read_model(path):
-    """``(layer, classes)`` of the MODEL argument; a missing file or a folder is named as the model file
+    """``(layer, classes, training)`` of the MODEL argument (``training``: what ``fffcpu train`` saved
+    about its data and loss, {} for other files); a missing file or a folder is named as the model file
     (it was "[Errno 2] No such file or directory: 'm.npz'", which named neither the argument nor the fix)."""
     if os.path.isdir(path):
         raise IsADirectoryError(f"model file {path!r} is a directory: give the file that `fffcpu train` or "
@@ -375,7 +390,18 @@ def _read_model(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"model file {path!r} does not exist: give the file that `fffcpu train -o` "
                                 "or fffcpu.save wrote")
-    return _read(path)
+    return _read(path, with_training=True)
+
+
+def _use_training_defaults(args, training):
+    """Options left at their defaults take what ``fffcpu train`` saved with the model: the label column
+    of its CSV file (the last column was read instead, and a label column elsewhere went in as a
+    feature: predictions wrong without a word) and, for evaluate, its loss."""
+    if getattr(args, "label_column", None) is None and "label_column" in training and args.data is not None \
+            and _is_text_table(args.data):
+        args.label_column = str(training["label_column"])
+    if getattr(args, "loss", "") is None:
+        args.loss = training.get("loss", "cross_entropy")
 
 
 def run_evaluate(args):
@@ -386,7 +412,8 @@ def run_evaluate(args):
     ``fffcpu.save(..., classes=clf.classes_)``); other integer labels are class indices.
     """
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
-    layer, classes = _read_model(args.model)
+    layer, classes, training = _read_model(args.model)
+    _use_training_defaults(args, training)
     X, y = _load(args, require_y=True)
     if X.shape[1] != layer.input_width:  # before the labels: a wrong file failed as "y must hold class indices"
         what = "features per sample"
@@ -429,11 +456,14 @@ def run_predict(args):
             raise ValueError(f"--output {args.output!r}: predictions are written as .npy (np.save) or as CSV "
                              "text, not as an .npz archive; name the file .npy or .csv")
         _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data))
-    layer, classes = _read_model(args.model)
-    X = _features_for(layer, args)
+    layer, classes, training = _read_model(args.model)
+    saved_column = args.label_column is None and "label_column" in training
+    _use_training_defaults(args, training)
+    X = _features_for(layer, args, lenient=saved_column)
     outputs = np.asarray(layer(X))
-    result = outputs if args.raw else outputs.argmax(axis=1)
-    if classes is not None and not args.raw:
+    raw = args.raw or training.get("loss") == "mse"  # a regression model's outputs, not their argmax
+    result = outputs if raw else outputs.argmax(axis=1)
+    if classes is not None and not raw:
         names = np.array(classes, dtype=np.int64 if isinstance(classes[0], int) else None)  # str: unicode
         result = names[result]
     text = None
@@ -446,7 +476,7 @@ def run_predict(args):
             out.write(text)
             return 0
         for row in np.atleast_1d(result):
-            print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if args.raw else int(row), file=out)
+            print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if raw else int(row), file=out)
         return 0
     if args.output.lower().endswith(".npy"):
         _atomic_write(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
@@ -454,7 +484,7 @@ def run_predict(args):
         _atomic_write(args.output, lambda fh: fh.write(text.encode("utf-8")))
     else:
         # the digits that read back as the same number: 9 for float32, 17 for float64
-        fmt = ("%.17g" if result.dtype == np.float64 else "%.9g") if args.raw else "%d"
+        fmt = ("%.17g" if result.dtype == np.float64 else "%.9g") if raw else "%d"
         _atomic_write(args.output, lambda fh: np.savetxt(fh, np.atleast_1d(result), fmt=fmt, delimiter=","))
     print(f"wrote {len(result)} predictions to {args.output}", file=out)
     return 0
@@ -599,8 +629,9 @@ def add_parsers(subparsers):
                     "classes=[-1, 1])) those names.")
     p.add_argument("model", metavar="MODEL", help="saved model file")
     _add_data_options(p)
-    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
-                   help="how to score the outputs")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default=None,
+                   help="how to score the outputs (default: the loss the model was trained with by "
+                        "`fffcpu train`, else cross_entropy)")
     p.set_defaults(func=run_evaluate)
 
     p = subparsers.add_parser(
