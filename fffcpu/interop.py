@@ -266,7 +266,14 @@ def from_torch_state_dict(mapping, kind=None, prefix=None, **config):
     FFF or NeuronTreeFFF
     """
     kind, arrays = canonical_state_dict(mapping, kind, prefix)
-    return _layer_class(kind).from_state_dict(arrays, **config)
+    cls = _layer_class(kind)
+    import inspect
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = [name for name in config if name not in accepted]
+    if unknown:  # it was "FFF.__init__() got an unexpected keyword argument 'parallel_size'"
+        raise ValueError(f"{', '.join(unknown)} does not apply to the state dict's layer, a {cls.__name__} "
+                         f"(kind {kind!r}); leave it out")
+    return cls.from_state_dict(arrays, **config)
 
 
 def to_numpy_state_dict(layer, prefix=""):

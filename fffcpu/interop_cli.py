@@ -12,6 +12,7 @@ import warnings
 
 from . import activations
 from . import interop
+from ._argtypes import positive_int
 
 
 def add_parser(subparsers):
@@ -30,7 +31,7 @@ def add_parser(subparsers):
     p.add_argument("--activation", choices=sorted(activations.ACTIVATIONS),
                    help="the layer's activation (default: relu for a leaf FFF, gelu for a neuron tree, "
                         "or what a .safetensors written by fffcpu records)")
-    p.add_argument("--parallel-size", type=int, dest="parallel_size",
+    p.add_argument("--parallel-size", type=positive_int, dest="parallel_size",
                    help="neuron tree: number of parallel trees P (default 1)")
     p.add_argument("--dtype", choices=("float32", "float64"),
                    help="dtype of the converted layer (default: float64 if the file has float64 arrays, "

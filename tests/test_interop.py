@@ -553,6 +553,17 @@ def run_cli(*argv):
     return args.func(args)
 
 
+def test_convert_names_options_that_do_not_apply(tmp_path, capsys):
+    """--parallel-size on a leaf FFF's file leaked "FFF.__init__() got an unexpected keyword argument";
+    --parallel-size 0 was not checked."""
+    fffcpu.save(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "leaf.npz")
+    with pytest.raises(ValueError, match=r"parallel_size does not apply to the state dict's layer, a FFF \(kind 'fff'\)"):
+        interop.from_torch_state_dict(leaf_state(np.random.default_rng(0)), parallel_size=3)
+    with pytest.raises(SystemExit):
+        run_cli("convert", str(tmp_path / "leaf.npz"), str(tmp_path / "x.npz"), "--parallel-size", "0")
+    assert "argument --parallel-size: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
 def test_convert_between_all_formats(tmp_path, capsys):
     pytest.importorskip("safetensors", reason="needs the safetensors package")
     layer = fffcpu.NeuronTreeFFF(4, 2, 2, parallel_size=2, activation="relu", seed=3, dtype="float64")

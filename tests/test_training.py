@@ -882,6 +882,56 @@ def test_a_regression_model_predicts_values_and_evaluates_with_its_loss(tmp_path
     assert run(["evaluate", model, "--data", str(data)]) == run(["evaluate", model, "--data", str(data), "--loss", "mse"])
 
 
+def test_command_line_walkthrough_fixes(tmp_path, capsys):
+    """Defects a walk through the commands found (round 14), each named by the option or file now."""
+    import struct
+    from fffcpu.cli import main
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 3))
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X, y=(X[:, 0] > 0).astype(int))
+    model = str(tmp_path / "m.npz")
+    run(["train", "--data", str(data), "-o", model, "--epochs", "1", "-q"])
+    cases = [
+        # train -o m.pt wrote an fffcpu .npz under a PyTorch suffix, which convert could not read
+        (["train", "--data", str(data), "-o", str(tmp_path / "m.pt"), "-q"],
+         "train writes fffcpu model files (.npz or .fff); write one and convert it"),
+        # values beyond float32 failed in the scaling, naming nothing
+        (["train", "--data", str(tmp_path / "huge.npz"), "-o", str(tmp_path / "h.npz"), "-q"],
+         "holds values beyond the model's dtype float32 (largest magnitude 3.403e+38), up to 1e+301"),
+        (["train", "--data", str(tmp_path / "huge.npz"), "-o", str(tmp_path / "h.npz"), "-q", "--dtype", "float64"],
+         "its features cannot be standardized (their mean or standard deviation overflows)"),
+        # an object y (pandas' strings) was reported as a damaged member
+        (["train", "--data", str(tmp_path / "obj.npz"), "-o", str(tmp_path / "o.npz"), "-q"],
+         "array 'y' holds Python objects (pickled data), which are never unpickled"),
+        # a missing labels file was called a data file
+        (["train", "--data", str(tmp_path / "images-idx3-ubyte"), "--labels", str(tmp_path / "nolabels"), "-o",
+          str(tmp_path / "i.npz"), "-q"], "labels file '" + str(tmp_path / "nolabels") + "' does not exist"),
+        # predict -o could overwrite the --labels file
+        (["predict", model, "--data", str(tmp_path / "images-idx3-ubyte"), "--labels", str(tmp_path / "labels"),
+          "-o", str(tmp_path / "labels")], "is the --labels file"),
+    ]
+    np.savez(tmp_path / "huge.npz", X=np.full((10, 3), 1e300) * np.arange(1, 11)[:, None], y=np.arange(10) % 2)
+    np.savez(tmp_path / "obj.npz", X=np.zeros((50, 3)), y=np.array(["a", "b"] * 25, dtype=object))
+    (tmp_path / "images-idx3-ubyte").write_bytes(struct.pack(">iiii", 0x803, 4, 1, 3) + bytes(12))
+    (tmp_path / "labels").write_bytes(struct.pack(">ii", 0x801, 4) + bytes(4))
+    before = (tmp_path / "labels").read_bytes()
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert (tmp_path / "labels").read_bytes() == before
+    assert not (tmp_path / "m.pt").exists()
+    # a class name holding a comma is quoted in the lists train and inspect print
+    assert commands._classes_text(["Birnen, grün", "Äpfel"]) == "2 classes: 'Birnen, grün', Äpfel"
+    # a divergence is one line, without NumPy's overflow warnings before it
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "-o", str(tmp_path / "x.npz"), "-q", "--lr", "1e30"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "training diverged" in err, err
+
+
 def test_predict_raw_outputs_keep_their_precision(tmp_path):
     model = tmp_path / "m.fff"
     layer = fffcpu.FFF(3, 2, 3, 1, seed=0)

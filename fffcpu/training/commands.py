@@ -158,8 +158,9 @@ def _label_column(value):
 
 
 def _classes_text(names, limit=8):
-    """'3 classes: setosa, versicolor, virginica'; after ``limit`` names, ', ... and 12 more'."""
-    names = [str(name) for name in names]
+    """'3 classes: setosa, versicolor, virginica'; after ``limit`` names, ', ... and 12 more'. A name
+    holding a comma or a quote is quoted ('Birnen, grün' read as two names)."""
+    names = [repr(str(name)) if any(c in str(name) for c in ",'\"") else str(name) for name in names]
     shown = ", ".join(names[:limit]) + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
     return f"{len(names)} class{'' if len(names) == 1 else 'es'}: {shown}"
 
@@ -233,6 +234,9 @@ def run_train(args):
 
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
     _check_path(args.output)  # before training: a missing folder or a directory failed only at the end
+    if args.output.lower().endswith((".pt", ".pth", ".safetensors")):  # it wrote an fffcpu .npz under that name
+        raise ValueError(f"--output {args.output!r}: train writes fffcpu model files (.npz or .fff); write one "
+                         f"and convert it: fffcpu convert MODEL.npz {args.output}")
     _refuse_overwriting_inputs(args.output, "model", ("--data", args.data), ("--labels", args.labels))
     if args.patience is not None and not args.validation_split > 0:
         raise ValueError(f"--patience {args.patience} needs --validation-split > 0 (the held-out data early "
@@ -241,6 +245,11 @@ def run_train(args):
         raise ValueError(f"--local-batch-size applies to the local optimizers only, got --optimizer {args.optimizer}")
     X, y = _load(args, require_y=True)
     X = np.asarray(X, dtype=np.float64)
+    limit = float(np.finfo(args.dtype).max)
+    if X.size and np.abs(X).max() > limit:  # it failed in the scaling as "scale must be finite ... got inf"
+        raise ValueError(f"data file {args.data!r} holds values beyond the model's dtype {args.dtype} (largest "
+                         f"magnitude {limit:.4g}), up to {np.abs(X).max():.4g}: scale the data, or train with "
+                         "--dtype float64")
     names = None  # the class names of text labels, saved with the model
     if args.loss == "cross_entropy":
         y = np.asarray(y)
@@ -279,8 +288,13 @@ def run_train(args):
             if value:
                 raise ValueError(f"{option} applies to --variant leaf only, got {option} {value} with "
                                  "--variant neuron-tree")
-    mean, scale = (input_scaling(X) if args.standardize
-                   else (np.zeros(X.shape[1]), np.ones(X.shape[1])))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, scale = (input_scaling(X) if args.standardize
+                       else (np.zeros(X.shape[1]), np.ones(X.shape[1])))
+    if not (np.isfinite(mean).all() and np.isfinite(scale).all()):  # values near the float64 limit overflow
+        # the mean or standard deviation: it failed after training, "scale must be finite and > 0 ..."
+        raise ValueError(f"data file {args.data!r}: its features cannot be standardized (their mean or "
+                         "standard deviation overflows); scale the data, or give --no-standardize")
     Xs = (X - mean) / scale
     layer = make_layer(args.variant, X.shape[1], n_out, args.depth, args.leaf_width,
                        activation=args.activation, region_leak=args.region_leak, dropout=args.dropout,
@@ -297,11 +311,12 @@ def run_train(args):
               file=out)
     print(f"training {type(layer).__name__} {layer.config()} on {len(X)} samples from {args.data}", file=out)
     try:
-        history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr,
-                      weight_decay=args.weight_decay, epochs=args.epochs,
-                      batch_size=args.batch_size, validation_split=args.validation_split, patience=args.patience,
-                      seed=args.seed, verbose=not args.quiet, stream=out, local_batch_size=args.local_batch_size,
-                      **schedule)
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, in one line
+            history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr,
+                          weight_decay=args.weight_decay, epochs=args.epochs,
+                          batch_size=args.batch_size, validation_split=args.validation_split,
+                          patience=args.patience, seed=args.seed, verbose=not args.quiet, stream=out,
+                          local_batch_size=args.local_batch_size, **schedule)
     except FloatingPointError as exc:  # name the option to change
         raise ValueError(f"{exc} (--lr {args.lr})") from None
     fold_input_scaling(layer, mean, scale)
@@ -455,7 +470,8 @@ def run_predict(args):
         if args.output.lower().endswith(".npz"):
             raise ValueError(f"--output {args.output!r}: predictions are written as .npy (np.save) or as CSV "
                              "text, not as an .npz archive; name the file .npy or .csv")
-        _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data))
+        _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data),
+                                   ("--labels", args.labels))
     layer, classes, training = _read_model(args.model)
     saved_column = args.label_column is None and "label_column" in training
     _use_training_defaults(args, training)
