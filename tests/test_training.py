@@ -923,6 +923,15 @@ def test_command_line_walkthrough_fixes(tmp_path, capsys):
         assert message in err and "Traceback" not in err, (argv, err)
     assert (tmp_path / "labels").read_bytes() == before
     assert not (tmp_path / "m.pt").exists()
+    # options of the other variant, or --classes with mse, were ignored without a word
+    for argv, message in [(["train", "--data", str(data), "-o", str(tmp_path / "p.npz"), "--parallel-size", "3"],
+                           "--parallel-size applies to --variant neuron-tree only, got --parallel-size 3"),
+                          (["demo", "--parallel-size", "2"], "--parallel-size applies to --variant neuron-tree only"),
+                          (["train", "--data", str(data), "-o", str(tmp_path / "p.npz"), "--loss", "mse",
+                            "--classes", "3"], "--classes applies to --loss cross_entropy only, got --classes 3")]:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "p.npz").exists()
     # a class name holding a comma is quoted in the lists train and inspect print
     assert commands._classes_text(["Birnen, grün", "Äpfel"]) == "2 classes: 'Birnen, grün', Äpfel"
     # a divergence is one line, without NumPy's overflow warnings before it

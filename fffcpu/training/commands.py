@@ -67,6 +67,7 @@ def _leaf_usage_summary(layer, X):
 def run_demo(args):
     """Train a leaf FFF and a dense FF of equal training width on the built-in digits; compare."""
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    _refuse_options_of_the_other_variant(args)
     X_train, X_test, y_train, y_test = fdata.digits_split(test_fraction=0.25, seed=args.seed)
     mean, scale = input_scaling(X_train)
     X_train = ((X_train - mean) / scale).astype(np.float32)
@@ -282,12 +283,7 @@ def run_train(args):
         if len(X) == 0:
             raise ValueError(f"--test-fraction {args.test_fraction} leaves no training samples of "
                              f"{len(X) + len(X_test)}; use a smaller fraction")
-    if args.variant == "neuron-tree":  # named as the options, not as make_layer's arguments
-        for option, value in (("--master-leaf", args.master_leaf), ("--region-leak", args.region_leak),
-                              ("--dropout", args.dropout)):
-            if value:
-                raise ValueError(f"{option} applies to --variant leaf only, got {option} {value} with "
-                                 "--variant neuron-tree")
+    _refuse_options_of_the_other_variant(args)
     with np.errstate(over="ignore", invalid="ignore"):
         mean, scale = (input_scaling(X) if args.standardize
                        else (np.zeros(X.shape[1]), np.ones(X.shape[1])))
@@ -339,6 +335,24 @@ def run_train(args):
     n_epochs = len(history["epoch"])
     print(f"saved to {args.output} ({n_epochs} epoch{'' if n_epochs == 1 else 's'})", file=out)
     return 0
+
+
+def _refuse_options_of_the_other_variant(args):
+    """A ValueError naming an option given for the other --variant, or --classes with --loss mse (they
+    were ignored without a word: --parallel-size 3 trained one leaf FFF)."""
+    if args.variant == "neuron-tree":  # named as the options, not as make_layer's arguments
+        for option, value in (("--master-leaf", getattr(args, "master_leaf", 0)),
+                              ("--region-leak", getattr(args, "region_leak", 0)),
+                              ("--dropout", getattr(args, "dropout", 0))):
+            if value:
+                raise ValueError(f"{option} applies to --variant leaf only, got {option} {value} with "
+                                 "--variant neuron-tree")
+    elif args.parallel_size != 1:
+        raise ValueError(f"--parallel-size applies to --variant neuron-tree only, got --parallel-size "
+                         f"{args.parallel_size} with --variant leaf")
+    if getattr(args, "classes", None) is not None and getattr(args, "loss", None) == "mse":
+        raise ValueError(f"--classes applies to --loss cross_entropy only, got --classes {args.classes} with "
+                         "--loss mse (the targets' width sets the outputs)")
 
 
 def _is_text_table(path):
