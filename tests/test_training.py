@@ -932,6 +932,10 @@ def test_command_line_walkthrough_fixes(tmp_path, capsys):
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "p.npz").exists()
+    # labels up to 10**9 asked for 10**9 + 1 outputs: the memory error now says where they come from
+    np.savez(tmp_path / "big_labels.npz", X=X, y=np.where(X[:, 0] > 0, 10 ** 9, 0))
+    assert main(["train", "--data", str(tmp_path / "big_labels.npz"), "-o", str(tmp_path / "b.npz"), "-q"]) == 2
+    assert "go up to 1000000000, so the model would have 1000000001 outputs" in capsys.readouterr().err
     # a class name holding a comma is quoted in the lists train and inspect print
     assert commands._classes_text(["Birnen, grün", "Äpfel"]) == "2 classes: 'Birnen, grün', Äpfel"
     # a divergence is one line, without NumPy's overflow warnings before it

@@ -292,10 +292,17 @@ def run_train(args):
         raise ValueError(f"data file {args.data!r}: its features cannot be standardized (their mean or "
                          "standard deviation overflows); scale the data, or give --no-standardize")
     Xs = (X - mean) / scale
-    layer = make_layer(args.variant, X.shape[1], n_out, args.depth, args.leaf_width,
-                       activation=args.activation, region_leak=args.region_leak, dropout=args.dropout,
-                       parallel_size=args.parallel_size, seed=args.seed, dtype=args.dtype,
-                       master_leaf=args.master_leaf)
+    try:
+        layer = make_layer(args.variant, X.shape[1], n_out, args.depth, args.leaf_width,
+                           activation=args.activation, region_leak=args.region_leak, dropout=args.dropout,
+                           parallel_size=args.parallel_size, seed=args.seed, dtype=args.dtype,
+                           master_leaf=args.master_leaf)
+    except MemoryError as exc:  # "would need 268.2 GiB" named neither the labels nor the outputs
+        if args.loss == "cross_entropy" and names is None and args.classes is None:
+            raise MemoryError(f"the labels in {args.data!r} go up to {n_out - 1}, so the model would have "
+                              f"{n_out} outputs (one per class index 0 .. {n_out - 1}): {exc}; class labels "
+                              "are indices 0 .. n_classes - 1 or text names") from None
+        raise
     if args.variant == "leaf" and args.recipe:
         schedule = recipe_schedules(args.epochs, hardening=args.hardening, final_hardening=args.final_hardening,
                                     balance=args.balance, balance_fraction=args.balance_fraction,
