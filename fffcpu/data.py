@@ -155,7 +155,7 @@ def load_idx(path):
         )
     zero0, zero1, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
     if zero0 != 0 or zero1 != 0:
-        hint = _file_kind_hint(raw)
+        hint = _file_kind_hint(raw, path)
         raise ValueError(
             f"IDX file {path!r} has a bad magic number {raw[:4].hex()}: the first two bytes must be 0"
             + (f"; {hint}" if hint else "")
@@ -195,7 +195,7 @@ def load_idx(path):
     return data.astype(dtype.newbyteorder("="))
 
 
-def _file_kind_hint(raw):
+def _file_kind_hint(raw, path=""):
     """What a file of the wrong format seems to be, for the error ("" if nothing is recognised):
     ``load_dataset`` reads any name it does not know as IDX, so a ``.npy`` or a CSV named ``.dat`` got
     only "bad magic number"."""
@@ -214,6 +214,8 @@ def _file_kind_hint(raw):
         return "it is a zip archive: if it holds arrays saved with np.savez, name the file *.npz"
     start = raw[:256]
     if start.isascii() and all(b >= 32 or b in b"\t\r\n" for b in start):
+        if os.fspath(path).lower().endswith((".csv", ".tsv", ".txt")):  # given where an IDX file belongs
+            return "it is a text file, not an IDX file (a CSV file holds its labels as a column: --label-column)"
         return "it looks like text: name a CSV file *.csv (or *.tsv with tabs)"
     return ""
 
@@ -654,7 +656,10 @@ def _csv_columns(path, label_column, names, width):
         label_idx %= width
     feature_cols = [c for c in range(width) if c != label_idx]
     if not feature_cols:
-        raise ValueError(f"CSV file {path!r} has only the label column, no features")
+        hint = ""
+        if os.fspath(path).lower().endswith(".tsv"):  # a comma-separated file named .tsv reads as one column
+            hint = " (a .tsv file is read with tabs between the values: for commas, name it *.csv)"
+        raise ValueError(f"CSV file {path!r} has only the label column, no features{hint}")
     return label_idx, feature_cols
 
 

@@ -360,7 +360,8 @@ def run_inspect(args):
             raise ValueError(f"--tree-depth must be an integer >= 0, got {args.tree_depth}")
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
-        from .training.commands import _is_text_table, _label_column, _read_model, _use_training_defaults
+        from .training.commands import (_is_text_table, _label_column, _read_model, _use_training_defaults,
+                                        _width_error)
         layer, classes, training = _read_model(args.model)
         _use_training_defaults(args, training)
         X = y = None
@@ -371,6 +372,10 @@ def run_inspect(args):
                 raise ValueError(f"data file {args.data!r} has {X.shape[1]} features per sample besides its last "
                                  f"column, read as the labels, but the model takes {layer.input_width} inputs; "
                                  "for a file without a label column, give --label-column none")
+            if X.shape[1] != layer.input_width:  # it was "data must have shape (n, 4) ...", naming no file
+                raise _width_error(layer, args, X.shape[1], "features per sample")
+            if y is not None and (training.get("loss") == "mse" or np.ndim(y) != 1):
+                y = None  # regression targets, not class labels: nothing to count per leaf
             if args.limit is not None:
                 X = X[:args.limit]
                 y = None if y is None else y[:args.limit]

@@ -136,7 +136,7 @@ def test_cli_reads_every_data_format(tmp_path, data, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--data", "MISSING.npz"], "does not exist"),
     (["--model", "MISSING.npz"], "model file '{tmp}/MISSING.npz' does not exist"),
-    (["--data", "WIDE.npz"], "input_width"),
+    (["--data", "WIDE.npz"], "WIDE.npz' has 6 features per sample, but the model"),
     (["--labels", "x"], "--labels needs --data"),
     (["--data", "WIDE.npz", "--limit", "0"], "--limit must be"),
     (["--tree-depth", "-1"], "--tree-depth must be"),

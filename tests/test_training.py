@@ -932,6 +932,26 @@ def test_command_line_walkthrough_fixes(tmp_path, capsys):
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "p.npz").exists()
+    # a CSV file given as --labels, and a comma-separated file named .tsv, got hints that did not fit
+    (tmp_path / "lab.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "commas.tsv").write_text("a,b,label\n1,2,0\n3,4,1\n")
+    (tmp_path / "wide-idx3-ubyte").write_bytes(struct.pack(">iiii", 0x803, 4, 2, 2) + bytes(16))
+    for argv, message in [(["train", "--data", str(tmp_path / "images-idx3-ubyte"), "--labels",
+                            str(tmp_path / "lab.csv"), "-o", str(tmp_path / "q.npz")],
+                           "it is a text file, not an IDX file (a CSV file holds its labels as a column"),
+                          (["train", "--data", str(tmp_path / "commas.tsv"), "-o", str(tmp_path / "q.npz")],
+                           "a .tsv file is read with tabs between the values: for commas, name it *.csv"),
+                          (["inspect", model, "--data", str(tmp_path / "wide-idx3-ubyte")],
+                           "data file '" + str(tmp_path / "wide-idx3-ubyte") + "' has 4 features per sample, but the "
+                           "model")]:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    # inspect of a regression model with its targets: counted nothing per leaf instead of refusing them
+    np.savez(tmp_path / "reg2.npz", X=X, y=np.stack([X[:, 0], X[:, 1]], 1))
+    run(["train", "--data", str(tmp_path / "reg2.npz"), "--loss", "mse", "-o", str(tmp_path / "r2.npz"), "-q",
+         "--epochs", "1"])
+    assert main(["inspect", str(tmp_path / "r2.npz"), "--data", str(tmp_path / "reg2.npz")]) == 0
+    assert "top label" not in capsys.readouterr().out
     # labels up to 10**9 asked for 10**9 + 1 outputs: the memory error now says where they come from
     np.savez(tmp_path / "big_labels.npz", X=X, y=np.where(X[:, 0] > 0, 10 ** 9, 0))
     assert main(["train", "--data", str(tmp_path / "big_labels.npz"), "-o", str(tmp_path / "b.npz"), "-q"]) == 2
