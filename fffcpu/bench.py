@@ -879,7 +879,7 @@ def plot_scaling(results, path, machine=None):
     try:
         path = os.fspath(path)
     except TypeError:  # a file object: matplotlib writes into it
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, format="png")
         return
     fmt = os.path.splitext(path)[1][1:].lower()
     if not fmt:  # as matplotlib does with a bare name: PNG, with its suffix added
@@ -908,6 +908,8 @@ def _plot_path_error(path):
         return f"must be a file in an existing folder, got {path!r} ({folder!r} is not a folder)"
     if not os.access(folder, os.W_OK):
         return f"must be a file in a folder this user may write to, got {path!r} ({folder!r} is not writable)"
+    if os.path.exists(path) and not os.access(path, os.W_OK):  # plot_scaling refuses it, after the sweep
+        return f"names a write-protected file, got {path!r}; remove its protection or choose another path"
     suffix = os.path.splitext(path)[1][1:].lower()
     formats = _plot_formats()
     if suffix not in formats:

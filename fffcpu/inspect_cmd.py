@@ -363,11 +363,23 @@ def run_inspect(args):
         from .training.commands import (_is_text_table, _label_column, _read_model, _use_training_defaults,
                                         _width_error)
         layer, classes, training = _read_model(args.model)
+        saved_column = args.label_column is None and "label_column" in training
         _use_training_defaults(args, training)
         X = y = None
         if args.data is not None:
-            X, y = data.load_dataset(args.data, labels=args.labels, label_column=_label_column(args.label_column),
-                                     x_key=args.x_key, y_key=args.y_key, require_y=False)
+            def read():
+                return data.load_dataset(args.data, labels=args.labels,
+                                         label_column=_label_column(args.label_column), x_key=args.x_key,
+                                         y_key=args.y_key, require_y=False)
+            if saved_column:  # the model's label column: a file of features only, without it, is read whole
+                try:
+                    X, y = read()
+                except ValueError:
+                    X = None
+                if X is None or X.shape[1] != layer.input_width:
+                    args.label_column = "none"
+            if X is None or args.label_column == "none":
+                X, y = read()
             if X.shape[1] == layer.input_width - 1 and args.label_column is None and _is_text_table(args.data):
                 raise ValueError(f"data file {args.data!r} has {X.shape[1]} features per sample besides its last "
                                  f"column, read as the labels, but the model takes {layer.input_width} inputs; "

@@ -267,13 +267,19 @@ def from_torch_state_dict(mapping, kind=None, prefix=None, **config):
     """
     kind, arrays = canonical_state_dict(mapping, kind, prefix)
     cls = _layer_class(kind)
+    _check_config(cls, kind, config)
+    return cls.from_state_dict(arrays, **config)
+
+
+def _check_config(cls, kind, config):
+    """A ValueError naming the ``config`` keywords that layer class ``cls`` does not take (it was
+    "FFF.__init__() got an unexpected keyword argument 'parallel_size'")."""
     import inspect
     accepted = inspect.signature(cls.__init__).parameters
     unknown = [name for name in config if name not in accepted]
-    if unknown:  # it was "FFF.__init__() got an unexpected keyword argument 'parallel_size'"
-        raise ValueError(f"{', '.join(unknown)} does not apply to the state dict's layer, a {cls.__name__} "
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} does not apply to the file's layer, a {cls.__name__} "
                          f"(kind {kind!r}); leave it out")
-    return cls.from_state_dict(arrays, **config)
 
 
 def to_numpy_state_dict(layer, prefix=""):
@@ -540,6 +546,7 @@ def _layer_from_safetensors(arrays, meta, kind, prefix, config):
             raise ValueError(f"metadata 'fffcpu.hyperparameters' must be a JSON "
                              f"object, got {meta['fffcpu.hyperparameters'][:100]!r}")
         stored = {k: v for k, v in recorded.items() if k in _HYPER[kind]}
+    _check_config(_layer_class(kind), kind, config)  # the caller's options; the file's own are the layer's
     return _layer_class(kind).from_state_dict(arrays, **{**stored, **config})
 
 
@@ -626,20 +633,21 @@ def load_any(path, kind=None, prefix=None, **config):
     return _load_any(path, kind, prefix, config)[0]
 
 
-def _load_any(path, kind, prefix, config):
+def _load_any(path, kind, prefix, config, with_training=False):
     """``(layer, classes)``: :func:`load_any`'s layer, and the class names of an fffcpu ``.npz`` (None for
-    other formats, or a file without them), from one reading of the file."""
+    other formats, or a file without them), from one reading of the file; ``with_training``: also what
+    ``fffcpu train`` saved about its data and loss ({} for other files), as ``fffcpu.io._read``."""
     fmt = file_format(path)
-    if fmt == "pt":
-        return load_pt(path, kind=kind, prefix=prefix, **config), None
-    if fmt == "safetensors":
-        return load_safetensors(path, kind=kind, prefix=prefix, **config), None
+    if fmt in ("pt", "safetensors"):
+        load = load_pt if fmt == "pt" else load_safetensors
+        layer = load(path, kind=kind, prefix=prefix, **config)
+        return (layer, None, {}) if with_training else (layer, None)
     given = {k: v for k, v in dict(config, kind=kind, prefix=prefix).items() if v is not None}
     if given:
         raise ValueError(f"{os.fspath(path)!r} is an fffcpu .npz file, which records its own kind and "
                          f"hyperparameters; these options do not apply to it: {sorted(given)}")
     from . import io as fio
-    return fio._read(path)
+    return fio._read(path, with_training=with_training)
 
 
 def save_any(layer, path):
@@ -662,9 +670,11 @@ def convert(src, dst, kind=None, prefix=None, **config):
     place for them, so writing one from a file with names warns (``UserWarning``) that they are left out.
     """
     from . import io as fio
-    layer, classes = _load_any(src, kind, prefix, config)  # the file is read once, its names with it
+    # the file is read once, its names with it, and what `fffcpu train` saved (its loss, its CSV label
+    # column), which evaluate, predict and inspect read from the copy as well
+    layer, classes, training = _load_any(src, kind, prefix, config, with_training=True)
     if file_format(dst) == "npz":
-        fio.save(layer, dst, classes=classes)
+        fio.save(layer, dst, classes=classes, _training=training or None)
         return layer
     save_any(layer, dst)
     if classes is not None:

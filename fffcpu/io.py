@@ -497,14 +497,17 @@ def _read(path, with_training=False):
         except ValueError as err:
             raise fail(str(err)) from None
         classes = tuple(classes)
-    if with_training:
+    if with_training:  # informational: an entry this version cannot use (a later loss) is left out
         training = header.get("training")
-        if training is not None:
+        if not isinstance(training, dict):
+            training = {}
+        good = {}
+        for key, value in training.items():
             try:
-                training = _checked_training(training, ValueError)
-            except ValueError as err:
-                raise fail(f"the header's 'training' {err}") from None
-        return layer, classes, training or {}
+                good.update(_checked_training({key: value}, ValueError))
+            except ValueError:
+                pass
+        return layer, classes, good
     return layer, classes
 
 
@@ -513,7 +516,8 @@ def _checked_training(training, error):
     what is wrong with it."""
     if not isinstance(training, dict):
         raise error(f"must be a JSON object, got {training!r}")
-    training = {k: v for k, v in training.items() if k in ("loss", "label_column")}  # later entries: ignored
+    training = {k: v for k, v in training.items()  # later entries, and a label column of null: left out
+                if k in ("loss", "label_column") and v is not None}
     if training.get("loss", "cross_entropy") not in ("cross_entropy", "mse"):
         raise error(f"'loss' must be 'cross_entropy' or 'mse', got {training['loss']!r}")
     column = training.get("label_column")

@@ -191,8 +191,10 @@ def test_plot_scaling_from_python_takes_a_bare_name_or_a_file_object(tmp_path):
     rec = dict(record="scaling", width=64, implementation="dense numpy relu", batch=1, per_sample_seconds=1e-6)
     bench.plot_scaling([rec], str(tmp_path / "bare"))
     assert (tmp_path / "bare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib
     buf = io_bytes.BytesIO()
-    bench.plot_scaling([rec], buf)
+    with matplotlib.rc_context({"savefig.format": "svg"}):  # a file object gets a PNG, as documented
+        bench.plot_scaling([rec], buf)
     assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
     protected = tmp_path / "bare.png"
     protected.chmod(0o444)

@@ -5,6 +5,7 @@ the cross-checks of tests/test_crosscheck_torch.py also run here, on stored numb
 """
 import argparse
 import builtins
+import importlib.util
 import os
 import pathlib
 import re
@@ -557,8 +558,13 @@ def test_convert_names_options_that_do_not_apply(tmp_path, capsys):
     """--parallel-size on a leaf FFF's file leaked "FFF.__init__() got an unexpected keyword argument";
     --parallel-size 0 was not checked."""
     fffcpu.save(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "leaf.npz")
-    with pytest.raises(ValueError, match=r"parallel_size does not apply to the state dict's layer, a FFF \(kind 'fff'\)"):
+    with pytest.raises(ValueError, match=r"parallel_size does not apply to the file's layer, a FFF \(kind 'fff'\)"):
         interop.from_torch_state_dict(leaf_state(np.random.default_rng(0)), parallel_size=3)
+    if importlib.util.find_spec("safetensors") is not None:  # the same from a .safetensors file
+        interop.save_safetensors(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "leaf.safetensors")
+        assert run_cli("convert", str(tmp_path / "leaf.safetensors"), str(tmp_path / "x.npz"),
+                       "--parallel-size", "2") == 2
+        assert "parallel_size does not apply to the file's layer, a FFF" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_cli("convert", str(tmp_path / "leaf.npz"), str(tmp_path / "x.npz"), "--parallel-size", "0")
     assert "argument --parallel-size: expected an integer >= 1, got 0" in capsys.readouterr().err

@@ -861,6 +861,14 @@ def test_the_label_column_train_was_given_is_the_default_afterwards(tmp_path, ca
     capsys.readouterr()
     assert main(["inspect", model, "--data", first]) == 0  # its labels read from the first column too
     assert f"accuracy on these labels: hard {accuracy:.4f}" in capsys.readouterr().out
+    # a copy made by convert keeps it (it was dropped, and the copy read the last column again)
+    from fffcpu.cli import main
+    assert main(["convert", model, str(tmp_path / "copy.fff")]) == 0
+    assert [int(v) for v in run(["predict", str(tmp_path / "copy.fff"), "--data", first]).split()] == expected
+    # inspect reads a file of features only whole, as predict does
+    capsys.readouterr()
+    assert main(["inspect", model, "--data", features]) == 0
+    assert "leaves: " in capsys.readouterr().out
     # given explicitly, the option still wins: the last column as labels then
     with pytest.raises(ValueError):
         args = parse(["evaluate", model, "--data", first, "--label-column", "-1"])
@@ -952,6 +960,10 @@ def test_command_line_walkthrough_fixes(tmp_path, capsys):
          "--epochs", "1"])
     assert main(["inspect", str(tmp_path / "r2.npz"), "--data", str(tmp_path / "reg2.npz")]) == 0
     assert "top label" not in capsys.readouterr().out
+    # a model too large for its depth is not blamed on its labels
+    assert main(["train", "--data", str(data), "-o", str(tmp_path / "deep.npz"), "-q", "--depth", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "would need" in err and "labels" not in err, err
     # labels up to 10**9 asked for 10**9 + 1 outputs: the memory error now says where they come from
     np.savez(tmp_path / "big_labels.npz", X=X, y=np.where(X[:, 0] > 0, 10 ** 9, 0))
     assert main(["train", "--data", str(tmp_path / "big_labels.npz"), "-o", str(tmp_path / "b.npz"), "-q"]) == 2

@@ -298,7 +298,8 @@ def run_train(args):
                            parallel_size=args.parallel_size, seed=args.seed, dtype=args.dtype,
                            master_leaf=args.master_leaf)
     except MemoryError as exc:  # "would need 268.2 GiB" named neither the labels nor the outputs
-        if args.loss == "cross_entropy" and names is None and args.classes is None:
+        if (args.loss == "cross_entropy" and names is None and args.classes is None
+                and n_out > 2 * len(np.unique(y)) + 100):  # the outputs, not the depth or the widths
             raise MemoryError(f"the labels in {args.data!r} go up to {n_out - 1}, so the model would have "
                               f"{n_out} outputs (one per class index 0 .. {n_out - 1}): {exc}; class labels "
                               "are indices 0 .. n_classes - 1 or text names") from None
@@ -320,8 +321,9 @@ def run_train(args):
                           batch_size=args.batch_size, validation_split=args.validation_split,
                           patience=args.patience, seed=args.seed, verbose=not args.quiet, stream=out,
                           local_batch_size=args.local_batch_size, **schedule)
-    except FloatingPointError as exc:  # name the option to change
-        raise ValueError(f"{exc} (--lr {args.lr})") from None
+    except FloatingPointError as exc:  # name the option to change; no model is saved
+        problem = str(exc).split("; the parameters of the best epoch")[0]
+        raise ValueError(f"{problem} (--lr {args.lr}); no model was saved") from None
     fold_input_scaling(layer, mean, scale)
     if X_test is not None and not len(X_test):  # say so rather than print nothing
         per = " of each class" if args.loss == "cross_entropy" else ""
