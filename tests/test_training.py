@@ -960,6 +960,10 @@ def test_command_line_walkthrough_fixes(tmp_path, capsys):
          "--epochs", "1"])
     assert main(["inspect", str(tmp_path / "r2.npz"), "--data", str(tmp_path / "reg2.npz")]) == 0
     assert "top label" not in capsys.readouterr().out
+    # --activation GELU was refused as "activation must be one of", not by the option's name
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(data), "-o", str(tmp_path / "g.npz"), "--activation", "GELU"])
+    assert "argument --activation: invalid choice: 'GELU'" in capsys.readouterr().err
     # a model too large for its depth is not blamed on its labels
     assert main(["train", "--data", str(data), "-o", str(tmp_path / "deep.npz"), "-q", "--depth", "40"]) == 2
     err = capsys.readouterr().err

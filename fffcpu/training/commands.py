@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from .. import data as fdata
+from ..activations import ACTIVATIONS
 from .._argtypes import fraction, nonneg_float, nonneg_int, positive_int, probability
 from ..io import _atomic_write, _check_class_names, _check_path, _read
 from .estimators import VARIANTS, make_layer
@@ -608,8 +609,8 @@ def add_parsers(subparsers):
     p.add_argument("--parallel-size", type=positive_int, default=1, help="number of trees (neuron-tree)")
     p.add_argument("--master-leaf", type=nonneg_int, default=0, metavar="M",
                    help="width of the eFFF always-on master leaf (leaf variant; 0 = none, eFFF uses 8)")
-    p.add_argument("--activation", default=None,
-                   help="relu, gelu, tanh, sigmoid or identity (default: relu for leaf, gelu for neuron-tree)")
+    p.add_argument("--activation", default=None, choices=sorted(ACTIVATIONS),
+                   help="leaf or neuron activation (default: relu for leaf, gelu for neuron-tree)")
     p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
                    help="cross_entropy: class labels, integer indices or text names; mse: real-valued "
                         "targets")
