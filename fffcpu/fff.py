@@ -127,11 +127,10 @@ class FFF(Layer):
         if w2s.shape[:2] != (L, l):
             raise ValueError(f"'w2s' must have shape ({L}, {l}, output_width) to match 'w1s' of shape {w1s.shape} "
                              f"(n_leaves, input_width, leaf_width), got {w2s.shape}")
-        b2s = mapping.get("b2s")
-        if b2s is not None and np.ndim(_to_numpy(b2s)) == 2 and np.shape(_to_numpy(b2s))[1] != w2s.shape[2]:
-            raise ValueError(f"'w2s' of shape {w2s.shape} and 'b2s' of shape {np.shape(_to_numpy(b2s))} disagree "
-                             f"on the output width ({w2s.shape[2]} against {np.shape(_to_numpy(b2s))[1]}): one "
-                             "of them is not this layer's")
+        b2s_shape = np.shape(_to_numpy(mapping["b2s"])) if "b2s" in mapping else None
+        if b2s_shape is not None and len(b2s_shape) == 2 and b2s_shape[1] != w2s.shape[2]:
+            raise ValueError(f"'w2s' of shape {w2s.shape} and 'b2s' of shape {b2s_shape} disagree on the output "
+                             f"width ({w2s.shape[2]} against {b2s_shape[1]}): one of them is not this layer's")
         # master_leaf 0 without the master leaf's arrays: fffcpu.load checked the other sizes against the
         # arrays before building the layer, but a config's master_leaf of 10**8 allocated gigabytes first
         sizes = dict(input_width=D, leaf_width=l, output_width=w2s.shape[2], depth=depth, master_leaf=0)

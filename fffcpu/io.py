@@ -171,7 +171,7 @@ def save(layer, path, *, classes=None, _training=None):
     if classes is not None:
         header["classes"] = classes
     if _training is not None:
-        header["training"] = _checked_training(_training, ValueError)
+        header["training"] = _checked_training(_training)
     blob = json.dumps(header, allow_nan=False).encode("utf-8")
     members = {HEADER_KEY: np.frombuffer(blob, dtype=np.uint8), **arrays}
     _atomic_write(path, lambda f: _write_npz(f, members))
@@ -504,25 +504,25 @@ def _read(path, with_training=False):
         good = {}
         for key, value in training.items():
             try:
-                good.update(_checked_training({key: value}, ValueError))
+                good.update(_checked_training({key: value}))
             except ValueError:
                 pass
         return layer, classes, good
     return layer, classes
 
 
-def _checked_training(training, error):
-    """The header's ``training`` entry (see the module docstring) as a plain dict, or ``error`` saying
+def _checked_training(training):
+    """The header's ``training`` entry (see the module docstring) as a plain dict, or a ValueError saying
     what is wrong with it."""
     if not isinstance(training, dict):
-        raise error(f"must be a JSON object, got {training!r}")
+        raise ValueError(f"must be a JSON object, got {training!r}")
     training = {k: v for k, v in training.items()  # later entries, and a label column of null: left out
                 if k in ("loss", "label_column") and v is not None}
     if training.get("loss", "cross_entropy") not in ("cross_entropy", "mse"):
-        raise error(f"'loss' must be 'cross_entropy' or 'mse', got {training['loss']!r}")
+        raise ValueError(f"'loss' must be 'cross_entropy' or 'mse', got {training['loss']!r}")
     column = training.get("label_column")
     if column is not None and (isinstance(column, bool) or not isinstance(column, (str, int))):
-        raise error(f"'label_column' must be a column name or index, got {column!r}")
+        raise ValueError(f"'label_column' must be a column name or index, got {column!r}")
     return dict(training)
 
 
