@@ -351,8 +351,6 @@ def add_parser(subparsers):
 
 def run_inspect(args):
     """Handler of ``fffcpu inspect``: prints the report; returns the exit status (0, or 2 on bad input)."""
-    from . import data
-
     try:
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be an integer >= 1, got {args.limit}")
@@ -360,26 +358,18 @@ def run_inspect(args):
             raise ValueError(f"--tree-depth must be an integer >= 0, got {args.tree_depth}")
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
-        from .training.commands import (_is_text_table, _label_column, _read_model, _use_training_defaults,
-                                        _width_error)
+        from .training.commands import (_is_text_table, _load, _load_by_saved_column, _read_model,
+                                        _use_training_defaults, _width_error)
         layer, classes, training = _read_model(args.model)
-        saved_column = args.label_column is None and "label_column" in training
-        _use_training_defaults(args, training)
+        saved_column = _use_training_defaults(args, training)
         X = y = None
         if args.data is not None:
-            def read():
-                return data.load_dataset(args.data, labels=args.labels,
-                                         label_column=_label_column(args.label_column), x_key=args.x_key,
-                                         y_key=args.y_key, require_y=False)
-            if saved_column:  # the model's label column: a file of features only, without it, is read whole
-                try:
-                    X, y = read()
-                except ValueError:
-                    X = None
-                if X is None or X.shape[1] != layer.input_width:
+            got = _load_by_saved_column(layer, args) if saved_column else None
+            if got is None:
+                if saved_column:  # the model's label column is not in this file: features only, read whole
                     args.label_column = "none"
-            if X is None or args.label_column == "none":
-                X, y = read()
+                got = _load(args, require_y=False)
+            X, y = got
             if X.shape[1] == layer.input_width - 1 and args.label_column is None and _is_text_table(args.data):
                 raise ValueError(f"data file {args.data!r} has {X.shape[1]} features per sample besides its last "
                                  f"column, read as the labels, but the model takes {layer.input_width} inputs; "

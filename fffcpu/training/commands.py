@@ -339,8 +339,9 @@ def run_train(args):
             msg += f", soft {ev['accuracy_soft']:.4f}"
         print(msg, file=out)
     training = {"loss": args.loss}  # read back by evaluate, predict and inspect (fffcpu.io, "training")
-    if args.label_column is not None and _is_text_table(args.data) and _label_column(args.label_column) is not None:
-        training["label_column"] = _label_column(args.label_column)
+    column = _label_column(args.label_column) if args.label_column is not None else None
+    if column is not None and _is_text_table(args.data):
+        training["label_column"] = column
     fffcpu.io.save(layer, args.output, classes=names, _training=training)
     n_epochs = len(history["epoch"])
     print(f"saved to {args.output} ({n_epochs} epoch{'' if n_epochs == 1 else 's'})", file=out)
@@ -378,19 +379,29 @@ def _width_error(layer, args, width, what):
                       "trained on this data")
 
 
+def _load_by_saved_column(layer, args, use_labels=True):
+    """``(X, y)`` read with the label column ``fffcpu train`` saved (in ``args.label_column``, see
+    :func:`_use_training_defaults`), or None where the file has no such column at the model's width
+    (a file of features only); ``args.label_column`` is then reset to None."""
+    try:
+        X, y = _load(args, require_y=False, use_labels=use_labels)
+    except ValueError:  # no such column (a file of features only, without its header name)
+        X = None
+    if X is not None and X.shape[1] == layer.input_width:
+        return X, y
+    args.label_column = None
+    return None
+
+
 def _features_for(layer, args, lenient=False):
     """Read X for ``layer``; a CSV with one column more than input_width has its label dropped.
 
     ``lenient``: ``args.label_column`` is the one ``fffcpu train`` saved, not the user's; a file
-    without that column (features only) is then read whole."""
+    without that column (features only) is then read as if none were given."""
     if lenient:
-        try:
-            X, _ = _load(args, require_y=False, use_labels=False)
-            if X.shape[1] == layer.input_width:
-                return X
-        except ValueError:  # no such column (a file of features only, without its header name)
-            pass
-        args.label_column = None
+        got = _load_by_saved_column(layer, args, use_labels=False)
+        if got is not None:
+            return got[0]
     if _is_text_table(args.data) and args.label_column is None:
         # with the last column as labels first: read as a feature, a text label would be "not a number"
         try:
@@ -435,12 +446,15 @@ def _read_model(path):
 def _use_training_defaults(args, training):
     """Options left at their defaults take what ``fffcpu train`` saved with the model: the label column
     of its CSV file (the last column was read instead, and a label column elsewhere went in as a
-    feature: predictions wrong without a word) and, for evaluate, its loss."""
-    if getattr(args, "label_column", None) is None and "label_column" in training and args.data is not None \
-            and _is_text_table(args.data):
+    feature: predictions wrong without a word) and, for evaluate, its loss. Returns True when the
+    saved label column was taken."""
+    saved_column = (getattr(args, "label_column", None) is None and "label_column" in training
+                    and args.data is not None and _is_text_table(args.data))
+    if saved_column:
         args.label_column = str(training["label_column"])
     if getattr(args, "loss", "") is None:
         args.loss = training.get("loss", "cross_entropy")
+    return saved_column
 
 
 def run_evaluate(args):
@@ -497,9 +511,7 @@ def run_predict(args):
         _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data),
                                    ("--labels", args.labels))
     layer, classes, training = _read_model(args.model)
-    saved_column = args.label_column is None and "label_column" in training
-    _use_training_defaults(args, training)
-    X = _features_for(layer, args, lenient=saved_column)
+    X = _features_for(layer, args, lenient=_use_training_defaults(args, training))
     outputs = np.asarray(layer(X))
     raw = args.raw or training.get("loss") == "mse"  # a regression model's outputs, not their argmax
     result = outputs if raw else outputs.argmax(axis=1)
