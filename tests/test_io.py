@@ -3,7 +3,6 @@ import io as io_bytes
 import json
 import os
 import pathlib
-import re
 import stat
 import warnings
 import zipfile
