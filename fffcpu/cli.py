@@ -27,10 +27,39 @@ def build_parser():
     return parser
 
 
+_NOT_GIVEN = object()
+
+
+def given_options(argv):
+    """The ``dest`` names of the options given on the command line ``argv`` (a list of strings), as
+    opposed to those left at their defaults: ``argv`` parsed once more with every default replaced
+    by a marker. A subcommand reads this set (``args.given``) to refuse an option that has no effect
+    in the configuration asked for, whatever its value (``--leaf-width 32 --variant neuron-tree``
+    trained the same tree as without it)."""
+    parser = build_parser()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+            elif action.dest != argparse.SUPPRESS:
+                action.default = _NOT_GIVEN
+    return {name for name, value in vars(parser.parse_args(argv)).items() if value is not _NOT_GIVEN}
+
+
+def parse_args(argv=None):
+    """The parsed command line ``argv`` (default ``sys.argv[1:]``), with ``given``: the set of
+    :func:`given_options`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.given = given_options(argv)
+    return args
+
+
 def main(argv=None):
     """Entry point of the ``fffcpu`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     try:
         status = args.func(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is handled below

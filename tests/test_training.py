@@ -364,9 +364,8 @@ def test_unfitted_estimators_raise_a_value_error_that_is_an_attribute_error_too(
 
 # -- commands -------------------------------------------------------------------------------
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="fffcpu")
-    commands.add_parsers(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
+    from fffcpu.cli import parse_args
+    args = parse_args(argv)
     args.stream = io.StringIO()
     return args
 
@@ -1445,3 +1444,45 @@ def test_train_names_its_options_and_says_when_nothing_is_held_out(tmp_path):
     assert "held-out: no samples (--test-fraction 0.001 rounds to 0 of these 60)" in out
     assert out.endswith("(2 epochs)\n")
     assert "held-out: no" not in run(base + ["--epochs", "1"])
+
+
+def test_options_without_effect_are_refused_even_at_their_default_values(tmp_path, capsys):
+    """--leaf-width 8 with --variant neuron-tree, --hardened-fraction with --no-recipe and --x-key with a
+    CSV file were ignored without a word whenever their value was the default (only other values were
+    refused): cli.parse_args records the options given, and those are refused at any value."""
+    from fffcpu.cli import main
+    X, y = blobs(40)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",")
+    out = str(tmp_path / "m.npz")
+    train = ["train", "--data", str(tmp_path / "d.npz"), "-o", out, "--depth", "1", "--epochs", "1", "-q"]
+    tree = train + ["--variant", "neuron-tree"]
+    for argv, message in [
+            (tree + ["--leaf-width", "8"], "--leaf-width applies to --variant leaf only, got --leaf-width 8 with "
+                                           "--variant neuron-tree"),
+            (tree + ["--no-recipe"], "--no-recipe applies to --variant leaf only, got --no-recipe with --variant "
+                                     "neuron-tree"),
+            (tree + ["--final-hardening", "3"], "--final-hardening applies to --variant leaf only"),
+            (tree + ["--hardening", "1"], "--hardening applies to --variant leaf only, got --hardening 1.0"),
+            (train + ["--no-recipe", "--hardened-fraction", "0.3333"],
+             "--hardened-fraction applies to the training recipe only, got --hardened-fraction 0.3333 with "
+             "--no-recipe"),
+            (["demo", "--variant", "neuron-tree", "--leaf-width", "8"], "--leaf-width applies to --variant leaf only"),
+            (train[:2] + [str(tmp_path / "d.csv")] + train[3:] + ["--x-key", "X"],
+             f"--x-key applies to .npz files only, got --x-key X with --data {str(tmp_path / 'd.csv')!r}"),
+            (train + ["--label-column", "-1"], "--label-column applies to CSV files (.csv, .tsv, .txt) only, got "
+                                               "--label-column -1 with --data"),
+            (train + ["--y-key", "labels"] + ["--data", "digits"], "--y-key applies to .npz files only")]:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "m.npz").exists()
+    # values that state the configuration as it is, and options a command documents as ignored, still run
+    assert main(tree + ["--master-leaf", "0", "--hardening", "0", "--balance", "0"]) == 0
+    assert main(train + ["--parallel-size", "1", "--no-recipe", "--hardening", "2"]) == 0
+    assert main(["predict", out, "--data", str(tmp_path / "d.csv"), "--y-key", "y"]) == 0
+    # without a record of the options given (args built by hand), only other values are refused
+    args = parse(tree)
+    del args.given
+    assert args.func(args) == 0

@@ -141,6 +141,7 @@ def run_demo(args):
 
 # -- train / evaluate / predict ---------------------------------------------------------------
 def _load(args, require_y, use_labels=True):
+    _refuse_options_of_other_formats(args, require_y)
     return fdata.load_dataset(args.data, labels=getattr(args, "labels", None) if use_labels else None,
                               label_column=_label_column(args.label_column),
                               x_key=args.x_key, y_key=args.y_key, require_y=require_y)
@@ -348,22 +349,66 @@ def run_train(args):
     return 0
 
 
+#: (dest, option, the value that states the neuron tree as it is, or None): training options without
+#: effect on a neuron tree (SPEC §2: its routing is hard from the start and its leaves are single
+#: neurons, so there is no leaf width, nothing to harden or balance and no recipe)
+_LEAF_ONLY = (("leaf_width", "--leaf-width", None), ("master_leaf", "--master-leaf", 0),
+              ("region_leak", "--region-leak", 0), ("dropout", "--dropout", 0), ("hardening", "--hardening", 0),
+              ("balance", "--balance", 0), ("final_hardening", "--final-hardening", None),
+              ("balance_fraction", "--balance-fraction", None), ("hardened_fraction", "--hardened-fraction", None),
+              ("recipe", "--no-recipe", None))
+#: options that only the three-phase recipe reads (``--no-recipe`` trains with constant --hardening and --balance)
+_RECIPE_ONLY = (("final_hardening", "--final-hardening"), ("balance_fraction", "--balance-fraction"),
+                ("hardened_fraction", "--hardened-fraction"))
+
+
 def _refuse_options_of_the_other_variant(args):
-    """A ValueError naming an option given for the other --variant, or --classes with --loss mse (they
-    were ignored without a word: --parallel-size 3 trained one leaf FFF)."""
-    if args.variant == "neuron-tree":  # named as the options, not as make_layer's arguments
-        for option, value in (("--master-leaf", getattr(args, "master_leaf", 0)),
-                              ("--region-leak", getattr(args, "region_leak", 0)),
-                              ("--dropout", getattr(args, "dropout", 0))):
-            if value:
-                raise ValueError(f"{option} applies to --variant leaf only, got {option} {value} with "
-                                 "--variant neuron-tree")
+    """A ValueError naming an option that would have no effect: one of the other --variant's, one of
+    the recipe's with --no-recipe, or --classes with --loss mse (they were ignored without a word:
+    --parallel-size 3 trained one leaf FFF, --leaf-width 32 the same neuron tree as without it).
+
+    ``args.given`` (:func:`fffcpu.cli.parse_args`) names the options given on the command line; an
+    option given at its default value is refused as well, unless the value states the configuration
+    as it is (--master-leaf 0 with a neuron tree, --parallel-size 1 with a leaf FFF). Without
+    ``args.given`` only values other than the defaults are refused."""
+    given = getattr(args, "given", set())
+    if args.variant == "neuron-tree":
+        for dest, option, neutral in _LEAF_ONLY:
+            if not hasattr(args, dest):  # the demo has fewer options
+                continue
+            value = getattr(args, dest)
+            if dest in given and value != neutral or dest in ("master_leaf", "region_leak", "dropout") and value:
+                shown = "" if dest == "recipe" else f" {value}"
+                raise ValueError(f"{option} applies to --variant leaf only, got {option}{shown} with --variant "
+                                 "neuron-tree")
     elif args.parallel_size != 1:
         raise ValueError(f"--parallel-size applies to --variant neuron-tree only, got --parallel-size "
                          f"{args.parallel_size} with --variant leaf")
+    elif not getattr(args, "recipe", True):
+        for dest, option in _RECIPE_ONLY:
+            if dest in given:
+                raise ValueError(f"{option} applies to the training recipe only, got {option} "
+                                 f"{getattr(args, dest)} with --no-recipe (one phase with constant --hardening "
+                                 "and --balance)")
     if getattr(args, "classes", None) is not None and getattr(args, "loss", None) == "mse":
         raise ValueError(f"--classes applies to --loss cross_entropy only, got --classes {args.classes} with "
                          "--loss mse (the targets' width sets the outputs)")
+
+
+def _refuse_options_of_other_formats(args, require_y):
+    """A ValueError naming a data option given for a format that does not read it (--x-key with a CSV
+    file was ignored without a word); --y-key counts only where the labels are read (``require_y``:
+    predict accepts it, as its help says). Options left at their defaults are never refused."""
+    given = getattr(args, "given", set())
+    path = str(args.data)
+    npz = path.lower().endswith(".npz")
+    for dest, option, applies, kind in (("x_key", "--x-key", npz, ".npz files"),
+                                        ("y_key", "--y-key", npz or not require_y, ".npz files"),
+                                        ("label_column", "--label-column", _is_text_table(path),
+                                         "CSV files (.csv, .tsv, .txt)")):
+        if dest in given and not applies:
+            raise ValueError(f"{option} applies to {kind} only, got {option} {getattr(args, dest)} with "
+                             f"--data {path!r}")
 
 
 def _is_text_table(path):
