@@ -1486,3 +1486,20 @@ def test_options_without_effect_are_refused_even_at_their_default_values(tmp_pat
     args = parse(tree)
     del args.given
     assert args.func(args) == 0
+
+
+def test_command_line_errors_name_the_options_not_the_python_arguments(tmp_path, capsys):
+    """"label_column 'foo' is not a column" and "validation_split 0.99 of 16 samples leaves 0 for
+    training" named arguments a command-line user never typed."""
+    from fffcpu.cli import main
+    X, y = blobs(20)
+    np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header="a,b,label", comments="")
+    base = ["train", "--data", str(tmp_path / "d.csv"), "-o", str(tmp_path / "m.npz"), "--epochs", "1", "-q"]
+    for argv, message in [(base + ["--label-column", "foo"], "error: --label-column 'foo' is not a column of"),
+                          (base + ["--label-column", "7"], "error: --label-column must be in [-3, 2] for"),
+                          (base + ["--validation-split", "0.99"], "error: --validation-split 0.99 of 17 samples leaves 0")]:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    with pytest.raises(ValueError, match="^label_column 'foo' is not a column"):  # the library keeps its names
+        fffcpu.data.load_csv(tmp_path / "d.csv", label_column="foo")

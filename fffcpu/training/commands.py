@@ -4,6 +4,7 @@
 takes the parsed ``argparse.Namespace`` and returns an exit status, so tests call them in-process.
 """
 import argparse
+import contextlib
 import csv
 import io
 import os
@@ -142,9 +143,25 @@ def run_demo(args):
 # -- train / evaluate / predict ---------------------------------------------------------------
 def _load(args, require_y, use_labels=True):
     _refuse_options_of_other_formats(args, require_y)
-    return fdata.load_dataset(args.data, labels=getattr(args, "labels", None) if use_labels else None,
-                              label_column=_label_column(args.label_column),
-                              x_key=args.x_key, y_key=args.y_key, require_y=require_y)
+    with _named_as_options("label_column"):
+        return fdata.load_dataset(args.data, labels=getattr(args, "labels", None) if use_labels else None,
+                                  label_column=_label_column(args.label_column),
+                                  x_key=args.x_key, y_key=args.y_key, require_y=require_y)
+
+
+@contextlib.contextmanager
+def _named_as_options(*names):
+    """A ValueError raised inside whose message begins with one of the Python argument ``names`` (the
+    library's "label_column must be ..., got ...") is raised again naming the command-line option
+    (``--label-column``) instead: a command-line user never typed ``label_column``."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        for name in names:
+            if text.startswith(name + " "):
+                raise ValueError("--" + name.replace("_", "-") + text[len(name):]) from None
+        raise
 
 
 def _label_column(value):
@@ -317,7 +334,8 @@ def run_train(args):
               file=out)
     print(f"training {type(layer).__name__} {layer.config()} on {len(X)} samples from {args.data}", file=out)
     try:
-        with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, in one line
+        with np.errstate(over="ignore", invalid="ignore"), _named_as_options("validation_split"):
+            # a divergence is reported below, in one line
             history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr,
                           weight_decay=args.weight_decay, epochs=args.epochs,
                           batch_size=args.batch_size, validation_split=args.validation_split,
