@@ -370,17 +370,22 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     except FloatingPointError as exc:  # diverged: with restore_best, the best epoch's parameters come back
         if best_state is None:
             raise
-        for k, v in best_state.items():
-            layer.params[k][...] = v
+        _put_params(layer, best_state)
         raise FloatingPointError(f"{exc}; the parameters of the best epoch so far (epoch "
                                  f"{history.best_epoch + 1}) were restored") from None
     finally:
         if was_hardened is not None:
             layer.train_hardened = was_hardened
     if best_state is not None:
-        for k, v in best_state.items():
-            layer.params[k][...] = v
+        _put_params(layer, best_state)
     return history
+
+
+def _put_params(layer, state):
+    """Copy the arrays of ``state`` (name -> array, from ``layer.params``) back into the layer's
+    parameters, in place (the kernels keep reading the same aligned buffers)."""
+    for name, value in state.items():
+        layer.params[name][...] = value
 
 
 # -- input standardisation folded into the layer ----------------------------------------------
