@@ -165,6 +165,15 @@ def _effective(counts):
     return float(np.exp(-(p * np.log(p)).sum())) if p.size else 0.0
 
 
+def _backend_note(layer):
+    """Where the saved layer computes, if not on the kernels: a model saved with ``backend="numpy"``
+    loads with it, and inference then runs on the NumPy reference, many times slower, without a word."""
+    if layer.backend == "auto":
+        return ""
+    return (f"   backend {layer.backend} (saved with the model; `layer.backend = \"auto\"` after "
+            "fffcpu.load runs the Numba kernels)") if layer.backend == "numpy" else f"   backend {layer.backend}"
+
+
 # ---------------------------------------------------------------------------------------------
 # leaf FFF
 # ---------------------------------------------------------------------------------------------
@@ -174,7 +183,7 @@ def _fff_report(layer, X, y, tree_depth, classes=None):
     d, N, L = layer.depth, layer.n_nodes, layer.n_leaves
     lines = [
         f"kind: fff (leaf FFF, Belcak & Wattenhofer)   activation {layer.activation}   "
-        f"dtype {np.dtype(layer.dtype).name}",
+        f"dtype {np.dtype(layer.dtype).name}{_backend_note(layer)}",
         f"sizes: input {layer.input_width}, leaf width {layer.leaf_width}, output {layer.output_width}, "
         f"depth {d}: {_n(N, 'routing node')}, {L} lea{'f' if L == 1 else 'ves'}",
         f"training width {layer.training_width} (2^{d} x {layer.leaf_width}); one inference computes "
@@ -269,7 +278,8 @@ def _fff_report(layer, X, y, tree_depth, classes=None):
 def _neuron_tree_report(layer, X, y, tree_depth, classes=None):
     d, P, N = layer.depth, layer.parallel_size, layer.n_nodes
     lines = [
-        f"kind: neuron_tree (UltraFastBERT)   activation {layer.activation}   dtype {np.dtype(layer.dtype).name}",
+        f"kind: neuron_tree (UltraFastBERT)   activation {layer.activation}   dtype {np.dtype(layer.dtype).name}"
+        f"{_backend_note(layer)}",
         f"sizes: input {layer.input_width}, output {layer.output_width}, depth {d}, parallel_size {P}: "
         f"{_n(N, 'neuron')} per tree, {P * N} in all",
         f"one inference visits {layer.inference_width} of {layer.training_width} neurons "

@@ -458,3 +458,15 @@ def test_cli_reads_a_csv_without_labels_or_with_them_anywhere(tmp_path, capsys):
         assert "accuracy on these labels" in capsys.readouterr().out
     assert run_cli(str(model), "--data", str(tmp_path / "keys.npz"), "--x-key", "features", "--y-key", "target") == 0
     assert "accuracy on these labels" in capsys.readouterr().out
+
+
+def test_report_says_when_the_model_runs_on_the_numpy_reference():
+    """A model saved with backend="numpy" loads with it and infers on the reference, many times slower;
+    inspect showed nothing of it."""
+    for make in (lambda b: fffcpu.FFF(4, 2, 3, 2, seed=0, backend=b),
+                 lambda b: fffcpu.NeuronTreeFFF(4, 3, 2, seed=0, backend=b)):
+        kind_line = report(make("numpy")).splitlines()[0]
+        assert kind_line.endswith('backend numpy (saved with the model; `layer.backend = "auto"` after '
+                                  'fffcpu.load runs the Numba kernels)'), kind_line
+        assert "backend" not in report(make("auto")).splitlines()[0]
+        assert report(make("numba")).splitlines()[0].endswith("   backend numba")
