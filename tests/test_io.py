@@ -718,6 +718,17 @@ def test_archive_member_that_is_not_an_array(saved):
     _load_fails(path, "'notes.txt'")
 
 
+def test_saved_members_are_in_the_layers_native_dtype(tmp_path):
+    """What save writes, np.load users (and torch.from_numpy, which refuses another byte order) read
+    as the layer holds it: a save writing big-endian members passed every round trip, since load
+    converts them to native order."""
+    for layer in (fffcpu.FFF(4, 3, 2, depth=2, seed=0, dtype="float64"), fffcpu.NeuronTreeFFF(4, 2, 2, seed=0)):
+        fffcpu.save(layer, tmp_path / "m.npz")
+        with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
+            for name, value in layer.state_dict().items():
+                assert z[name].dtype == value.dtype and z[name].dtype.isnative, name
+
+
 def test_big_endian_arrays_load_as_native_values(saved):
     # another writer may store big-endian .npy members: same values, the layer's native dtype
     path, header, arrays = saved
