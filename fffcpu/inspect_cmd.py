@@ -369,7 +369,8 @@ def run_inspect(args):
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
         from .training.commands import (_is_text_table, _load, _load_by_saved_column, _read_model,
-                                        _use_training_defaults, _width_error)
+                                        _use_training_defaults, _width_error, refuse_options_of_other_formats)
+        refuse_options_of_other_formats(args, "optional")
         layer, classes, training = _read_model(args.model)
         saved_column = _use_training_defaults(args, training)
         X = y = None
@@ -378,7 +379,8 @@ def run_inspect(args):
             if got is None:
                 if saved_column:  # the model's label column is not in this file: features only, read whole
                     args.label_column = "none"
-                got = _load(args, require_y=False)
+                # an --y-key the user named must exist (a missing array dropped the accuracy without a word)
+                got = _load(args, require_y="y_key" in getattr(args, "given", ()))
             X, y = got
             if X.shape[1] == layer.input_width - 1 and args.label_column is None and _is_text_table(args.data):
                 raise ValueError(f"data file {args.data!r} has {X.shape[1]} features per sample besides its last "

@@ -1460,8 +1460,6 @@ def test_options_without_effect_are_refused_even_at_their_default_values(tmp_pat
     for argv, message in [
             (tree + ["--leaf-width", "8"], "--leaf-width applies to --variant leaf only, got --leaf-width 8 with "
                                            "--variant neuron-tree"),
-            (tree + ["--no-recipe"], "--no-recipe applies to --variant leaf only, got --no-recipe with --variant "
-                                     "neuron-tree"),
             (tree + ["--final-hardening", "3"], "--final-hardening applies to --variant leaf only"),
             (tree + ["--hardening", "1"], "--hardening applies to --variant leaf only, got --hardening 1.0"),
             (train + ["--no-recipe", "--hardened-fraction", "0.3333"],
@@ -1503,3 +1501,47 @@ def test_command_line_errors_name_the_options_not_the_python_arguments(tmp_path,
         assert message in capsys.readouterr().err, argv
     with pytest.raises(ValueError, match="^label_column 'foo' is not a column"):  # the library keeps its names
         fffcpu.data.load_csv(tmp_path / "d.csv", label_column="foo")
+
+
+def test_data_options_without_effect_are_refused_in_every_command(tmp_path, capsys):
+    """A review of the first version: predict ignored --x-key with a CSV file (its fallback reads
+    swallowed the refusal), inspect ignored --y-key with a CSV file, --labels with an .npz file and
+    --x-key without --data, and a --y-key naming no array dropped inspect's accuracy without a word;
+    a label column saved with the model was reported as an --label-column the user never gave;
+    --no-recipe was refused with a neuron tree, which trains in one phase anyway."""
+    from fffcpu.cli import main
+    X, y = blobs(40)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header="a,b,label", comments="")
+    np.savetxt(tmp_path / "other.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c", comments="")
+    m, mc = str(tmp_path / "m.npz"), str(tmp_path / "mc.npz")
+    common = ["--depth", "1", "--epochs", "1", "-q"]
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "-o", m] + common) == 0
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--label-column", "label", "-o", mc] + common) == 0
+    csv, npz = str(tmp_path / "d.csv"), str(tmp_path / "d.npz")
+    for argv, message in [
+            (["predict", m, "--data", csv, "--x-key", "X"], f"--x-key applies to .npz files only, got --x-key X "
+                                                           f"with --data {csv!r}"),
+            (["predict", mc, "--data", csv, "--x-key", "X"], "--x-key applies to .npz files only"),
+            (["inspect", m, "--data", csv, "--y-key", "y"], "--y-key applies to .npz files only"),
+            (["inspect", m, "--data", npz, "--labels", "lab"], "--labels applies to IDX images only, got --labels "
+                                                              "lab with --data"),
+            (["inspect", m, "--x-key", "X"], "--x-key needs --data (it applies to the data file), got --x-key X "
+                                             "without --data"),
+            (["inspect", m, "--limit", "3"], "--limit needs --data"),
+            (["inspect", m, "--data", npz, "--y-key", "nope"], "has no array 'nope'"),
+            (["evaluate", mc, "--data", str(tmp_path / "other.csv")],
+             "error: the model's saved label column (from `fffcpu train --label-column`) 'label' is not a column "
+             "of"),
+            (["evaluate", mc, "--data", str(tmp_path / "other.csv"), "--label-column", "label"],
+             "error: --label-column 'label' is not a column of")]:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert main(["evaluate", mc, "--data", str(tmp_path / "other.csv")]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("; give --label-column to read another")
+    assert main(["predict", m, "--data", csv, "--y-key", "y", "--labels", "ignored"]) == 0  # as its help says
+    assert main(["inspect", m, "--data", npz, "--y-key", "y"]) == 0
+    assert main(["train", "--data", npz, "-o", str(tmp_path / "t.npz"), "--variant", "neuron-tree", "--no-recipe"]
+                + common) == 0

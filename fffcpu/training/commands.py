@@ -142,25 +142,31 @@ def run_demo(args):
 
 # -- train / evaluate / predict ---------------------------------------------------------------
 def _load(args, require_y, use_labels=True):
-    _refuse_options_of_other_formats(args, require_y)
-    with _named_as_options("label_column"):
+    with _named_as_options(args, "label_column"):
         return fdata.load_dataset(args.data, labels=getattr(args, "labels", None) if use_labels else None,
                                   label_column=_label_column(args.label_column),
                                   x_key=args.x_key, y_key=args.y_key, require_y=require_y)
 
 
 @contextlib.contextmanager
-def _named_as_options(*names):
+def _named_as_options(args, *names):
     """A ValueError raised inside whose message begins with one of the Python argument ``names`` (the
     library's "label_column must be ..., got ...") is raised again naming the command-line option
-    (``--label-column``) instead: a command-line user never typed ``label_column``."""
+    (``--label-column``) instead: a command-line user never typed ``label_column``. A label column
+    that came from the model (:func:`_use_training_defaults`), not from the command line, is named
+    as such."""
     try:
         yield
     except ValueError as exc:
         text = str(exc)
         for name in names:
             if text.startswith(name + " "):
-                raise ValueError("--" + name.replace("_", "-") + text[len(name):]) from None
+                option = "--" + name.replace("_", "-")
+                if name == "label_column" and getattr(args, "saved_label_column", False):
+                    raise ValueError(f"the model's saved label column (from `fffcpu train --label-column`)"
+                                     f"{text[len(name):]}; "
+                                     f"give {option} to read another") from None
+                raise ValueError(option + text[len(name):]) from None
         raise
 
 
@@ -263,6 +269,7 @@ def run_train(args):
                          f"stopping watches), got --validation-split {args.validation_split}")
     if args.local_batch_size is not None and not args.optimizer.startswith("local"):
         raise ValueError(f"--local-batch-size applies to the local optimizers only, got --optimizer {args.optimizer}")
+    refuse_options_of_other_formats(args, "read")
     X, y = _load(args, require_y=True)
     X = np.asarray(X, dtype=np.float64)
     limit = float(np.finfo(args.dtype).max)
@@ -334,7 +341,7 @@ def run_train(args):
               file=out)
     print(f"training {type(layer).__name__} {layer.config()} on {len(X)} samples from {args.data}", file=out)
     try:
-        with np.errstate(over="ignore", invalid="ignore"), _named_as_options("validation_split"):
+        with np.errstate(over="ignore", invalid="ignore"), _named_as_options(args, "validation_split"):
             # a divergence is reported below, in one line
             history = fit(layer, Xs, y, loss=args.loss, optimizer=args.optimizer, lr=args.lr,
                           weight_decay=args.weight_decay, epochs=args.epochs,
@@ -369,12 +376,13 @@ def run_train(args):
 
 #: (dest, option, the value that states the neuron tree as it is, or None): training options without
 #: effect on a neuron tree (SPEC §2: its routing is hard from the start and its leaves are single
-#: neurons, so there is no leaf width, nothing to harden or balance and no recipe)
+#: neurons, so there is no leaf width, nothing to harden or balance and no recipe: --no-recipe,
+#: one phase with constant terms, says what it does)
 _LEAF_ONLY = (("leaf_width", "--leaf-width", None), ("master_leaf", "--master-leaf", 0),
               ("region_leak", "--region-leak", 0), ("dropout", "--dropout", 0), ("hardening", "--hardening", 0),
               ("balance", "--balance", 0), ("final_hardening", "--final-hardening", None),
               ("balance_fraction", "--balance-fraction", None), ("hardened_fraction", "--hardened-fraction", None),
-              ("recipe", "--no-recipe", None))
+              ("recipe", "--no-recipe", False))
 #: options that only the three-phase recipe reads (``--no-recipe`` trains with constant --hardening and --balance)
 _RECIPE_ONLY = (("final_hardening", "--final-hardening"), ("balance_fraction", "--balance-fraction"),
                 ("hardened_fraction", "--hardened-fraction"))
@@ -396,8 +404,7 @@ def _refuse_options_of_the_other_variant(args):
                 continue
             value = getattr(args, dest)
             if dest in given and value != neutral or dest in ("master_leaf", "region_leak", "dropout") and value:
-                shown = "" if dest == "recipe" else f" {value}"
-                raise ValueError(f"{option} applies to --variant leaf only, got {option}{shown} with --variant "
+                raise ValueError(f"{option} applies to --variant leaf only, got {option} {value} with --variant "
                                  "neuron-tree")
     elif args.parallel_size != 1:
         raise ValueError(f"--parallel-size applies to --variant neuron-tree only, got --parallel-size "
@@ -413,17 +420,29 @@ def _refuse_options_of_the_other_variant(args):
                          "--loss mse (the targets' width sets the outputs)")
 
 
-def _refuse_options_of_other_formats(args, require_y):
-    """A ValueError naming a data option given for a format that does not read it (--x-key with a CSV
-    file was ignored without a word); --y-key counts only where the labels are read (``require_y``:
-    predict accepts it, as its help says). Options left at their defaults are never refused."""
+def refuse_options_of_other_formats(args, labels):
+    """A ValueError naming a data option given where it has no effect (--x-key with a CSV file was
+    ignored without a word): --x-key and --y-key apply to .npz files, --label-column to CSV files,
+    --labels to IDX images, and all of them need --data. ``labels``: how the command uses the
+    labels, "read" (train, evaluate), "optional" (inspect) or "ignored" (predict, whose help says
+    that it accepts --y-key and --labels). Options left at their defaults are never refused; run
+    before any reading, so no fallback can swallow the error."""
     given = getattr(args, "given", set())
+    if args.data is None:
+        for dest in ("x_key", "y_key", "label_column", "limit"):
+            if dest in given:
+                option = "--" + dest.replace("_", "-")
+                raise ValueError(f"{option} needs --data (it applies to the data file), got {option} "
+                                 f"{getattr(args, dest)} without --data")
+        return
     path = str(args.data)
     npz = path.lower().endswith(".npz")
-    for dest, option, applies, kind in (("x_key", "--x-key", npz, ".npz files"),
-                                        ("y_key", "--y-key", npz or not require_y, ".npz files"),
-                                        ("label_column", "--label-column", _is_text_table(path),
-                                         "CSV files (.csv, .tsv, .txt)")):
+    idx = not (npz or _is_text_table(path) or path == "digits")
+    for dest, option, applies, kind in (
+            ("x_key", "--x-key", npz, ".npz files"),
+            ("y_key", "--y-key", npz or labels == "ignored", ".npz files"),
+            ("label_column", "--label-column", _is_text_table(path), "CSV files (.csv, .tsv, .txt)"),
+            ("labels", "--labels", idx or labels != "optional", "IDX images")):  # train, evaluate: load_dataset's
         if dest in given and not applies:
             raise ValueError(f"{option} applies to {kind} only, got {option} {getattr(args, dest)} with "
                              f"--data {path!r}")
@@ -453,6 +472,7 @@ def _load_by_saved_column(layer, args, use_labels=True):
     if X is not None and X.shape[1] == layer.input_width:
         return X, y
     args.label_column = None
+    args.saved_label_column = False
     return None
 
 
@@ -515,6 +535,7 @@ def _use_training_defaults(args, training):
                     and args.data is not None and _is_text_table(args.data))
     if saved_column:
         args.label_column = str(training["label_column"])
+        args.saved_label_column = True  # for the messages (_named_as_options)
     if getattr(args, "loss", "") is None:
         args.loss = training.get("loss", "cross_entropy")
     return saved_column
@@ -528,6 +549,7 @@ def run_evaluate(args):
     ``fffcpu.save(..., classes=clf.classes_)``); other integer labels are class indices.
     """
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
+    refuse_options_of_other_formats(args, "read")
     layer, classes, training = _read_model(args.model)
     _use_training_defaults(args, training)
     X, y = _load(args, require_y=True)
@@ -573,6 +595,7 @@ def run_predict(args):
                              "text, not as an .npz archive; name the file .npy or .csv")
         _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data),
                                    ("--labels", args.labels))
+    refuse_options_of_other_formats(args, "ignored")
     layer, classes, training = _read_model(args.model)
     X = _features_for(layer, args, lenient=_use_training_defaults(args, training))
     outputs = np.asarray(layer(X))
