@@ -40,6 +40,11 @@ def add_parser(subparsers):
     return p
 
 
+#: convert's options by the name of the keyword argument each one gives interop.convert
+_OPTIONS = {"kind": "--kind", "prefix": "--prefix", "activation": "--activation",
+            "parallel_size": "--parallel-size", "dtype": "--dtype"}
+
+
 def run_convert(args):
     """Handler of ``fffcpu convert``: returns the exit status (0, or 2 with a message on stderr)."""
     options = {k: getattr(args, k) for k in ("activation", "parallel_size", "dtype")}
@@ -47,11 +52,22 @@ def run_convert(args):
     try:
         if not os.path.exists(args.src):  # it was "[Errno 2] No such file or directory: 'm.pt'"
             raise FileNotFoundError(f"input file IN {args.src!r} does not exist")
+        given = [option for name, option in _OPTIONS.items() if getattr(args, name) is not None]
+        if given and interop.file_format(args.src) == "npz":  # the library's message named keywords
+            raise ValueError(f"{' and '.join(given)} do{'es' if len(given) == 1 else ''} not apply to IN "
+                             f"{args.src!r}, an fffcpu .npz/.fff file, which records its own kind and "
+                             f"hyperparameters; leave {'it' if len(given) == 1 else 'them'} out")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             layer = interop.convert(args.src, args.dst, kind=args.kind, prefix=args.prefix, **options)
     except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, ValueError) and " does not apply to the file's layer" in str(msg):
+            # interop._check_config names the keywords ("parallel_size does not apply ..."): name the options
+            head, tail = str(msg).split(" does not apply to the file's layer", 1)
+            path, _, names = head.rpartition(": ")
+            names = ", ".join(_OPTIONS.get(name, name) for name in names.split(", "))
+            msg = f"{path + ': ' if path else ''}{names} does not apply to the file's layer{tail}"
         print(f"fffcpu convert: error: {msg}", file=sys.stderr)
         return 2
     for w in caught:  # class names left out of a .pt or .safetensors file: a line, not a traceback-like warning

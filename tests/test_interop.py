@@ -564,7 +564,17 @@ def test_convert_names_options_that_do_not_apply(tmp_path, capsys):
         interop.save_safetensors(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "leaf.safetensors")
         assert run_cli("convert", str(tmp_path / "leaf.safetensors"), str(tmp_path / "x.npz"),
                        "--parallel-size", "2") == 2
-        assert "parallel_size does not apply to the file's layer, a FFF" in capsys.readouterr().err
+        assert "error: 'leaf.safetensors': --parallel-size does not apply to the file's layer, a FFF" in \
+            capsys.readouterr().err.replace(str(tmp_path) + "/", "")  # the option, not the Python keyword
+    # an fffcpu input records its own hyperparameters: the options given are named as options
+    for extra, named, them in ((["--dtype", "float64"], "--dtype does not apply", "it"),
+                               (["--kind", "fff", "--parallel-size", "2"], "--kind and --parallel-size do not apply",
+                                "them")):
+        assert run_cli("convert", str(tmp_path / "leaf.npz"), str(tmp_path / "x.pt"), *extra) == 2
+        err = capsys.readouterr().err
+        assert f"error: {named} to IN {str(tmp_path / 'leaf.npz')!r}, an fffcpu .npz/.fff file, which records its own " \
+               f"kind and hyperparameters; leave {them} out\n" in err, err
+    assert not (tmp_path / "x.pt").exists()
     with pytest.raises(SystemExit):
         run_cli("convert", str(tmp_path / "leaf.npz"), str(tmp_path / "x.npz"), "--parallel-size", "0")
     assert "argument --parallel-size: expected an integer >= 1, got 0" in capsys.readouterr().err
@@ -638,7 +648,7 @@ def test_convert_keeps_class_names_between_npz_files_and_warns_where_it_cannot(t
 def test_convert_errors(tmp_path, capsys):
     fffcpu.save(fffcpu.FFF(4, 3, 2, 1, seed=0), tmp_path / "a.npz")
     assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--activation", "gelu") == 2
-    assert "do not apply" in capsys.readouterr().err
+    assert "--activation does not apply to IN" in capsys.readouterr().err
     assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "b.txt")) == 2
     assert "suffix '.txt'" in capsys.readouterr().err
     assert run_cli("convert", str(tmp_path / "missing.safetensors"), str(tmp_path / "b.npz")) == 2
