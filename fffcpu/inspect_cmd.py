@@ -377,10 +377,13 @@ def run_inspect(args):
         if args.data is not None:
             got = _load_by_saved_column(layer, args) if saved_column else None
             if got is None:
-                if saved_column:  # the model's label column is not in this file: features only, read whole
-                    args.label_column = "none"
                 # an --y-key the user named must exist (a missing array dropped the accuracy without a word)
                 got = _load(args, require_y="y_key" in getattr(args, "given", ()))
+                if saved_column and got[0].shape[1] != layer.input_width:
+                    # the model's label column is not in this file, and its last column is no label
+                    # either (as predict reads such a file): features only, read whole
+                    args.label_column = "none"
+                    got = _load(args, require_y=False)
             X, y = got
             if X.shape[1] == layer.input_width - 1 and args.label_column is None and _is_text_table(args.data):
                 raise ValueError(f"data file {args.data!r} has {X.shape[1]} features per sample besides its last "

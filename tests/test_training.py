@@ -1540,8 +1540,50 @@ def test_data_options_without_effect_are_refused_in_every_command(tmp_path, caps
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
     assert main(["evaluate", mc, "--data", str(tmp_path / "other.csv")]) == 2
-    assert capsys.readouterr().err.rstrip().endswith("; give --label-column to read another")
+    assert capsys.readouterr().err.rstrip().endswith("; give --label-column to read another (a file of features "
+                                                     "only has no labels to evaluate: `fffcpu predict` reads it)")
     assert main(["predict", m, "--data", csv, "--y-key", "y", "--labels", "ignored"]) == 0  # as its help says
     assert main(["inspect", m, "--data", npz, "--y-key", "y"]) == 0
     assert main(["train", "--data", npz, "-o", str(tmp_path / "t.npz"), "--variant", "neuron-tree", "--no-recipe"]
                 + common) == 0
+
+
+def test_a_saved_label_column_is_named_as_the_models_and_file_faults_are_not_hidden(tmp_path, capsys):
+    """Second review: evaluate's width and label messages named "--label-column 0" that came from the
+    model; predict and inspect reported an empty cell as a label-column mix-up (their fallback for a
+    file without the saved column swallowed every error); inspect could not read a file whose last
+    column is the label when the saved column was missing (predict could); --label-column none with
+    train or evaluate failed only after reading the file; and a data option refused with the default
+    --data named "--data 'digits'" as if the user had typed it."""
+    from fffcpu.cli import main
+    rng = np.random.default_rng(0)
+    X, y = blobs(40)
+    feats = np.column_stack([X, rng.standard_normal((40, 2))])  # 4 features
+    m0 = str(tmp_path / "m0.npz")
+    np.savetxt(tmp_path / "first.csv", np.column_stack([y, feats]), delimiter=",", fmt="%.6g")
+    assert main(["train", "--data", str(tmp_path / "first.csv"), "--label-column", "0", "-o", m0, "--depth", "1",
+                 "--epochs", "1", "-q"]) == 0
+    np.savetxt(tmp_path / "feat3.csv", feats[:, :3], delimiter=",")  # one feature short
+    np.savetxt(tmp_path / "last.csv", np.column_stack([feats, y]), delimiter=",")  # labels last, not first
+    lines = (tmp_path / "first.csv").read_text().splitlines()
+    lines[4] = "," + lines[4].split(",", 1)[1]  # an empty cell on line 5
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    saved = "column 0, the model's saved label column (from `fffcpu train --label-column`)"
+    for argv, message in [
+            (["evaluate", m0, "--data", str(tmp_path / "feat3.csv")], f"(its columns less the label column, {saved})"),
+            (["evaluate", m0, "--data", str(tmp_path / "last.csv")], f"(the labels were read from {saved})"),
+            (["predict", m0, "--data", str(tmp_path / "bad.csv")], "line 5"),
+            (["inspect", m0, "--data", str(tmp_path / "bad.csv")], "line 5"),
+            (["train", "--data", str(tmp_path / "first.csv"), "--label-column", "none", "-o", str(tmp_path / "t.npz")],
+             "--label-column none reads no labels, but train needs them; name the label column of --data"),
+            (["evaluate", m0, "--data", str(tmp_path / "first.csv"), "--label-column", "NONE"],
+             "--label-column none reads no labels, but evaluate needs them"),
+            (["evaluate", m0, "--y-key", "y"], "--y-key applies to .npz files only, got --y-key y with the default "
+                                               "--data digits")]:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "--label-column 0" not in err and "Traceback" not in err, (argv, err)
+    assert main(["inspect", m0, "--data", str(tmp_path / "last.csv")]) == 0  # its last column read as the labels
+    assert "routing of 40 samples" in capsys.readouterr().out
+    assert main(["predict", m0, "--data", str(tmp_path / "last.csv")]) == 0

@@ -164,10 +164,17 @@ def _named_as_options(args, *names):
                 option = "--" + name.replace("_", "-")
                 if name == "label_column" and getattr(args, "saved_label_column", False):
                     raise ValueError(f"the model's saved label column (from `fffcpu train --label-column`)"
-                                     f"{text[len(name):]}; "
-                                     f"give {option} to read another") from None
+                                     f"{text[len(name):]}; give {option} to read another (a file of "
+                                     "features only has no labels to evaluate: `fffcpu predict` reads it)") from None
                 raise ValueError(option + text[len(name):]) from None
         raise
+
+
+def _label_column_source(args):
+    """Where the label column came from, for messages: the user's option, or the model's saved column."""
+    if getattr(args, "saved_label_column", False):
+        return f"column {args.label_column}, the model's saved label column (from `fffcpu train --label-column`)"
+    return f"--label-column {args.label_column or -1}"
 
 
 def _label_column(value):
@@ -438,14 +445,18 @@ def refuse_options_of_other_formats(args, labels):
     path = str(args.data)
     npz = path.lower().endswith(".npz")
     idx = not (npz or _is_text_table(path) or path == "digits")
+    data = f"--data {path!r}" if "data" in given else f"the default --data {path}"
+    if labels == "read" and "label_column" in given and str(args.label_column).lower() == "none":
+        command = getattr(args, "command", "this command")
+        raise ValueError(f"--label-column none reads no labels, but {command} needs them; name the label "
+                         f"column of {data}")
     for dest, option, applies, kind in (
             ("x_key", "--x-key", npz, ".npz files"),
             ("y_key", "--y-key", npz or labels == "ignored", ".npz files"),
             ("label_column", "--label-column", _is_text_table(path), "CSV files (.csv, .tsv, .txt)"),
             ("labels", "--labels", idx or labels != "optional", "IDX images")):  # train, evaluate: load_dataset's
         if dest in given and not applies:
-            raise ValueError(f"{option} applies to {kind} only, got {option} {getattr(args, dest)} with "
-                             f"--data {path!r}")
+            raise ValueError(f"{option} applies to {kind} only, got {option} {getattr(args, dest)} with {data}")
 
 
 def _is_text_table(path):
@@ -467,7 +478,9 @@ def _load_by_saved_column(layer, args, use_labels=True):
     (a file of features only); ``args.label_column`` is then reset to None."""
     try:
         X, y = _load(args, require_y=False, use_labels=use_labels)
-    except ValueError:  # no such column (a file of features only, without its header name)
+    except ValueError as exc:  # no such column (a file of features only, without its header name)
+        if not str(exc).startswith("the model's saved label column"):  # any other fault of the file
+            raise  # (an empty cell) is the file's to report, not a reason to read it without labels
         X = None
     if X is not None and X.shape[1] == layer.input_width:
         return X, y
@@ -556,16 +569,21 @@ def run_evaluate(args):
     if X.shape[1] != layer.input_width:  # before the labels: a wrong file failed as "y must hold class indices"
         what = "features per sample"
         if _is_text_table(args.data):
-            what += f" (its columns less the label column, --label-column {args.label_column or -1})"
+            what += f" (its columns less the label column, {_label_column_source(args)})"
         err = _width_error(layer, args, X.shape[1], what)
         if _is_text_table(args.data) and X.shape[1] == layer.input_width - 1:
             err = ValueError(f"{err}; a file of features only, without a label column, has no labels to "
                              "evaluate: `fffcpu predict` reads it")
         raise err
-    if args.loss == "cross_entropy":
-        y = _class_targets(y, args.data, classes)
-    else:
-        _refuse_text_targets(y, args.data)
+    try:
+        if args.loss == "cross_entropy":
+            y = _class_targets(y, args.data, classes)
+        else:
+            _refuse_text_targets(y, args.data)
+    except ValueError as exc:
+        if not getattr(args, "saved_label_column", False):
+            raise
+        raise ValueError(f"{exc} (the labels were read from {_label_column_source(args)})") from None
     ev = evaluate(layer, X, y, loss=args.loss)
     print(f"{args.model}: {len(X)} samples from {args.data}", file=out)
     print(f"loss {ev['loss']:.6f}", file=out)
