@@ -7,6 +7,7 @@ where the key names leave it open, --kind and --prefix. An fffcpu file records a
 options are refused for an .npz/.fff input.
 """
 import os
+import re
 import sys
 import warnings
 
@@ -45,6 +46,21 @@ _OPTIONS = {"kind": "--kind", "prefix": "--prefix", "activation": "--activation"
             "parallel_size": "--parallel-size", "dtype": "--dtype"}
 
 
+def _named_as_options(text):
+    """An error of fffcpu.interop, which names its keyword arguments (``kind='fff'``, ``pass prefix=``,
+    ``parallel_size does not apply``, ``parallel_size 3 times ...``), naming convert's options instead."""
+    # the library's advice to its Python callers, where convert's option says it all
+    text = text.replace("pass parallel_size (or depth) to from_state_dict or fffcpu.interop.load_any (fffcpu "
+                        "convert: --parallel-size)", "give --parallel-size")
+    text = re.sub(r"\b(kind|prefix)=('[^']*')?", lambda m: "--" + m.group(1) + (f" {m.group(2)}" if m.group(2) else ""),
+                  text)
+    head, sep, tail = text.partition(" does not apply to the file's layer")
+    if sep:  # interop._check_config: "'f.pt': parallel_size, dtype does not apply ..."
+        path, colon, names = head.rpartition(": ")
+        head = path + colon + ", ".join(_OPTIONS.get(name, name) for name in names.split(", "))
+    return re.sub(r"(?<![-\w])parallel_size\b", "--parallel-size", head + sep + tail)
+
+
 def run_convert(args):
     """Handler of ``fffcpu convert``: returns the exit status (0, or 2 with a message on stderr)."""
     options = {k: getattr(args, k) for k in ("activation", "parallel_size", "dtype")}
@@ -53,22 +69,18 @@ def run_convert(args):
         if not os.path.exists(args.src):  # it was "[Errno 2] No such file or directory: 'm.pt'"
             raise FileNotFoundError(f"input file IN {args.src!r} does not exist")
         given = [option for name, option in _OPTIONS.items() if getattr(args, name) is not None]
+        interop.file_format(args.dst)  # an OUT it cannot write is said first, not after the options are fixed
         if given and interop.file_format(args.src) == "npz":  # the library's message named keywords
-            raise ValueError(f"{' and '.join(given)} do{'es' if len(given) == 1 else ''} not apply to IN "
-                             f"{args.src!r}, an fffcpu .npz/.fff file, which records its own kind and "
-                             f"hyperparameters; leave {'it' if len(given) == 1 else 'them'} out")
+            listed = given[0] if len(given) == 1 else ", ".join(given[:-1]) + " and " + given[-1]
+            raise ValueError(f"{listed} do{'es' if len(given) == 1 else ''} not apply to IN {args.src!r}, an "
+                             "fffcpu .npz/.fff file, which records its own kind and hyperparameters; leave "
+                             f"{'it' if len(given) == 1 else 'them'} out")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             layer = interop.convert(args.src, args.dst, kind=args.kind, prefix=args.prefix, **options)
     except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        if isinstance(exc, ValueError) and " does not apply to the file's layer" in str(msg):
-            # interop._check_config names the keywords ("parallel_size does not apply ..."): name the options
-            head, tail = str(msg).split(" does not apply to the file's layer", 1)
-            path, _, names = head.rpartition(": ")
-            names = ", ".join(_OPTIONS.get(name, name) for name in names.split(", "))
-            msg = f"{path + ': ' if path else ''}{names} does not apply to the file's layer{tail}"
-        print(f"fffcpu convert: error: {msg}", file=sys.stderr)
+        print(f"fffcpu convert: error: {_named_as_options(str(msg))}", file=sys.stderr)
         return 2
     for w in caught:  # class names left out of a .pt or .safetensors file: a line, not a traceback-like warning
         print(f"fffcpu convert: warning: {w.message}", file=sys.stderr)

@@ -569,12 +569,16 @@ def test_convert_names_options_that_do_not_apply(tmp_path, capsys):
     # an fffcpu input records its own hyperparameters: the options given are named as options
     for extra, named, them in ((["--dtype", "float64"], "--dtype does not apply", "it"),
                                (["--kind", "fff", "--parallel-size", "2"], "--kind and --parallel-size do not apply",
-                                "them")):
+                                "them"),
+                               (["--kind", "fff", "--prefix", "a.", "--dtype", "float32"],
+                                "--kind, --prefix and --dtype do not apply", "them")):
         assert run_cli("convert", str(tmp_path / "leaf.npz"), str(tmp_path / "x.pt"), *extra) == 2
         err = capsys.readouterr().err
         assert f"error: {named} to IN {str(tmp_path / 'leaf.npz')!r}, an fffcpu .npz/.fff file, which records its own " \
                f"kind and hyperparameters; leave {them} out\n" in err, err
     assert not (tmp_path / "x.pt").exists()
+    assert run_cli("convert", str(tmp_path / "leaf.npz"), str(tmp_path / "x.bin"), "--dtype", "float32") == 2
+    assert "cannot tell the format of" in capsys.readouterr().err  # OUT first: one run says what to fix
     with pytest.raises(SystemExit):
         run_cli("convert", str(tmp_path / "leaf.npz"), str(tmp_path / "x.npz"), "--parallel-size", "0")
     assert "argument --parallel-size: expected an integer >= 1, got 0" in capsys.readouterr().err
@@ -595,7 +599,7 @@ def test_convert_between_all_formats(tmp_path, capsys):
     import safetensors.numpy
     safetensors.numpy.save_file(interop.to_numpy_state_dict(layer), str(tmp_path / "bare.safetensors"))
     assert run_cli("convert", str(tmp_path / "bare.safetensors"), str(tmp_path / "d.npz")) == 2
-    assert "parallel_size" in capsys.readouterr().err
+    assert "the rows fit --parallel-size 2 at depth 2" in capsys.readouterr().err
     assert run_cli("convert", str(tmp_path / "bare.safetensors"), str(tmp_path / "d.npz"),
                    "--parallel-size", "2", "--activation", "relu", "--dtype", "float32") == 0
     d = fffcpu.load(tmp_path / "d.npz")
@@ -764,3 +768,25 @@ def test_fuzz_damaged_pt_files_load_the_same_or_name_the_file(tmp_path):
         assert _same_layer(got, layer), where
         loaded += 1
     assert 0 < loaded < 150
+
+
+def test_convert_messages_name_the_options_not_the_keywords():
+    """interop's errors name its keyword arguments ("kind='neuron_tree' was asked for", "pass prefix=
+    (and kind=)", "pass parallel_size (or depth) to from_state_dict ..."); convert's say --kind,
+    --prefix and --parallel-size."""
+    from fffcpu.interop_cli import _named_as_options as named
+    assert named("'f.pt': kind='neuron_tree' was asked for, but the state dict holds (kind, prefix) "
+                 "[('fff', '')]") == ("'f.pt': --kind 'neuron_tree' was asked for, but the state dict holds "
+                                     "(kind, prefix) [('fff', '')]")
+    assert named("found 2 FFF layers in the state dict (kind, prefix): [('fff', 'a.')]; pass prefix= (and kind=) "
+                 "to choose one").endswith("; pass --prefix (and --kind) to choose one")
+    assert named("'t.pt': 'linear_in.weight' has 6 rows, which is not parallel_size 1 times 2^(depth+1) - 1 for any "
+                 "depth; the rows fit parallel_size 2 at depth 1: pass parallel_size (or depth) to from_state_dict "
+                 "or fffcpu.interop.load_any (fffcpu convert: --parallel-size)") == (
+        "'t.pt': 'linear_in.weight' has 6 rows, which is not --parallel-size 1 times 2^(depth+1) - 1 for any depth; "
+        "the rows fit --parallel-size 2 at depth 1: give --parallel-size")
+    assert named("'a: b.pt': parallel_size, dtype does not apply to the file's layer, a FFF (kind 'fff'); leave it "
+                 "out") == "'a: b.pt': --parallel-size, --dtype does not apply to the file's layer, a FFF (kind 'fff'); " \
+                          "leave it out"
+    assert named("--kind 'fff' and --parallel-size stay as they are") == "--kind 'fff' and --parallel-size stay as " \
+                                                                          "they are"
