@@ -48,17 +48,22 @@ _OPTIONS = {"kind": "--kind", "prefix": "--prefix", "activation": "--activation"
 
 def _named_as_options(text):
     """An error of fffcpu.interop, which names its keyword arguments (``kind='fff'``, ``pass prefix=``,
-    ``parallel_size does not apply``, ``parallel_size 3 times ...``), naming convert's options instead."""
+    ``parallel_size does not apply``, ``parallel_size 3 times ...``), naming convert's options instead.
+    Quoted text (paths, state-dict keys, prefixes) is left as it is."""
     # the library's advice to its Python callers, where convert's option says it all
     text = text.replace("pass parallel_size (or depth) to from_state_dict or fffcpu.interop.load_any (fffcpu "
                         "convert: --parallel-size)", "give --parallel-size")
-    text = re.sub(r"\b(kind|prefix)=('[^']*')?", lambda m: "--" + m.group(1) + (f" {m.group(2)}" if m.group(2) else ""),
-                  text)
+    text = re.sub(r"\bkind='(\w+)' \(--kind \1\)", r"--kind \1", text)  # it names the option already
     head, sep, tail = text.partition(" does not apply to the file's layer")
     if sep:  # interop._check_config: "'f.pt': parallel_size, dtype does not apply ..."
         path, colon, names = head.rpartition(": ")
-        head = path + colon + ", ".join(_OPTIONS.get(name, name) for name in names.split(", "))
-    return re.sub(r"(?<![-\w])parallel_size\b", "--parallel-size", head + sep + tail)
+        text = path + colon + ", ".join(_OPTIONS.get(name, name) for name in names.split(", ")) + sep + tail
+    parts = re.split(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""", text)  # odd indices: quoted
+    for i in range(0, len(parts), 2):
+        part = re.sub(r"\b(kind|prefix)=$", r"--\1 ", parts[i])  # a quoted value follows
+        part = re.sub(r"\b(kind|prefix)=", r"--\1", part)
+        parts[i] = re.sub(r"(?<![-\w])parallel_size\b", "--parallel-size", part)
+    return "".join(parts)
 
 
 def run_convert(args):

@@ -790,3 +790,10 @@ def test_convert_messages_name_the_options_not_the_keywords():
                           "leave it out"
     assert named("--kind 'fff' and --parallel-size stay as they are") == "--kind 'fff' and --parallel-size stay as " \
                                                                           "they are"
+    # quoted text is the file's or the user's: paths and keys stay as they are (third review)
+    assert named("'kind=x/two.pt': found 2 FFF layers ...; pass prefix= (and kind=) to choose one") == \
+        "'kind=x/two.pt': found 2 FFF layers ...; pass --prefix (and --kind) to choose one"
+    assert named("'runs/parallel_size/l.pt': parallel_size does not apply to the file's layer, a FFF") == \
+        "'runs/parallel_size/l.pt': --parallel-size does not apply to the file's layer, a FFF"
+    assert named("missing [], unexpected ['parallel_size']") == "missing [], unexpected ['parallel_size']"
+    assert named("\"it's/prefix=a.pt\": kind='fff' (--kind fff) to read them") == "\"it's/prefix=a.pt\": --kind fff to read them"

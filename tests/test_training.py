@@ -1414,7 +1414,7 @@ def test_data_of_another_width_than_the_model_is_named_with_both_files(tmp_path,
         (["predict", model, "--data", str(gap)], f"CSV file {str(gap)!r} is malformed: line 2, column 4 holds '', "
                                                  "not a number"),
         (["evaluate", model, "--data", str(features)], f"data file {str(features)!r} has 3 features per sample "
-                                                       "(its columns less the label column, --label-column -1), "
+                                                       "(its columns less the label column, by default the last column), "
                                                        "but the model"),
     ]:
         assert main(argv) == 2
@@ -1540,7 +1540,7 @@ def test_data_options_without_effect_are_refused_in_every_command(tmp_path, caps
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
     assert main(["evaluate", mc, "--data", str(tmp_path / "other.csv")]) == 2
-    assert capsys.readouterr().err.rstrip().endswith("; give --label-column to read another (a file of features "
+    assert capsys.readouterr().err.rstrip().endswith("; give --label-column to read another column (a file of features "
                                                      "only has no labels to evaluate: `fffcpu predict` reads it)")
     assert main(["predict", m, "--data", csv, "--y-key", "y", "--labels", "ignored"]) == 0  # as its help says
     assert main(["inspect", m, "--data", npz, "--y-key", "y"]) == 0
@@ -1559,31 +1559,45 @@ def test_a_saved_label_column_is_named_as_the_models_and_file_faults_are_not_hid
     rng = np.random.default_rng(0)
     X, y = blobs(40)
     feats = np.column_stack([X, rng.standard_normal((40, 2))])  # 4 features
-    m0 = str(tmp_path / "m0.npz")
-    np.savetxt(tmp_path / "first.csv", np.column_stack([y, feats]), delimiter=",", fmt="%.6g")
-    assert main(["train", "--data", str(tmp_path / "first.csv"), "--label-column", "0", "-o", m0, "--depth", "1",
-                 "--epochs", "1", "-q"]) == 0
-    np.savetxt(tmp_path / "feat3.csv", feats[:, :3], delimiter=",")  # one feature short
-    np.savetxt(tmp_path / "last.csv", np.column_stack([feats, y]), delimiter=",")  # labels last, not first
-    lines = (tmp_path / "first.csv").read_text().splitlines()
-    lines[4] = "," + lines[4].split(",", 1)[1]  # an empty cell on line 5
-    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    names = np.array(["cat", "dog", "eel"])[y]
+    rows = [",".join(f"{v:.6g}" for v in r) for r in feats]
+
+    def write(name, header, lines):
+        (tmp_path / name).write_text("\n".join([header] + lines) + "\n")
+        return str(tmp_path / name)
+
+    named = write("named.csv", "a,b,c,d,species", [f"{r},{n}" for r, n in zip(rows, names)])
+    bad = write("bad.csv", "a,b,c,d,species", [f"{r},{n}" for r, n in zip(rows, names)][:3]
+                + ["," + rows[3].split(",", 1)[1] + "," + names[3]] + [f"{r},{n}" for r, n in zip(rows, names)][4:])
+    other = write("other.csv", "a,b,c,d,label", [f"{r},{n}" for r, n in zip(rows, names)])
+    first = write("first.csv", "y,a,b,c,d", [f"{c},{r}" for r, c in zip(rows, y)])
+    mn, m0 = str(tmp_path / "mn.npz"), str(tmp_path / "m0.npz")
+    for data, column, model in ((named, "species", mn), (first, "0", m0)):
+        assert main(["train", "--data", data, "--label-column", column, "-o", model, "--depth", "1", "--epochs", "1",
+                     "-q"]) == 0
+    feat3 = write("feat3.csv", "a,b,c", [r.rsplit(",", 1)[0] for r in rows])  # one feature short
+    last = write("last.csv", "a,b,c,d,y", [f"{r},{c + 5}" for r, c in zip(rows, y)])  # labels last, not first
     saved = "column 0, the model's saved label column (from `fffcpu train --label-column`)"
     for argv, message in [
-            (["evaluate", m0, "--data", str(tmp_path / "feat3.csv")], f"(its columns less the label column, {saved})"),
-            (["evaluate", m0, "--data", str(tmp_path / "last.csv")], f"(the labels were read from {saved})"),
-            (["predict", m0, "--data", str(tmp_path / "bad.csv")], "line 5"),
-            (["inspect", m0, "--data", str(tmp_path / "bad.csv")], "line 5"),
-            (["train", "--data", str(tmp_path / "first.csv"), "--label-column", "none", "-o", str(tmp_path / "t.npz")],
+            (["evaluate", m0, "--data", feat3], f"(its columns less the label column, {saved})"),
+            (["evaluate", m0, "--data", last], f"(the labels were read from {saved})"),
+            (["predict", mn, "--data", bad], "is malformed: line 5, column 1 holds '', not a number"),
+            (["inspect", mn, "--data", bad], "is malformed: line 5, column 1 holds '', not a number"),
+            (["evaluate", mn, "--data", other], "'species' is not a column of"),
+            (["train", "--data", named, "--label-column", "none", "-o", str(tmp_path / "t.npz")],
              "--label-column none reads no labels, but train needs them; name the label column of --data"),
-            (["evaluate", m0, "--data", str(tmp_path / "first.csv"), "--label-column", "NONE"],
+            (["evaluate", mn, "--data", named, "--label-column", "NONE"],
              "--label-column none reads no labels, but evaluate needs them"),
+            (["train", "--label-column", "none", "-o", str(tmp_path / "t.npz")],
+             "--label-column applies to CSV files (.csv, .tsv, .txt) only, got --label-column none with the default "
+             "--data digits"),
             (["evaluate", m0, "--y-key", "y"], "--y-key applies to .npz files only, got --y-key y with the default "
                                                "--data digits")]:
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "--label-column 0" not in err and "Traceback" not in err, (argv, err)
-    assert main(["inspect", m0, "--data", str(tmp_path / "last.csv")]) == 0  # its last column read as the labels
-    assert "routing of 40 samples" in capsys.readouterr().out
-    assert main(["predict", m0, "--data", str(tmp_path / "last.csv")]) == 0
+    # the saved column missing and the last column a label: read as predict reads it
+    assert main(["inspect", mn, "--data", other]) == 0
+    assert "accuracy on these labels" in capsys.readouterr().out
+    assert main(["predict", mn, "--data", other]) == 0

@@ -164,7 +164,7 @@ def _named_as_options(args, *names):
                 option = "--" + name.replace("_", "-")
                 if name == "label_column" and getattr(args, "saved_label_column", False):
                     raise ValueError(f"the model's saved label column (from `fffcpu train --label-column`)"
-                                     f"{text[len(name):]}; give {option} to read another (a file of "
+                                     f"{text[len(name):]}; give {option} to read another column (a file of "
                                      "features only has no labels to evaluate: `fffcpu predict` reads it)") from None
                 raise ValueError(option + text[len(name):]) from None
         raise
@@ -174,7 +174,9 @@ def _label_column_source(args):
     """Where the label column came from, for messages: the user's option, or the model's saved column."""
     if getattr(args, "saved_label_column", False):
         return f"column {args.label_column}, the model's saved label column (from `fffcpu train --label-column`)"
-    return f"--label-column {args.label_column or -1}"
+    if args.label_column is None:
+        return "by default the last column"
+    return f"--label-column {args.label_column}"
 
 
 def _label_column(value):
@@ -446,10 +448,6 @@ def refuse_options_of_other_formats(args, labels):
     npz = path.lower().endswith(".npz")
     idx = not (npz or _is_text_table(path) or path == "digits")
     data = f"--data {path!r}" if "data" in given else f"the default --data {path}"
-    if labels == "read" and "label_column" in given and str(args.label_column).lower() == "none":
-        command = getattr(args, "command", "this command")
-        raise ValueError(f"--label-column none reads no labels, but {command} needs them; name the label "
-                         f"column of {data}")
     for dest, option, applies, kind in (
             ("x_key", "--x-key", npz, ".npz files"),
             ("y_key", "--y-key", npz or labels == "ignored", ".npz files"),
@@ -457,6 +455,10 @@ def refuse_options_of_other_formats(args, labels):
             ("labels", "--labels", idx or labels != "optional", "IDX images")):  # train, evaluate: load_dataset's
         if dest in given and not applies:
             raise ValueError(f"{option} applies to {kind} only, got {option} {getattr(args, dest)} with {data}")
+    if labels == "read" and "label_column" in given and str(args.label_column).lower() == "none":
+        command = getattr(args, "command", "this command")  # it failed after reading the whole file
+        raise ValueError(f"--label-column none reads no labels, but {command} needs them; name the label "
+                         f"column of {data}")
 
 
 def _is_text_table(path):
