@@ -170,8 +170,10 @@ def _backend_note(layer):
     loads with it, and inference then runs on the NumPy reference, many times slower, without a word."""
     if layer.backend == "auto":
         return ""
-    return (f"   backend {layer.backend} (saved with the model; `layer.backend = \"auto\"` after "
-            "fffcpu.load runs the Numba kernels)") if layer.backend == "numpy" else f"   backend {layer.backend}"
+    note = f"   backend {layer.backend}"
+    if layer.backend == "numpy":
+        note += ' (saved with the model; `layer.backend = "auto"` after fffcpu.load runs the Numba kernels)'
+    return note
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,8 +371,8 @@ def run_inspect(args):
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
         from .training.commands import (_is_text_table, _load, _load_by_saved_column, _read_model,
-                                        _use_training_defaults, _width_error, refuse_options_of_other_formats)
-        refuse_options_of_other_formats(args, "optional")
+                                        _use_training_defaults, _width_error, _refuse_options_of_other_formats)
+        _refuse_options_of_other_formats(args, "optional")
         layer, classes, training = _read_model(args.model)
         saved_column = _use_training_defaults(args, training)
         X = y = None

@@ -46,7 +46,7 @@ _OPTIONS = {"kind": "--kind", "prefix": "--prefix", "activation": "--activation"
             "parallel_size": "--parallel-size", "dtype": "--dtype"}
 
 
-def _named_as_options(text):
+def _option_names(text):
     """An error of fffcpu.interop, which names its keyword arguments (``kind='fff'``, ``pass prefix=``,
     ``parallel_size does not apply``, ``parallel_size 3 times ...``), naming convert's options instead.
     Quoted text (paths, state-dict keys, prefixes) is left as it is."""
@@ -85,7 +85,7 @@ def run_convert(args):
             layer = interop.convert(args.src, args.dst, kind=args.kind, prefix=args.prefix, **options)
     except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"fffcpu convert: error: {_named_as_options(str(msg))}", file=sys.stderr)
+        print(f"fffcpu convert: error: {_option_names(str(msg))}", file=sys.stderr)
         return 2
     for w in caught:  # class names left out of a .pt or .safetensors file: a line, not a traceback-like warning
         print(f"fffcpu convert: warning: {w.message}", file=sys.stderr)

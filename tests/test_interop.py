@@ -774,7 +774,7 @@ def test_convert_messages_name_the_options_not_the_keywords():
     """interop's errors name its keyword arguments ("kind='neuron_tree' was asked for", "pass prefix=
     (and kind=)", "pass parallel_size (or depth) to from_state_dict ..."); convert's say --kind,
     --prefix and --parallel-size."""
-    from fffcpu.interop_cli import _named_as_options as named
+    from fffcpu.interop_cli import _option_names as named
     assert named("'f.pt': kind='neuron_tree' was asked for, but the state dict holds (kind, prefix) "
                  "[('fff', '')]") == ("'f.pt': --kind 'neuron_tree' was asked for, but the state dict holds "
                                      "(kind, prefix) [('fff', '')]")

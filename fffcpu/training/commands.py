@@ -148,6 +148,15 @@ def _load(args, require_y, use_labels=True):
                                   x_key=args.x_key, y_key=args.y_key, require_y=require_y)
 
 
+#: how messages name a label column that came from the model (:func:`_use_training_defaults`)
+_SAVED_COLUMN = "the model's saved label column (from `fffcpu train --label-column`)"
+
+
+class _SavedColumnError(ValueError):
+    """The label column saved with the model does not fit the data file (not one of its columns): the
+    one fault of a file that :func:`_load_by_saved_column` answers by reading the file another way."""
+
+
 @contextlib.contextmanager
 def _named_as_options(args, *names):
     """A ValueError raised inside whose message begins with one of the Python argument ``names`` (the
@@ -163,9 +172,9 @@ def _named_as_options(args, *names):
             if text.startswith(name + " "):
                 option = "--" + name.replace("_", "-")
                 if name == "label_column" and getattr(args, "saved_label_column", False):
-                    raise ValueError(f"the model's saved label column (from `fffcpu train --label-column`)"
-                                     f"{text[len(name):]}; give {option} to read another column (a file of "
-                                     "features only has no labels to evaluate: `fffcpu predict` reads it)") from None
+                    raise _SavedColumnError(f"{_SAVED_COLUMN}{text[len(name):]}; give {option} to read another "
+                                            "column (a file of features only has no labels to evaluate: "
+                                            "`fffcpu predict` reads it)") from None
                 raise ValueError(option + text[len(name):]) from None
         raise
 
@@ -173,7 +182,7 @@ def _named_as_options(args, *names):
 def _label_column_source(args):
     """Where the label column came from, for messages: the user's option, or the model's saved column."""
     if getattr(args, "saved_label_column", False):
-        return f"column {args.label_column}, the model's saved label column (from `fffcpu train --label-column`)"
+        return f"column {args.label_column}, {_SAVED_COLUMN}"
     if args.label_column is None:
         return "by default the last column"
     return f"--label-column {args.label_column}"
@@ -278,7 +287,7 @@ def run_train(args):
                          f"stopping watches), got --validation-split {args.validation_split}")
     if args.local_batch_size is not None and not args.optimizer.startswith("local"):
         raise ValueError(f"--local-batch-size applies to the local optimizers only, got --optimizer {args.optimizer}")
-    refuse_options_of_other_formats(args, "read")
+    _refuse_options_of_other_formats(args, "read")
     X, y = _load(args, require_y=True)
     X = np.asarray(X, dtype=np.float64)
     limit = float(np.finfo(args.dtype).max)
@@ -429,7 +438,7 @@ def _refuse_options_of_the_other_variant(args):
                          "--loss mse (the targets' width sets the outputs)")
 
 
-def refuse_options_of_other_formats(args, labels):
+def _refuse_options_of_other_formats(args, labels):
     """A ValueError naming a data option given where it has no effect (--x-key with a CSV file was
     ignored without a word): --x-key and --y-key apply to .npz files, --label-column to CSV files,
     --labels to IDX images, and all of them need --data. ``labels``: how the command uses the
@@ -480,10 +489,8 @@ def _load_by_saved_column(layer, args, use_labels=True):
     (a file of features only); ``args.label_column`` is then reset to None."""
     try:
         X, y = _load(args, require_y=False, use_labels=use_labels)
-    except ValueError as exc:  # no such column (a file of features only, without its header name)
-        if not str(exc).startswith("the model's saved label column"):  # any other fault of the file
-            raise  # (an empty cell) is the file's to report, not a reason to read it without labels
-        X = None
+    except _SavedColumnError:  # no such column (a file of features only, without its header name); any
+        X = None                # other fault of the file (an empty cell) is the file's to report
     if X is not None and X.shape[1] == layer.input_width:
         return X, y
     args.label_column = None
@@ -564,7 +571,7 @@ def run_evaluate(args):
     ``fffcpu.save(..., classes=clf.classes_)``); other integer labels are class indices.
     """
     out = args.stream if getattr(args, "stream", None) is not None else sys.stdout
-    refuse_options_of_other_formats(args, "read")
+    _refuse_options_of_other_formats(args, "read")
     layer, classes, training = _read_model(args.model)
     _use_training_defaults(args, training)
     X, y = _load(args, require_y=True)
@@ -615,7 +622,7 @@ def run_predict(args):
                              "text, not as an .npz archive; name the file .npy or .csv")
         _refuse_overwriting_inputs(args.output, "predictions", ("MODEL", args.model), ("--data", args.data),
                                    ("--labels", args.labels))
-    refuse_options_of_other_formats(args, "ignored")
+    _refuse_options_of_other_formats(args, "ignored")
     layer, classes, training = _read_model(args.model)
     X = _features_for(layer, args, lenient=_use_training_defaults(args, training))
     outputs = np.asarray(layer(X))
