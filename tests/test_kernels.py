@@ -1235,3 +1235,54 @@ def test_neuron_tree_batch_kernel_on_shallow_trees(depth):
     x = rng.standard_normal((40, D)).astype(np.float32)
     y_naive, _ = nt_naive(params, depth, 2, "gelu", x)
     np.testing.assert_allclose(nt_call(params, depth, 2, "gelu", x), y_naive, **TOL[np.float32])
+
+
+def test_one_sample_kernels_allocate_nothing_given_their_buffers():
+    """Issue 5, item 1: the one-sample kernels allocate nothing when given an output buffer (and the
+    leaf FFF its hidden-layer scratch). Counted by Numba's runtime (NUMBA_NRT_STATS, read at start-up,
+    hence a fresh process), with the kernels called from compiled code: a call from Python counts the
+    wrappers of its array arguments too. The batch kernel, which allocates its output and scratch,
+    shows that the count works."""
+    script = r'''
+import numba, numpy as np, fffcpu
+from numba.core.runtime import rtsys
+from fffcpu import _kernel_api as api, kernels
+from fffcpu.activations import ACTIVATION_CODES
+numba.get_num_threads()  # the threading layer before a cached parallel kernel runs
+leaf = fffcpu.FFF(16, 4, 8, 3, seed=0, master_leaf=2)
+tree = fffcpu.NeuronTreeFFF(16, 8, 3, parallel_size=2, seed=0)
+x = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+a = api.leaf_kernel_args(leaf.params)
+h, hm, y = np.empty(4, np.float32), np.empty(2, np.float32), np.empty(8, np.float32)
+w_in, b_in, w_out_t = tree._kernel_arrays()
+yt = np.empty(8, np.float32)
+relu, gelu = ACTIVATION_CODES["relu"], ACTIVATION_CODES["gelu"]
+X = np.repeat(x[None, :], 64, axis=0)
+
+@numba.njit
+def one(n, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, x, h, hm, y, w_in, b_in, w_out_t, yt):
+    for _ in range(n):
+        kernels.leaf_forward_one(a0, a1, a2, a3, a4, a5, relu, a6, a7, a8, a9, a10, x, h, hm, y)
+        kernels.nt_forward_one(w_in, b_in, w_out_t, 3, 2, gelu, x, yt)
+
+@numba.njit
+def batch(n, w_in, b_in, w_out_t, X):
+    for _ in range(n):
+        kernels.nt_forward_new(w_in, b_in, w_out_t, 3, 2, gelu, X, True)
+
+for name, f, rest in (("one", one, (*a, x, h, hm, y, w_in, b_in, w_out_t, yt)), ("batch", batch, (w_in, b_in, w_out_t, X))):
+    counts = []
+    for n in (0, 100):
+        f(n, *rest)  # compiled before counting
+        before = rtsys.get_allocation_stats().alloc
+        f(n, *rest)
+        counts.append(rtsys.get_allocation_stats().alloc - before)
+    print(name, counts[1] - counts[0])
+np.testing.assert_allclose(y, leaf(x), rtol=1e-5)
+np.testing.assert_allclose(yt, tree(x), rtol=1e-5)
+'''
+    done = _run_python(script, {"NUMBA_NRT_STATS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = dict(line.split() for line in done.stdout.split("\n") if line)
+    assert counts["one"] == "0", done.stdout
+    assert int(counts["batch"]) >= 100, done.stdout  # the counter counts
