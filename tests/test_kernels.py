@@ -1242,7 +1242,8 @@ def test_one_sample_kernels_allocate_nothing_given_their_buffers():
     leaf FFF its hidden-layer scratch). Counted by Numba's runtime (NUMBA_NRT_STATS, read at start-up,
     hence a fresh process), with the kernels called from compiled code: a call from Python counts the
     wrappers of its array arguments too. The batch kernel, which allocates its output and scratch,
-    shows that the count works."""
+    shows that the count works, and it makes as many allocations for 512 samples as for 64 (item 5:
+    scratch arrays of O(batch) size, none per sample)."""
     script = r'''
 import numba, numpy as np, fffcpu
 from numba.core.runtime import rtsys
@@ -1270,7 +1271,15 @@ def batch(n, w_in, b_in, w_out_t, X):
     for _ in range(n):
         kernels.nt_forward_new(w_in, b_in, w_out_t, 3, 2, gelu, X, True)
 
-for name, f, rest in (("one", one, (*a, x, h, hm, y, w_in, b_in, w_out_t, yt)), ("batch", batch, (w_in, b_in, w_out_t, X))):
+@numba.njit
+def leaf_batch(n, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, X):
+    for _ in range(n):
+        kernels.leaf_forward_new(a0, a1, a2, a3, a4, a5, relu, a6, a7, a8, a9, a10, X, True, False)
+
+X8 = np.repeat(X, 8, axis=0)  # 512 samples: as many allocations per call as 64 (none per sample)
+for name, f, rest in (("one", one, (*a, x, h, hm, y, w_in, b_in, w_out_t, yt)), ("batch", batch, (w_in, b_in, w_out_t, X)),
+                      ("batch8", batch, (w_in, b_in, w_out_t, X8)), ("leaf_batch", leaf_batch, (*a, X)),
+                      ("leaf_batch8", leaf_batch, (*a, X8))):
     counts = []
     for n in (0, 100):
         f(n, *rest)  # compiled before counting
@@ -1285,4 +1294,6 @@ np.testing.assert_allclose(yt, tree(x), rtol=1e-5)
     assert done.returncode == 0, done.stderr[-3000:]
     counts = dict(line.split() for line in done.stdout.split("\n") if line)
     assert counts["one"] == "0", done.stdout
-    assert int(counts["batch"]) >= 100, done.stdout  # the counter counts
+    assert int(counts["batch"]) >= 100 and int(counts["leaf_batch"]) >= 100, done.stdout  # the counter counts
+    # item 5: a batch call allocates its output and scratch, a fixed number of arrays whatever its size
+    assert counts["batch8"] == counts["batch"] and counts["leaf_batch8"] == counts["leaf_batch"], done.stdout
