@@ -988,6 +988,10 @@ def run(args, stdout=None):
     if args.plot is not None and not args.scaling:
         print("fffcpu bench: error: --plot needs --scaling", file=sys.stderr)
         return 2
+    if args.scaling and not args.peers:  # it was ignored without a word: the sweep measures no peers
+        print("fffcpu bench: error: --no-peers applies to the configurations' run only: --scaling measures "
+              "fffcpu and the dense layer, never the peers", file=sys.stderr)
+        return 2
     if args.scaling:
         variants, error = _scaling_variants(args.configs)
         if error:

@@ -159,6 +159,9 @@ def test_plot_paths_that_cannot_be_written_are_refused_before_measuring(tmp_path
     assert run_bench("--plot", "")[0] == 2  # an empty --plot still needs --scaling
     assert "--plot needs --scaling" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+    # --no-peers with --scaling was ignored without a word (the sweep measures no peers)
+    assert run_bench("--quick", "--scaling", "--no-peers", "--repeats", "1", "--batches", "1") == (2, "")
+    assert "--no-peers applies to the configurations' run only" in capsys.readouterr().err
 
 
 def test_the_plot_format_follows_the_suffix_and_the_write_is_atomic(tmp_path, monkeypatch):
