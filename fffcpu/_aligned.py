@@ -7,8 +7,9 @@ aligns its buffers to 16 bytes only, so most of those loads straddle two cache l
 a whole number of 64-byte lines (768 float32 values are 48 lines).
 
 The layers keep their parameters in such arrays (:func:`aligned_copy` at construction; updates go in
-place; an unpickled layer keeps the arrays the pickle gives it, so that what it shares stays shared). Alignment changes speed only, never a result: a parameter array a
-caller puts in its place works as well.
+place; an unpickled layer keeps the arrays the pickle gives it, so that what it shares stays shared).
+Alignment changes speed only, never a result: a parameter array a caller puts in its place works as
+well.
 """
 import numpy as np
 

@@ -785,7 +785,8 @@ def format_machine(info):
     flags = " ".join(info["cpu_flags"]) or "no AVX flags"
     commit = f" @ {info['commit']}" if info["commit"] else ""
     return (f"{info['cpu']}, {_cores_text(info)} ({flags}), {threads}; Python {info['python']}, "
-            f"NumPy {info['numpy']} ({info['blas']}{_blas_threads_text(info)}), Numba {info['numba']}, SciPy {info['scipy']}, "
+            f"NumPy {info['numpy']} ({info['blas']}{_blas_threads_text(info)}), Numba {info['numba']}, "
+            f"SciPy {info['scipy']}, "
             f"torch {info['torch'] or '-'}, fastfeedforward {info['fastfeedforward'] or '-'}; "
             f"fffcpu {info['fffcpu']}{commit}; {info['date']}; load average {info['load_average']}")
 

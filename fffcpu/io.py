@@ -357,8 +357,9 @@ def load(path, *, with_classes=False):
     layer
         Of the class registered for the file's kind, with the saved config and parameters (bit for bit,
         same dtype). The config includes ``backend``: a layer saved with ``backend="numpy"`` runs on
-        the NumPy reference until ``layer.backend = "auto"`` is set (``fffcpu inspect`` shows it). With ``with_classes``, the pair ``(layer, classes)``; ``classes`` is None when
-        the file has none.
+        the NumPy reference until ``layer.backend = "auto"`` is set (``fffcpu inspect`` shows it).
+        With ``with_classes``, the pair ``(layer, classes)``; ``classes`` is None when the file has
+        none.
 
     Raises
     ------
