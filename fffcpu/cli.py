@@ -48,11 +48,52 @@ def given_options(argv):
     return {name for name, value in vars(parser.parse_args(argv)).items() if value is not _NOT_GIVEN}
 
 
+def _subcommand_parser(parser, command):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise LookupError(command)  # pragma: no cover
+
+
+def repeated_option(parser, argv):
+    """``(name, first, then)`` for the first option of ``argv``'s subcommand that takes a value and is
+    given more than once (as typed: ``--configs``, ``--conf``), or None. argparse keeps the last one,
+    so ``--batches 1 --batches 2`` measured batch 2 alone without a word. A flag given twice loses
+    nothing and is let through. ``parser`` is the subcommand's."""
+    by_name = parser._option_string_actions
+    seen = {}
+    for token in argv:
+        if token == "--":
+            break
+        if not token.startswith("-") or token == "-":
+            continue
+        name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
+        action = by_name.get(name)
+        if action is None and token.startswith("--"):  # an abbreviation, as argparse takes them
+            found = {a for s, a in by_name.items() if s.startswith(name)}
+            action = found.pop() if len(found) == 1 else None
+        if type(action) is not argparse._StoreAction:
+            continue
+        if action.dest in seen:
+            return max(action.option_strings, key=len), seen[action.dest], name
+        seen[action.dest] = name
+    return None
+
+
 def parse_args(argv=None):
     """The parsed command line ``argv`` (default ``sys.argv[1:]``), with ``given``: the set of
-    :func:`given_options`."""
+    :func:`given_options`. An option given twice ends the program with a usage error
+    (:func:`repeated_option`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sub = _subcommand_parser(parser, args.command)
+    repeated = repeated_option(sub, argv[argv.index(args.command) + 1:])
+    if repeated:
+        option, first, then = repeated
+        typed = "" if first == then == option else f" (as {first}, then as {then})"
+        sub.error(f"{option} was given twice{typed}, and only the last would count: give it once, with all "
+                  "its values")
     args.given = given_options(argv)
     return args
 

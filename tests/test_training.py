@@ -1470,7 +1470,7 @@ def test_options_without_effect_are_refused_even_at_their_default_values(tmp_pat
              f"--x-key applies to .npz files only, got --x-key X with --data {str(tmp_path / 'd.csv')!r}"),
             (train + ["--label-column", "-1"], "--label-column applies to CSV files (.csv, .tsv, .txt) only, got "
                                                "--label-column -1 with --data"),
-            (train + ["--y-key", "labels"] + ["--data", "digits"], "--y-key applies to .npz files only")]:
+            (train[:2] + ["digits"] + train[3:] + ["--y-key", "labels"], "--y-key applies to .npz files only")]:
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
