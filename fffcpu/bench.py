@@ -34,7 +34,6 @@ Examples
     fffcpu bench --scaling --plot scaling.png
     fffcpu bench --scaling --configs ufb-768-d11     # the neuron tree and dense gelu only
 """
-import argparse
 import datetime
 import itertools
 import json
@@ -917,6 +916,31 @@ def _plot_path_error(path):
         got = f"the suffix {'.' + suffix!r}" if suffix else "no suffix"
         return (f"must end in an image format's suffix ({', '.join('.' + f for f in sorted(formats))}), "
                 f"got {path!r} with {got}")
+    return _trial_plot_error(path, folder, suffix)
+
+
+def _trial_plot_error(path, folder, fmt):
+    """Why a small figure with text cannot be written in format ``fmt`` into ``folder`` (None if it can).
+    ``os.access`` says yes to root in a folder such as /sys, which refuses new files, and ``.pgf``
+    needs a LaTeX program to measure text: both failed only after the sweep."""
+    import tempfile
+    from matplotlib.figure import Figure
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".check")
+    except OSError as exc:
+        return f"must be a file in a folder this user may write to, got {path!r} ({folder!r}: {exc.strerror or exc})"
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig = Figure(figsize=(1, 1))
+            fig.text(0.5, 0.5, "µs")
+            fig.savefig(f, format=fmt)
+    except Exception as exc:  # whatever the writer raises (RuntimeError: 'xelatex' not found, ...)
+        return f"names a format that cannot be written here, got {path!r}: {type(exc).__name__}: {exc}"
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
     return None
 
 
@@ -973,6 +997,47 @@ def _scaling_variants(configs):
     return tuple(dict.fromkeys(CONFIGS[name]["variant"] for name in configs)), None
 
 
+def _physical_memory():
+    """Bytes of memory this machine has, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _memory_error(args):
+    """Why ``--batches`` cannot fit in memory (None if they may): the float32 inputs, the dense layer's
+    hidden activations and the outputs of the largest batch, a lower bound of what its measurement
+    holds. A batch of 10^12 failed with "Unable to allocate 87.3 TiB" after measuring had begun, naming
+    no option."""
+    total = _physical_memory()
+    if not args.batches or total is None:
+        return None
+    batch = max(args.batches)
+    if args.scaling:
+        widths = SCALING_WIDTHS[:3] if args.quick else SCALING_WIDTHS
+        io = 32 if args.quick else SCALING_IO
+        need, what = 4 * batch * (2 * io + max(widths)), "--scaling's widest layer"
+    else:
+        need = 0
+        for name in args.configs or CONFIGS:
+            cfg = CONFIGS[name]
+            sizes = cfg["quick"]["sizes"] if args.quick else cfg["sizes"]
+            if cfg["variant"] == "fff":
+                width = sizes["leaf_width"] << sizes["depth"]
+            else:
+                width = ((2 << sizes["depth"]) - 1) * sizes["parallel_size"]
+            size = 4 * batch * (sizes["input_width"] + width + sizes["output_width"])
+            if size > need:
+                need, what = size, name
+    if need <= total:
+        return None
+    def gib(n):
+        return f"{n / 2**30:.3g}" if n < 1000 * 2**30 else f"{n / 2**30:,.0f}"
+    return (f"--batches {batch} needs at least {gib(need)} GiB for {what} (inputs, the dense layer's hidden "
+            f"activations and outputs in float32), more than this machine's {gib(total)} GiB")
+
+
 def add_parser(subparsers):
     """Add the ``bench`` subcommand to an ``argparse`` subparsers object; returns its parser."""
     parser = subparsers.add_parser(
@@ -1002,6 +1067,16 @@ def run(args, stdout=None):
     if args.threads is not None and args.threads > max_threads:
         print(f"fffcpu bench: error: --threads must be at most {max_threads} (the threads Numba can run: "
               f"NUMBA_NUM_THREADS), got {args.threads}", file=sys.stderr)
+        return 2
+    for option, values in (("--configs", args.configs), ("--batches", args.batches)):
+        repeated = [str(v) for i, v in enumerate(values or ()) if v in values[:i]]
+        if repeated:  # each was measured again, its ratio against its own dense row
+            print(f"fffcpu bench: error: {option} must name each value once, got {' '.join(map(str, values))} "
+                  f"({', '.join(dict.fromkeys(repeated))} repeated)", file=sys.stderr)
+            return 2
+    error = _memory_error(args)
+    if error:
+        print(f"fffcpu bench: error: {error}", file=sys.stderr)
         return 2
     if args.plot is not None:  # checked before measuring, not after a run of minutes
         try:
@@ -1067,9 +1142,10 @@ def run(args, stdout=None):
 
 
 def main(argv=None):
-    """``python -m fffcpu.bench [options]``: the same as ``fffcpu bench``."""
-    parser = add_arguments(argparse.ArgumentParser(prog="fffcpu bench", description=DESCRIPTION))
-    return run(parser.parse_args(argv))
+    """``python -m fffcpu.bench [options]``: the same as ``fffcpu bench``, through :func:`fffcpu.cli.main`
+    (it parsed and ran here, so its errors were tracebacks and a closed pipe a BrokenPipeError)."""
+    from .cli import main as cli_main
+    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

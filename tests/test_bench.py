@@ -676,3 +676,95 @@ def test_missing_kernels_skip_both_kernel_rows(monkeypatch):
     for name in ("fffcpu kernels", "fffcpu kernels, stream"):
         with pytest.raises(bench.Unavailable, match="the Numba kernels are missing"):
             impls[name](x)
+
+
+def test_repeated_configs_and_batches_are_refused_before_measuring(capsys):
+    """--batches 4 4 measured batch 4 twice, each ratio against its own dense row, in one block; a
+    repeated configuration ran twice; --scaling dropped a repeated configuration without a word."""
+    for argv, message in [(["--batches", "4", "4"], "--batches must name each value once, got 4 4 (4 repeated)"),
+                          (["--configs", "ufb-768-d11", "ufb-768-d11"],
+                           "--configs must name each value once, got ufb-768-d11 ufb-768-d11 (ufb-768-d11 repeated)"),
+                          (["--scaling", "--configs", "ufb-768-d11", "ufb-768-d11"], "(ufb-768-d11 repeated)"),
+                          (["--scaling", "--batches", "2", "1", "2"], "got 2 1 2 (2 repeated)")]:
+        assert run_bench("--quick", "--repeats", "1", *argv) == (2, "")
+        assert message in capsys.readouterr().err
+
+
+def test_a_batch_larger_than_memory_is_refused_naming_batches(monkeypatch, capsys):
+    """--batches 10^12 printed the machine line, began measuring and failed with "Unable to allocate
+    87.3 TiB for an array with shape (1000000000000, 24)", naming no option."""
+    for argv in (["--configs", "ufb-768-d11"], ["--scaling"]):
+        assert run_bench("--quick", "--repeats", "1", "--batches", "1", "1000000000000", *argv) == (2, "")
+        err = capsys.readouterr().err
+        assert "--batches 1000000000000 needs at least " in err and "more than this machine's " in err, err
+    # the bound: inputs, the dense hidden layer and outputs of the largest configuration asked for
+    monkeypatch.setattr(bench, "_physical_memory", lambda: 2**30)
+    need = 4 * 4096 * (768 + 4095 + 768)  # ufb-768-d11 at batch 4096: 92 MB
+    monkeypatch.setattr(bench, "_physical_memory", lambda: need - 1)
+    args = argparse.Namespace(batches=[1, 4096], configs=["leaf-784-d6-l8", "ufb-768-d11"], quick=False, scaling=False)
+    assert bench._memory_error(args).startswith("--batches 4096 needs at least 0.0859 GiB for ufb-768-d11")
+    monkeypatch.setattr(bench, "_physical_memory", lambda: need)
+    assert bench._memory_error(args) is None
+    monkeypatch.setattr(bench, "_physical_memory", lambda: None)  # an OS that does not say: no check
+    assert bench._memory_error(args) is None
+
+
+def test_plot_writers_that_fail_are_refused_before_measuring(tmp_path, monkeypatch, capsys):
+    """os.access says yes to root in /sys, whose write then failed after the sweep with
+    "[Errno 13] Permission denied: '/sys/.x.png...tmp'"; .pgf passed the suffix check and failed after
+    the sweep with "'xelatex' not found". A small figure is written there first, and removed."""
+    pytest.importorskip("matplotlib")
+    import tempfile
+    from matplotlib.figure import Figure
+    real_savefig = Figure.savefig
+
+    def no_pgf(fig, f, format=None, **kw):
+        if format == "pgf":
+            raise RuntimeError("'xelatex' not found")
+        return real_savefig(fig, f, format=format, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", no_pgf)
+    pgf = tmp_path / "p.pgf"
+    assert run_bench("--quick", "--scaling", "--repeats", "1", "--batches", "1", "--plot", str(pgf)) == (2, "")
+    assert (f"--plot names a format that cannot be written here, got {str(pgf)!r}: RuntimeError: 'xelatex' "
+            "not found") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # the trial figure is removed
+
+    def refused(*a, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    png = tmp_path / "p.png"
+    assert run_bench("--quick", "--scaling", "--repeats", "1", "--batches", "1", "--plot", str(png)) == (2, "")
+    assert (f"--plot must be a file in a folder this user may write to, got {str(png)!r} ({str(tmp_path)!r}: "
+            "Permission denied)") in capsys.readouterr().err
+    monkeypatch.undo()
+    assert bench._plot_path_error(str(png)) is None and list(tmp_path.iterdir()) == []
+
+
+def test_python_m_fffcpu_bench_handles_errors_as_the_command_does(capsys):
+    """It parsed and ran by itself: an unallocatable batch was a traceback (exit 1), where `fffcpu
+    bench` said one line (exit 2)."""
+    assert bench.main(["--quick", "--configs", "ufb-768-d11", "--batches", "1000000000000"]) == 2
+    assert capsys.readouterr().err.startswith("fffcpu bench: error: --batches 1000000000000 needs at least ")
+
+
+def test_an_option_given_twice_is_refused(capsys):
+    """argparse keeps the last: `--configs ufb-768-d11 --configs leaf-768-d8-l16 --batches 1 --batches 2`
+    measured leaf-768-d8-l16 at batch 2 alone, without a word."""
+    from fffcpu import cli
+    for argv, message in [(["bench", "--batches", "1", "--batches", "2"],
+                           "fffcpu bench: error: --batches was given twice, and only the last would count"),
+                          (["bench", "--conf", "ufb-768-d11", "--configs=leaf-768-d8-l16"],
+                           "--configs was given twice (as --conf, then as --configs)"),
+                          (["train", "--epochs", "1", "-o", "m.fff", "--output=n.fff"],
+                           "fffcpu train: error: --output was given twice (as -o, then as --output)")]:
+        with pytest.raises(SystemExit) as exc:
+            cli.parse_args(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+    # a flag given twice loses nothing; a value that starts with "-" after "--" is no option
+    args = cli.parse_args(["bench", "--quick", "--quick", "--json", "--configs", "ufb-768-d11"])
+    assert args.quick and args.configs == ["ufb-768-d11"]
+    assert cli.repeated_option(cli._subcommand_parser(cli.build_parser(), "bench"),
+                               ["--repeats", "1", "--", "--repeats"]) is None
