@@ -41,6 +41,7 @@ from llvmlite import ir
 from numba import carray, config, get_num_threads, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
 #: fastmath flags for every kernel: no ``nnan``/``ninf`` (NaN and inf keep working)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -74,6 +75,10 @@ def _can_cache():
 CACHE = _can_cache()
 _SERIAL = dict(cache=CACHE, nogil=True, fastmath=FASTMATH)
 _PARALLEL = dict(cache=CACHE, nogil=True, fastmath=FASTMATH, parallel=True)
+#: the small wrappers on the per-sample path, inlined into their callers by Numba: a call from one
+#: compiled function to another is not inlined by LLVM and passes each array as a struct of 5 + 2 *
+#: ndim words, so the serial loop paid about 250 ns per sample in calls (docs/kernels.md, round 16)
+_INLINE = dict(_SERIAL, inline="always")
 
 _SQRT1_2 = 0.7071067811865476
 
@@ -283,6 +288,29 @@ def _prefetch(typingctx, arr, offset):
 
 
 @intrinsic
+def _borrow(typingctx, arr):
+    """``arr`` without its owner: the same data, shape and strides, with no meminfo and no parent.
+
+    Why: Numba counts references to an array's owner atomically at every view (``X[q]``) and every
+    call that passes one, dozens of atomic adds per sample in the helpers below; in a batch kernel
+    every thread adds to the same few counters (the weights', the input's), so their cache lines
+    bounce between the cores. Views of a borrowed array, and calls given one, count nothing. Only
+    valid while the caller holds ``arr``: borrow arguments, never an array the kernel made itself.
+    """
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        dst = context.make_array(signature.return_type)(context, builder)
+        populate_array(dst, data=src.data, shape=src.shape, strides=src.strides, itemsize=src.itemsize,
+                       meminfo=None)
+        return dst._getvalue()
+
+    return arr(arr), codegen
+
+
+@intrinsic
 def _atomic_next(typingctx, counters, index):
     """``counters[index] += 1`` as one atomic step; returns the value before (a task number).
 
@@ -398,6 +426,9 @@ if config.DISABLE_JIT:  # pure Python (NUMBA_DISABLE_JIT=1, e.g. coverage): plai
     def _num_threads():  # noqa: F811
         return get_num_threads()
 
+    def _borrow(arr):  # noqa: F811
+        return arr
+
 
 @njit(**_SERIAL)
 def store_block(y, o0, acc, a0, stream):
@@ -410,7 +441,7 @@ def store_block(y, o0, acc, a0, stream):
 # ---------------------------------------------------------------------------------------------
 # leaf FFF (SPEC §1): k = 0; d times k = 2k + 1 + [a_k >= 0]; y = L_(k - n_nodes)(x)
 # ---------------------------------------------------------------------------------------------
-@njit(**_SERIAL)
+@njit(**_INLINE)
 def leaf_route_from(node_weights, node_biases, k, x):
     """The leaf index j that one sample ``x`` (D,) reaches from node ``k``. No allocation."""
     n_nodes = node_weights.shape[0]
@@ -420,7 +451,7 @@ def leaf_route_from(node_weights, node_biases, k, x):
     return k - n_nodes
 
 
-@njit(**_SERIAL)
+@njit(**_INLINE)
 def leaf_route_one(node_weights, node_biases, x):
     """The leaf index j reached by one sample ``x`` (D,): d dot products, no allocation."""
     return leaf_route_from(node_weights, node_biases, 0, x)
@@ -565,6 +596,8 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
     Returns False when a root logit is not finite (NaN or inf in a sample, with finite weights;
     or an overflow), else True: the batch's input check at no extra pass.
     """
+    node_weights, node_biases, X, perm = _borrow(node_weights), _borrow(node_biases), _borrow(X), _borrow(perm)
+    leaf, right, right2, stack = _borrow(leaf), _borrow(right), _borrow(right2), _borrow(stack)
     n_nodes = node_weights.shape[0]
     finite = True
     top = push(stack, 0, 0, 0, lo0, hi0)
@@ -840,7 +873,7 @@ def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream):
     leaf_output_tail(w2s, b2s, j, h, mw2, mb2, hm, s, y)
 
 
-@njit(**_SERIAL)
+@njit(**_INLINE)
 def leaf_output_tail(w2s, b2s, j, h, mw2, mb2, hm, s, y):
     """:func:`leaf_output` for the last ``O % 64`` outputs only (after the full blocks)."""
     O = y.shape[0]
@@ -959,7 +992,7 @@ def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1, stream):
         leaf_output_tail(w2s, b2s, j, h1, mw2, mb2, m1, s, y1)
 
 
-@njit(**_SERIAL)
+@njit(**_INLINE)
 def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, x, h, hm, y, stream):
     """Leaf j on one sample, mixed with the master leaf:
     ``y = s L_j(x) + (1 - s) M(x)``, ``L_j(x) = act(x @ w1s[j] + b1s[j]) @ w2s[j] + b2s[j]``,
@@ -974,7 +1007,7 @@ def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, x, h, 
     leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream)
 
 
-@njit(**_SERIAL)
+@njit(**_INLINE)
 def leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s,
                      x, h, hm, y):
     """Hard leaf-FFF inference of one sample (SPEC §1), with the eFFF master leaf (SPEC §3).
@@ -1012,6 +1045,8 @@ def leaf_forward_one_checked(node_weights, node_biases, w1s, b1s, w2s, b2s, act,
     costs dispatch time). No allocation: the empty master arrays are views."""
     if not all_finite(x):
         return False
+    node_weights, node_biases, x, h, y = _borrow(node_weights), _borrow(node_biases), _borrow(x), _borrow(h), _borrow(y)
+    w1s, b1s, w2s, b2s = _borrow(w1s), _borrow(b1s), _borrow(w2s), _borrow(b2s)
     leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, w1s[:1, :, :0], b1s[:1, :0],
                      w2s[:1, :0, :], b2s[:1], x.dtype.type(1), x, h, h[:0], y)
     return True
@@ -1024,6 +1059,10 @@ def leaf_forward_one_master_checked(node_weights, node_biases, w1s, b1s, w2s, b2
     True); else returns False and leaves ``y`` untouched."""
     if not all_finite(x):
         return False
+    node_weights, node_biases, x, h, hm, y = (_borrow(node_weights), _borrow(node_biases), _borrow(x), _borrow(h),
+                                              _borrow(hm), _borrow(y))
+    w1s, b1s, w2s, b2s = _borrow(w1s), _borrow(b1s), _borrow(w2s), _borrow(b2s)
+    mw1, mb1, mw2, mb2 = _borrow(mw1), _borrow(mb1), _borrow(mw2), _borrow(mb2)
     leaf_forward_one(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, x, h,
                      hm, y)
     return True
@@ -1037,6 +1076,9 @@ def leaf_forward_serial(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1,
     With ``check_finite``, returns False (``Y`` untouched) when ``X`` holds NaN or inf; else True.
     Performance contract: serial, scratch O(l + m), no allocation in the loop (small batches).
     """
+    node_weights, node_biases, X, Y = _borrow(node_weights), _borrow(node_biases), _borrow(X), _borrow(Y)
+    w1s, b1s, w2s, b2s = _borrow(w1s), _borrow(b1s), _borrow(w2s), _borrow(b2s)
+    mw1, mb1, mw2, mb2 = _borrow(mw1), _borrow(mb1), _borrow(mw2), _borrow(mb2)
     if check_finite and not all_finite(X):
         return False
     h = np.empty(w1s.shape[2], X.dtype)
@@ -1093,6 +1135,9 @@ def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, p
     ``jn``'s (the next one this thread runs) are prefetched meanwhile. The master leaf is one more
     leaf that every group runs (its rows stay in L2). No allocation.
     """
+    w1s, b1s, w2s, b2s = _borrow(w1s), _borrow(b1s), _borrow(w2s), _borrow(b2s)
+    mw1, mb1, mw2, mb2 = _borrow(mw1), _borrow(mb1), _borrow(mw2), _borrow(mb2)
+    X, H, HM, Y = _borrow(X), _borrow(H), _borrow(HM), _borrow(Y)
     master = HM.shape[1] > 0
     sm = 1 - s
     p = lo
@@ -1253,7 +1298,7 @@ def leaf_forward_new(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb
 # ---------------------------------------------------------------------------------------------
 # neuron tree (SPEC §2): per tree, i_(m+1) = 2 i_m + 1 + [a > 0]; y += act(a) * w_out_t[row]
 # ---------------------------------------------------------------------------------------------
-@njit(**_SERIAL)
+@njit(**_INLINE)
 def nt_descend_one(w_in, b_in, w_out_t, base, k, level, depth, act, x, y):
     """Walk one tree (rows ``base + node``) from node ``k`` at ``level`` down to ``depth``.
 
@@ -1269,7 +1314,7 @@ def nt_descend_one(w_in, b_in, w_out_t, base, k, level, depth, act, x, y):
     return k
 
 
-@njit(**_SERIAL)
+@njit(**_INLINE)
 def nt_forward_one(w_in, b_in, w_out_t, depth, parallel_size, act, x, y):
     """Hard neuron-tree inference of one sample, all parallel trees.
 
@@ -1300,6 +1345,7 @@ def nt_forward_one_checked(w_in, b_in, w_out_t, depth, parallel_size, act, x, y)
     False and leaves ``y`` untouched. One dispatch for the check and the inference of one sample."""
     if not all_finite(x):
         return False
+    w_in, b_in, w_out_t, x, y = _borrow(w_in), _borrow(b_in), _borrow(w_out_t), _borrow(x), _borrow(y)
     nt_forward_one(w_in, b_in, w_out_t, depth, parallel_size, act, x, y)
     return True
 
@@ -1310,6 +1356,7 @@ def nt_forward_serial(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y):
 
     Performance contract: serial, no allocation (for one sample and tiny batches).
     """
+    w_in, b_in, w_out_t, X, Y = _borrow(w_in), _borrow(b_in), _borrow(w_out_t), _borrow(X), _borrow(Y)
     for s in range(X.shape[0]):
         nt_forward_one(w_in, b_in, w_out_t, depth, parallel_size, act, X[s], Y[s])
 
@@ -1406,6 +1453,8 @@ def nt_top_group(w_in, b_in, base, K, X, perm, lo0, hi0, A, node, right, right2,
     tree. ``right``, ``right2`` (n,) bool scratch; ``stack`` int64 scratch of shape
     (>= 2 * K + 4, 4). ``perm[lo0:hi0]`` is reordered. No allocation.
     """
+    w_in, b_in, X, perm, A = _borrow(w_in), _borrow(b_in), _borrow(X), _borrow(perm), _borrow(A)
+    node, right, right2, stack = _borrow(node), _borrow(right), _borrow(right2), _borrow(stack)
     first = (1 << K) - 1  # heap index of the first node of level K
     top = push(stack, 0, 0, 0, lo0, hi0)
     while top > 0:
@@ -1455,6 +1504,8 @@ def nt_subtree_logits(w_in, b_in, base, k0, level0, depth, X, perm, lo0, hi0, A,
     ``perm[lo0:hi0]`` is ordered by path (left subtrees first). ``stack`` is int64 scratch of shape
     (>= depth + 2, 4). No allocation.
     """
+    w_in, b_in, X, perm = _borrow(w_in), _borrow(b_in), _borrow(X), _borrow(perm)
+    A, right, stack = _borrow(A), _borrow(right), _borrow(stack)
     top = push(stack, 0, k0, level0, lo0, hi0)
     while top > 0:
         top -= 1
@@ -1602,24 +1653,33 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thr
             if hi > lo and K < levels:
                 nt_subtree_logits(w_in, b_in, base, first + q, K, depth, X, perm, lo, hi, A, right,
                                   stacks[q])
-            for p in range(lo, hi):  # right away, while this bucket's rows are in L2
-                s = perm[p]
-                nt_path_activations(base, act, A[s], rows[s])
-            p = lo
-            pn = offsets[min(q + 1, n_sub)]  # the next bucket's x rows, prefetched meanwhile
-            pn_end = offsets[min(q + 2, n_sub)]
-            while p < hi:  # neighbours in path order share rows: two samples per pass
-                s0 = perm[p]
-                s1 = perm[min(p + 1, hi - 1)]
-                nt_output_pair(w_out_t, A[s0], rows[s0], A[s1], rows[s1], t > 0, Y[s0], Y[s1], stream)
-                for _ in range(2):
-                    if pn < pn_end:
-                        prefetch_row(X, perm[pn])
-                        pn += 1
-                p += 2
+            nt_bucket_outputs(w_out_t, base, act, A, rows, X, perm, lo, hi, offsets[min(q + 1, n_sub)],
+                              offsets[min(q + 2, n_sub)], t > 0, Y, stream)
             if stream:
                 _store_fence()
     return True
+
+
+@njit(**_SERIAL)
+def nt_bucket_outputs(w_out_t, base, act, A, rows, X, perm, lo, hi, pn, pn_end, accumulate, Y, stream):
+    """Step 3 of :func:`nt_forward_batch` for the bucket ``perm[lo:hi]``, right after its walk (its
+    rows are in L2): each sample's path activations, then its outputs, two samples per pass in path
+    order (neighbours share rows), added to ``Y`` with ``accumulate``. Meanwhile the next bucket's x
+    rows ``perm[pn:pn_end]`` are prefetched. No allocation."""
+    w_out_t, A, rows, X, perm, Y = _borrow(w_out_t), _borrow(A), _borrow(rows), _borrow(X), _borrow(perm), _borrow(Y)
+    for p in range(lo, hi):
+        s = perm[p]
+        nt_path_activations(base, act, A[s], rows[s])
+    p = lo
+    while p < hi:
+        s0 = perm[p]
+        s1 = perm[min(p + 1, hi - 1)]
+        nt_output_pair(w_out_t, A[s0], rows[s0], A[s1], rows[s1], accumulate, Y[s0], Y[s1], stream)
+        for _ in range(2):
+            if pn < pn_end:
+                prefetch_row(X, perm[pn])
+                pn += 1
+        p += 2
 
 
 @njit(**_SERIAL)

@@ -1297,3 +1297,24 @@ np.testing.assert_allclose(yt, tree(x), rtol=1e-5)
     assert int(counts["batch"]) >= 100 and int(counts["leaf_batch"]) >= 100, done.stdout  # the counter counts
     # item 5: a batch call allocates its output and scratch, a fixed number of arrays whatever its size
     assert counts["batch8"] == counts["batch"] and counts["leaf_batch8"] == counts["leaf_batch"], done.stdout
+
+
+def test_borrow_gives_the_same_array_without_its_owner():
+    """kernels._borrow (round 16): views of the borrowed array read and write the caller's data, with
+    its shape and strides, for any layout the kernels take (a strided view, a read-only array)."""
+    from numba import njit
+
+    @njit
+    def through(a, b):
+        v = kernels._borrow(a)
+        w = kernels._borrow(b)
+        v[1, 2] = w[0, 1] + 1.0
+        row = v[2]
+        return v.shape[0], v.shape[1], v.strides[0], v.strides[1], row[3], w[1, 0]
+
+    base = np.arange(40.0).reshape(5, 8)
+    a = base[::2, ::2]  # (3, 4), strides (128, 16)
+    b = np.arange(6.0).reshape(2, 3)
+    b.flags.writeable = False
+    assert through(a, b) == (3, 4, 128, 16, base[4, 6], 3.0)
+    assert base[2, 4] == 2.0 and a[1, 2] == 2.0
