@@ -248,8 +248,6 @@ ACC_BLOCK = 256
 HID_BLOCK = 16
 #: outputs per register block (four AVX-512 registers per sample)
 OUT_BLOCK = 64
-#: a mask that leaves any index into one row unchanged and tells LLVM the result is not negative
-_NONNEGATIVE = (1 << 30) - 1
 
 
 @intrinsic
@@ -672,42 +670,19 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
 
 
 @njit(**_INLINE)
-def hidden_block(w1s, b1s, j, jn, act, scale, x, h, c0, W, acc):
-    """Hidden units ``c0 .. c0 + W - 1`` of leaf j for one sample (see :func:`leaf_hidden`). ``W`` is
-    a constant at each call (16, 8, 4 or 1): inlined, the block's accumulators are registers; four
-    input rows per step go to four separate accumulators (four FMA chains side by side)."""
-    c0 &= _NONNEGATIVE  # then LLVM knows c0 + c >= 0 and drops each element's negative-index test
-    D = x.shape[0]
-    l = h.shape[0]
-    B = HID_BLOCK
-    for t in range(4):
-        for c in range(W):
-            acc[t * B + c] = 0
-    nxt = jn * D * l + c0
-    i = 0
-    while i + 4 <= D:
-        _prefetch(w1s, nxt + i * l)
-        _prefetch(w1s, nxt + (i + 1) * l)
-        _prefetch(w1s, nxt + (i + 2) * l)
-        _prefetch(w1s, nxt + (i + 3) * l)
-        x0 = x[i]
-        x1 = x[i + 1]
-        x2 = x[i + 2]
-        x3 = x[i + 3]
-        for c in range(W):
-            acc[c] += x0 * w1s[j, i, c0 + c]
-            acc[B + c] += x1 * w1s[j, i + 1, c0 + c]
-            acc[2 * B + c] += x2 * w1s[j, i + 2, c0 + c]
-            acc[3 * B + c] += x3 * w1s[j, i + 3, c0 + c]
-        i += 4
-    while i < D:
-        xi = x[i]
-        for c in range(W):
-            acc[c] += xi * w1s[j, i, c0 + c]
-        i += 1
-    for c in range(W):
-        z = (acc[c] + acc[B + c]) + (acc[2 * B + c] + acc[3 * B + c])
-        h[c0 + c] = scale * activate(z + b1s[j, c0 + c], act)
+def whole_block_rows(w1s, j, c0):
+    """How many rows ``i`` of leaf j (from the first) may be read as a whole block of ``HID_BLOCK``
+    values from unit ``c0`` without leaving ``w1s`` (C-contiguous): in a block narrower than 16 the
+    read runs on into the next row, whose values land in accumulators that are never used. Only
+    the last rows of the last leaf (or of the master leaf) fall short."""
+    if config.DISABLE_JIT:  # pure Python: NumPy refuses an index past the row's end
+        return 0
+    D = w1s.shape[1]
+    l = w1s.shape[2]
+    room = w1s.size - HID_BLOCK - (j * D * l + c0)
+    if room < 0:
+        return 0
+    return min(D, room // l + 1)
 
 
 @njit(**_SERIAL)
@@ -716,38 +691,61 @@ def leaf_hidden(w1s, b1s, j, jn, act, scale, x, h):
 
     ``scale`` is the output weight of this leaf (1, or the master-leaf mix s or 1 - s), folded
     into the hidden units so that the output layer needs no extra pass. Blocks of 16 hidden units
-    accumulate in registers (:func:`hidden_block`), the rest in blocks of 8, 4 and 1 units. A block
-    of variable width kept its sums in memory: one call of a leaf FFF with leaves of 8 units took
-    6.4 us, now 4.5 (768 inputs, 64 outputs, round 16; the batch kernels' :func:`leaf_hidden4` and
-    :func:`leaf_hidden2` keep the variable block, which LLVM vectorises there). Leaf ``jn``'s rows
-    are prefetched alongside (pass ``jn = j`` when there is no next leaf).
+    accumulate in registers; four input rows per step go to four separate accumulators, so four
+    FMA chains run side by side (summed at the end). A last block narrower than 16 reads whole
+    blocks as well (:func:`whole_block_rows`, see :func:`leaf_hidden4`): one call of a leaf FFF
+    with leaves of 8 units took 6.4 us, now as long as with 16 (round 16). Leaf ``jn``'s rows are
+    prefetched alongside (pass ``jn = j`` when there is no next leaf).
     """
     l = h.shape[0]
+    D = x.shape[0]
+    B = HID_BLOCK
     acc = carray(_stack_block(x.dtype), ACC_BLOCK)
-    n_full = l // HID_BLOCK
-    for cb in range(n_full):
-        hidden_block(w1s, b1s, j, jn, act, scale, x, h, cb * HID_BLOCK, HID_BLOCK, acc)
-    c0 = n_full * HID_BLOCK
-    if l - c0 >= 8:
-        hidden_block(w1s, b1s, j, jn, act, scale, x, h, c0, 8, acc)
-        c0 += 8
-    if l - c0 >= 4:
-        hidden_block(w1s, b1s, j, jn, act, scale, x, h, c0, 4, acc)
-        c0 += 4
-    while c0 < l:
-        hidden_block(w1s, b1s, j, jn, act, scale, x, h, c0, 1, acc)
-        c0 += 1
+    for cb in range((l + B - 1) // B):
+        c0 = cb * B  # (not range(0, l, B): LLVM must see c0 >= 0 to skip index wraparound)
+        w = min(B, l - c0)
+        for t in range(4 * B):
+            acc[t] = 0
+        rows = D if w == B else whole_block_rows(w1s, j, c0)
+        nxt = jn * D * l + c0
+        i = 0
+        while i + 4 <= rows:
+            _prefetch(w1s, nxt + i * l)
+            _prefetch(w1s, nxt + (i + 1) * l)
+            _prefetch(w1s, nxt + (i + 2) * l)
+            _prefetch(w1s, nxt + (i + 3) * l)
+            x0 = x[i]
+            x1 = x[i + 1]
+            x2 = x[i + 2]
+            x3 = x[i + 3]
+            for c in range(B):
+                acc[c] += x0 * w1s[j, i, c0 + c]
+                acc[B + c] += x1 * w1s[j, i + 1, c0 + c]
+                acc[2 * B + c] += x2 * w1s[j, i + 2, c0 + c]
+                acc[3 * B + c] += x3 * w1s[j, i + 3, c0 + c]
+            i += 4
+        while i < D:  # the last rows: fewer than four, or rows a whole block would overrun
+            xi = x[i]
+            for c in range(w):
+                acc[c] += xi * w1s[j, i, c0 + c]
+            i += 1
+        for c in range(w):
+            z = (acc[c] + acc[B + c]) + (acc[2 * B + c] + acc[3 * B + c])
+            h[c0 + c] = scale * activate(z + b1s[j, c0 + c], act)
 
 
 @njit(**_SERIAL)
 def leaf_hidden4(w1s, b1s, j, jn, act, scale, x0, x1, x2, x3, h0, h1, h2, h3):
     """:func:`leaf_hidden` for four samples of leaf j at once (``x*`` (D,), ``h*`` (l,)).
 
-    Each weight row is loaded once for the four samples. A full block of 16 units keeps two
+    Each weight row is loaded once for the four samples. A block of 16 units keeps two
     accumulators per sample (even and odd input rows): eight independent FMA chains, twice the
-    FMA latency's worth. Samples may repeat (same ``x`` and ``h`` twice): the duplicate is
-    computed twice and written with the same values. Leaf ``jn``'s rows are prefetched alongside
-    (one cache line per row). No allocation.
+    FMA latency's worth. A last block narrower than 16 (a leaf of 8 or 15 units, the eFFF master
+    leaf of 8) reads whole blocks too, running on into the next row (:func:`whole_block_rows`), and
+    keeps only its own units: with a block of variable width, LLVM kept the sums in memory and a
+    leaf of 8 units cost more than one of 16 (round 16). Samples may repeat (same ``x`` and ``h``
+    twice): the duplicate is computed twice and written with the same values. Leaf ``jn``'s rows
+    are prefetched alongside (one cache line per row). No allocation.
     """
     l = h0.shape[0]
     D = x0.shape[0]
@@ -758,55 +756,42 @@ def leaf_hidden4(w1s, b1s, j, jn, act, scale, x0, x1, x2, x3, h0, h1, h2, h3):
         w = min(B, l - c0)
         for t in range(8 * B):
             acc[t] = 0
-        if w == B:
-            nxt = jn * D * l + c0
-            for i2 in range(D // 2):
-                i = 2 * i2
-                _prefetch(w1s, nxt + i * l)
-                _prefetch(w1s, nxt + (i + 1) * l)
-                a0 = x0[i]
-                a1 = x1[i]
-                a2 = x2[i]
-                a3 = x3[i]
-                e0 = x0[i + 1]
-                e1 = x1[i + 1]
-                e2 = x2[i + 1]
-                e3 = x3[i + 1]
-                for c in range(B):
-                    wc = w1s[j, i, c0 + c]
-                    we = w1s[j, i + 1, c0 + c]
-                    acc[c] += a0 * wc
-                    acc[B + c] += a1 * wc
-                    acc[2 * B + c] += a2 * wc
-                    acc[3 * B + c] += a3 * wc
-                    acc[4 * B + c] += e0 * we
-                    acc[5 * B + c] += e1 * we
-                    acc[6 * B + c] += e2 * we
-                    acc[7 * B + c] += e3 * we
-            if D % 2:
-                i = D - 1
-                a0 = x0[i]
-                a1 = x1[i]
-                a2 = x2[i]
-                a3 = x3[i]
-                for c in range(B):
-                    wc = w1s[j, i, c0 + c]
-                    acc[c] += a0 * wc
-                    acc[B + c] += a1 * wc
-                    acc[2 * B + c] += a2 * wc
-                    acc[3 * B + c] += a3 * wc
-        else:
-            for i in range(D):
-                a0 = x0[i]
-                a1 = x1[i]
-                a2 = x2[i]
-                a3 = x3[i]
-                for c in range(w):
-                    wc = w1s[j, i, c0 + c]
-                    acc[c] += a0 * wc
-                    acc[B + c] += a1 * wc
-                    acc[2 * B + c] += a2 * wc
-                    acc[3 * B + c] += a3 * wc
+        rows = D if w == B else whole_block_rows(w1s, j, c0)
+        nxt = jn * D * l + c0
+        for i2 in range(rows // 2):
+            i = 2 * i2
+            _prefetch(w1s, nxt + i * l)
+            _prefetch(w1s, nxt + (i + 1) * l)
+            a0 = x0[i]
+            a1 = x1[i]
+            a2 = x2[i]
+            a3 = x3[i]
+            e0 = x0[i + 1]
+            e1 = x1[i + 1]
+            e2 = x2[i + 1]
+            e3 = x3[i + 1]
+            for c in range(B):
+                wc = w1s[j, i, c0 + c]
+                we = w1s[j, i + 1, c0 + c]
+                acc[c] += a0 * wc
+                acc[B + c] += a1 * wc
+                acc[2 * B + c] += a2 * wc
+                acc[3 * B + c] += a3 * wc
+                acc[4 * B + c] += e0 * we
+                acc[5 * B + c] += e1 * we
+                acc[6 * B + c] += e2 * we
+                acc[7 * B + c] += e3 * we
+        for i in range(2 * (rows // 2), D):  # an odd last row; rows a whole block would overrun
+            a0 = x0[i]
+            a1 = x1[i]
+            a2 = x2[i]
+            a3 = x3[i]
+            for c in range(w):
+                wc = w1s[j, i, c0 + c]
+                acc[c] += a0 * wc
+                acc[B + c] += a1 * wc
+                acc[2 * B + c] += a2 * wc
+                acc[3 * B + c] += a3 * wc
         for c in range(w):
             b = b1s[j, c0 + c]
             h0[c0 + c] = scale * activate((acc[c] + acc[4 * B + c]) + b, act)
@@ -818,8 +803,9 @@ def leaf_hidden4(w1s, b1s, j, jn, act, scale, x0, x1, x2, x3, h0, h1, h2, h3):
 @njit(**_SERIAL)
 def leaf_hidden2(w1s, b1s, j, jn, act, scale, x0, x1, h0, h1):
     """:func:`leaf_hidden` for two samples of leaf j: each weight row loaded once for both; even and
-    odd rows go to separate accumulators, so four FMA chains run side by side. Leaf ``jn``'s rows
-    are prefetched alongside. No allocation."""
+    odd rows go to separate accumulators, so four FMA chains run side by side. A last block
+    narrower than 16 reads whole blocks (:func:`whole_block_rows`). Leaf ``jn``'s rows are
+    prefetched alongside. No allocation."""
     l = h0.shape[0]
     D = x0.shape[0]
     B = HID_BLOCK
@@ -829,25 +815,25 @@ def leaf_hidden2(w1s, b1s, j, jn, act, scale, x0, x1, h0, h1):
         w = min(B, l - c0)
         for t in range(4 * B):
             acc[t] = 0
+        rows = D if w == B else whole_block_rows(w1s, j, c0)
+        nxt = jn * D * l + c0
         i = 0
-        if w == B:
-            nxt = jn * D * l + c0
-            while i + 2 <= D:
-                _prefetch(w1s, nxt + i * l)
-                _prefetch(w1s, nxt + (i + 1) * l)
-                a0 = x0[i]
-                a1 = x1[i]
-                e0 = x0[i + 1]
-                e1 = x1[i + 1]
-                for c in range(B):
-                    wc = w1s[j, i, c0 + c]
-                    we = w1s[j, i + 1, c0 + c]
-                    acc[c] += a0 * wc
-                    acc[B + c] += a1 * wc
-                    acc[2 * B + c] += e0 * we
-                    acc[3 * B + c] += e1 * we
-                i += 2
-        while i < D:
+        while i + 2 <= rows:
+            _prefetch(w1s, nxt + i * l)
+            _prefetch(w1s, nxt + (i + 1) * l)
+            a0 = x0[i]
+            a1 = x1[i]
+            e0 = x0[i + 1]
+            e1 = x1[i + 1]
+            for c in range(B):
+                wc = w1s[j, i, c0 + c]
+                we = w1s[j, i + 1, c0 + c]
+                acc[c] += a0 * wc
+                acc[B + c] += a1 * wc
+                acc[2 * B + c] += e0 * we
+                acc[3 * B + c] += e1 * we
+            i += 2
+        while i < D:  # an odd last row; rows a whole block would overrun
             a0 = x0[i]
             a1 = x1[i]
             for c in range(w):

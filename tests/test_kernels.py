@@ -1318,3 +1318,61 @@ def test_borrow_gives_the_same_array_without_its_owner():
     b.flags.writeable = False
     assert through(a, b) == (3, 4, 128, 16, base[4, 6], 3.0)
     assert base[2, 4] == 2.0 and a[1, 2] == 2.0
+
+
+def test_narrow_leaf_blocks_never_read_past_the_weights():
+    """Round 16: a leaf's last block of fewer than 16 hidden units reads whole blocks of 16, running
+    on into the next row, except where that would leave the array (the last rows of the last leaf,
+    and of the master leaf). Here the weights end right before a page that may not be read, so a
+    read one value too far ends the process with SIGSEGV; and every path agrees with the reference
+    (the batch kernel's groups of four, two and one, the serial loop and the one-sample call)."""
+    import sys
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mprotect through ctypes: Linux only")
+    script = r'''
+import ctypes, mmap, numpy as np, fffcpu
+from fffcpu import _kernel_api as api, kernels as k
+from fffcpu.activations import ACTIVATION_CODES
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+keep = []
+
+def at_page_end(a):
+    """A copy of ``a`` (C order) whose last byte is followed by an unreadable page."""
+    page = mmap.PAGESIZE
+    total = (a.nbytes + page - 1) // page * page + page
+    buf = mmap.mmap(-1, total)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    assert libc.mprotect(start + total - page, page, 0) == 0, ctypes.get_errno()
+    out = np.frombuffer(buf, a.dtype, count=a.size, offset=total - page - a.nbytes).reshape(a.shape)
+    out[...] = a
+    keep.append(buf)
+    return out
+
+for dt in (np.float32, np.float64):
+    for l, m in ((8, 0), (15, 5), (17, 0), (3, 8)):
+        layer = fffcpu.FFF(12, l, 6, depth=2, seed=l, master_leaf=m, dtype=dt)
+        ref = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy", dtype=dt)
+        args = list(api.leaf_kernel_args(layer.params))
+        args[2] = at_page_end(args[2])  # w1s
+        if m:
+            args[6] = at_page_end(args[6])  # the master leaf's w1
+        X = np.random.default_rng(l).standard_normal((203, 12)).astype(dt)
+        want = ref(X)
+        leaves = np.asarray(ref.leaf_index(X))
+        assert np.bincount(leaves, minlength=4).min() >= 5, leaves  # the last leaf too, in groups of 4
+        relu = ACTIVATION_CODES[layer.activation]
+        Y = np.empty((203, 6), dt)
+        assert k.leaf_forward_batch(*args[:6], relu, *args[6:], X, Y, 2, True, False)
+        np.testing.assert_allclose(Y, want, rtol=1e-4, atol=1e-5)
+        Y[...] = 0
+        assert k.leaf_forward_serial(*args[:6], relu, *args[6:], X, Y, True)
+        np.testing.assert_allclose(Y, want, rtol=1e-4, atol=1e-5)
+        h, hm, y = np.empty(l, dt), np.empty(m, dt), np.empty(6, dt)
+        for q in range(20):
+            assert k.leaf_forward_one_master_checked(*args[:6], relu, *args[6:], X[q], h, hm, y)
+            np.testing.assert_allclose(y, want[q], rtol=1e-4, atol=1e-5)
+print("ok")
+'''
+    done = _run_python(script, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-3000:])
