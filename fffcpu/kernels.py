@@ -1637,8 +1637,10 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thr
     n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
     top_stacks = np.empty((n_workers, 2 * K + 4, 4), np.int64)
     counters = np.zeros(16, np.int64)
-    # tasks of NT_TOP_TASK samples, smaller for small batches: at least four tasks per worker
-    task_size = max(8, min(NT_TOP_TASK, n // (4 * n_workers)))
+    # tasks of NT_TOP_TASK samples, smaller for small batches (16 tasks at least: four per worker at
+    # 4 threads). Not from the thread count: a task's groups decide the summation order of the
+    # logits, and with n // (4 * n_workers) one batch gave other last bits at 1 thread than at 2
+    task_size = max(8, min(NT_TOP_TASK, n // 16))
     big = Y.size * Y.itemsize >= STREAM_MIN_BYTES
     for t in range(parallel_size):
         base = t * n_nodes

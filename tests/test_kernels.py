@@ -1376,3 +1376,26 @@ print("ok")
 '''
     done = _run_python(script, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-3000:])
+
+
+def test_batch_results_do_not_depend_on_the_thread_count():
+    """The neuron tree's top-level tasks were sized by the thread count, and a task's groups decide
+    the logits' summation order: at 190 samples two rows differed in the last bit between 1 and 2
+    threads (float32 by 3e-8). Both variants, bit for bit."""
+    import fffcpu
+    layers = [fffcpu.NeuronTreeFFF(256, 64, depth=8, parallel_size=2, seed=2, dtype=dt) for dt in ("float32", "float64")]
+    layers += [fffcpu.FFF(256, 16, 64, depth=6, seed=0, dtype=dt) for dt in ("float32", "float64")]
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    saved = fffcpu.get_num_threads()
+    try:
+        for layer in layers:
+            for n in (64, 190, 1000):
+                X = np.random.default_rng(5).standard_normal((n, 256)).astype(layer.dtype)
+                fffcpu.set_num_threads(1)
+                one = layer(X)
+                fffcpu.set_num_threads(2)
+                np.testing.assert_array_equal(layer(X), one)
+    finally:
+        fffcpu.set_num_threads(saved)
