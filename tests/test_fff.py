@@ -511,3 +511,43 @@ def test_relu_derivative_at_zero_is_zero():
     _, cache = layer.train_forward(x)
     grads, dx = layer.backward(cache, np.ones((3, 1)))
     assert not grads["b1s"].any() and not grads["w1s"].any() and not dx.any()
+
+
+@pytest.mark.parametrize("variant", ["leaf", "tree"])
+def test_inputs_in_another_layout_take_the_lean_path(variant, monkeypatch):
+    """Round 16: one sample of float64, a strided view or a (1, 1, width) array went through
+    as_input (~5 us more than the same values in the layer's layout); they are cast like as_input
+    casts them and go straight to the kernels, with the same results. NaN, inf and float32 overflow
+    still reach as_input and its errors."""
+    import fffcpu
+    from fffcpu import _base
+    layer = (fffcpu.FFF(12, 4, 5, depth=3, seed=1) if variant == "leaf"
+             else fffcpu.NeuronTreeFFF(12, 5, depth=3, parallel_size=2, seed=1))
+    sd = layer.state_dict()
+    ref = (fffcpu.FFF.from_state_dict(sd, backend="numpy") if variant == "leaf"
+           else fffcpu.NeuronTreeFFF.from_state_dict(sd, parallel_size=2, backend="numpy"))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 12)).astype(np.float32)
+    want = layer(X)
+    ints = np.round(X * 4).astype(np.int16)[:3]
+    cases = [(X[:1, None, :], want[:1, None, :]),                       # (1, 1, 12)
+             (X.astype(np.float64)[2], want[2]),                        # float64, one sample
+             (np.repeat(X, 2, axis=1)[:, ::2], want),                   # strided rows
+             (X.astype(">f4"), want),                                   # big-endian
+             (np.asfortranarray(X), want),
+             (X.reshape(2, 3, 12), want.reshape(2, 3, 5)),              # (batch, tokens, width)
+             (ints, ref(ints))]
+    real = _base.as_input
+    monkeypatch.setattr(_base, "as_input", lambda *a, **k: pytest.fail("as_input was called"))
+    for x, expected in cases:
+        got = layer(x)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(_base, "as_input", real)
+    bad = X.astype(np.float64)
+    bad[1, 3] = 1e300
+    with pytest.raises(ValueError, match="must fit the layer's dtype float32"):
+        layer(bad[1])
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        layer(bad[None, 1:2])
