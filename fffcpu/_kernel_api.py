@@ -391,11 +391,24 @@ def neuron_tree_forward(w_in, b_in, w_out_t, depth, parallel_size, activation, x
         if x2d.shape[0]:
             k.nt_forward_serial(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out)
     else:
+        kernel = k.nt_forward_each if nt_each(w_in, w_out_t, depth, parallel_size) else k.nt_forward_batch
         with _PARALLEL_LOCK:
-            if not k.nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out,
-                                      get_num_threads(), check_finite):
+            if not kernel(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, out, get_num_threads(),
+                          check_finite):
                 return None
     return out
+
+
+#: the most bytes of weights (every tree's input and output rows) for which a neuron tree's batch
+#: runs sample by sample (``kernels.nt_forward_each``): they stay in L2, and the grouped walk of
+#: ``kernels.nt_forward_batch`` costs more than it shares (round 16)
+NT_EACH_MAX_BYTES = 1 << 18
+
+
+def nt_each(w_in, w_out_t, depth, parallel_size):
+    """Whether a neuron tree's batches run sample by sample (see :data:`NT_EACH_MAX_BYTES`)."""
+    n_nodes = (1 << (depth + 1)) - 1
+    return parallel_size * n_nodes * (w_in.shape[1] + w_out_t.shape[1]) * w_in.itemsize <= NT_EACH_MAX_BYTES
 
 
 def neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation):
@@ -418,11 +431,12 @@ def neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation):
             return y
         with _PARALLEL_LOCK:
             fn = entry[0]
+            each = nt_each(w_in, w_out_t, depth, parallel_size)
             if fn is None:
                 fn = entry[0] = _entry(k.nt_forward_new, x2d.dtype, (w_in, b_in, w_out_t, depth,
-                                                                     parallel_size, act, x2d, check_finite))
+                                                                     parallel_size, act, x2d, check_finite, each))
             try:
-                ok, y = fn(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, check_finite)
+                ok, y = fn(w_in, b_in, w_out_t, depth, parallel_size, act, x2d, check_finite, each)
             except SystemError as exc:
                 _reraise_interrupt(exc)
         return y if ok else None

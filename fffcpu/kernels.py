@@ -1694,11 +1694,46 @@ def nt_bucket_outputs(w_out_t, base, act, A, rows, X, perm, lo, hi, pn, pn_end, 
         p += 2
 
 
+@njit(**_PARALLEL)
+def nt_forward_each(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_threads, check_finite):
+    """:func:`nt_forward_batch` for small trees (``_kernel_api.NT_EACH_MAX_BYTES``): the samples in
+    ``4 * n_threads`` chunks, each sample through every tree by itself (:func:`nt_forward_one`), as
+    the serial loop does; the weights stay in L2. For 16 trees of depth 0, or 16 of depth 2 on 4
+    inputs, the grouped walk spent most of its time in two parallel regions, a counting sort and a
+    pass over ``Y`` per tree (round 16). Returns False when a sample holds NaN or inf (with
+    ``check_finite``), else True."""
+    n = X.shape[0]
+    n_chunks = max(1, min(n // LEAF_MIN_SAMPLES, 4 * n_threads))
+    ok = np.ones(n_chunks, np.bool_)
+    for c in prange(n_chunks):
+        ok[c] = nt_rows(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, c * n // n_chunks,
+                        (c + 1) * n // n_chunks, check_finite)
+    for c in range(n_chunks):
+        if not ok[c]:
+            return False
+    return True
+
+
 @njit(**_SERIAL)
-def nt_forward_new(w_in, b_in, w_out_t, depth, parallel_size, act, X, check_finite):
-    """:func:`nt_forward_batch` into a new output with the calling thread's Numba thread count;
-    returns ``(ok, Y)`` (see :func:`leaf_forward_new`)."""
+def nt_rows(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, lo, hi, check_finite):
+    """:func:`nt_forward_one` for the samples ``lo .. hi - 1``; False at the first one holding NaN or
+    inf (with ``check_finite``), else True. No allocation."""
+    w_in, b_in, w_out_t, X, Y = _borrow(w_in), _borrow(b_in), _borrow(w_out_t), _borrow(X), _borrow(Y)
+    for s in range(lo, hi):
+        if check_finite and not all_finite(X[s]):
+            return False
+        nt_forward_one(w_in, b_in, w_out_t, depth, parallel_size, act, X[s], Y[s])
+    return True
+
+
+@njit(**_SERIAL)
+def nt_forward_new(w_in, b_in, w_out_t, depth, parallel_size, act, X, check_finite, each):
+    """:func:`nt_forward_batch`, or with ``each`` :func:`nt_forward_each`, into a new output with
+    the calling thread's Numba thread count; returns ``(ok, Y)`` (see :func:`leaf_forward_new`)."""
     Y = aligned_output(X.shape[0], w_out_t.shape[1], X)
-    ok = nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, _num_threads(),
-                          check_finite)
+    if each:
+        ok = nt_forward_each(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, _num_threads(), check_finite)
+    else:
+        ok = nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, _num_threads(),
+                              check_finite)
     return ok, Y

@@ -104,9 +104,17 @@ def test_leaf_all_zero_goes_to_last_leaf():
 
 
 # -- neuron tree -------------------------------------------------------------------------------
+@pytest.fixture(params=["grouped", "each"])
+def nt_batch_path(request, monkeypatch):
+    """Both batch kernels of the neuron tree: the grouped walk, and sample by sample (round 16,
+    for trees whose weights fit ``api.NT_EACH_MAX_BYTES``; every tree of these tests does)."""
+    monkeypatch.setattr(api, "NT_EACH_MAX_BYTES", 0 if request.param == "grouped" else 1 << 40)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("depth,P,n", [(0, 1, 5), (1, 3, 1), (3, 1, 41), (3, 3, 301), (6, 1, 1200)])
-def test_neuron_tree_matches_naive_and_reference(dtype, depth, P, n):
+def test_neuron_tree_matches_naive_and_reference(dtype, depth, P, n, nt_batch_path):
     rng = np.random.default_rng(200 + depth + P)
     params = nt_params(depth, P, dtype, rng)
     x = rng.standard_normal((n, D)).astype(dtype)
@@ -121,7 +129,7 @@ def test_neuron_tree_matches_naive_and_reference(dtype, depth, P, n):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 300])
-def test_neuron_tree_exact_ties_go_left(dtype, n):
+def test_neuron_tree_exact_ties_go_left(dtype, n, nt_batch_path):
     rng = np.random.default_rng(9)
     depth, P = 5, 3  # batch of 300: levels 3 to 5 are walked by groups of samples
     N = 2 ** (depth + 1) - 1
@@ -1077,7 +1085,7 @@ def test_batch_kernels_run_holding_the_lock(monkeypatch):
     lock = Lock()
     monkeypatch.setattr(api, "_PARALLEL_LOCK", lock)
     monkeypatch.setattr(api, "_ENTRIES", {})  # the wrapped kernels' entry points stay in this test
-    names = ("leaf_forward_batch", "leaf_forward_new", "nt_forward_batch", "nt_forward_new")
+    names = ("leaf_forward_batch", "leaf_forward_new", "nt_forward_batch", "nt_forward_each", "nt_forward_new")
     seen = []
     for name in names:
         def wrapped(*args, kernel=getattr(kernels, name), name=name):
@@ -1091,9 +1099,11 @@ def test_batch_kernels_run_holding_the_lock(monkeypatch):
     out = np.empty((40, O), np.float32)
     for y in (api.leaf_forward(lp, "relu", x), api.leaf_forward(lp, "relu", x, out=out)):
         np.testing.assert_allclose(y, ref_leaf.hard_forward(lp, x, "relu"), **TOL[np.float32])
-    for y in (nt_call(tp, 3, 3, "gelu", x), nt_call(tp, 3, 3, "gelu", x, out=out)):
-        np.testing.assert_allclose(y, ref_nt.hard_forward(tp, x, 3, 3, "gelu"), **TOL[np.float32])
-    assert sorted(seen) == sorted((name, True) for name in names)
+    for each_max_bytes in (0, 1 << 40):  # the grouped walk, then sample by sample
+        monkeypatch.setattr(api, "NT_EACH_MAX_BYTES", each_max_bytes)
+        for y in (nt_call(tp, 3, 3, "gelu", x), nt_call(tp, 3, 3, "gelu", x, out=out)):
+            np.testing.assert_allclose(y, ref_nt.hard_forward(tp, x, 3, 3, "gelu"), **TOL[np.float32])
+    assert sorted(set(seen)) == sorted((name, True) for name in names)
 
 
 def test_warmup_gives_the_work_rule_back(monkeypatch):
@@ -1269,7 +1279,8 @@ def one(n, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, x, h, hm, y, w_in, b_in,
 @numba.njit
 def batch(n, w_in, b_in, w_out_t, X):
     for _ in range(n):
-        kernels.nt_forward_new(w_in, b_in, w_out_t, 3, 2, gelu, X, True)
+        kernels.nt_forward_new(w_in, b_in, w_out_t, 3, 2, gelu, X, True, False)
+        kernels.nt_forward_new(w_in, b_in, w_out_t, 3, 2, gelu, X, True, True)  # sample by sample
 
 @numba.njit
 def leaf_batch(n, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, X):
