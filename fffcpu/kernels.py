@@ -26,6 +26,8 @@ group and reused from cache (see ``docs/kernels.md``):
   the samples are bucketed by their node at level ``K``; each subtree below is walked depth-first
   with its bucket, one node at a time for the whole group (a group of one sample finishes alone);
   then the bucket's outputs are summed in path order, two samples per pass sharing their common rows.
+  A small tree (weights within ``_kernel_api.NT_EACH_MAX_BYTES``) runs sample by sample instead
+  (:func:`nt_forward_each`).
 - leaf FFF: routing by a depth-first walk that carries groups of samples (tasks of
   ``ROUTE_TASK`` samples), then samples are bucketed by leaf and each leaf's two small matrices are
   applied to its bucket four samples at a time, with register-resident accumulators in a stack
