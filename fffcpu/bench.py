@@ -916,7 +916,8 @@ def _plot_path_error(path):
         got = f"the suffix {'.' + suffix!r}" if suffix else "no suffix"
         return (f"must end in an image format's suffix ({', '.join('.' + f for f in sorted(formats))}), "
                 f"got {path!r} with {got}")
-    return _trial_plot_error(path, folder, suffix)
+    # where the atomic write will put its temporary file: a link's target's folder
+    return _trial_plot_error(path, os.path.dirname(os.path.realpath(path)), suffix)
 
 
 def _trial_plot_error(path, folder, fmt):
@@ -926,7 +927,8 @@ def _trial_plot_error(path, folder, fmt):
     import tempfile
     from matplotlib.figure import Figure
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".check")
+        # named as io._atomic_write names its temporary file, so a name too long fails both or neither
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(os.path.realpath(path))}.", suffix=".tmp")
     except OSError as exc:
         return f"must be a file in a folder this user may write to, got {path!r} ({folder!r}: {exc.strerror or exc})"
     try:

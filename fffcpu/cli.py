@@ -67,11 +67,18 @@ def repeated_option(parser, argv):
             break
         if not token.startswith("-") or token == "-":
             continue
-        name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
-        action = by_name.get(name)
-        if action is None and token.startswith("--"):  # an abbreviation, as argparse takes them
-            found = {a for s, a in by_name.items() if s.startswith(name)}
-            action = found.pop() if len(found) == 1 else None
+        if token.startswith("--"):
+            name = token.split("=", 1)[0]
+            action = by_name.get(name)
+            if action is None:  # an abbreviation, as argparse takes them
+                found = {a for s, a in by_name.items() if s.startswith(name)}
+                action = found.pop() if len(found) == 1 else None
+        else:  # -o, -oFILE, or flags run together with one that takes a value last: -qo FILE
+            for k in range(1, len(token)):
+                name = "-" + token[k]
+                action = by_name.get(name)
+                if action is None or action.nargs != 0:  # not a flag: it takes the rest as its value
+                    break
         if type(action) is not argparse._StoreAction:
             continue
         if action.dest in seen:

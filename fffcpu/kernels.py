@@ -677,8 +677,8 @@ def whole_block_rows(w1s, j, c0):
     values from unit ``c0`` without leaving ``w1s`` (C-contiguous): in a block narrower than 16 the
     read runs on into the next row, whose values land in accumulators that are never used. Only
     the last rows of the last leaf (or of the master leaf) fall short."""
-    if config.DISABLE_JIT:  # pure Python: NumPy refuses an index past the row's end
-        return 0
+    if config.DISABLE_JIT or config.BOUNDSCHECK:  # pure Python, or NUMBA_BOUNDSCHECK=1: an index
+        return 0                                     # past the row's end is refused
     D = w1s.shape[1]
     l = w1s.shape[2]
     room = w1s.size - HID_BLOCK - (j * D * l + c0)

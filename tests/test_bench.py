@@ -698,7 +698,6 @@ def test_a_batch_larger_than_memory_is_refused_naming_batches(monkeypatch, capsy
         err = capsys.readouterr().err
         assert "--batches 1000000000000 needs at least " in err and "more than this machine's " in err, err
     # the bound: inputs, the dense hidden layer and outputs of the largest configuration asked for
-    monkeypatch.setattr(bench, "_physical_memory", lambda: 2**30)
     need = 4 * 4096 * (768 + 4095 + 768)  # ufb-768-d11 at batch 4096: 92 MB
     monkeypatch.setattr(bench, "_physical_memory", lambda: need - 1)
     args = argparse.Namespace(batches=[1, 4096], configs=["leaf-784-d6-l8", "ufb-768-d11"], quick=False, scaling=False)
@@ -740,6 +739,23 @@ def test_plot_writers_that_fail_are_refused_before_measuring(tmp_path, monkeypat
             "Permission denied)") in capsys.readouterr().err
     monkeypatch.undo()
     assert bench._plot_path_error(str(png)) is None and list(tmp_path.iterdir()) == []
+    # a link: the atomic write goes to its target's folder, so the trial write does too
+    (tmp_path / "b").mkdir()
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "b" / "x.png")
+    real_mkstemp = tempfile.mkstemp
+
+    def only_not_in_b(*a, dir=None, **kw):
+        if os.path.samefile(dir, tmp_path / "b"):
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*a, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", only_not_in_b)
+    assert "Permission denied" in bench._plot_path_error(str(link))
+    monkeypatch.undo()
+    # the trial file is named as the atomic write's: a name that fits for one fits for the other
+    long_name = tmp_path / ("p" * 236 + ".png")  # 240 characters: ".<name>.XXXXXXXX.tmp" is 254
+    assert bench._plot_path_error(str(long_name)) is None
 
 
 def test_python_m_fffcpu_bench_handles_errors_as_the_command_does(capsys):
@@ -758,7 +774,9 @@ def test_an_option_given_twice_is_refused(capsys):
                           (["bench", "--conf", "ufb-768-d11", "--configs=leaf-768-d8-l16"],
                            "--configs was given twice (as --conf, then as --configs)"),
                           (["train", "--epochs", "1", "-o", "m.fff", "--output=n.fff"],
-                           "fffcpu train: error: --output was given twice (as -o, then as --output)")]:
+                           "fffcpu train: error: --output was given twice (as -o, then as --output)"),
+                          (["train", "-o", "m.fff", "-qo", "n.fff"], "--output was given twice"),  # -q -o
+                          (["train", "-o", "m.fff", "-qon.fff"], "--output was given twice")]:
         with pytest.raises(SystemExit) as exc:
             cli.parse_args(argv)
         assert exc.value.code == 2

@@ -1410,3 +1410,22 @@ def test_batch_results_do_not_depend_on_the_thread_count():
                 np.testing.assert_array_equal(layer(X), one)
     finally:
         fffcpu.set_num_threads(saved)
+
+
+def test_kernels_run_under_numba_boundscheck():
+    """NUMBA_BOUNDSCHECK=1 (a debugging setting) checks every index axis by axis, and refused the
+    narrow leaf blocks' whole-block reads, which run on into the next row (round 16): they are
+    left out under it."""
+    script = r'''
+import numpy as np, fffcpu
+for layer in (fffcpu.FFF(12, 8, 6, depth=2, seed=0), fffcpu.FFF(12, 16, 6, depth=2, seed=0, master_leaf=8)):
+    ref = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy")
+    x = np.random.default_rng(0).standard_normal((64, 12)).astype(np.float32)
+    np.testing.assert_allclose(layer(x[0]), ref(x[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer(x), ref(x), rtol=1e-5, atol=1e-6)
+print("ok")
+'''
+    import tempfile
+    with tempfile.TemporaryDirectory() as cache:  # compiled apart: the check is compiled in
+        done = _run_python(script, {"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": cache}, timeout=900)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
