@@ -418,6 +418,7 @@ def neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation):
     act = _act_code(activation)
     width = w_out_t.shape[1]
     work = parallel_size * (depth + 1) * (w_in.shape[1] + width)
+    each = nt_each(w_in, w_out_t, depth, parallel_size)
     entry = [None]
 
     def batch(x2d, check_finite=False):
@@ -431,7 +432,6 @@ def neuron_tree_batch(w_in, b_in, w_out_t, depth, parallel_size, activation):
             return y
         with _PARALLEL_LOCK:
             fn = entry[0]
-            each = nt_each(w_in, w_out_t, depth, parallel_size)
             if fn is None:
                 fn = entry[0] = _entry(k.nt_forward_new, x2d.dtype, (w_in, b_in, w_out_t, depth,
                                                                      parallel_size, act, x2d, check_finite, each))

@@ -1394,7 +1394,8 @@ def test_batch_results_do_not_depend_on_the_thread_count():
     the logits' summation order: at 190 samples two rows differed in the last bit between 1 and 2
     threads (float32 by 3e-8). Both variants, bit for bit."""
     import fffcpu
-    layers = [fffcpu.NeuronTreeFFF(256, 64, depth=8, parallel_size=2, seed=2, dtype=dt) for dt in ("float32", "float64")]
+    layers = [fffcpu.NeuronTreeFFF(256, 64, depth=8, parallel_size=2, seed=2, dtype=dt)
+              for dt in ("float32", "float64")]
     layers += [fffcpu.FFF(256, 16, 64, depth=6, seed=0, dtype=dt) for dt in ("float32", "float64")]
     import numba
     if numba.config.NUMBA_NUM_THREADS < 2:
