@@ -999,6 +999,13 @@ def _scaling_variants(configs):
     return tuple(dict.fromkeys(CONFIGS[name]["variant"] for name in configs)), None
 
 
+def _scaling_sizes(quick):
+    """``(widths, io, leaf_width)`` that ``fffcpu bench --scaling`` sweeps (``--quick``: tiny ones)."""
+    if quick:
+        return SCALING_WIDTHS[:3], 32, 4
+    return SCALING_WIDTHS, SCALING_IO, SCALING_LEAF_WIDTH
+
+
 def _physical_memory():
     """Bytes of memory this machine has, or None where the OS does not say."""
     try:
@@ -1017,8 +1024,7 @@ def _memory_error(args):
         return None
     batch = max(args.batches)
     if args.scaling:
-        widths = SCALING_WIDTHS[:3] if args.quick else SCALING_WIDTHS
-        io = 32 if args.quick else SCALING_IO
+        widths, io, _ = _scaling_sizes(args.quick)
         need, what = 4 * batch * (2 * io + max(widths)), "--scaling's widest layer"
     else:
         need = 0
@@ -1106,9 +1112,7 @@ def run(args, stdout=None):
         print(f"timing: median of {repeats} repeats, warm-up excluded", file=stdout, flush=True)
 
     if args.scaling:
-        widths = SCALING_WIDTHS[:3] if args.quick else SCALING_WIDTHS
-        io = 32 if args.quick else SCALING_IO
-        leaf_width = 4 if args.quick else SCALING_LEAF_WIDTH
+        widths, io, leaf_width = _scaling_sizes(args.quick)
         results = run_scaling(widths=widths, batches=args.batches or (1, 256), repeats=repeats,
                               min_time=min_time, threads=threads, io=io, leaf_width=leaf_width, emit=emit,
                               variants=variants, quick=args.quick)
