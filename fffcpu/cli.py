@@ -90,12 +90,17 @@ def repeated_option(parser, argv):
 def parse_args(argv=None):
     """The parsed command line ``argv`` (default ``sys.argv[1:]``), with ``given``: the set of
     :func:`given_options`. An option given twice ends the program with a usage error
-    (:func:`repeated_option`)."""
+    (:func:`repeated_option`); so does an option the subcommand does not know, with the subcommand's
+    usage."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     sub = _subcommand_parser(parser, args.command)
-    repeated = repeated_option(sub, argv[argv.index(args.command) + 1:])
+    at = argv.index(args.command)
+    if unknown:  # parse_args prints the top-level usage, even for an option after the subcommand
+        owner = parser if set(unknown) & set(argv[:at]) else sub
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
+    repeated = repeated_option(sub, argv[at + 1:])
     if repeated:
         option, first, then = repeated
         typed = "" if first == then == option else f" (as {first}, then as {then})"

@@ -786,3 +786,20 @@ def test_an_option_given_twice_is_refused(capsys):
     assert args.quick and args.configs == ["ufb-768-d11"]
     assert cli.repeated_option(cli._subcommand_parser(cli.build_parser(), "bench"),
                                ["--repeats", "1", "--", "--repeats"]) is None
+
+
+def test_an_unknown_option_shows_the_usage_of_its_subcommand(capsys):
+    """parse_args printed the top-level usage (`fffcpu [-h] [--version] COMMAND ...`), which names no
+    option of the subcommand that was mistyped."""
+    from fffcpu import cli
+    for argv, usage, message in [(["bench", "--quick", "--bogus"], "usage: fffcpu bench ",
+                                  "fffcpu bench: error: unrecognized arguments: --bogus"),
+                                 (["inspect", "m.fff", "extra"], "usage: fffcpu inspect ",
+                                  "fffcpu inspect: error: unrecognized arguments: extra"),
+                                 (["--bogus", "bench"], "usage: fffcpu [-h]",
+                                  "fffcpu: error: unrecognized arguments: --bogus")]:
+        with pytest.raises(SystemExit) as exc:
+            cli.parse_args(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(usage) and message in err
