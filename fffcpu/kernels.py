@@ -672,19 +672,20 @@ def leaf_route_group(node_weights, node_biases, X, perm, lo0, hi0, leaf, right, 
 
 
 @njit(**_INLINE)
-def whole_block_rows(w1s, j, c0):
+def whole_block_rows(w, j, c0):
     """How many rows ``i`` of leaf j (from the first) may be read as a whole block of ``HID_BLOCK``
-    values from unit ``c0`` without leaving ``w1s`` (C-contiguous): in a block narrower than 16 the
+    values from column ``c0`` without leaving ``w`` (C-contiguous, (leaves, rows, width): ``w1s``
+    with the hidden units as columns, ``w2s`` with the outputs): in a block narrower than 16 the
     read runs on into the next row, whose values land in accumulators that are never used. Only
     the last rows of the last leaf (or of the master leaf) fall short."""
     if config.DISABLE_JIT or config.BOUNDSCHECK:  # pure Python, or NUMBA_BOUNDSCHECK=1: an index
         return 0                                     # past the row's end is refused
-    D = w1s.shape[1]
-    l = w1s.shape[2]
-    room = w1s.size - HID_BLOCK - (j * D * l + c0)
+    rows = w.shape[1]
+    width = w.shape[2]
+    room = w.size - HID_BLOCK - (j * rows * width + c0)
     if room < 0:
         return 0
-    return min(D, room // l + 1)
+    return min(rows, room // width + 1)
 
 
 @njit(**_SERIAL)
@@ -882,21 +883,78 @@ def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream):
             for t in range(B):
                 acc[t] += g * mw2[0, c, o0 + t]
         store_block(y, o0, acc, 0, stream)
-    leaf_output_tail(w2s, b2s, j, h, mw2, mb2, hm, s, y)
+    if O % B:
+        leaf_output_tail(w2s, b2s, j, h, h, h, h, mw2, mb2, hm, hm, hm, hm, s, y, y, y, y)
 
 
 @njit(**_INLINE)
-def leaf_output_tail(w2s, b2s, j, h, mw2, mb2, hm, s, y):
-    """:func:`leaf_output` for the last ``O % 64`` outputs only (after the full blocks)."""
-    O = y.shape[0]
+def leaf_output_tail(w2s, b2s, j, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y0, y1, y2, y3):
+    """:func:`leaf_output4` for the last ``O % 64`` outputs only (after the full blocks), in blocks
+    of 16 whose accumulators stay in registers. Samples may repeat (:func:`leaf_output` passes its
+    one sample four times; the extra FMAs cost less than a loop of its own).
+
+    A block narrower than 16 (all of a classifier's 10 outputs) reads whole blocks too, running on
+    into the next row, as the hidden layer does (:func:`whole_block_rows`); only the last rows of
+    the last leaf, or of the master leaf, fall back to a loop of the block's width. The biases are
+    added last. Until round 17 every tail output was its own scalar sum over the hidden units, down
+    a column of ``w2s``: the 10 outputs of a leaf FFF 784-16-10 cost more than its hidden layer.
+    """
+    l = h0.shape[0]
+    m = m0.shape[0]
+    O = y0.shape[0]
+    B = HID_BLOCK
     sm = 1 - s
-    for o in range((O // OUT_BLOCK) * OUT_BLOCK, O):
-        v = s * b2s[j, o] + sm * mb2[0, o]
-        for c in range(h.shape[0]):
-            v += h[c] * w2s[j, c, o]
-        for c in range(hm.shape[0]):
-            v += hm[c] * mw2[0, c, o]
-        y[o] = v
+    acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
+    first = (O // OUT_BLOCK) * OUT_BLOCK
+    for tb in range((O - first + B - 1) // B):
+        o0 = first + tb * B
+        w = min(B, O - o0)
+        for t in range(4 * B):
+            acc[t] = 0
+        rows = l if w == B else whole_block_rows(w2s, j, o0)
+        for c in range(rows):
+            g0 = h0[c]
+            g1 = h1[c]
+            g2 = h2[c]
+            g3 = h3[c]
+            for t in range(B):
+                wv = w2s[j, c, o0 + t]
+                acc[t] += g0 * wv
+                acc[B + t] += g1 * wv
+                acc[2 * B + t] += g2 * wv
+                acc[3 * B + t] += g3 * wv
+        for c in range(rows, l):  # rows a whole block would overrun
+            for t in range(w):
+                wv = w2s[j, c, o0 + t]
+                acc[t] += h0[c] * wv
+                acc[B + t] += h1[c] * wv
+                acc[2 * B + t] += h2[c] * wv
+                acc[3 * B + t] += h3[c] * wv
+        rows = m if w == B else whole_block_rows(mw2, 0, o0)
+        for c in range(rows):
+            g0 = m0[c]
+            g1 = m1[c]
+            g2 = m2[c]
+            g3 = m3[c]
+            for t in range(B):
+                wv = mw2[0, c, o0 + t]
+                acc[t] += g0 * wv
+                acc[B + t] += g1 * wv
+                acc[2 * B + t] += g2 * wv
+                acc[3 * B + t] += g3 * wv
+        for c in range(rows, m):
+            for t in range(w):
+                wv = mw2[0, c, o0 + t]
+                acc[t] += m0[c] * wv
+                acc[B + t] += m1[c] * wv
+                acc[2 * B + t] += m2[c] * wv
+                acc[3 * B + t] += m3[c] * wv
+        for t in range(w):  # row by row: the rows may be one array twice
+            b = s * b2s[j, o0 + t] + sm * mb2[0, o0 + t]
+            y0[o0 + t] = acc[t] + b
+            y1[o0 + t] = acc[B + t] + b
+            y2[o0 + t] = acc[2 * B + t] + b
+            y3[o0 + t] = acc[3 * B + t] + b
 
 
 @njit(**_SERIAL)
@@ -956,10 +1014,7 @@ def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
         store_block(y2, o0, acc, 2 * B, stream)
         store_block(y3, o0, acc, 3 * B, stream)
     if O % B:
-        leaf_output_tail(w2s, b2s, j, h0, mw2, mb2, m0, s, y0)
-        leaf_output_tail(w2s, b2s, j, h1, mw2, mb2, m1, s, y1)
-        leaf_output_tail(w2s, b2s, j, h2, mw2, mb2, m2, s, y2)
-        leaf_output_tail(w2s, b2s, j, h3, mw2, mb2, m3, s, y3)
+        leaf_output_tail(w2s, b2s, j, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y0, y1, y2, y3)
 
 
 @njit(**_SERIAL)
@@ -1000,8 +1055,7 @@ def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1, stream):
         store_block(y0, o0, acc, 0, stream)  # row by row (see leaf_output4)
         store_block(y1, o0, acc, B, stream)
     if O % B:
-        leaf_output_tail(w2s, b2s, j, h0, mw2, mb2, m0, s, y0)
-        leaf_output_tail(w2s, b2s, j, h1, mw2, mb2, m1, s, y1)
+        leaf_output_tail(w2s, b2s, j, h0, h1, h0, h1, mw2, mb2, m0, m1, m0, m1, s, y0, y1, y0, y1)
 
 
 @njit(**_INLINE)

@@ -1366,8 +1366,10 @@ for dt in (np.float32, np.float64):
         ref = fffcpu.FFF.from_state_dict(layer.state_dict(), backend="numpy", dtype=dt)
         args = list(api.leaf_kernel_args(layer.params))
         args[2] = at_page_end(args[2])  # w1s
+        args[4] = at_page_end(args[4])  # w2s: 6 outputs, all in the tail's narrow block (round 17)
         if m:
             args[6] = at_page_end(args[6])  # the master leaf's w1
+            args[8] = at_page_end(args[8])  # and w2
         X = np.random.default_rng(l).standard_normal((203, 12)).astype(dt)
         want = ref(X)
         leaves = np.asarray(ref.leaf_index(X))
