@@ -888,6 +888,23 @@ def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream):
 
 
 @njit(**_INLINE)
+def add_rows4(acc, B, w, j, c_lo, c_hi, o0, width, g0, g1, g2, g3):
+    """``acc[q * B + t] += sum_c g_q[c] * w[j, c, o0 + t]`` for four samples q, rows ``c_lo <= c <
+    c_hi``, columns ``t < width``: a call with ``width`` the constant 16 keeps ``acc`` in registers."""
+    for c in range(c_lo, c_hi):
+        a0 = g0[c]
+        a1 = g1[c]
+        a2 = g2[c]
+        a3 = g3[c]
+        for t in range(width):
+            wv = w[j, c, o0 + t]
+            acc[t] += a0 * wv
+            acc[B + t] += a1 * wv
+            acc[2 * B + t] += a2 * wv
+            acc[3 * B + t] += a3 * wv
+
+
+@njit(**_INLINE)
 def leaf_output_tail(w2s, b2s, j, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y0, y1, y2, y3):
     """:func:`leaf_output4` for the last ``O % 64`` outputs only (after the full blocks), in blocks
     of 16 whose accumulators stay in registers. Samples may repeat (:func:`leaf_output` passes its
@@ -912,43 +929,11 @@ def leaf_output_tail(w2s, b2s, j, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
         for t in range(4 * B):
             acc[t] = 0
         rows = l if w == B else whole_block_rows(w2s, j, o0)
-        for c in range(rows):
-            g0 = h0[c]
-            g1 = h1[c]
-            g2 = h2[c]
-            g3 = h3[c]
-            for t in range(B):
-                wv = w2s[j, c, o0 + t]
-                acc[t] += g0 * wv
-                acc[B + t] += g1 * wv
-                acc[2 * B + t] += g2 * wv
-                acc[3 * B + t] += g3 * wv
-        for c in range(rows, l):  # rows a whole block would overrun
-            for t in range(w):
-                wv = w2s[j, c, o0 + t]
-                acc[t] += h0[c] * wv
-                acc[B + t] += h1[c] * wv
-                acc[2 * B + t] += h2[c] * wv
-                acc[3 * B + t] += h3[c] * wv
+        add_rows4(acc, B, w2s, j, 0, rows, o0, B, h0, h1, h2, h3)
+        add_rows4(acc, B, w2s, j, rows, l, o0, w, h0, h1, h2, h3)  # rows a whole block would overrun
         rows = m if w == B else whole_block_rows(mw2, 0, o0)
-        for c in range(rows):
-            g0 = m0[c]
-            g1 = m1[c]
-            g2 = m2[c]
-            g3 = m3[c]
-            for t in range(B):
-                wv = mw2[0, c, o0 + t]
-                acc[t] += g0 * wv
-                acc[B + t] += g1 * wv
-                acc[2 * B + t] += g2 * wv
-                acc[3 * B + t] += g3 * wv
-        for c in range(rows, m):
-            for t in range(w):
-                wv = mw2[0, c, o0 + t]
-                acc[t] += m0[c] * wv
-                acc[B + t] += m1[c] * wv
-                acc[2 * B + t] += m2[c] * wv
-                acc[3 * B + t] += m3[c] * wv
+        add_rows4(acc, B, mw2, 0, 0, rows, o0, B, m0, m1, m2, m3)
+        add_rows4(acc, B, mw2, 0, rows, m, o0, w, m0, m1, m2, m3)
         for t in range(w):  # row by row: the rows may be one array twice
             b = s * b2s[j, o0 + t] + sm * mb2[0, o0 + t]
             y0[o0 + t] = acc[t] + b
@@ -997,17 +982,7 @@ def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
                 acc[B + t] += g1 * wv
                 acc[2 * B + t] += g2 * wv
                 acc[3 * B + t] += g3 * wv
-        for c in range(m):
-            g0 = m0[c]
-            g1 = m1[c]
-            g2 = m2[c]
-            g3 = m3[c]
-            for t in range(B):
-                wv = mw2[0, c, o0 + t]
-                acc[t] += g0 * wv
-                acc[B + t] += g1 * wv
-                acc[2 * B + t] += g2 * wv
-                acc[3 * B + t] += g3 * wv
+        add_rows4(acc, B, mw2, 0, 0, m, o0, B, m0, m1, m2, m3)
         # row by row: the rows may be one array twice (a repeated sample), each stored whole
         store_block(y0, o0, acc, 0, stream)
         store_block(y1, o0, acc, B, stream)
