@@ -6,6 +6,7 @@ the cross-checks of tests/test_crosscheck_torch.py also run here, on stored numb
 import argparse
 import builtins
 import importlib.util
+import json
 import os
 import pathlib
 import re
@@ -23,9 +24,12 @@ from .gradcheck import assert_rel
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 ROOT = DATA.parents[1]
 LEAF_NAMES = ("node_weights", "node_biases", "w1s", "b1s", "w2s", "b2s")
+MASTER_NAMES = ("magic_w1", "magic_b1", "magic_w2", "magic_b2", "k")
 NT_NAMES = ("linear_in.weight", "linear_in.bias", "linear_out.weight")
 LEAF_FILES = sorted(DATA.glob("leaf_*.npz"))
 NT_FILES = sorted(DATA.glob("neuron_tree_*.npz"))
+#: fffcpu's own format, holding the weights of a golden file whose x, y_hard, y_soft it must reproduce
+FFFCPU_FILE, FFFCPU_FILE_SOURCE = DATA / "fffcpu_leaf_d2_master_sigmoid.npz", DATA / "leaf_d2_master_sigmoid.npz"
 
 
 def golden(path):
@@ -51,7 +55,12 @@ def nt_state(rng, D=4, O=2, depth=2, P=1, prefix=""):
 # golden vectors from the PyTorch packages
 # ---------------------------------------------------------------------------------------------
 def test_golden_files_are_there_small_and_float64():
-    assert len(LEAF_FILES) >= 3 and len(NT_FILES) >= 2
+    assert len(LEAF_FILES) >= 5 and len(NT_FILES) >= 3
+    # every activation, and the eFFF master leaf, has a golden file (docs/porting.md lists them)
+    acts = {str(golden(p)["activation"]) for p in LEAF_FILES + NT_FILES}
+    assert acts == {"relu", "gelu", "tanh", "sigmoid", "identity"}
+    assert any("magic_w1" in golden(p) for p in LEAF_FILES)
+    assert FFFCPU_FILE.stat().st_size < 20_000
     for path in LEAF_FILES + NT_FILES:
         assert path.stat().st_size < 100_000, path.name
         for name, arr in golden(path).items():
@@ -64,22 +73,25 @@ def test_golden_files_are_there_small_and_float64():
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_leaf_golden(path, backend):
     g = golden(path)
-    state = {k: g[k] for k in LEAF_NAMES + ("depth",)}  # as the package's state_dict, depth included
+    names = LEAF_NAMES + (MASTER_NAMES if "magic_w1" in g else ())  # eFFF: the master leaf too
+    state = {k: g[k] for k in names + ("depth",)}  # as the package's state_dict, depth included
     layer = interop.from_torch_state_dict(state, activation=str(g["activation"]), backend=backend)
     assert layer.dtype is np.float64 and layer.depth == int(g["depth"])
+    assert layer.master_leaf == (g["magic_w1"].shape[2] if "magic_w1" in g else 0)
     x = g["x"]
     assert_rel(layer.soft_forward(x), g["y_soft"], 1e-12, "soft forward")
     assert_rel(layer(x), g["y_hard"], 1e-12, "hard forward")
     assert (layer.leaf_index(x) == g["leaf"]).all()
     if "y_package_eval" in g:  # the package's eval omits b2s (SPEC §1)
         assert_rel(layer(x) - g["b2s"][g["leaf"]], g["y_package_eval"], 1e-12, "package eval")
-    else:
-        assert int(g["depth"]) == 0  # its eval crashes there
+    else:  # its eval crashes at depth 0; it has no master leaf
+        assert int(g["depth"]) == 0 or layer.master_leaf
     y, cache = layer.train_forward(x)
     assert_rel(y, g["y_soft"], 1e-12, "train_forward")
     assert layer.hardening_loss(cache) == pytest.approx(float(g["l_harden"]), rel=1e-12, abs=1e-15)
     grads, dL_dx = layer.backward(cache, g["dL_dy"], hardening=float(g["hardening"]))
-    for name in LEAF_NAMES:
+    assert sorted(grads) == sorted(names)
+    for name in names:
         if grads[name].size:
             assert_rel(grads[name], g["grad_" + name], 1e-10, name)
     assert_rel(dL_dx, g["grad_x"], 1e-10, "dL_dx")
@@ -90,7 +102,8 @@ def test_leaf_golden(path, backend):
 def test_neuron_tree_golden(path, backend):
     g = golden(path)
     P = int(g["parallel_size"])
-    layer = interop.from_torch_state_dict({k: g[k] for k in NT_NAMES}, parallel_size=P, backend=backend)
+    layer = interop.from_torch_state_dict({k: g[k] for k in NT_NAMES}, parallel_size=P,
+                                          activation=str(g["activation"]), backend=backend)
     assert (layer.kind, layer.depth, layer.parallel_size) == ("neuron_tree", int(g["depth"]), P)
     x = g["x"]
     assert_rel(layer(x), g["y"], 1e-12, "hard forward")
@@ -101,6 +114,33 @@ def test_neuron_tree_golden(path, backend):
     for name in NT_NAMES:
         assert_rel(grads[name], g["grad_" + name], 1e-10, name)
     assert_rel(dL_dx, g["grad_x"], 1e-10, "dL_dx")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_fffcpu_format_golden_file(backend):
+    # the layout docs/porting.md describes ("fffcpu's own file format"), read here by hand first
+    with np.load(FFFCPU_FILE, allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files}
+    raw = members.pop("__header__")
+    assert raw.dtype == np.uint8 and raw.ndim == 1
+    header = json.loads(raw.tobytes().decode("utf-8"))
+    assert {"format", "format_version", "fffcpu_version", "kind", "config", "arrays"} <= set(header)
+    assert (header["format"], header["format_version"], header["kind"]) == ("fffcpu-layer", 1, "fff")
+    config = header["config"]
+    assert (config["activation"], config["master_leaf"], config["dtype"]) == ("sigmoid", 3, "float64")
+    assert [a["name"] for a in header["arrays"]] == list(members) == list(LEAF_NAMES + MASTER_NAMES)
+    g = golden(FFFCPU_FILE_SOURCE)
+    for entry in header["arrays"]:  # PyTorch names and layout, no "depth"
+        arr = members[entry["name"]]
+        assert (list(arr.shape), arr.dtype.name) == (entry["shape"], entry["dtype"])
+        assert np.array_equal(arr, g[entry["name"]])
+    assert config["depth"] == int(g["depth"]) and config["activation"] == str(g["activation"])
+    # and fffcpu reads it as the golden file's layer
+    layer = fffcpu.load(FFFCPU_FILE)
+    layer.backend = backend
+    assert layer.config() == dict(config, backend=backend)
+    assert_rel(layer(g["x"]), g["y_hard"], 1e-12, "hard forward")
+    assert_rel(layer.soft_forward(g["x"]), g["y_soft"], 1e-12, "soft forward")
 
 
 # ---------------------------------------------------------------------------------------------
