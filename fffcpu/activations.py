@@ -13,10 +13,23 @@ kernels receive.
 Phi is the standard normal CDF, phi its density.
 """
 import numpy as np
-from scipy.special import erf, expit
 
 _SQRT1_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
+
+
+def erf(z):
+    """``scipy.special.erf``, imported at its first use. SciPy's import took two thirds of ``import
+    fffcpu`` (0.23 of 0.37 s), and inference through the kernels never needs it."""
+    from scipy.special import erf as f
+    return f(z)
+
+
+def expit(z):
+    """``scipy.special.expit``, the logistic sigmoid ``1 / (1 + e^-z)``, imported at its first use (see
+    :func:`erf`)."""
+    from scipy.special import expit as f
+    return f(z)
 
 
 def relu(z):

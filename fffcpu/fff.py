@@ -1,12 +1,12 @@
 """The leaf FFF layer (Belcak & Wattenhofer): validation and dispatch over the NumPy reference and kernels."""
 import numpy as np
-from scipy.special import expit
 
 from . import _kernel_api
 from ._aligned import aligned_copy
 from ._base import Layer, _to_numpy
 from ._tree import n_leaves, n_nodes
 from ._validate import as_grad, as_input, check_fits_memory, check_int, check_nonneg_float
+from .activations import expit
 from .reference import leaf as ref
 
 

@@ -14,9 +14,9 @@ The same report is available in Python as fffcpu.inspect_cmd.report(layer, X, y)
 import sys
 
 import numpy as np
-from scipy.special import expit
 
 from . import _tree
+from .activations import expit
 
 #: levels of the tree drawn node by node by default; deeper levels appear in the per-level table
 TREE_DEPTH = 4

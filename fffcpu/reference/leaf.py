@@ -18,9 +18,9 @@ and dL/da_k = dL/dp_k * p_k (1 - p_k) with dL/dp_k = dL/dP_k, or -dL/dP_k at a l
 or 0 in hardened training (P_k is then a constant). See docs/leaf_fff_gradients.md for the derivation.
 """
 import numpy as np
-from scipy.special import expit
 
 from .. import activations
+from ..activations import expit
 from .._tree import n_leaves, n_nodes
 
 #: probabilities are clamped to [EPS, 1 - EPS] inside the entropy (SPEC §1)
