@@ -3,9 +3,10 @@ import os
 import shutil
 import tempfile
 
-from .common import LEAF_INFER, TINY, TREE_INFER, make_layer, require
+from .common import LEAF_INFER, TINY, TREE_INFER, fix_threads, make_layer, require, suite
 
 
+@suite
 class SaveLoad:
     """leaf-768-d8-l16 (6.69 M numbers, 25.5 MiB) and ufb-768-d11 (6.3 M numbers), float32."""
 
@@ -13,6 +14,7 @@ class SaveLoad:
     param_names = ["variant"]
 
     def setup(self, variant):
+        fix_threads()
         self.io = require("fffcpu.io")
         sizes = LEAF_INFER if variant == "fff" else TREE_INFER
         self.layer = make_layer(variant, sizes, backend="numpy")
@@ -39,6 +41,7 @@ class SaveLoad:
     track_file_size.unit = "MiB"
 
 
+@suite
 class LoadCsv:
     """fffcpu.data.load_csv on 2000 rows of 785 columns, as MNIST is often shared: a header, the label
     first, integer pixels (about 80 % of them 0) or the same pixels scaled to [0, 1] and printed as reals.
@@ -49,6 +52,7 @@ class LoadCsv:
     param_names = ["cells"]
 
     def setup(self, cells):
+        fix_threads()
         self.data = require("fffcpu.data")
         import numpy as np
 

@@ -3,13 +3,18 @@
 Every suite builds its data once in ``setup()`` from :data:`SEED` and calls the code under test once
 there (``# numba compilation``), so no timed body compiles. The sizes are the standard configurations
 of SPEC §5 with moderate batches; ``FFFCPU_BENCH_TINY=1`` shrinks them (tests/test_bench.py uses it to
-run every benchmark once in seconds; asv never sets it).
+run every benchmark once in seconds). Every suite class goes through :func:`suite`, whose asv
+``version`` names the thread count and tiny mode, so asv never compares results taken at different
+thread counts, or tiny results with full-size ones.
 
 This module is self-contained on purpose: asv runs the current suites against the fffcpu of older
 commits, so it imports only the public API (``fffcpu.FFF``, ``fffcpu.neuron_tree``, ``fffcpu.io``,
 ``fffcpu.training``) and skips (``NotImplementedError``) where a commit does not have it yet.
 """
+import hashlib
 import importlib
+import importlib.util
+import inspect
 import math
 import os
 import statistics
@@ -18,6 +23,8 @@ import sys
 import time
 
 import numpy as np
+
+from . import THREADS
 
 SEED = 20240601
 TINY = os.environ.get("FFFCPU_BENCH_TINY") == "1"
@@ -40,6 +47,64 @@ else:
 TRAIN_BATCH = 256
 HARDENING = 0.1
 LR = 0.01
+
+
+def suite(cls):
+    """Class decorator: give an asv suite a ``version`` naming its code, ``THREADS`` and tiny mode.
+
+    asv compares (``compare``, ``continuous``) and graphs (``publish``) only results whose benchmark
+    version is the same, and its default version hashes the benchmark's source only: results taken
+    at 1 and at 16 threads, or at tiny and full sizes, were compared as one series (ratios of 200 to
+    1200 between tiny and full-size runs). Here the version is a hash of the class's source (an edit
+    still starts a new series, as with asv's default) followed by ``threads=N`` and, in tiny mode,
+    ``tiny``. Without threadpoolctl BLAS runs at its own default (the environment variables come too
+    late under asv, see ``benchmarks/__init__.py``), so the version then ends in ``blas=default``.
+    """
+    code = hashlib.sha256(inspect.getsource(cls).encode("utf-8")).hexdigest()[:16]
+    blas = "" if importlib.util.find_spec("threadpoolctl") else " blas=default"
+    cls.version = f"{code} threads={THREADS}{blas}" + (" tiny" if TINY else "")
+    return cls
+
+
+_BLAS_LIMITS = []  # threadpoolctl's limiter, once this process has made one
+
+
+def fix_threads():
+    """Run Numba's kernels and BLAS at ``THREADS`` threads in this process (call it first in setup).
+
+    The package's import set the environment variables (see ``benchmarks/__init__.py``), which act
+    only on libraries loaded after it; this also covers a process that loaded them before (the
+    tests, ``asv run --python=same`` in an interpreter that imported NumPy early): Numba through
+    ``numba.set_num_threads`` (per calling thread: asv runs setup and the body in the same one),
+    BLAS through threadpoolctl when it is installed, as ``fffcpu bench`` does. Cheap after the first
+    call: asv re-runs setup before every timed sample.
+    """
+    import numba
+    if THREADS > numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"FFFCPU_ASV_THREADS={THREADS}, but Numba started with "
+                         f"{numba.config.NUMBA_NUM_THREADS} threads (NUMBA_NUM_THREADS)")
+    numba.set_num_threads(THREADS)
+    if not _BLAS_LIMITS:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            _BLAS_LIMITS.append(None)  # the environment variables alone
+        else:
+            _BLAS_LIMITS.append(threadpool_limits(limits=THREADS, user_api="blas"))
+
+
+def warm(fn, calls=300, seconds=0.05):
+    """Call ``fn`` up to ``calls`` times or for about ``seconds``, whichever ends first, untimed.
+
+    A cheap call runs cold for its first calls after setup (25, 8, 4.8, 4.2 us for one ufb-768-d11
+    sample), and ``asv run --quick`` times one call per benchmark: a few hundred calls bring the
+    caches and branch predictors to their steady state. An expensive call stops after one or two.
+    """
+    end = time.perf_counter() + seconds
+    for _ in range(calls):
+        fn()
+        if time.perf_counter() > end:
+            break
 
 
 def require(module):
@@ -140,24 +205,38 @@ def dense_forward(x, w1, b1, w2, b2, activation):
     return y
 
 
-def median_time(fn, min_time=0.01, repeats=5):
-    """Median seconds per call of ``fn()`` (for ``track_`` benchmarks that report ratios)."""
-    fn()
+def _calls_for(fn, min_time):
+    """How many calls of ``fn()`` last at least ``min_time`` seconds (the faster of two runs, as
+    ``fffcpu.bench.measure``: one slowed run ends nothing)."""
     number = 1
     while True:
-        t = math.inf
-        for _ in range(2):  # the faster of two runs, as fffcpu.bench.measure: one slowed run ends nothing
-            t0 = time.perf_counter()
-            for _ in range(number):
-                fn()
-            t = min(t, time.perf_counter() - t0)
+        t = min(_run(fn, number), _run(fn, number))
         if t >= min_time or number >= 1 << 16:
-            break
+            return number
         number *= 4
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return statistics.median(times)
+
+
+def _run(fn, number):
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return time.perf_counter() - t0
+
+
+def paired_speedup(slow, fast, min_time=0.01, repeats=7):
+    """Seconds per call of ``slow()`` over those of ``fast()``: the median of ``repeats`` ratios, each
+    from one block of calls of either, back to back (the order flips every repeat).
+
+    Timing all of one and then all of the other (as the suites did) let a change in the machine's
+    load between the two land in the ratio: SpeedupVsDense read 275, 86.6 and 3.29 in three runs.
+    Pairing the blocks, as ``benchmarks/ab_kernels.py`` does, exposes both sides to the same load.
+    """
+    slow(), fast()  # warm-up
+    numbers = {slow: _calls_for(slow, min_time), fast: _calls_for(fast, min_time)}
+    ratios = []
+    for r in range(repeats):
+        seconds = {}
+        for fn in ((slow, fast) if r % 2 == 0 else (fast, slow)):
+            seconds[fn] = _run(fn, numbers[fn]) / numbers[fn]
+        ratios.append(seconds[slow] / seconds[fast])
+    return statistics.median(ratios)

@@ -394,11 +394,42 @@ def test_fastfeedforward_peer_gets_the_same_weights():
 BENCH_PREFIXES = ("time_", "peakmem_", "track_", "timeraw_", "mem_")
 
 
-def _bench_modules(monkeypatch):
-    monkeypatch.setenv("FFFCPU_BENCH_TINY", "1")
+THREAD_VARIABLES = ("FFFCPU_ASV_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+@pytest.fixture
+def suite_threads():
+    """The suites' setup() fixes Numba's and BLAS's threads for the process (benchmarks.common.
+    fix_threads); give the rest of the session its own counts back."""
+    from fffcpu import _kernel_api
+    numba_before = _kernel_api.get_num_threads()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+    else:
+        with threadpool_limits(limits=None):  # restores every library's count on exit
+            yield
+    _kernel_api.set_num_threads(numba_before)
+
+
+def _fresh_benchmarks(monkeypatch):
+    """Forget imported benchmark modules; the package's import may set the thread variables (it does
+    under asv or with FFFCPU_ASV_THREADS set), so they are put back after the test."""
+    for var in THREAD_VARIABLES:
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
     monkeypatch.syspath_prepend(ROOT)
     for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def _bench_modules(monkeypatch):
+    monkeypatch.setenv("FFFCPU_BENCH_TINY", "1")
+    _fresh_benchmarks(monkeypatch)
     names = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "benchmarks"))
                    if f.startswith("bench_") and f.endswith(".py"))
     assert names, "no benchmark modules found"
@@ -414,7 +445,7 @@ def _param_sets(cls):
     return [(p,) for p in params]
 
 
-def test_every_asv_benchmark_runs_once(monkeypatch):
+def test_every_asv_benchmark_runs_once(monkeypatch, suite_threads):
     modules = _bench_modules(monkeypatch)
     assert importlib.import_module("benchmarks.common").TINY
     ran = []
@@ -454,9 +485,9 @@ def test_batch_inference_peakmem_sees_the_calls_output_not_setups_peak():
         from benchmarks.bench_inference import BatchInferenceMemory
         for variant in ("fff", "neuron_tree"):
             b = BatchInferenceMemory()
-            b.setup(variant, "kernels")
+            b.setup(variant, "kernels", 4096)
             rss = int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
-            b.peakmem_forward(variant, "kernels")
+            b.peakmem_forward(variant, "kernels", 4096)
             grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss  # KiB
             print(variant, grew * 1024 / b.x.nbytes)  # the output has the input's size
         """)
@@ -473,7 +504,66 @@ def test_batch_inference_peakmem_sees_the_calls_output_not_setups_peak():
         assert float(ratio) >= 0.9, (variant, ratio)
 
 
-def test_inference_timings_rerun_setup_without_rebuilding_the_layer(monkeypatch):
+def test_asv_versions_name_the_threads_and_tell_tiny_results_from_full_size(monkeypatch):
+    # asv compares and graphs only results of the same benchmark version; its default (a hash of the
+    # benchmark's source) let tiny results, and results at other thread counts, join the history
+    versions = {}
+    for tiny, threads in (("1", "1"), ("0", "1"), ("0", "2")):
+        monkeypatch.setenv("FFFCPU_BENCH_TINY", tiny)
+        _fresh_benchmarks(monkeypatch)
+        monkeypatch.setenv("FFFCPU_ASV_THREADS", threads)
+        modules = [importlib.import_module(f"benchmarks.{n}") for n in ("bench_inference", "bench_training",
+                                                                         "bench_io")]
+        suites = [cls for m in modules for _, cls in inspect.getmembers(m, inspect.isclass)
+                  if cls.__module__ == m.__name__ and any(a.startswith(BENCH_PREFIXES) for a in dir(cls))]
+        assert suites
+        for cls in suites:
+            assert f"threads={threads}" in cls.version, cls.__name__
+            versions.setdefault(cls.__name__, set()).add(cls.version)
+    assert all(len(v) == 3 for v in versions.values()), versions
+
+
+def test_under_asv_the_suites_run_numba_and_blas_at_the_threads_asked_for():
+    # asv-runner imports the suites before NumPy is loaded and forks each benchmark from that process;
+    # unlimited, the dense baseline's BLAS and the kernels' Numba threads made ratios swing by 80x
+    code = textwrap.dedent("""
+        import sys
+        sys.modules.setdefault("asv_runner", type(sys)("asv_runner"))  # what asv has imported first
+        from benchmarks.bench_inference import SpeedupVsDense
+        import numba, os
+        b = SpeedupVsDense()
+        b.setup("neuron_tree", 1)
+        print(os.environ["OPENBLAS_NUM_THREADS"], numba.config.NUMBA_NUM_THREADS, numba.get_num_threads())
+        try:
+            from threadpoolctl import threadpool_info
+        except ImportError:
+            pass
+        else:
+            print(sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}))
+        """)
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    env.update(FFFCPU_BENCH_TINY="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "1 1 1", lines
+    assert lines[1:] in ([], ["[1]"]), lines
+
+
+def test_the_speedup_times_dense_and_kernels_in_alternating_blocks(monkeypatch):
+    # one after the other, a change of load between the two landed in the ratio (275, 86.6, 3.29)
+    _bench_modules(monkeypatch)
+    common = importlib.import_module("benchmarks.common")
+    calls = []
+    ratio = common.paired_speedup(lambda: calls.append("dense"), lambda: calls.append("kernels"),
+                                  min_time=0.0, repeats=4)
+    assert np.isfinite(ratio) and ratio > 0
+    blocks = [k for k, _ in itertools.groupby(calls)]
+    assert blocks.count("dense") >= 4 and blocks.count("kernels") >= 4, blocks
+
+
+def test_inference_timings_rerun_setup_without_rebuilding_the_layer(monkeypatch, suite_threads):
     # asv-runner 0.3+ re-runs setup() before every timed call; rebuilding the weights there left the
     # timed call with cold caches (a one-sample leaf-768-d8-l16 call timed at 16 µs instead of 6 µs)
     _bench_modules(monkeypatch)  # tiny sizes, fresh imports
@@ -491,13 +581,11 @@ def test_inference_timings_rerun_setup_without_rebuilding_the_layer(monkeypatch)
     assert len(builds) == n_sets, builds
 
 
-def test_asv_times_the_speed_targets_calls_kernels_and_dense(monkeypatch):
+def test_asv_times_the_speed_targets_calls_kernels_and_dense(monkeypatch, suite_threads):
     # the targets are ufb-768-d11 at batch 4096 and one sample and leaf-768-d8-l16 at batch 1024, each
     # against the dense FF of its training width; asv timed batches 1 and 256 only
     monkeypatch.delenv("FFFCPU_BENCH_TINY", raising=False)  # the full sizes; nothing is built below
-    monkeypatch.syspath_prepend(ROOT)
-    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
-        monkeypatch.delitem(sys.modules, name)
+    _fresh_benchmarks(monkeypatch)
     inference = importlib.import_module("benchmarks.bench_inference")
     common = importlib.import_module("benchmarks.common")
     assert not common.TINY
