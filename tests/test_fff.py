@@ -23,8 +23,8 @@ def _loss_and_grads(layer, x, G, h, alpha, seed):
 
 
 @pytest.mark.parametrize("depth,leaf_width,act", [
-    (0, 3, "relu"), (1, 2, "gelu"), (3, 2, "tanh"), (3, 1, "sigmoid"), (5, 1, "identity"),
-    (1, 4, "relu"), (3, 3, "gelu"),
+    (0, 3, "relu"), (1, 2, "gelu"), (2, 2, "relu"), (3, 2, "tanh"), (3, 1, "sigmoid"), (4, 1, "gelu"),
+    (5, 1, "identity"), (1, 4, "relu"), (3, 3, "gelu"),
 ])
 @pytest.mark.parametrize("options", [
     dict(),
