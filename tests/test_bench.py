@@ -398,6 +398,16 @@ THREAD_VARIABLES = ("FFFCPU_ASV_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS"
                     "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def thread_variables_left_as_found():
+    """Importing `benchmarks` may set the thread variables; one test left NUMBA_NUM_THREADS=1 behind,
+    and every later compile in the session failed ("Cannot set NUMBA_NUM_THREADS to a different value
+    once the threads have been launched"): 88 tests of a fresh clone with an empty Numba cache."""
+    before = {var: os.environ.get(var) for var in THREAD_VARIABLES}
+    yield
+    assert {var: os.environ.get(var) for var in THREAD_VARIABLES} == before
+
+
 @pytest.fixture
 def suite_threads():
     """The suites' setup() fixes Numba's and BLAS's threads for the process (benchmarks.common.
@@ -420,8 +430,9 @@ def _fresh_benchmarks(monkeypatch):
     for var in THREAD_VARIABLES:
         if var in os.environ:
             monkeypatch.setenv(var, os.environ[var])
-        else:
-            monkeypatch.delenv(var, raising=False)
+        else:  # recorded as absent (delenv alone records nothing), so the undo removes what the import set
+            monkeypatch.setenv(var, "")
+            monkeypatch.delenv(var)
     monkeypatch.syspath_prepend(ROOT)
     for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
         monkeypatch.delitem(sys.modules, name)
