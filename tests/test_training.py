@@ -61,6 +61,26 @@ def test_fit_learns_with_a_fake_layer_and_reports_history():
     assert hist["val_accuracy_soft"][-1] is None  # the fake layer has no soft forward
 
 
+def test_fit_refuses_a_run_that_cannot_fit_in_memory_before_it_starts(monkeypatch):
+    """`fffcpu train --depth 25` on 4 inputs built its 9 GiB of weights (within the machine's memory)
+    and was then killed at 24 GiB: soft training holds every leaf's hidden units for each sample."""
+    from fffcpu import _validate
+    layer = fffcpu.FFF(4, 8, 3, depth=6, seed=0)  # 4,603 parameters; 512 hidden units in the mixture
+    X, y = np.random.default_rng(0).standard_normal((100, 4)), np.arange(100) % 3
+    monkeypatch.setattr(_validate, "physical_memory_bytes", lambda: 100_000)
+    before = {k: v.copy() for k, v in layer.params.items()}
+    with pytest.raises(MemoryError, match=r"at least 0\.0 GiB .* 4603 parameters and, for a batch of 64, "
+                                          r"twice the 512 hidden units .* smaller batch_size"):
+        fit(layer, X, y, epochs=1, batch_size=64)
+    assert all(np.array_equal(before[k], layer.params[k]) for k in before)  # refused before any step
+    fit(layer, X, y, epochs=1, batch_size=8)  # 18 KB of gradients and 2 x 8 x 512 values fit
+    layer.train_hardened = True  # hard routing: one leaf per sample, no mixture to hold
+    fit(layer, X, y, epochs=1, batch_size=64)
+    monkeypatch.setattr(_validate, "physical_memory_bytes", lambda: 10_000)
+    with pytest.raises(MemoryError, match=r"a gradient for each of its 4603 parameters\) but"):
+        fit(layer, X, y, epochs=1, batch_size=64)
+
+
 def test_fit_is_bit_identical_under_one_seed():
     X, y = fffcpu.data.digits_split()[0::2]
     X, y = X[:200], y[:200]

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from .. import _validate
 from .._validate import _check_finite, check_bool, check_int, check_nonneg_float, check_rate
 from . import losses
 from .optim import Optimizer, make_optimizer
@@ -168,6 +169,29 @@ class _Progress:
         self.stream.flush()
 
 
+def _check_training_memory(layer, batch, soft):
+    """Refuse (``MemoryError``) a run that cannot fit in this machine's memory, before it starts.
+
+    A lower bound: one gradient per parameter, and, for a ``batch`` in soft training, the
+    pre-activation and activation of every hidden unit of the mixture (``layer.training_width`` per
+    sample; a neuron tree's masked training computes every neuron too). The layer's own size was
+    checked when it was built, but training needs more: ``fffcpu train --depth 25`` on 4 inputs
+    built its 9 GiB of weights and was then killed at 24 GiB, without a word.
+    """
+    params = sum(int(np.size(p)) for p in layer.params.values())
+    width = int(getattr(layer, "training_width", 0))  # 0: a layer of the user's own, no mixture known
+    itemsize = np.dtype(getattr(layer, "dtype", np.float64)).itemsize
+    need = itemsize * (params + (2 * batch * width if soft else 0))
+    have = _validate.physical_memory_bytes()
+    if need > have:
+        mixture = f" and, for a batch of {batch}, twice the {width} hidden units of the soft mixture" if soft else ""
+        raise MemoryError(
+            f"training this {type(layer).__name__} would need at least {need / 2**30:.1f} GiB (a gradient for "
+            f"each of its {params} parameters{mixture}) but this machine has {have / 2**30:.1f} GiB; choose a "
+            "smaller depth or width" + (", or a smaller batch_size" if soft else "")
+        )
+
+
 def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10, batch_size=64,
         hardening=0.0, balance=0.0, validation=None, validation_split=0.0, patience=None,
         restore_best=True, shuffle=True, seed=None, verbose=False, stream=None, local_batch_size=None,
@@ -289,6 +313,9 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
         raise ValueError("patience needs validation data: pass validation=(X_val, y_val) or validation_split > 0")
     if n == 0:
         raise ValueError("cannot train on an empty data set (X has 0 rows)")
+
+    _check_training_memory(layer, min(batch_size, n), soft=not getattr(layer, "train_hardened", False)
+                           and hardened_epochs < epochs)
 
     if isinstance(optimizer, Optimizer):
         opt = optimizer
