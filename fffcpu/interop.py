@@ -682,4 +682,8 @@ def convert(src, dst, kind=None, prefix=None, **config):
                       f"{', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''}) are not in "
                       f"{os.fspath(dst)!r}: a .{file_format(dst)} file has no place for them, only fffcpu's "
                       ".npz does", UserWarning, stacklevel=2)
+    if training.get("loss") == "mse":  # read back from dst, the model would be taken for a classifier
+        warnings.warn(f"{os.fspath(src)!r} was trained as a regression model (loss mse), which "
+                      f"{os.fspath(dst)!r} does not record: predict gives its raw outputs with --raw only, "
+                      "and evaluate needs --loss mse", UserWarning, stacklevel=2)
     return layer

@@ -203,6 +203,22 @@ def _check_path(path):
     return path
 
 
+def looks_like_model_file(path):
+    """Whether the existing file ``path`` holds a model, read from its first bytes: a zip archive
+    (fffcpu's ``.npz``/``.fff``, torch's ``.pt``) or a ``.safetensors`` file (an 8-byte little-endian
+    header length, then JSON). The commands that write a file refuse to replace one of another kind:
+    ``fffcpu train -o data.csv`` turned a data file into a model, ``fffcpu predict ... -o model.fff``
+    a model into CSV text."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if head[:4] == b"PK\x03\x04":
+        return True
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 1 << 30
+
+
 def _json_config(config):
     """``config`` with NumPy scalars turned into Python ones; TypeError naming a value JSON cannot hold."""
     out = {}

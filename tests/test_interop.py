@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -837,3 +838,26 @@ def test_convert_messages_name_the_options_not_the_keywords():
         "'runs/parallel_size/l.pt': --parallel-size does not apply to the file's layer, a FFF"
     assert named("missing [], unexpected ['parallel_size']") == "missing [], unexpected ['parallel_size']"
     assert named("\"it's/prefix=a.pt\": kind='fff' (--kind fff) to read them") == "\"it's/prefix=a.pt\": --kind fff to read them"
+
+
+def test_convert_refuses_to_replace_a_file_that_holds_no_model_and_warns_of_a_regression_model(tmp_path, capsys):
+    """A fresh user's review: `convert` replaced any file named as OUT, and a model trained with --loss
+    mse came back from a .safetensors file as a classifier (predict printed argmax indices)."""
+    src = tmp_path / "m.npz"
+    fffcpu.save(fffcpu.FFF(4, 3, 2, 1, seed=0), src)
+    data = tmp_path / "data.npz"
+    data.write_text("1,2,3,4\n")  # a CSV under a model's suffix
+    assert run_cli("convert", str(src), str(data)) == 2
+    assert "OUT '" + str(data) + "' exists and holds no model" in capsys.readouterr().err
+    assert data.read_text() == "1,2,3,4\n"
+    (tmp_path / "empty.npz").write_bytes(b"")  # nothing to lose; a model file is replaced as before
+    assert run_cli("convert", str(src), str(tmp_path / "empty.npz")) == 0
+    assert run_cli("convert", str(src), str(tmp_path / "empty.npz")) == 0
+    pytest.importorskip("safetensors", reason="needs the safetensors package")
+    fffcpu.io.save(fffcpu.FFF(4, 3, 1, 1, seed=0), tmp_path / "reg.fff", _training={"loss": "mse"})
+    with pytest.warns(UserWarning, match=r"trained as a regression model \(loss mse\), which .*reg\.safetensors' "
+                                         r"does not record"):
+        interop.convert(tmp_path / "reg.fff", tmp_path / "reg.safetensors")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a classifier's file says nothing of it
+        interop.convert(src, tmp_path / "m.safetensors")

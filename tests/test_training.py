@@ -1621,3 +1621,29 @@ def test_a_saved_label_column_is_named_as_the_models_and_file_faults_are_not_hid
     assert main(["inspect", mn, "--data", other]) == 0
     assert "accuracy on these labels" in capsys.readouterr().out
     assert main(["predict", mn, "--data", other]) == 0
+
+
+def test_train_and_predict_refuse_to_replace_a_file_of_another_kind(tmp_path, capsys):
+    """A fresh user's review: `train -o data.csv` turned a data file into a model, and `predict ... -o
+    model.fff` a trained model into CSV text. A model replaces a model, predictions replace a text
+    file, and an empty file is free."""
+    from fffcpu import cli
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,y\n" + "".join(f"{i % 3},{i % 5},{i % 2}\n" for i in range(40)))
+    other = tmp_path / "other.csv"
+    other.write_text("keep me\n")
+    train = ["train", "--data", str(data), "--depth", "1", "--epochs", "1", "-q", "-o"]
+    assert cli.main(train + [str(other)]) == 2
+    assert f"--output '{other}' exists and holds no model (a data or text file, say): the model would replace " \
+           "it" in capsys.readouterr().err
+    assert other.read_text() == "keep me\n"
+    model = tmp_path / "m.fff"
+    assert cli.main(train + [str(model)]) == 0 and cli.main(train + [str(model)]) == 0  # retraining replaces it
+    kept = model.read_bytes()
+    assert cli.main(["predict", str(model), "--data", str(data), "-o", str(model.with_name("copy.fff"))]) == 0
+    model.with_name("copy.fff").write_bytes(kept)
+    assert cli.main(["predict", str(model), "--data", str(data), "-o", str(model.with_name("copy.fff"))]) == 2
+    assert "exists and holds a model: the predictions would replace it" in capsys.readouterr().err
+    assert model.with_name("copy.fff").read_bytes() == kept
+    for _ in range(2):  # earlier predictions are replaced
+        assert cli.main(["predict", str(model), "--data", str(data), "-o", str(tmp_path / "p.csv")]) == 0

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from .. import data as fdata
+from .. import io as fio
 from ..activations import ACTIVATIONS
 from .._argtypes import fraction, nonneg_float, nonneg_int, positive_int, probability
 from ..io import _atomic_write, _check_class_names, _check_path, _read
@@ -604,11 +605,17 @@ def run_evaluate(args):
 
 
 def _refuse_overwriting_inputs(output, what, *inputs):
-    """A ValueError when ``output`` is one of the ``(option, path)`` files the command reads."""
+    """A ValueError when ``output`` is one of the ``(option, path)`` files the command reads, or an
+    existing file of another kind than ``what`` ("model" or "predictions"; an empty file is free)."""
     for option, source in inputs:
         if source and os.path.isfile(output) and os.path.isfile(source) and os.path.samefile(output, source):
             raise ValueError(f"--output {output!r} is the {option} file {source!r}: the {what} would "
                              "overwrite it; choose another output path")
+    if os.path.isfile(output) and os.path.getsize(output) and \
+            fio.looks_like_model_file(output) != (what == "model"):
+        held = "a model" if what != "model" else "no model (a data or text file, say)"
+        raise ValueError(f"--output {output!r} exists and holds {held}: the {what} would replace it; remove "
+                         "it first or choose another output path")
 
 
 def run_predict(args):
