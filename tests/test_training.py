@@ -1647,3 +1647,16 @@ def test_train_and_predict_refuse_to_replace_a_file_of_another_kind(tmp_path, ca
     assert model.with_name("copy.fff").read_bytes() == kept
     for _ in range(2):  # earlier predictions are replaced
         assert cli.main(["predict", str(model), "--data", str(data), "-o", str(tmp_path / "p.csv")]) == 0
+
+
+def test_epoch_lines_tell_the_objective_from_the_task_loss():
+    """A fresh user's review: the epochs printed "loss 2.81" (hardening included) and the held-out
+    line "loss 0.82" (the task alone), which read as a model that got worse."""
+    X, y = np.random.default_rng(0).standard_normal((64, 4)), np.arange(64) % 3
+    for hardening, shown in ((0.0, False), (1.0, True)):
+        out = io.StringIO()
+        hist = fit(fffcpu.FFF(4, 2, 3, depth=2, seed=0), X, y, epochs=1, hardening=hardening, verbose=True,
+                   stream=out, seed=0)
+        line = out.getvalue().splitlines()[0]
+        assert line.startswith(f"epoch 1/1  loss {hist['loss'][0]:.4f}")
+        assert (f" (task {hist['task_loss'][0]:.4f})" in line) is shown, line

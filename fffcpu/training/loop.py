@@ -157,6 +157,10 @@ class _Progress:
         if not self.verbose:
             return
         parts = [f"epoch {row['epoch'] + 1}/{self.epochs}", f"loss {row['loss']:.4f}"]
+        if row.get("task_loss") is not None and row["task_loss"] != row["loss"]:
+            # the objective holds the hardening and balancing terms; the held-out loss after training is
+            # the task loss alone, and two numbers both called "loss" read as a model that got worse
+            parts[-1] += f" (task {row['task_loss']:.4f})"
         if row.get("accuracy") is not None:
             parts.append(f"acc {row['accuracy']:.4f}")
         if row.get("val_loss") is not None:
