@@ -465,16 +465,24 @@ def _is_empty(path):
         return False
 
 
-def save_safetensors(layer, path, prefix=""):
+def save_safetensors(layer, path, prefix="", *, classes=None, _training=None):
     """Write the layer's state dict to a ``.safetensors`` file (no torch needed).
 
     The metadata records ``fffcpu.kind`` and ``fffcpu.hyperparameters`` (JSON of the activation,
-    parallel size, ...), which :func:`load_safetensors` uses unless told otherwise.
+    parallel size, ...), which :func:`load_safetensors` uses unless told otherwise, and, when given,
+    ``fffcpu.classes`` (JSON list of the class names, checked as ``fffcpu.save`` checks them) and
+    ``fffcpu.training`` (what ``fffcpu train`` saved: its loss and label column), which
+    :func:`convert` carries from and to fffcpu's own files.
     """
     st = _require_safetensors("save_safetensors")
-    sd = to_numpy_state_dict(layer, prefix)
+    from . import io as fio
     meta = {"format": "pt", "fffcpu.kind": layer.kind,
             "fffcpu.hyperparameters": json.dumps(hyperparameters(layer))}
+    if classes is not None:
+        meta["fffcpu.classes"] = json.dumps(fio._plain_classes(classes, layer.output_width))
+    if _training:
+        meta["fffcpu.training"] = json.dumps(fio._checked_training(_training))
+    sd = to_numpy_state_dict(layer, prefix)
     blob = st.numpy.save(sd, metadata=meta)
     _atomic_write(path, lambda f: f.write(blob))
     return path
@@ -514,6 +522,11 @@ def load_safetensors(path, kind=None, prefix=None, **config):
     and so is the recorded ``fffcpu.kind`` where ``kind`` is not given: a ValueError naming the file
     says when that record is not a kind or does not match the arrays.
     """
+    return _load_safetensors(path, kind, prefix, config)[0]
+
+
+def _load_safetensors(path, kind, prefix, config):
+    """:func:`load_safetensors`' layer and the file's metadata, from one reading."""
     arrays, meta = read_safetensors(path)
     recorded_kind = meta.get("fffcpu.kind")
     if kind is None and recorded_kind is not None:
@@ -530,7 +543,42 @@ def load_safetensors(path, kind=None, prefix=None, **config):
                              "them as such")
         kind = recorded_kind
     with _naming_the_file(os.fspath(path)):
-        return _layer_from_safetensors(arrays, meta, kind, prefix, config)
+        return _layer_from_safetensors(arrays, meta, kind, prefix, config), meta
+
+
+def _safetensors_extras(path, meta, output_width):
+    """``(classes, training)`` from a ``.safetensors`` file's metadata (:func:`save_safetensors`): the
+    class names as a tuple (None without them; a ValueError naming the file when they are not a JSON
+    list of names, one per output), and the training entry ({} without one; entries this version
+    cannot use are left out, as ``fffcpu.load`` does)."""
+    from . import io as fio
+    classes = None
+    if "fffcpu.classes" in meta:
+        text = meta["fffcpu.classes"]
+        try:
+            names = json.loads(text)
+        except (ValueError, RecursionError):
+            names = None
+        if not isinstance(names, list):
+            raise ValueError(f"{os.fspath(path)!r}: metadata 'fffcpu.classes' must be a JSON list of class names, "
+                             f"got {text[:100]!r}")
+        try:
+            fio._check_class_count(names, output_width, "metadata 'fffcpu.classes'")
+            fio._check_class_names(names, "metadata 'fffcpu.classes'")
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{os.fspath(path)!r}: {err}") from None
+        classes = tuple(names)
+    training = {}
+    try:
+        recorded = json.loads(meta.get("fffcpu.training", "{}"))
+    except (ValueError, RecursionError):
+        recorded = {}
+    for key, value in (recorded.items() if isinstance(recorded, dict) else ()):
+        try:
+            training.update(fio._checked_training({key: value}))
+        except ValueError:
+            pass
+    return classes, training
 
 
 def _layer_from_safetensors(arrays, meta, kind, prefix, config):
@@ -638,9 +686,12 @@ def _load_any(path, kind, prefix, config, with_training=False):
     other formats, or a file without them), from one reading of the file; ``with_training``: also what
     ``fffcpu train`` saved about its data and loss ({} for other files), as ``fffcpu.io._read``."""
     fmt = file_format(path)
-    if fmt in ("pt", "safetensors"):
-        load = load_pt if fmt == "pt" else load_safetensors
-        layer = load(path, kind=kind, prefix=prefix, **config)
+    if fmt == "safetensors":
+        layer, meta = _load_safetensors(path, kind, prefix, config)
+        classes, training = _safetensors_extras(path, meta, layer.output_width)
+        return (layer, classes, training) if with_training else (layer, classes)
+    if fmt == "pt":
+        layer = load_pt(path, kind=kind, prefix=prefix, **config)
         return (layer, None, {}) if with_training else (layer, None)
     given = {k: v for k, v in dict(config, kind=kind, prefix=prefix).items() if v is not None}
     if given:
@@ -665,9 +716,11 @@ def save_any(layer, path):
 def convert(src, dst, kind=None, prefix=None, **config):
     """Read ``src`` and write ``dst``, formats by suffix (:func:`load_any`, :func:`save_any`).
 
-    Returns the layer that was written. Class names saved in an fffcpu ``.npz`` (``fffcpu.save(...,
-    classes=...)``) go with it to another ``.npz``/``.fff``; ``.pt`` and ``.safetensors`` files have no
-    place for them, so writing one from a file with names warns (``UserWarning``) that they are left out.
+    Returns the layer that was written. Class names (``fffcpu.save(..., classes=...)``) and what
+    ``fffcpu train`` saved (its loss and label column) go with it between fffcpu's ``.npz``/``.fff``
+    and ``.safetensors`` (in its metadata, :func:`save_safetensors`); a ``.pt`` file has no place for
+    them, so writing one from a file with names, or from a regression model, warns (``UserWarning``)
+    that they are left out.
     """
     from . import io as fio
     # the file is read once, its names with it, and what `fffcpu train` saved (its loss, its CSV label
@@ -676,12 +729,15 @@ def convert(src, dst, kind=None, prefix=None, **config):
     if file_format(dst) == "npz":
         fio.save(layer, dst, classes=classes, _training=training or None)
         return layer
+    if file_format(dst) == "safetensors":
+        save_safetensors(layer, dst, classes=classes, _training=training or None)
+        return layer
     save_any(layer, dst)
     if classes is not None:
         warnings.warn(f"the class names of {os.fspath(src)!r} ({len(classes)}: "
                       f"{', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''}) are not in "
                       f"{os.fspath(dst)!r}: a .{file_format(dst)} file has no place for them, only fffcpu's "
-                      ".npz does", UserWarning, stacklevel=2)
+                      ".npz/.fff and .safetensors do", UserWarning, stacklevel=2)
     if training.get("loss") == "mse":  # read back from dst, the model would be taken for a classifier
         warnings.warn(f"{os.fspath(src)!r} was trained as a regression model (loss mse), which "
                       f"{os.fspath(dst)!r} does not record: predict gives its raw outputs with --raw only, "

@@ -669,25 +669,43 @@ def test_convert_keeps_class_names_between_npz_files_and_warns_where_it_cannot(t
     interop.convert(tmp_path / "plain.npz", tmp_path / "d.npz")
     assert fffcpu.load_classes(tmp_path / "d.npz") is None
     pytest.importorskip("safetensors", reason="needs the safetensors package")
-    with pytest.warns(UserWarning, match=r"the class names of .*a\.npz' \(2: cat, dog\) are not in .*e\.safetensors'"
-                                         r": a \.safetensors file has no place for them, only fffcpu's \.npz does"):
-        interop.convert(tmp_path / "a.npz", tmp_path / "e.safetensors")
-    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "f.safetensors")) == 0
-    assert capsys.readouterr().err.startswith("fffcpu convert: warning: the class names of ")
-    assert run_cli("convert", str(tmp_path / "plain.npz"), str(tmp_path / "g.safetensors")) == 0
+    # .safetensors keeps them in its metadata, there and back
+    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "e.safetensors")) == 0
     assert capsys.readouterr().err == ""
+    assert interop.read_safetensors(tmp_path / "e.safetensors")[1]["fffcpu.classes"] == '["cat", "dog"]'
+    assert run_cli("convert", str(tmp_path / "e.safetensors"), str(tmp_path / "e.fff")) == 0
+    assert fffcpu.load_classes(tmp_path / "e.fff") == ("cat", "dog")
     x = np.random.default_rng(9).normal(size=(5, 4)).astype(np.float32)
-    np.testing.assert_array_equal(interop.load_any(tmp_path / "f.safetensors")(x), layer(x))
+    np.testing.assert_array_equal(interop.load_any(tmp_path / "e.safetensors")(x), layer(x))
+    assert run_cli("convert", str(tmp_path / "plain.npz"), str(tmp_path / "g.safetensors")) == 0
+    assert "fffcpu.classes" not in interop.read_safetensors(tmp_path / "g.safetensors")[1]
+    interop.convert(tmp_path / "g.safetensors", tmp_path / "g.npz")
+    assert fffcpu.load_classes(tmp_path / "g.npz") is None
+    # bad names in the metadata are refused naming the file; a .pt file has no place for them
+    meta = dict(interop.read_safetensors(tmp_path / "e.safetensors")[1], **{"fffcpu.classes": '["cat"]'})
+    import safetensors.numpy
+    safetensors.numpy.save_file(interop.read_safetensors(tmp_path / "e.safetensors")[0], str(tmp_path / "bad.safetensors"),
+                                metadata=meta)
+    with pytest.raises(ValueError, match=r"bad\.safetensors': metadata 'fffcpu\.classes' must name each of the "
+                                         r"layer's 2 outputs"):
+        interop.convert(tmp_path / "bad.safetensors", tmp_path / "bad.npz")
+    pytest.importorskip("torch", reason="needs torch")
+    with pytest.warns(UserWarning, match=r"the class names of .*a\.npz' \(2: cat, dog\) are not in .*e\.pt'"
+                                         r": a \.pt file has no place for them, only fffcpu's \.npz/\.fff and "
+                                         r"\.safetensors do"):
+        interop.convert(tmp_path / "a.npz", tmp_path / "e.pt")
+    assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "f.pt")) == 0
+    assert capsys.readouterr().err.startswith("fffcpu convert: warning: the class names of ")
     import warnings
     with warnings.catch_warnings():  # the line is printed whatever the warning filters (python -W ignore)
         warnings.simplefilter("ignore")
-        assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "h.safetensors")) == 0
+        assert run_cli("convert", str(tmp_path / "a.npz"), str(tmp_path / "h.pt")) == 0
     assert capsys.readouterr().err.startswith("fffcpu convert: warning: the class names of ")
     # five names are all shown; of six, the first five and "..."
     for names, shown in ((list("abcde"), r"\(5: a, b, c, d, e\) are"), (list("abcdef"), r"\(6: a, b, c, d, e, \.\.\.\) are")):
         fffcpu.save(fffcpu.FFF(4, 3, len(names), 1, seed=0), tmp_path / "n.npz", classes=names)
         with pytest.warns(UserWarning, match=shown):
-            interop.convert(tmp_path / "n.npz", tmp_path / "n.safetensors")
+            interop.convert(tmp_path / "n.npz", tmp_path / "n.pt")
 
 
 def test_convert_errors(tmp_path, capsys):
@@ -853,11 +871,17 @@ def test_convert_refuses_to_replace_a_file_that_holds_no_model_and_warns_of_a_re
     (tmp_path / "empty.npz").write_bytes(b"")  # nothing to lose; a model file is replaced as before
     assert run_cli("convert", str(src), str(tmp_path / "empty.npz")) == 0
     assert run_cli("convert", str(src), str(tmp_path / "empty.npz")) == 0
-    pytest.importorskip("safetensors", reason="needs the safetensors package")
     fffcpu.io.save(fffcpu.FFF(4, 3, 1, 1, seed=0), tmp_path / "reg.fff", _training={"loss": "mse"})
-    with pytest.warns(UserWarning, match=r"trained as a regression model \(loss mse\), which .*reg\.safetensors' "
+    if importlib.util.find_spec("safetensors"):  # its metadata keeps the loss, there and back
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            interop.convert(tmp_path / "reg.fff", tmp_path / "reg.safetensors")
+            interop.convert(tmp_path / "reg.safetensors", tmp_path / "reg2.fff")
+        assert fffcpu.io._read(tmp_path / "reg2.fff", with_training=True)[2] == {"loss": "mse"}
+    pytest.importorskip("torch", reason="needs torch")
+    with pytest.warns(UserWarning, match=r"trained as a regression model \(loss mse\), which .*reg\.pt' "
                                          r"does not record"):
-        interop.convert(tmp_path / "reg.fff", tmp_path / "reg.safetensors")
+        interop.convert(tmp_path / "reg.fff", tmp_path / "reg.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a classifier's file says nothing of it
-        interop.convert(src, tmp_path / "m.safetensors")
+        interop.convert(src, tmp_path / "m.pt")
