@@ -784,17 +784,8 @@ def leaf_hidden4(w1s, b1s, j, jn, act, scale, x0, x1, x2, x3, h0, h1, h2, h3):
                 acc[5 * B + c] += e1 * we
                 acc[6 * B + c] += e2 * we
                 acc[7 * B + c] += e3 * we
-        for i in range(2 * (rows // 2), D):  # an odd last row; rows a whole block would overrun
-            a0 = x0[i]
-            a1 = x1[i]
-            a2 = x2[i]
-            a3 = x3[i]
-            for c in range(w):
-                wc = w1s[j, i, c0 + c]
-                acc[c] += a0 * wc
-                acc[B + c] += a1 * wc
-                acc[2 * B + c] += a2 * wc
-                acc[3 * B + c] += a3 * wc
+        # an odd last row; rows a whole block would overrun
+        add_rows4(acc, B, w1s, j, 2 * (rows // 2), D, c0, w, x0, x1, x2, x3)
         for c in range(w):
             b = b1s[j, c0 + c]
             h0[c0 + c] = scale * activate((acc[c] + acc[4 * B + c]) + b, act)
