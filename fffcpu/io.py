@@ -40,9 +40,10 @@ Paths
 (unlike ``np.savez`` with a string name), so ``save(layer, "model.bin")`` writes ``model.bin``.
 
 Not saved: the state of the layer's random generator (training randomness restarts from ``seed``), and
-optimizer state (that belongs to the optimizer). Class names live only in this format: the ``.pt`` and
-``.safetensors`` files of :mod:`fffcpu.interop` do not hold them; ``convert`` keeps them from one ``.npz`` to
-another and warns when it writes another format from a file that has them.
+optimizer state (that belongs to the optimizer). Class names and the training entry live in this format
+and, written by :func:`fffcpu.interop.convert` or ``save_safetensors``, in a ``.safetensors`` file's
+metadata; a ``.pt`` file does not hold them, and ``convert`` warns when it writes one from a file that has
+them.
 """
 import importlib
 import inspect
@@ -204,18 +205,28 @@ def _check_path(path):
 
 
 def looks_like_model_file(path):
-    """Whether the existing file ``path`` holds a model, read from its first bytes: a zip archive
-    (fffcpu's ``.npz``/``.fff``, torch's ``.pt``) or a ``.safetensors`` file (an 8-byte little-endian
-    header length, then JSON). The commands that write a file refuse to replace one of another kind:
-    ``fffcpu train -o data.csv`` turned a data file into a model, ``fffcpu predict ... -o model.fff``
-    a model into CSV text."""
+    """Whether the existing file ``path`` holds a model: True, False, or None where it cannot be read.
+
+    A model is fffcpu's own archive (a zip with a ``__header__.npy`` member), torch's ``.pt`` (a zip
+    with a ``data.pkl`` member, or, named ``.pt``/``.pth``, the legacy pickle that starts with
+    protocol 2 to 5) or a ``.safetensors`` file (an 8-byte little-endian header length, then JSON).
+    A plain ``np.savez`` archive of data is not one. The commands that write a file refuse to replace
+    one of another kind: ``fffcpu train -o data.csv`` turned a data file into a model, ``fffcpu predict
+    ... -o model.fff`` a model into CSV text."""
     try:
         with open(path, "rb") as f:
             head = f.read(9)
+        if head[:4] == b"PK\x03\x04":
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    names = zf.namelist()
+            except zipfile.BadZipFile:
+                return False
+            return any(n == "__header__.npy" or n == "data.pkl" or n.endswith("/data.pkl") for n in names)
     except OSError:
-        return False
-    if head[:4] == b"PK\x03\x04":
-        return True
+        return None
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return os.fspath(path).lower().endswith((".pt", ".pth"))
     return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 1 << 30
 
 

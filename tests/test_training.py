@@ -1634,9 +1634,14 @@ def test_train_and_predict_refuse_to_replace_a_file_of_another_kind(tmp_path, ca
     other.write_text("keep me\n")
     train = ["train", "--data", str(data), "--depth", "1", "--epochs", "1", "-q", "-o"]
     assert cli.main(train + [str(other)]) == 2
-    assert f"--output '{other}' exists and holds no model (a data or text file, say): the model would replace " \
-           "it" in capsys.readouterr().err
+    assert f"--output '{other}' exists and holds no model (a data or text file, or an .npz archive of data, " \
+           "say): the model would replace it" in capsys.readouterr().err
     assert other.read_text() == "keep me\n"
+    arrays = tmp_path / "arrays.npz"  # a data archive is a zip too, but no model (the diff review)
+    np.savez(arrays, X=np.ones((3, 2)), y=np.arange(3))
+    kept_arrays = arrays.read_bytes()
+    assert cli.main(train + [str(arrays)]) == 2
+    assert "holds no model" in capsys.readouterr().err and arrays.read_bytes() == kept_arrays
     model = tmp_path / "m.fff"
     assert cli.main(train + [str(model)]) == 0 and cli.main(train + [str(model)]) == 0  # retraining replaces it
     kept = model.read_bytes()
@@ -1647,6 +1652,26 @@ def test_train_and_predict_refuse_to_replace_a_file_of_another_kind(tmp_path, ca
     assert model.with_name("copy.fff").read_bytes() == kept
     for _ in range(2):  # earlier predictions are replaced
         assert cli.main(["predict", str(model), "--data", str(data), "-o", str(tmp_path / "p.csv")]) == 0
+
+
+def test_which_files_hold_a_model(tmp_path):
+    """fffcpu's archive, torch's zip and legacy .pt, .safetensors: models; an np.savez archive of data,
+    text, or a pickle not named .pt: not; an unreadable file: unknown (None), refused with its own reason."""
+    from fffcpu.io import looks_like_model_file as model
+    fffcpu.save(fffcpu.FFF(2, 1, 1, depth=0), tmp_path / "m.fff")
+    np.savez(tmp_path / "d.npz", X=np.ones((2, 2)))
+    (tmp_path / "t.csv").write_text("1,2\n")
+    (tmp_path / "legacy.pt").write_bytes(b"\x80\x02\x8a\x0alegacy")
+    (tmp_path / "legacy.pkl").write_bytes(b"\x80\x02\x8a\x0alegacy")
+    (tmp_path / "zip.pt").write_bytes(b"PK\x03\x04broken")
+    header = b'{"__metadata__":{}}'
+    (tmp_path / "s.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "torch.pt", "w") as zf:
+        zf.writestr("archive/data.pkl", b"")
+    assert [model(tmp_path / n) for n in ("m.fff", "torch.pt", "legacy.pt", "s.safetensors")] == [True] * 4
+    assert [model(tmp_path / n) for n in ("d.npz", "t.csv", "legacy.pkl", "zip.pt")] == [False] * 4
+    assert model(tmp_path) is None  # a folder cannot be read as a file
 
 
 def test_epoch_lines_tell_the_objective_from_the_task_loss():
