@@ -568,17 +568,11 @@ def _safetensors_extras(path, meta, output_width):
         except (TypeError, ValueError) as err:
             raise ValueError(f"{os.fspath(path)!r}: {err}") from None
         classes = tuple(names)
-    training = {}
     try:
         recorded = json.loads(meta.get("fffcpu.training", "{}"))
     except (ValueError, RecursionError):
         recorded = {}
-    for key, value in (recorded.items() if isinstance(recorded, dict) else ()):
-        try:
-            training.update(fio._checked_training({key: value}))
-        except ValueError:
-            pass
-    return classes, training
+    return classes, fio._usable_training(recorded)
 
 
 def _layer_from_safetensors(arrays, meta, kind, prefix, config):

@@ -526,18 +526,21 @@ def _read(path, with_training=False):
         except ValueError as err:
             raise fail(str(err)) from None
         classes = tuple(classes)
-    if with_training:  # informational: an entry this version cannot use (a later loss) is left out
-        training = header.get("training")
-        if not isinstance(training, dict):
-            training = {}
-        good = {}
-        for key, value in training.items():
-            try:
-                good.update(_checked_training({key: value}))
-            except ValueError:
-                pass
-        return layer, classes, good
+    if with_training:
+        return layer, classes, _usable_training(header.get("training"))
     return layer, classes
+
+
+def _usable_training(training):
+    """The entries of a recorded ``training`` entry that this version can use, as a dict ({} for
+    anything but a dict). Informational: an entry it cannot use (a later loss) is left out, key by key."""
+    good = {}
+    for key, value in (training.items() if isinstance(training, dict) else ()):
+        try:
+            good.update(_checked_training({key: value}))
+        except ValueError:
+            pass
+    return good
 
 
 def _checked_training(training):
