@@ -663,7 +663,7 @@ def _csv_columns(path, label_column, names, width):
     return label_idx, feature_cols
 
 
-def load_csv(path, label_column=-1, header="auto", delimiter=","):
+def load_csv(path, label_column=-1, header="auto", delimiter=",", *, return_names=False):
     """Read a table of numbers with one label column.
 
     A number is written as a spreadsheet or ``pandas.DataFrame.to_csv`` writes it: ASCII digits with an
@@ -692,6 +692,8 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         gives the columns of an array), after an empty cell over a row index (then k >= 2). A first
         column without a name that holds integers (pandas' row index) is refused.
     delimiter : str, default ","
+    return_names : bool, default False
+        Also return the feature columns' names.
 
     Returns
     -------
@@ -700,6 +702,9 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         int64 if every label is an integral number (``1``, ``+1``, `` 1 `` and ``1.0`` all give 1),
         float64 if every label is a number, str if none is. A column mixing numbers and text, or
         holding an empty, NaN or infinite label, is refused.
+    names : list of str or None
+        Only with ``return_names``: the header's name of each column of ``X`` (spaces around it
+        stripped), or None for a file without a header.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -728,7 +733,8 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         # the label first or last: a slice, copied once (a column list would make a Fortran-order copy first)
         X = np.ascontiguousarray(values[:, lo:hi] if hi - lo == len(feature_cols) else values[:, feature_cols],
                                  dtype=np.float64)
-        return X, None if label_idx is None else _number_labels(values[:, label_idx].astype(np.float64))
+        y = None if label_idx is None else _number_labels(values[:, label_idx].astype(np.float64))
+        return _with_names((X, y), names, feature_cols, return_names)
     # a text label column (iris' species, digits written as names): the label cells are split off each
     # line, and the features go through NumPy's reader as above
     try:
@@ -737,7 +743,9 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         label_idx = None  # the cell-by-cell reader raises it, after the checks it makes first
     found = None if label_idx is None else _csv_text_labels(text, delimiter, names_row, label_idx, len(head[0]))
     if found is not None:
-        return np.ascontiguousarray(found[0], dtype=np.float64), found[1]
+        feature_cols = [c for c in range(len(head[0])) if c != label_idx]
+        return _with_names((np.ascontiguousarray(found[0], dtype=np.float64), found[1]), names, feature_cols,
+                           return_names)
 
     try:
         lines = []  # each row's line in the file, for the errors (blank lines are skipped)
@@ -785,12 +793,19 @@ def load_csv(path, label_column=-1, header="auto", delimiter=","):
         raise cell_error(i, c, f"which is {_not_finite(rows[i][c])}; fffcpu needs finite numbers "
                                "(drop or fill in such values first)")
     if label_idx is None:
-        return X, None
+        return _with_names((X, None), names, feature_cols, return_names)
     empty = [i for i, row in enumerate(rows) if not row[label_idx].strip()]
     if empty:
         raise ValueError(f"CSV file {path!r} is malformed: line {lines[empty[0]]}, column {label_idx + 1} (the "
                          "label column) is empty")
-    return X, _csv_labels(rows, label_idx, cell_error)
+    return _with_names((X, _csv_labels(rows, label_idx, cell_error)), names, feature_cols, return_names)
+
+
+def _with_names(X_y, names, feature_cols, return_names):
+    """``load_csv``'s result: ``(X, y)``, or ``(X, y, names of X's columns or None)`` with ``return_names``."""
+    if not return_names:
+        return X_y
+    return (*X_y, None if names is None else [names[c] for c in feature_cols])
 
 
 def _text_column_hint(rows, c, names):
@@ -836,7 +851,7 @@ def _number_labels(numbers):
 
 
 # -- one entry point for the command line -----------------------------------------------------
-def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", require_y=True):
+def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", require_y=True, *, return_names=False):
     """Load ``(X, y)`` from a file, choosing the reader from its name.
 
     - ``"digits"``: the built-in digits (all 1797 samples, scaled to [0, 1]);
@@ -852,6 +867,9 @@ def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", requi
     -------
     X : ndarray of shape (n, n_features)
     y : ndarray of shape (n,) or None
+    names : list of str or None
+        Only with ``return_names``: the names of X's columns in a CSV file's header (None for a CSV file
+        without a header, and for the other formats).
     """
     path = os.fspath(path)
     low = path.lower()
@@ -860,24 +878,25 @@ def load_dataset(path, labels=None, label_column=-1, x_key="X", y_key="y", requi
         raise ValueError(f"--labels {os.fspath(labels)!r} is for IDX images only: --data {path!r} holds its "
                          "own labels (an .npz file as an array, --y-key; a CSV file as a column, "
                          "--label-column); put features and labels in one file")
-    if path == "digits":
-        return load_digits()
-    if low.endswith(".npz"):
-        return load_npz(path, x_key=x_key, y_key=y_key, require_y=require_y)
     if low.endswith((".csv", ".tsv", ".txt")):
         delimiter = "\t" if low.endswith(".tsv") else ","
-        X, y = load_csv(path, label_column=label_column, delimiter=delimiter)
+        X, y, names = load_csv(path, label_column=label_column, delimiter=delimiter, return_names=True)
         if require_y and y is None:
             raise ValueError(f"CSV file {path!r} was read without a label column, but labels are needed")
-        return X, y
-    if labels is not None:
-        return load_mnist(path, labels)
-    images = _idx_images(path)  # first: a file that is no IDX file should say so, not ask for labels
-    if require_y:
-        raise ValueError(
-            f"IDX file {path!r} holds no labels: give the labels file as well (--labels FILE)"
-        )
-    X = images.reshape(images.shape[0], -1).astype(np.float32)
-    if images.dtype == np.uint8:
-        X /= 255
-    return X, None
+        return (X, y, names) if return_names else (X, y)
+    if path == "digits":
+        X, y = load_digits()
+    elif low.endswith(".npz"):
+        X, y = load_npz(path, x_key=x_key, y_key=y_key, require_y=require_y)
+    elif labels is not None:
+        X, y = load_mnist(path, labels)
+    else:
+        images = _idx_images(path)  # first: a file that is no IDX file should say so, not ask for labels
+        if require_y:
+            raise ValueError(
+                f"IDX file {path!r} holds no labels: give the labels file as well (--labels FILE)"
+            )
+        X, y = images.reshape(images.shape[0], -1).astype(np.float32), None
+        if images.dtype == np.uint8:
+            X /= 255
+    return (X, y, None) if return_names else (X, y)

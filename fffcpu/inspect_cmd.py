@@ -370,8 +370,9 @@ def run_inspect(args):
             raise ValueError(f"--tree-depth must be an integer >= 0, got {args.tree_depth}")
         if args.labels is not None and args.data is None:
             raise ValueError("--labels needs --data (the IDX images it labels)")
-        from .training.commands import (_is_text_table, _load, _load_by_saved_column, _read_model,
-                                        _use_training_defaults, _width_error, _refuse_options_of_other_formats)
+        from .training.commands import (_check_feature_columns, _is_text_table, _load, _load_by_saved_column,
+                                        _read_model, _use_training_defaults, _width_error,
+                                        _refuse_options_of_other_formats)
         _refuse_options_of_other_formats(args, "optional")
         layer, classes, training = _read_model(args.model)
         saved_column = _use_training_defaults(args, training)
@@ -393,6 +394,7 @@ def run_inspect(args):
                                  "for a file without a label column, give --label-column none")
             if X.shape[1] != layer.input_width:  # it was "data must have shape (n, 4) ...", naming no file
                 raise _width_error(layer, args, X.shape[1], "features per sample")
+            _check_feature_columns(args, training)
             if y is not None and (training.get("loss") == "mse" or np.ndim(y) != 1):
                 y = None  # regression targets, not class labels: nothing to count per leaf
             if args.limit is not None:

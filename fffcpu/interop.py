@@ -471,7 +471,7 @@ def save_safetensors(layer, path, prefix="", *, classes=None, _training=None):
     The metadata records ``fffcpu.kind`` and ``fffcpu.hyperparameters`` (JSON of the activation,
     parallel size, ...), which :func:`load_safetensors` uses unless told otherwise, and, when given,
     ``fffcpu.classes`` (JSON list of the class names, checked as ``fffcpu.save`` checks them) and
-    ``fffcpu.training`` (what ``fffcpu train`` saved: its loss and label column), which
+    ``fffcpu.training`` (what ``fffcpu train`` saved: its loss, label column and feature columns' names), which
     :func:`convert` carries from and to fffcpu's own files.
     """
     st = _require_safetensors("save_safetensors")
@@ -481,7 +481,7 @@ def save_safetensors(layer, path, prefix="", *, classes=None, _training=None):
     if classes is not None:
         meta["fffcpu.classes"] = json.dumps(fio._plain_classes(classes, layer.output_width))
     if _training:
-        meta["fffcpu.training"] = json.dumps(fio._checked_training(_training))
+        meta["fffcpu.training"] = json.dumps(fio._checked_training(_training, layer.input_width))
     sd = to_numpy_state_dict(layer, prefix)
     blob = st.numpy.save(sd, metadata=meta)
     _atomic_write(path, lambda f: f.write(blob))
@@ -546,7 +546,7 @@ def _load_safetensors(path, kind, prefix, config):
         return _layer_from_safetensors(arrays, meta, kind, prefix, config), meta
 
 
-def _safetensors_extras(path, meta, output_width):
+def _safetensors_extras(path, meta, output_width, input_width):
     """``(classes, training)`` from a ``.safetensors`` file's metadata (:func:`save_safetensors`): the
     class names as a tuple (None without them; a ValueError naming the file when they are not a JSON
     list of names, one per output), and the training entry ({} without one; entries this version
@@ -572,7 +572,7 @@ def _safetensors_extras(path, meta, output_width):
         recorded = json.loads(meta.get("fffcpu.training", "{}"))
     except (ValueError, RecursionError):
         recorded = {}
-    return classes, fio._usable_training(recorded)
+    return classes, fio._usable_training(recorded, input_width)
 
 
 def _layer_from_safetensors(arrays, meta, kind, prefix, config):
@@ -682,7 +682,7 @@ def _load_any(path, kind, prefix, config, with_training=False):
     fmt = file_format(path)
     if fmt == "safetensors":
         layer, meta = _load_safetensors(path, kind, prefix, config)
-        classes, training = _safetensors_extras(path, meta, layer.output_width)
+        classes, training = _safetensors_extras(path, meta, layer.output_width, layer.input_width)
         return (layer, classes, training) if with_training else (layer, classes)
     if fmt == "pt":
         layer = load_pt(path, kind=kind, prefix=prefix, **config)

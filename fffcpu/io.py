@@ -18,9 +18,11 @@ An uncompressed zip archive in NumPy's ``.npz`` layout (``np.load(path, allow_pi
   for a file without it).
   ``"training"`` is optional too, written by ``fffcpu train`` only: ``{"loss": "cross_entropy" or
   "mse", "label_column": the --label-column it was given (a name or an index), when it was given for
-  a CSV file}``. With it, ``fffcpu evaluate``, ``predict`` and ``inspect`` read the same column as
-  the labels and score the model with the same loss; ``predict`` writes a regression model's outputs
-  rather than their argmax. Readers that do not know the key ignore it.
+  a CSV file, "feature_columns": the header's names of the input columns, in input order, when the
+  CSV file had a header}``. With it, ``fffcpu evaluate``, ``predict`` and ``inspect`` read the same
+  column as the labels, score the model with the same loss and refuse a CSV file whose header names
+  other columns or the same ones in another order; ``predict`` writes a regression model's outputs
+  rather than their argmax. Readers that do not know a key ignore it.
 
 Loading rebuilds the layer with ``cls(**config)`` (``cls`` found by ``kind`` in :data:`LAYER_KINDS`) and
 copies the arrays in with ``load_state_dict``. The names and shapes it expects come from the rebuilt
@@ -172,7 +174,7 @@ def save(layer, path, *, classes=None, _training=None):
     if classes is not None:
         header["classes"] = classes
     if _training is not None:
-        header["training"] = _checked_training(_training)
+        header["training"] = _checked_training(_training, layer.input_width)
     blob = json.dumps(header, allow_nan=False).encode("utf-8")
     members = {HEADER_KEY: np.frombuffer(blob, dtype=np.uint8), **arrays}
     _atomic_write(path, lambda f: _write_npz(f, members))
@@ -527,34 +529,43 @@ def _read(path, with_training=False):
             raise fail(str(err)) from None
         classes = tuple(classes)
     if with_training:
-        return layer, classes, _usable_training(header.get("training"))
+        return layer, classes, _usable_training(header.get("training"), layer.input_width)
     return layer, classes
 
 
-def _usable_training(training):
-    """The entries of a recorded ``training`` entry that this version can use, as a dict ({} for
-    anything but a dict). Informational: an entry it cannot use (a later loss) is left out, key by key."""
+def _usable_training(training, input_width):
+    """The entries of a recorded ``training`` entry that this version can use for a layer of
+    ``input_width`` inputs, as a dict ({} for anything but a dict). Informational: an entry it cannot
+    use (a later loss) is left out, key by key."""
     good = {}
     for key, value in (training.items() if isinstance(training, dict) else ()):
         try:
-            good.update(_checked_training({key: value}))
+            good.update(_checked_training({key: value}, input_width))
         except ValueError:
             pass
     return good
 
 
-def _checked_training(training):
-    """The header's ``training`` entry (see the module docstring) as a plain dict, or a ValueError saying
-    what is wrong with it."""
+def _checked_training(training, input_width):
+    """The header's ``training`` entry (see the module docstring) for a layer of ``input_width`` inputs
+    as a plain dict, or a ValueError saying what is wrong with it."""
     if not isinstance(training, dict):
         raise ValueError(f"must be a JSON object, got {training!r}")
     training = {k: v for k, v in training.items()  # later entries, and a label column of null: left out
-                if k in ("loss", "label_column") and v is not None}
+                if k in ("loss", "label_column", "feature_columns") and v is not None}
     if training.get("loss", "cross_entropy") not in ("cross_entropy", "mse"):
         raise ValueError(f"'loss' must be 'cross_entropy' or 'mse', got {training['loss']!r}")
     column = training.get("label_column")
     if column is not None and (isinstance(column, bool) or not isinstance(column, (str, int))):
         raise ValueError(f"'label_column' must be a column name or index, got {column!r}")
+    names = training.get("feature_columns")
+    if names is not None:
+        if not (isinstance(names, (list, tuple)) and all(isinstance(name, str) for name in names)):
+            raise ValueError(f"'feature_columns' must be a list of column names, got {names!r}"[:300])
+        if len(names) != input_width:
+            raise ValueError(f"'feature_columns' must name the layer's {input_width} inputs, got {len(names)} "
+                             "names")
+        training["feature_columns"] = list(names)
     return dict(training)
 
 

@@ -337,6 +337,31 @@ def test_csv_header_label_column_and_types(tmp_path):
     assert X.shape == (2, 3) and y is None
 
 
+@pytest.mark.parametrize("text, label_column, names", [
+    ("a, b ,label\n1,2,3\n4,5,6\n", -1, ["a", "b"]),  # plain numbers: NumPy's reader
+    ("a,label,b\n1,3,2\n4,5,6.5\n", "label", ["a", "b"]),
+    ("label,a,b\ncat,1,2\ndog,4,5\n", 0, ["a", "b"]),  # text labels split off each line
+    ('a,"b",label\n1,2,"cat"\n4,5,dog\n', -1, ["a", "b"]),  # quotes: cell by cell
+    ("a,b,c\n1,2,3\n", None, ["a", "b", "c"]),
+    ("1,2,3\n4,5,6\n", -1, None),  # no header
+    ('1,2,"cat"\n4,5,dog\n', -1, None),
+])
+def test_csv_feature_names(tmp_path, text, label_column, names):
+    """The header's names of X's columns (return_names=True), which fffcpu train saves with the model
+    and the other commands check, from each of the reader's three paths; the arrays are as without."""
+    p = tmp_path / "d.csv"
+    p.write_text(text)
+    X, y, got = data.load_csv(p, label_column=label_column, return_names=True)
+    assert got == names
+    X0, y0 = data.load_csv(p, label_column=label_column)
+    np.testing.assert_array_equal(X, X0)
+    assert (y is None and y0 is None) or y.tolist() == y0.tolist()
+    assert data.load_dataset(str(p), label_column=label_column, require_y=False, return_names=True)[2] == names
+    np.savez(tmp_path / "d.npz", X=X0)
+    assert data.load_dataset(str(tmp_path / "d.npz"), require_y=False, return_names=True)[2] is None
+    assert len(data.load_dataset("digits", return_names=True)) == 3
+
+
 @pytest.mark.parametrize("text, kw, match", [
     ("1,2\n3\n", {}, "line 2 has 1 columns, expected 2"),
     ("x,y\n1,2\n3,oops\n", {"label_column": 0}, "line 3, column 2 holds 'oops', not a number"),

@@ -885,3 +885,14 @@ def test_convert_refuses_to_replace_a_file_that_holds_no_model_and_warns_of_a_re
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a classifier's file says nothing of it
         interop.convert(src, tmp_path / "m.pt")
+
+
+def test_convert_keeps_the_feature_columns_names_in_safetensors_metadata(tmp_path):
+    """The input columns' names fffcpu train saves go to a .safetensors file's fffcpu.training metadata
+    and back, as its loss and label column do."""
+    pytest.importorskip("safetensors", reason="needs safetensors")
+    training = {"loss": "mse", "label_column": "price", "feature_columns": ["a", "b", "c", "d"]}
+    fffcpu.io.save(fffcpu.FFF(4, 3, 1, 1, seed=0), tmp_path / "m.fff", _training=training)
+    interop.convert(tmp_path / "m.fff", tmp_path / "m.safetensors")
+    interop.convert(tmp_path / "m.safetensors", tmp_path / "back.fff")
+    assert fffcpu.io._read(tmp_path / "back.fff", with_training=True)[2] == training

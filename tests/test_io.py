@@ -3,6 +3,7 @@ import io as io_bytes
 import json
 import os
 import pathlib
+import re
 import stat
 import warnings
 import zipfile
@@ -555,6 +556,10 @@ def test_json_header_nested_too_deeply(saved, raw):
     ({"label_column": True, "loss": "mse"}, {"loss": "mse"}),
     ({"label_column": None}, {}),
     ({"loss": "mse", "epochs": 3}, {"loss": "mse"}),  # a later version's entry
+    ({"feature_columns": list("abcde")}, {"feature_columns": list("abcde")}),
+    ({"feature_columns": list("abcd"), "loss": "mse"}, {"loss": "mse"}),  # not the layer's 5 inputs
+    ({"feature_columns": ["a", "b", "c", "d", 5]}, {}),
+    ({"feature_columns": "abcde"}, {}),
 ])
 def test_the_training_entry_of_the_header_is_informational(saved, training, kept):
     """fffcpu train saves its loss and label column (header key "training"), which evaluate, predict and
@@ -578,6 +583,14 @@ def test_the_training_entry_round_trips(tmp_path):
     assert io._read(tmp_path / "t.npz")[1] is None and len(io._read(path)) == 2
     io.save(_perturbed_fff(1, "float32"), path)
     assert io._read(path, with_training=True)[2] == {}
+    names = ["x0", "x 1", "größe", "", "x0"]  # any text, as a CSV header has it; a tuple is stored as a list
+    io.save(_perturbed_fff(1, "float32"), path, _training={"feature_columns": tuple(names)})
+    assert io._read(path, with_training=True)[2] == {"feature_columns": names}
+    for bad, message in ((names[:4], "'feature_columns' must name the layer's 5 inputs, got 4 names"),
+                         (names[:4] + [None], "'feature_columns' must be a list of column names, got")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            io.save(_perturbed_fff(1, "float32"), path, _training={"feature_columns": bad})
+    assert io._read(path, with_training=True)[2] == {"feature_columns": names}  # the refused saves left it
 
 
 def test_header_missing_or_of_the_wrong_type(saved):

@@ -1700,3 +1700,50 @@ def test_evaluate_on_the_builtin_digits_says_they_include_the_training_samples(t
     data.write_text("".join(",".join(["0"] * 64) + f",{i % 10}\n" for i in range(10)))
     assert cli.main(["evaluate", str(model), "--data", str(data)]) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"{model}: 10 samples from {data}"
+
+
+def test_a_csv_header_naming_other_input_columns_than_the_models_is_refused(tmp_path, capsys):
+    """Column names were not saved: a CSV file with the model's columns in another order, or another
+    column in place of one, was predicted, evaluated and inspected without a word, each value read as
+    another input. train saves the header's input names; the other commands compare a header with them."""
+    from fffcpu.cli import main
+    X, y = blobs(40)
+    X = np.column_stack([X, X[:, :1] * 0.5])  # inputs a, b, c
+
+    def write(name, header, order, label=True):
+        lines = [] if header is None else [",".join(header)]
+        lines += [",".join([f"{r[i]:.6g}" for i in order] + ([str(c)] if label else [])) for r, c in zip(X, y)]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        return str(tmp_path / name)
+
+    train = write("train.csv", ["a", "b", "c", "label"], [0, 1, 2])
+    model = str(tmp_path / "m.fff")
+    assert main(["train", "--data", train, "-o", model, "--depth", "1", "--epochs", "1", "-q"]) == 0
+    assert fffcpu.io._read(model, with_training=True)[2]["feature_columns"] == ["a", "b", "c"]
+    capsys.readouterr()
+    good = [write("same.csv", ["a", "b", "c", "label"], [0, 1, 2]),
+            write("features.csv", ["a", "b", "c"], [0, 1, 2], label=False),
+            write("no_header.csv", None, [1, 0, 2])]  # nothing to check against
+    for path in good:
+        assert main(["predict", model, "--data", path]) == 0, capsys.readouterr().err
+        if path != good[1]:
+            assert main(["evaluate", model, "--data", path]) == 0, capsys.readouterr().err
+            assert main(["inspect", model, "--data", path]) == 0, capsys.readouterr().err
+    order = "has the model's input columns in another order (input 1 is 'b', where the model was trained on 'a')"
+    other = ("lacks the model's input column 'c' and has column 'd', which the model was not trained on (the "
+             "model's input columns: 'a', 'b', 'c'; read as inputs here: 'a', 'b', 'd')")
+    for path, message in ((write("swapped.csv", ["b", "a", "c", "label"], [1, 0, 2]), order),
+                          (write("swapped_features.csv", ["b", "a", "c"], [1, 0, 2], label=False), order),
+                          (write("other.csv", ["a", "b", "d", "label"], [0, 1, 2]), other)):
+        commands = ["predict"] if "features" in path else ["predict", "evaluate", "inspect"]
+        for command in commands:
+            capsys.readouterr()
+            assert main([command, model, "--data", path]) == 2, (command, path)
+            err = capsys.readouterr().err
+            assert f"data file {path!r} {message}" in err, (command, err)
+    # a model trained on a file without a header, or on .npz data, checks nothing
+    bare = str(tmp_path / "bare.fff")
+    assert main(["train", "--data", write("t2.csv", None, [0, 1, 2]), "-o", bare, "--depth", "1", "--epochs", "1",
+                 "-q"]) == 0
+    assert "feature_columns" not in fffcpu.io._read(bare, with_training=True)[2]
+    assert main(["predict", bare, "--data", str(tmp_path / "swapped.csv")]) == 0

@@ -143,10 +143,48 @@ def run_demo(args):
 
 # -- train / evaluate / predict ---------------------------------------------------------------
 def _load(args, require_y, use_labels=True):
+    """``(X, y)`` of ``--data`` as the options say; ``args.feature_names`` is set to the names of X's
+    columns in a CSV file's header (None without one), for :func:`_check_feature_columns`."""
     with _named_as_options(args, "label_column"):
-        return fdata.load_dataset(args.data, labels=getattr(args, "labels", None) if use_labels else None,
-                                  label_column=_label_column(args.label_column),
-                                  x_key=args.x_key, y_key=args.y_key, require_y=require_y)
+        X, y, args.feature_names = fdata.load_dataset(
+            args.data, labels=getattr(args, "labels", None) if use_labels else None,
+            label_column=_label_column(args.label_column), x_key=args.x_key, y_key=args.y_key,
+            require_y=require_y, return_names=True)
+    return X, y
+
+
+def _names_text(names, limit=6):
+    """Column names for a message: the first ``limit``, then how many more."""
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _check_feature_columns(args, training):
+    """A ValueError when the header of ``--data`` (a CSV file) names other input columns than the
+    ones the model was trained on (``training["feature_columns"]``), or the same ones in another order:
+    the model would have read each value as another input, without a word. Nothing is checked for a
+    file without a header or a model saved without the names."""
+    saved, names = training.get("feature_columns"), getattr(args, "feature_names", None)
+    if saved is None or names is None or list(names) == list(saved):
+        return
+    if sorted(names) == sorted(saved):
+        at = next(i for i, (a, b) in enumerate(zip(names, saved)) if a != b)
+        problem = (f"has the model's input columns in another order (input {at + 1} is {names[at]!r}, where the "
+                   f"model was trained on {saved[at]!r}): put them in the model's order, {_names_text(saved)}")
+    else:
+        missing = [name for name in saved if name not in names]
+        extra = [name for name in names if name not in saved]
+        parts = []
+        if missing:
+            parts.append(f"lacks the model's input column{'s' if len(missing) > 1 else ''} {_names_text(missing)}")
+        if extra:
+            parts.append(f"has column{'s' if len(extra) > 1 else ''} {_names_text(extra)}, which the model was "
+                         "not trained on")
+        problem = (" and ".join(parts) + f" (the model's input columns: {_names_text(saved)}; read as inputs "
+                   f"here: {_names_text(names)}); give the data the model was trained on")
+    if getattr(args, "saved_label_column", False):  # the column the user did not choose may be the cause
+        problem += f" (the labels were read from {_label_column_source(args)})"
+    raise ValueError(f"data file {args.data!r} {problem}")
 
 
 #: how messages name a label column that came from the model (:func:`_use_training_defaults`)
@@ -290,6 +328,7 @@ def run_train(args):
         raise ValueError(f"--local-batch-size applies to the local optimizers only, got --optimizer {args.optimizer}")
     _refuse_options_of_other_formats(args, "read")
     X, y = _load(args, require_y=True)
+    feature_names = args.feature_names
     X = np.asarray(X, dtype=np.float64)
     limit = float(np.finfo(args.dtype).max)
     if X.size and np.abs(X).max() > limit:  # it failed in the scaling as "scale must be finite ... got inf"
@@ -387,6 +426,8 @@ def run_train(args):
     column = _label_column(args.label_column) if args.label_column is not None else None
     if column is not None and _is_text_table(args.data):
         training["label_column"] = column
+    if feature_names is not None:  # checked against the header of the files the model reads later
+        training["feature_columns"] = feature_names
     fffcpu.io.save(layer, args.output, classes=names, _training=training)
     n_epochs = len(history["epoch"])
     print(f"saved to {args.output} ({n_epochs} epoch{'' if n_epochs == 1 else 's'})", file=out)
@@ -511,13 +552,15 @@ def _features_for(layer, args, lenient=False):
     if _is_text_table(args.data) and args.label_column is None:
         # with the last column as labels first: read as a feature, a text label would be "not a number"
         try:
-            first, _ = fdata.load_dataset(args.data, label_column=-1, require_y=False)
+            first, _, args.feature_names = fdata.load_dataset(args.data, label_column=-1, require_y=False,
+                                                              return_names=True)
         except ValueError:  # e.g. an empty cell in the last column: read as features, which names it
             first = None
         if first is not None and first.shape[1] == layer.input_width:
             return first
         try:
-            X, _ = fdata.load_dataset(args.data, label_column=None, require_y=False)
+            X, _, args.feature_names = fdata.load_dataset(args.data, label_column=None, require_y=False,
+                                                          return_names=True)
         except ValueError:
             if first is None:
                 raise
@@ -585,6 +628,7 @@ def run_evaluate(args):
             err = ValueError(f"{err}; a file of features only, without a label column, has no labels to "
                              "evaluate: `fffcpu predict` reads it")
         raise err
+    _check_feature_columns(args, training)
     try:
         if args.loss == "cross_entropy":
             y = _class_targets(y, args.data, classes)
@@ -646,6 +690,7 @@ def run_predict(args):
     _refuse_options_of_other_formats(args, "ignored")
     layer, classes, training = _read_model(args.model)
     X = _features_for(layer, args, lenient=_use_training_defaults(args, training))
+    _check_feature_columns(args, training)
     outputs = np.asarray(layer(X))
     raw = args.raw or training.get("loss") == "mse"  # a regression model's outputs, not their argmax
     result = outputs if raw else outputs.argmax(axis=1)
@@ -745,7 +790,9 @@ def add_parsers(subparsers):
                     "phase recipe (see docs/training.md): balancing, hardening, hardened fine-tuning. "
                     "Class labels may be integer indices or text (a CSV column of names such as setosa): "
                     "text labels are numbered in sorted order and their names saved with the model, so "
-                    "evaluate reads such labels and predict prints the names.")
+                    "evaluate reads such labels and predict prints the names. A CSV file's header names "
+                    "are saved too: evaluate, predict and inspect refuse a file whose header names other "
+                    "input columns, or the same ones in another order.")
     _add_data_options(p)
     p.add_argument("--output", "-o", required=True, metavar="PATH", help="where to save the trained model")
     p.add_argument("--variant", choices=VARIANTS, default="leaf",
@@ -825,7 +872,8 @@ def add_parsers(subparsers):
         description="Load a saved model and predict for every row of a data file: the class index "
                     "(argmax), its name for a model saved with class names (trained on text labels), or "
                     "the raw outputs with --raw. A CSV with one column more than the model's input width "
-                    "has its last column (a label) ignored.")
+                    "has its last column (a label) ignored. A CSV header must name the input columns "
+                    "train read, in the same order (a file without a header is not checked).")
     p.add_argument("model", metavar="MODEL", help="saved model file")
     _add_data_options(p, labels_help="ignored; accepted so the same options work for all commands",
                       label_column_default="the last column if the file has one column more than the "
