@@ -160,13 +160,18 @@ def _check_finite(name, given, converted):
     either ``given`` has them, or its values overflow the dtype."""
     if not converted.size or np.isfinite(converted).all():
         return
-    bad = int(np.count_nonzero(~np.isfinite(converted)))
+    flags = ~np.isfinite(converted)
+    bad = int(np.count_nonzero(flags))
+    where = ""
+    if np.ndim(given) > 1 and np.size(given) == converted.size:  # a vector's count says enough
+        first = np.unravel_index(int(np.argmax(flags.reshape(-1))), np.shape(given))
+        where = f", the first at index {tuple(int(i) for i in first)}"
     with np.errstate(invalid="ignore", over="ignore"):
         given_ok = np.isfinite(given).all()
     if given_ok:
         raise ValueError(
             f"{name} must fit the layer's dtype {converted.dtype.name} (largest magnitude "
             f"{np.finfo(converted.dtype).max:.4g}), got {bad} value(s) beyond it "
-            f"(largest magnitude {float(np.abs(given).max()):.4g})"
+            f"(largest magnitude {float(np.abs(given).max()):.4g}){where}"
         )
-    raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s)")
+    raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s){where}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fffcpu
-from fffcpu.training import FFFClassifier, FFFRegressor, fit
+from fffcpu.training import FFFClassifier, FFFRegressor, evaluate, fit
 from fffcpu.training import commands
 from fffcpu.training.estimators import make_layer
 from fffcpu.training.loop import fold_input_scaling, input_scaling, make_generators
@@ -1771,3 +1771,41 @@ def test_train_defaults_fit_a_small_csv_file(tmp_path, capsys):
         assert "on 120 samples from " + str(data) + " for 1000 epochs" in out
         accuracy = float(re.search(r"accuracy \(hard inference\) ([0-9.]+)", out).group(1))
         assert accuracy >= 0.9, (seed, out)
+
+
+def test_fit_checks_all_its_data_before_the_first_step():
+    """A bad-input review: a NaN in the last mini-batch was reported ("x must be finite") after the
+    earlier batches had changed the parameters; validation data of dtype object after a whole epoch; a
+    float64 value beyond float32 as "must be finite"; fit(None, ...), evaluate(layer, None, y), ragged
+    lists and a stream without write() as AttributeError, IndexError or NumPy's own words."""
+    rng = np.random.default_rng(0)
+    layer = fffcpu.FFF(4, 2, 3, 1, seed=0)
+    X, y = rng.normal(size=(40, 4)), np.arange(40) % 3
+    before = {k: v.copy() for k, v in layer.params.items()}
+    nan, big = X.copy(), X.copy()
+    nan[35, 0], big[35, 0] = np.nan, 1e300
+    for kw, error, message in [
+            (dict(X=nan), ValueError, "X must be finite, got 1 NaN or inf value(s), the first at index (35, 0)"),
+            (dict(X=big), ValueError, "X must fit the layer's dtype float32 (largest magnitude 3.403e+38), got 1 "
+                                      "value(s) beyond it (largest magnitude 1e+300), the first at index (35, 0)"),
+            (dict(validation=(X.astype(object), y)), TypeError, "validation X must hold real numbers, got dtype object"),
+            (dict(validation=(nan, y)), ValueError, "validation X must be finite, got 1 NaN or inf value(s), the first "
+                                                    "at index (35, 0)"),
+            (dict(X=[[1.0, 2, 3, 4], [1.0, 2]], y=[0, 1]), ValueError,
+             "X must be an array of shape (n, 4); NumPy cannot make one array of the list given"),
+            (dict(y=[[0]] * 39 + [[0, 1]]), ValueError, "y must be an array with 40 rows (one per sample of X); NumPy "
+                                                        "cannot make one array of the list given"),
+            (dict(verbose=True, stream="log.txt"), TypeError, "stream must be a text stream with a write method (or "
+                                                              "None for stdout), got str"),
+            (dict(verbose="yes"), TypeError, "verbose must be a bool, got 'yes' (str)")]:
+        args = dict(X=X, y=y, epochs=1, batch_size=8, shuffle=False) | kw
+        with pytest.raises(error, match=re.escape(message)):
+            fit(layer, args.pop("X"), args.pop("y"), **args)
+        assert all(np.array_equal(before[k], layer.params[k]) for k in before), kw
+    with pytest.raises(TypeError, match=re.escape("layer must be an fffcpu layer (FFF, NeuronTreeFFF) or an object "
+                                                  "with the layer protocol, got NoneType (no input_width")):
+        fit(None, X, y)
+    with pytest.raises(ValueError, match=re.escape("X must have shape (n, 4) (input_width), got a scalar (NoneType)")):
+        evaluate(layer, None, y)
+    with pytest.raises(ValueError, match=re.escape("X must have shape (n, 4) (input_width), got (2, 1, 4)")):
+        evaluate(layer, np.ones((2, 1, 4)), [0, 1])

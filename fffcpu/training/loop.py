@@ -66,8 +66,41 @@ def _as_schedule(name, value):
     return lambda epoch: value
 
 
+def _check_layer(layer, needs=("input_width", "output_width", "dtype", "params", "train_forward", "backward")):
+    """A TypeError for a ``layer`` without the attributes of the layer protocol that a function ``needs``
+    (``fit(None, X, y)`` was an AttributeError)."""
+    missing = [a for a in needs if not hasattr(layer, a)]
+    if missing:
+        raise TypeError(f"layer must be an fffcpu layer (FFF, NeuronTreeFFF) or an object with the layer protocol, "
+                        f"got {type(layer).__name__} (no {', '.join(missing)})")
+
+
+def _prepare_features(X, layer, name="X"):
+    """``X`` as a C-contiguous (n, input_width) array of the layer's dtype, checked whole before any
+    training step: a NaN in the last mini-batch was reported after the earlier ones had changed the
+    parameters, and a float64 value beyond float32 as "x must be finite"."""
+    try:
+        arr = np.asarray(X)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name} must be an array of shape (n, {layer.input_width}); NumPy cannot make one array "
+                         f"of the {type(X).__name__} given ({err})") from None
+    if arr.ndim != 2 or arr.shape[1] != layer.input_width:
+        raise ValueError(f"{name} must have shape (n, {layer.input_width}) (input_width), got "
+                         f"{f'a scalar ({type(X).__name__})' if arr.ndim == 0 else arr.shape}")
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore"):  # values beyond float32: _check_finite says so
+        out = np.ascontiguousarray(arr, dtype=layer.dtype)
+    _check_finite(name, arr, out)
+    return out
+
+
 def _prepare_targets(loss, y, n, output_width, name="y"):
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"{name} must be an array with {n} rows (one per sample of X); NumPy cannot make one "
+                         f"array of the {type(y).__name__} given ({err})") from None
     if y.shape[:1] != (n,):
         raise ValueError(f"{name} must have {n} rows (one per sample of X), got shape {y.shape}")
     if loss == "cross_entropy":
@@ -113,7 +146,8 @@ def evaluate(layer, X, y, loss="cross_entropy", batch_size=1024):
     """
     loss_fn = losses.get(loss)
     batch_size = check_int("batch_size", batch_size, 1)
-    X = np.asarray(X)
+    _check_layer(layer, ("input_width", "output_width", "dtype", "__call__"))
+    X = _prepare_features(X, layer)
     n = X.shape[0]
     t = _prepare_targets(loss, y, n, layer.output_width)
     if n == 0:
@@ -252,7 +286,12 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     History
     """
     loss_fn = losses.get(loss)
+    _check_layer(layer)
     epochs = check_int("epochs", epochs, 1)
+    verbose = check_bool("verbose", verbose)
+    if stream is not None and not callable(getattr(stream, "write", None)):
+        raise TypeError(f"stream must be a text stream with a write method (or None for stdout), got "
+                        f"{type(stream).__name__}")
     batch_size = check_int("batch_size", batch_size, 1)
     validation_split = check_rate("validation_split", validation_split)
     if patience is not None:
@@ -281,12 +320,7 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     if hardened_epochs and not hasattr(layer, "train_hardened"):
         raise ValueError(f"hardened_epochs needs a layer with train_hardened (a leaf FFF), got {type(layer).__name__}")
 
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != layer.input_width:
-        raise ValueError(f"X must have shape (n, {layer.input_width}) (input_width), got {X.shape}")
-    if X.dtype.kind not in "fiu":
-        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
-    X = np.ascontiguousarray(X, dtype=layer.dtype)
+    X = _prepare_features(X, layer)
     n = X.shape[0]
     y = _prepare_targets(loss, y, n, layer.output_width)
     shuffle_rng, noise_rng = make_generators(seed)
@@ -309,9 +343,7 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
                 + (f" of length {len(validation)}" if isinstance(validation, (tuple, list)) else "")
             )
         Xv, yv = validation
-        Xv = np.asarray(Xv)
-        if Xv.ndim != 2 or Xv.shape[1] != layer.input_width:
-            raise ValueError(f"validation X must have shape (n, {layer.input_width}), got {Xv.shape}")
+        Xv = _prepare_features(Xv, layer, name="validation X")
         yv = _prepare_targets(loss, yv, Xv.shape[0], layer.output_width, name="validation y")
     if patience is not None and validation is None:
         raise ValueError("patience needs validation data: pass validation=(X_val, y_val) or validation_split > 0")
