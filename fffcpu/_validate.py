@@ -52,8 +52,8 @@ def check_nonneg_float(name, value):
 
 def check_dtype(dtype, name="dtype"):
     """Return the NumPy scalar type for ``dtype`` (float32 or float64 only)."""
-    try:
-        key = np.dtype(dtype).name
+    try:  # None is refused: np.dtype(None) is float64, where the layers' default is float32
+        key = None if dtype is None else np.dtype(dtype).name
     except TypeError:
         key = None
     if key not in DTYPES:

@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ._validate import check_int, check_rate
+from ._validate import check_bool, check_dtype, check_int, check_rate
 from .io import NPZ_MEMBER_ERRORS
 
 _DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -53,6 +53,8 @@ def load_digits(scale=True, dtype="float32"):
     y : ndarray of shape (1797,), int64
         The digit 0..9.
     """
+    dtype = check_dtype(dtype)  # int32 failed in the division, None gave float64
+    scale = check_bool("scale", scale)
     X, y = load_npz(DIGITS_PATH)
     X = X.astype(dtype)
     if scale:
@@ -81,6 +83,7 @@ def train_test_split(X, y, test_fraction=0.25, seed=0):
     X = np.asarray(X)
     y = np.asarray(y)
     test_fraction = check_rate("test_fraction", test_fraction)
+    seed = check_int("seed", seed, 0)
     if y.ndim != 1:  # np.unique would stratify by the flattened values, and index rows with them
         raise ValueError(f"y must have shape (n,) (one label per sample to stratify by), got shape {y.shape}")
     if X.shape[0] != y.shape[0]:
@@ -97,6 +100,9 @@ def train_test_split(X, y, test_fraction=0.25, seed=0):
     is_test = np.zeros(y.shape[0], dtype=bool)
     is_test[test_idx] = True
     train_idx = rng.permutation(np.flatnonzero(~is_test))
+    if y.size and not train_idx.size:  # it returned an empty training part without a word
+        raise ValueError(f"test_fraction {test_fraction} leaves no training samples of {y.size}; use a smaller "
+                         "fraction")
     test_idx = rng.permutation(test_idx)
     return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
 

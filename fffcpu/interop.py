@@ -328,10 +328,10 @@ def _atomic_write(path, write):
     (fffcpu.io's writer: fsynced, an existing file's mode kept, the temporary removed on failure).
 
     The path is checked first as by ``fffcpu.save``: FileNotFoundError if its directory does not exist,
-    IsADirectoryError if it is a directory.
+    IsADirectoryError if it is a directory, FileExistsError if it is a file that holds no model.
     """
-    from .io import _atomic_write as write_atomically, _check_path
-    write_atomically(_check_path(path), write)
+    from .io import _atomic_write as write_atomically, _check_model_path
+    write_atomically(_check_model_path(path), write)
 
 
 def save_pt(layer, path, prefix=""):

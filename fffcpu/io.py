@@ -135,8 +135,11 @@ def save(layer, path, *, classes=None, _training=None):
         ``path`` is empty or ends with a separator (it names no file).
     FileNotFoundError, IsADirectoryError
         The directory does not exist, or ``path`` is a directory.
+    FileExistsError
+        ``path`` is a non-empty file that holds no model (a CSV file, an ``np.savez`` archive of data):
+        it is left as it is. A model file (fffcpu's, ``.pt`` or ``.safetensors``) is replaced.
     """
-    path = _check_path(path)
+    path = _check_model_path(path)
     kind = getattr(layer, "kind", None)
     try:
         cls = _layer_class(kind)
@@ -203,6 +206,21 @@ def _check_path(path):
         # the atomic rename needs only the folder's permission, so it replaced write-protected files
         raise PermissionError(f"cannot save to {path!r}: the file is write-protected (not writable by "
                               "this user); remove its protection or choose another path")
+    return path
+
+
+def _check_model_path(path):
+    """:func:`_check_path` for a model file: a FileExistsError where ``path`` is a non-empty file that
+    holds no model (:func:`looks_like_model_file`), which the model would replace. ``fffcpu.save(layer,
+    "train.csv")`` turned a data file into a zip archive without a word."""
+    path = _check_path(path)
+    if os.path.isfile(path) and os.path.getsize(path):
+        model = looks_like_model_file(path)
+        if not model:
+            held = ("cannot be read, so whether it holds a model is unknown" if model is None else
+                    "holds no model (a data or text file, or an .npz archive of data, say)")
+            raise FileExistsError(f"cannot save to {path!r}: the file exists and {held}, and the model would "
+                                  "replace it; remove it first or choose another path")
     return path
 
 
@@ -313,7 +331,9 @@ def _atomic_write(path, write):
     if os.path.islink(path):  # write the file the link names: renaming onto the link replaced the link
         path = os.path.realpath(path)  # with a file and left its target as it was
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    # the name cut short: a 250-character name plus mkstemp's 8 letters and ".tmp" went past the 255
+    # bytes a name may have, and the error named the temporary file
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path)[:64] + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -896,3 +896,21 @@ def test_convert_keeps_the_feature_columns_names_in_safetensors_metadata(tmp_pat
     interop.convert(tmp_path / "m.fff", tmp_path / "m.safetensors")
     interop.convert(tmp_path / "m.safetensors", tmp_path / "back.fff")
     assert fffcpu.io._read(tmp_path / "back.fff", with_training=True)[2] == training
+
+
+def test_save_safetensors_and_save_pt_do_not_replace_a_file_that_holds_no_model(tmp_path):
+    """As fffcpu.save: a data file named as the output is refused and left as it was."""
+    layer = fffcpu.FFF(4, 3, 2, 1, seed=0)
+    data = tmp_path / "train.csv"
+    data.write_text("a,b,label\n1,2,0\n")
+    savers = []
+    if importlib.util.find_spec("safetensors"):
+        savers.append(interop.save_safetensors)
+    if importlib.util.find_spec("torch"):
+        savers.append(interop.save_pt)
+    if not savers:
+        pytest.skip("needs safetensors or torch")
+    for save in savers:
+        with pytest.raises(FileExistsError, match="the file exists and holds no model"):
+            save(layer, data)
+        assert data.read_text() == "a,b,label\n1,2,0\n"

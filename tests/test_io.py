@@ -947,3 +947,32 @@ def test_fuzz_damaged_model_files_load_the_same_or_name_the_file(tmp_path):
         assert io.load_classes(path) == ("a", "b")
         loaded += 1
     assert 0 < loaded < 100  # some changes hit bytes that do not matter, most are refused
+
+
+def test_save_replaces_a_model_file_but_not_a_file_that_holds_no_model(tmp_path):
+    """A bad-input review: fffcpu.save(layer, "train.csv") turned the data file into a zip archive
+    without a word (the commands refused it; the library did not). An np.savez archive of data is no
+    model either; an empty file, or a model file, is replaced as before."""
+    layer = _perturbed_fff(1, "float32")
+    data = tmp_path / "train.csv"
+    data.write_text("a,b,label\n1,2,0\n")
+    np.savez(tmp_path / "data.npz", X=np.ones((2, 5)))
+    for path in (data, tmp_path / "data.npz"):
+        kept = path.read_bytes()
+        with pytest.raises(FileExistsError, match=re.escape(f"cannot save to {str(path)!r}: the file exists and "
+                                                            "holds no model (a data or text file")):
+            io.save(layer, path)
+        assert path.read_bytes() == kept
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for path in (tmp_path / "empty.npz", tmp_path / "empty.npz"):  # empty, then a model: both replaced
+        io.save(layer, path)
+        assert io.load(path).config() == layer.config()
+
+
+def test_save_to_a_long_file_name(tmp_path):
+    """A 250-character name (255 is the limit) failed with "File name too long" naming the temporary
+    file, whose name added mkstemp's letters and ".tmp" to the whole name."""
+    path = tmp_path / ("m" * 246 + ".npz")
+    io.save(_perturbed_fff(1, "float32"), path)
+    assert io.load(path).config() == _perturbed_fff(1, "float32").config()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -1809,3 +1809,33 @@ def test_fit_checks_all_its_data_before_the_first_step():
         evaluate(layer, None, y)
     with pytest.raises(ValueError, match=re.escape("X must have shape (n, 4) (input_width), got (2, 1, 4)")):
         evaluate(layer, np.ones((2, 1, 4)), [0, 1])
+
+
+def test_estimators_refuse_options_of_the_other_variant_and_data_helpers_check_theirs():
+    """A bad-input review: FFFClassifier(parallel_size=-3) fitted a leaf FFF and FFFClassifier(
+    variant="neuron-tree", leaf_width=-5) a neuron tree, each value dropped without a word;
+    train_test_split returned an empty training part for test_fraction 0.999999 and took seed -1 to
+    NumPy's "expected non-negative integer"; load_digits(dtype="int32") failed in its division and
+    dtype=None gave float64."""
+    from fffcpu import data
+    X, y = blobs(30)
+    with pytest.raises(ValueError, match=re.escape("parallel_size applies to the neuron-tree variant only, got "
+                                                   "parallel_size=-3 for variant 'leaf' (leave it at 1)")):
+        FFFClassifier(epochs=1, parallel_size=-3).fit(X, y)
+    with pytest.raises(ValueError, match=re.escape("leaf_width applies to the leaf variant only, got leaf_width=-5 "
+                                                   "for variant 'neuron-tree' (leave it at its default, 8)")):
+        FFFClassifier(epochs=1, variant="neuron-tree", leaf_width=-5).fit(X, y)
+    FFFClassifier(epochs=1, variant="neuron-tree", parallel_size=2).fit(X, y)  # the defaults pass
+    with pytest.raises(ValueError, match=re.escape("test_fraction 0.999999 leaves no training samples of 30; use a "
+                                                   "smaller fraction")):
+        data.train_test_split(X, y, test_fraction=0.999999)
+    with pytest.raises(ValueError, match="seed must be"):
+        data.train_test_split(X, y, seed=-1)
+    for dtype in ("int32", None):
+        with pytest.raises(ValueError, match=re.escape(f"dtype must be 'float32' or 'float64', got {dtype!r}")):
+            data.load_digits(dtype=dtype)
+    with pytest.raises(ValueError, match=re.escape("dtype must be 'float32' or 'float64', got None")):
+        fffcpu.FFF(4, 2, 3, 1, dtype=None)
+    with pytest.raises(TypeError, match="scale must be a bool"):
+        data.load_digits(scale="yes")
+    assert data.load_digits(dtype="float64")[0].dtype == np.float64

@@ -374,7 +374,8 @@ def run_train(args):
     X_test = y_test = None
     if args.test_fraction > 0:
         if args.loss == "cross_entropy":
-            X, X_test, y, y_test = fdata.train_test_split(X, y, test_fraction=args.test_fraction, seed=args.seed)
+            with _named_as_options(args, "test_fraction"):
+                X, X_test, y, y_test = fdata.train_test_split(X, y, test_fraction=args.test_fraction, seed=args.seed)
         else:
             perm = np.random.default_rng(args.seed).permutation(len(X))
             k = int(round(args.test_fraction * len(X)))

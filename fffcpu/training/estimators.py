@@ -32,6 +32,9 @@ def make_layer(variant, input_width, output_width, depth, leaf_width=8, activati
     """
     if variant == "leaf":
         from ..fff import FFF
+        if parallel_size != 1:  # FFFClassifier(parallel_size=-3) fitted a leaf FFF without a word
+            raise ValueError(f"parallel_size applies to the neuron-tree variant only, got parallel_size="
+                             f"{parallel_size!r} for variant 'leaf' (leave it at 1)")
         kw = {} if activation is None else {"activation": activation}
         return FFF(input_width, leaf_width, output_width, depth, region_leak=region_leak,
                    dropout=dropout, seed=seed, dtype=dtype, backend=backend, master_leaf=master_leaf, **kw)
@@ -41,6 +44,9 @@ def make_layer(variant, input_width, output_width, depth, leaf_width=8, activati
             if value:  # a neuron tree has none of these: the value was dropped without a word
                 raise ValueError(f"{name} applies to the leaf variant only, got {name}={value} "
                                  "for variant 'neuron-tree'")
+        if leaf_width != 8:  # its leaves are single neurons; leaf_width=-5 was dropped without a word
+            raise ValueError(f"leaf_width applies to the leaf variant only, got leaf_width={leaf_width!r} for "
+                             "variant 'neuron-tree' (leave it at its default, 8)")
         kw = {} if activation is None else {"activation": activation}
         return NeuronTreeFFF(input_width, output_width, depth, parallel_size=parallel_size,
                              seed=seed, dtype=dtype, backend=backend, **kw)
@@ -209,9 +215,11 @@ class FFFClassifier(_FFFEstimator):
     activation : str, optional
         Layer activation (default: the variant's).
     hardening, balance : float
-        h and alpha of the training objective (SPEC §1, §3).
+        h and alpha of the training objective (SPEC §1, §3). A neuron tree's routing is hard, so both
+        terms are 0 for it and these have no effect there.
     region_leak, dropout : float
-        Training regularisers of the leaf FFF.
+        Training regularisers of the leaf FFF (refused for the neuron tree, as is a ``leaf_width``
+        other than 8 and, for the leaf FFF, a ``parallel_size`` other than 1).
     optimizer : str
         "adam" (default), "adamw", "sgd", "momentum", "nesterov", "local-sgd", "local-adam", ...
     lr : float, optional
