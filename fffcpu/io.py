@@ -39,7 +39,10 @@ uses ``ast.literal_eval``) and checked before any data is read, and object dtype
 Paths
 -----
 ``path`` is a ``str`` or ``os.PathLike`` and is used exactly as given: no ``.npz`` suffix is appended
-(unlike ``np.savez`` with a string name), so ``save(layer, "model.bin")`` writes ``model.bin``.
+(unlike ``np.savez`` with a string name), so ``save(layer, "model.bin")`` writes ``model.bin``. An
+existing model file there (fffcpu's, ``.pt`` or ``.safetensors``) or an empty file is replaced; a file that
+holds anything else (a CSV file, an ``np.savez`` archive of data) is refused with a FileExistsError and
+left as it is.
 
 Not saved: the state of the layer's random generator (training randomness restarts from ``seed``), and
 optimizer state (that belongs to the optimizer). Class names and the training entry live in this format
