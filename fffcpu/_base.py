@@ -187,6 +187,23 @@ class Layer:
         """Copies of the parameters, ``{name: ndarray}``, in the PyTorch package's order and layout."""
         return {name: np.array(self.params[name], order="C", copy=True) for name in self._param_shapes()}
 
+    def _cache_key(self):
+        """What a ``train_forward`` cache records of its layer, for :meth:`_check_cache`."""
+        return (self.kind, np.dtype(self.dtype).name, tuple((k, v.shape) for k, v in self.params.items()))
+
+    def _check_cache(self, cache):
+        """``backward``'s check that ``cache`` is what this layer's ``train_forward`` returned: a
+        cache of another layer's sizes gave a NumPy broadcasting error or, for a neuron tree, gradients
+        of the other layer's shapes; ``{}`` gave KeyError 'x'."""
+        if not isinstance(cache, dict) or "layer" not in cache:
+            raise TypeError(f"cache must be the dict that this layer's train_forward returned, got "
+                            f"{type(cache).__name__}" + ("" if not isinstance(cache, dict) else
+                                                        f" with keys {sorted(map(str, cache))[:8]}"))
+        if cache["layer"] != self._cache_key():
+            raise ValueError(f"cache comes from the train_forward of another layer (kind, dtype and parameter "
+                             f"shapes {cache['layer']}), not of this one ({self._cache_key()}); pass the "
+                             "cache of this layer's train_forward")
+
     def load_state_dict(self, mapping):
         """Copy arrays from ``mapping`` into this layer's parameters (same names and shapes required)."""
         arrays = _check_mapping(mapping, self._param_shapes(), type(self).__name__, self.dtype)
@@ -210,6 +227,8 @@ class Layer:
         """``cls(**sizes, **config)`` loaded with ``mapping``; sizes repeated in ``config`` must agree."""
         for name, value in sizes.items():
             given = config.pop(name, value)
+            if isinstance(value, int) and given is not value:  # depth="2" was said not to match depth 2
+                check_int(name, given)
             if given != value:
                 raise ValueError(f"{name} given as {given!r} does not match the arrays, which have {value}")
         if "dtype" not in config:  # float64 for any float of 8 bytes or more, whatever its byte order
@@ -336,6 +355,9 @@ def tensor_to_numpy(t, name="array"):
 def _check_mapping(mapping, shapes, owner, dtype=None):
     """Check a state mapping has exactly the expected names and shapes (and, given the ``dtype`` it
     will be cast to, values that fit it); return numpy arrays."""
+    if not hasattr(mapping, "keys"):  # None: "'NoneType' object is not iterable"; a str: dict()'s own words
+        raise TypeError(f"state for {owner} must be a mapping of names to arrays (a state dict), got "
+                        f"{type(mapping).__name__}")
     arrays = {k: _to_numpy(v, f"array {k!r}") for k, v in dict(mapping).items()}
     missing = [k for k in shapes if k not in arrays]
     extra = [k for k in arrays if k not in shapes]

@@ -78,6 +78,13 @@ def _standardised_digits():
 
 def compare(seeds=(0, 1, 2), variants=tuple(VARIANTS), **kwargs):
     """Run every variant for every seed; returns ``(rows, summary)`` with mean and spread per variant."""
+    seeds, variants = list(seeds), list(variants)
+    if not seeds or not variants:  # empty: NumPy's "zero-size array to reduction operation minimum"
+        raise ValueError(f"seeds and variants must each name at least one, got seeds={seeds} and "
+                         f"variants={variants}")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"variants must be among {list(VARIANTS)}, got {unknown}")
     split = _standardised_digits()
     rows = [run_one(v, s, split=split, **kwargs) for v in variants for s in seeds]
     summary = []

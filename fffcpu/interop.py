@@ -144,6 +144,7 @@ def detect_kind(mapping, prefix=None, kind=None):
     KeyError
         No FFF layer in the mapping, or several and no ``prefix`` to choose.
     """
+    _check_prefix(prefix)
     keys = [str(k) for k in _unwrap(mapping).keys()]
     found = []
     for candidate, anchor in _ANCHORS.items():
@@ -231,6 +232,9 @@ def canonical_state_dict(mapping, kind=None, prefix=None):
         w1s = arrays["w1s"]
         depth = to_numpy(own["depth"], f"{prefix}depth")
         leaves = w1s.shape[0] if w1s.ndim == 3 else 0
+        if depth.dtype.kind not in "iuf":  # a str '2' was said not to match 4 leaves
+            raise ValueError(f"array {prefix + 'depth'!r} must hold a number (the tree depth), got dtype "
+                             f"{depth.dtype} ({depth.tolist()!r})")
         # compared, not shifted: 1 << 4278190082 (a damaged file's depth) took 500 MB, a negative one raised
         if (depth.size != 1 or depth.dtype.kind not in "iuf" or leaves < 1 or leaves & (leaves - 1)
                 or depth.reshape(()).item() != leaves.bit_length() - 1):
@@ -292,6 +296,7 @@ def to_numpy_state_dict(layer, prefix=""):
     :func:`from_torch_state_dict`, :func:`load_pt` and :func:`load_safetensors` read back.
     """
     kind = _kind_of(layer)
+    _check_prefix(prefix, optional=False)
     out = {}
     if kind == "fff":
         out[prefix + "depth"] = np.array(layer.depth, dtype=np.int64)
@@ -316,8 +321,17 @@ def _kind_of(layer):
 
 def hyperparameters(layer):
     """The hyperparameters of ``layer`` that its weights cannot tell: ``{name: value}``."""
+    kind = _kind_of(layer)  # first: hyperparameters("x") was "'str' object has no attribute 'config'"
     config = layer.config()
-    return {k: config[k] for k in _HYPER[_kind_of(layer)] if k in config}
+    return {k: config[k] for k in _HYPER[kind] if k in config}
+
+
+def _check_prefix(prefix, optional=True):
+    """``prefix`` as given, or a TypeError naming it: an int was "unsupported operand type(s) for +"."""
+    if not (isinstance(prefix, str) or (optional and prefix is None)):
+        raise TypeError(f"prefix must be a str (the module prefix of the layer's keys, such as 'mlp.fff.'"
+                        f"{' or None to detect it' if optional else ''}), got {prefix!r} ({type(prefix).__name__})")
+    return prefix
 
 
 # ---------------------------------------------------------------------------------------------

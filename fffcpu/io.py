@@ -197,9 +197,10 @@ def _fspath(path):
 
 def _check_path(path):
     path = _fspath(path)
-    if not path or path.endswith(("/", os.sep)):  # the rename failed with a bare OSError naming a temp file
-        raise ValueError(f"path must name a file to save to, got {path!r}"
-                         + (" (it ends with a separator, so it names a directory)" if path else ""))
+    if not path or path.endswith(("/", os.sep)) or "\0" in path:  # the rename failed with a bare OSError
+        raise ValueError(f"path must name a file to save to, got {path!r}"  # naming a temp file
+                         + (" (it ends with a separator, so it names a directory)" if path.endswith(("/", os.sep))
+                            else " (it holds a NUL character, which no file name may)" if path else ""))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")

@@ -268,7 +268,7 @@ class NeuronTreeFFF(Layer):
         """
         x2d, lead = as_input(x, self.input_width, self.dtype)
         y, cache = ref.masked_forward(self.params, x2d, self.depth, self.parallel_size, self.activation)
-        cache["lead"] = lead
+        cache["lead"], cache["layer"] = lead, self._cache_key()
         return y.reshape(lead + (self.output_width,)), cache
 
     def backward(self, cache, dL_dy, hardening=0.0, balance=0.0):
@@ -290,6 +290,7 @@ class NeuronTreeFFF(Layer):
         """
         check_nonneg_float("hardening", hardening)
         check_nonneg_float("balance", balance)
+        self._check_cache(cache)
         n = cache["x"].shape[0]
         g = as_grad(dL_dy, n, self.output_width, self.dtype)
         grads, dL_dx = ref.masked_backward(self.params, cache, g)

@@ -1,5 +1,6 @@
 """The eFFF comparison command (SPEC §3) on tiny settings."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -94,3 +95,12 @@ def test_leaf_spread_counts_a_leaf_of_one_sample_as_used():
     x[0, 0] = -5.0  # a_0 = -4: left, then right at node 1: leaf 1; the others reach leaf 3
     cv, unused = efff.leaf_spread(layer, x)
     assert unused == 2 and cv == pytest.approx(np.std([0, 1, 0, 7]) / 2, rel=1e-12)
+
+
+def test_compare_refuses_no_seeds_or_an_unknown_variant_before_training():
+    """compare(seeds=()) ended in NumPy's "zero-size array to reduction operation minimum"."""
+    for kw, message in ((dict(seeds=()), "seeds and variants must each name at least one, got seeds=[]"),
+                        (dict(variants=()), "variants=[]"),
+                        (dict(variants=("plain", "both!")), "variants must be among")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            efff.compare(epochs=1, **kw)

@@ -1,7 +1,10 @@
 """The leaf FFF reference: gradients, forward identities, validation."""
+import re
+
 import numpy as np
 import pytest
 
+import fffcpu
 from fffcpu import FFF
 from fffcpu.reference import leaf as ref
 
@@ -551,3 +554,39 @@ def test_inputs_in_another_layout_take_the_lean_path(variant, monkeypatch):
     bad[1, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         layer(bad[None, 1:2])
+
+
+def test_train_forward_and_backward_check_rng_and_cache():
+    """A bad-input review: train_forward(x, rng=0) failed as "'int' object has no attribute 'random'";
+    backward with the cache of a layer of other sizes gave a NumPy broadcasting error (leaf FFF) or
+    gradients of the other layer's shapes (neuron tree); backward({}) a KeyError 'x'; load_state_dict
+    (None) "'NoneType' object is not iterable"; from_state_dict(..., depth="2") "depth given as '2'
+    does not match the arrays, which have 2"."""
+    x = np.ones((5, 4))
+    layer = fffcpu.FFF(4, 2, 3, 2, dropout=0.5, seed=0)
+    with pytest.raises(TypeError, match=re.escape("rng must be a numpy.random.Generator (np.random.default_rng(seed)) "
+                                                  "or None for the layer's own, got int")):
+        layer.train_forward(x, rng=0)
+    for other, owner in ((fffcpu.FFF(4, 2, 3, 1), layer), (fffcpu.NeuronTreeFFF(6, 3, 2),
+                                                           fffcpu.NeuronTreeFFF(4, 3, 2))):
+        y, cache = other.train_forward(np.ones((5, other.input_width)))
+        with pytest.raises(ValueError, match="cache comes from the train_forward of another layer"):
+            owner.backward(cache, y)
+        with pytest.raises(TypeError, match=re.escape("cache must be the dict that this layer's train_forward "
+                                                      "returned, got dict with keys []")):
+            owner.backward({}, y)
+        with pytest.raises(TypeError, match="cache must be the dict that this layer's train_forward returned, got "
+                                            "NoneType"):
+            owner.backward(None, y)
+    y, cache = layer.astype("float64").train_forward(x)  # the same sizes in another dtype
+    with pytest.raises(ValueError, match="cache comes from the train_forward of another layer"):
+        layer.backward(cache, y)
+    y, cache = layer.train_forward(x)
+    layer.backward(cache, y)  # its own cache
+    for bad in (None, "abc"):
+        with pytest.raises(TypeError, match=re.escape("state for FFF must be a mapping of names to arrays (a state "
+                                                      f"dict), got {type(bad).__name__}")):
+            layer.load_state_dict(bad)
+    with pytest.raises(TypeError, match=re.escape("depth must be an integer, got '2' (str)")):
+        fffcpu.FFF.from_state_dict(layer.state_dict(), depth="2")
+    assert fffcpu.FFF.from_state_dict(layer.state_dict(), depth=np.int64(2)).depth == 2

@@ -223,7 +223,8 @@ def test_integer_weights_are_taken_as_values_with_a_warning():
     # leaves that are no power of two, none, or a depth that is no number: refused before the layer is built
     (lambda s: s.update(w1s=np.ones((3, 4, 3)), depth=np.array(1)), ValueError, r"'depth' \(1\) does not match 'w1s'"),
     (lambda s: s.update(w1s=np.ones((0, 4, 3)), depth=np.array(-1)), ValueError, r"'depth' \(-1\) does not match 'w1s'"),
-    (lambda s: s.update(w1s=np.ones((2, 4, 3)), depth=np.array(True)), ValueError, r"'depth' \(True\) does not match"),
+    (lambda s: s.update(w1s=np.ones((2, 4, 3)), depth=np.array(True)), ValueError,
+         r"'depth' must hold a number \(the tree depth\), got dtype bool \(True\)"),
     (lambda s: s.update(magic_w1=np.ones((1, 4, 8))), KeyError, r"missing \['magic_b1'"),
     (lambda s: s.update(w1s=np.ones((3, 4, 3))), ValueError, "power of two"),
     (lambda s: s.update(b1s=np.array([["a"] * 3] * 4)), TypeError, "real numbers"),
@@ -914,3 +915,20 @@ def test_save_safetensors_and_save_pt_do_not_replace_a_file_that_holds_no_model(
         with pytest.raises(FileExistsError, match="the file exists and holds no model"):
             save(layer, data)
         assert data.read_text() == "a,b,label\n1,2,0\n"
+
+
+def test_interop_names_a_prefix_of_the_wrong_type_a_text_depth_and_a_non_layer():
+    """A bad-input review: prefix=3 gave "unsupported operand type(s) for +: 'int' and 'str'", a depth
+    array holding the text '2' was said not to match 4 leaves, hyperparameters("x") an AttributeError."""
+    layer = fffcpu.FFF(4, 2, 3, 2, seed=0)
+    sd = interop.to_numpy_state_dict(layer)
+    with pytest.raises(TypeError, match=re.escape("prefix must be a str (the module prefix of the layer's keys, such "
+                                                  "as 'mlp.fff.' or None to detect it), got 3 (int)")):
+        interop.from_torch_state_dict(sd, prefix=3)
+    with pytest.raises(TypeError, match=re.escape("such as 'mlp.fff.'), got None (NoneType)")):
+        interop.to_numpy_state_dict(layer, prefix=None)
+    with pytest.raises(ValueError, match=re.escape("array 'depth' must hold a number (the tree depth), got dtype <U1 "
+                                                   "('2')")):
+        interop.from_torch_state_dict({**sd, "depth": np.array("2")})
+    with pytest.raises(TypeError, match="layer must be an fffcpu FFF or NeuronTreeFFF, got str"):
+        interop.hyperparameters("x")

@@ -976,3 +976,6 @@ def test_save_to_a_long_file_name(tmp_path):
     io.save(_perturbed_fff(1, "float32"), path)
     assert io.load(path).config() == _perturbed_fff(1, "float32").config()
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    with pytest.raises(ValueError, match=re.escape("path must name a file to save to, got 'a\\x00b.npz' (it holds "
+                                                   "a NUL character, which no file name may)")):
+        io.save(_perturbed_fff(1, "float32"), "a\0b.npz")
