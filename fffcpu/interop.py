@@ -631,6 +631,11 @@ def from_fastfeedforward(module, **config):
     The activation, dropout, region leak and train_hardened are read from the module; ``config``
     overrides them or adds ``dtype``, ``backend``, ``seed``.
     """
+    missing = [a for a in ("activation", "dropout", "region_leak", "train_hardened", "state_dict")
+               if not hasattr(module, a)]
+    if missing:  # a torch.nn.Linear: "'Linear' object has no attribute 'activation'"
+        raise TypeError(f"module must be a fastfeedforward.FFF, got {type(module).__name__} (no "
+                        f"{', '.join(missing)}); for a state dict use from_torch_state_dict")
     hyper = dict(activation=activation_name(module.activation), dropout=float(module.dropout),
                  region_leak=float(module.region_leak), train_hardened=bool(module.train_hardened))
     if "dropout" not in config and hyper["dropout"] >= 1:  # the package takes p = 1; training would divide by 0

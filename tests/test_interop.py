@@ -932,3 +932,14 @@ def test_interop_names_a_prefix_of_the_wrong_type_a_text_depth_and_a_non_layer()
         interop.from_torch_state_dict({**sd, "depth": np.array("2")})
     with pytest.raises(TypeError, match="layer must be an fffcpu FFF or NeuronTreeFFF, got str"):
         interop.hyperparameters("x")
+
+
+def test_from_fastfeedforward_names_a_module_that_is_not_one():
+    """A torch.nn.Linear failed as "'Linear' object has no attribute 'activation'"."""
+    class Linear:  # what torch.nn.Linear has of the attributes read (no torch needed)
+        def state_dict(self):
+            return {"weight": np.ones((2, 2)), "bias": np.ones(2)}
+    with pytest.raises(TypeError, match=re.escape("module must be a fastfeedforward.FFF, got Linear (no activation, "
+                                                  "dropout, region_leak, train_hardened); for a state dict use "
+                                                  "from_torch_state_dict")):
+        interop.from_fastfeedforward(Linear())

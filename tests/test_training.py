@@ -1839,3 +1839,12 @@ def test_estimators_refuse_options_of_the_other_variant_and_data_helpers_check_t
     with pytest.raises(TypeError, match="scale must be a bool"):
         data.load_digits(scale="yes")
     assert data.load_digits(dtype="float64")[0].dtype == np.float64
+
+
+def test_classifier_names_labels_of_mixed_kinds():
+    """An object y of str and int labels failed in np.unique as "'<' not supported between instances"."""
+    X, y = blobs(30)
+    mixed = np.array(["a", 1, 2.0], dtype=object)[y]
+    with pytest.raises(TypeError, match=re.escape("y must hold labels of one kind (all numbers or all strings) to be "
+                                                  "sorted into classes, got float, int, str")):
+        FFFClassifier(epochs=1).fit(X, mixed)

@@ -274,7 +274,12 @@ class FFFClassifier(_FFFEstimator):
                 i = int(np.argmin(whole))
                 raise ValueError(f"y must hold class labels, got continuous values (Unknown label type: "
                                  f"continuous): {y[i].item()!r} at index {i}; FFFRegressor fits real targets")
-        classes, codes = np.unique(y, return_inverse=True)
+        try:
+            classes, codes = np.unique(y, return_inverse=True)
+        except TypeError:  # an object array of str and int: "'<' not supported between instances of ..."
+            kinds = sorted({type(v).__name__ for v in y.tolist()})
+            raise TypeError(f"y must hold labels of one kind (all numbers or all strings) to be sorted into "
+                            f"classes, got {', '.join(kinds)}") from None
         if classes.size < 2:
             raise ValueError(f"y must hold at least 2 classes, got {classes.size} "
                              f"class{'' if classes.size == 1 else 'es'}: {classes.tolist()}")
