@@ -713,6 +713,8 @@ def load_csv(path, label_column=-1, header="auto", delimiter=",", *, return_name
         stripped), or None for a file without a header.
     """
     path = os.fspath(path)
+    if not (isinstance(header, (bool, np.bool_)) or (isinstance(header, str) and header == "auto")):
+        raise ValueError(f"header must be 'auto', True or False, got {header!r}")  # "yes" read as True
     if not os.path.exists(path):
         raise FileNotFoundError(f"data file {path!r} does not exist")
     try:
