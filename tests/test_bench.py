@@ -902,3 +902,21 @@ def test_an_unknown_option_shows_the_usage_of_its_subcommand(capsys):
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith(usage) and message in err
+
+
+def test_the_standard_configurations_have_the_sizes_spec_5_names():
+    """SPEC §5's table: a depth of 10 for ufb-768-d11 or a leaf width of 8 for leaf-768-d8-l16 passed
+    every test that does not run the full-size configuration (a SPEC audit). The sizes are read off
+    SPEC §5's own rows, and the FLOP-ratio ceilings it quotes follow from them."""
+    spec = {"ufb-768-d11": dict(input_width=768, output_width=768, depth=11, parallel_size=1),
+            "leaf-768-d8-l16": dict(input_width=768, leaf_width=16, output_width=768, depth=8),
+            "leaf-784-d6-l8": dict(input_width=784, leaf_width=8, output_width=10, depth=6)}
+    for name, sizes in spec.items():
+        assert bench.CONFIGS[name]["sizes"] == sizes, name
+    assert bench.CONFIGS["ufb-768-d11"]["activation"] == "gelu" and bench.CONFIGS["leaf-768-d8-l16"]["activation"] == "relu"
+    assert 1024 in bench.CONFIGS["leaf-768-d8-l16"]["batches"] and 4096 in bench.CONFIGS["ufb-768-d11"]["batches"]
+    assert bench.CONFIGS["leaf-784-d6-l8"]["batches"] == (256,)
+    tree = NeuronTreeFFF(**spec["ufb-768-d11"], backend="numpy")
+    assert (tree.training_width, tree.inference_width) == (4095, 12) and round(4095 / 12) == 341
+    leaf = spec["leaf-768-d8-l16"]  # dense 2 D w MACs per sample, the FFF d D + 2 D l: ~205x
+    assert round(2 * 768 * 4096 / (8 * 768 + 2 * 768 * 16)) == 205 and leaf["leaf_width"] << leaf["depth"] == 4096

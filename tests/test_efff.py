@@ -104,3 +104,25 @@ def test_compare_refuses_no_seeds_or_an_unknown_variant_before_training():
                         (dict(variants=("plain", "both!")), "variants must be among")):
         with pytest.raises(ValueError, match=re.escape(message)):
             efff.compare(epochs=1, **kw)
+
+
+def test_the_published_recipe_defaults_reach_the_runs(monkeypatch):
+    """SPEC §3: AdamW lr 1e-3 and a master leaf of width 8 by default. Changing either default, in
+    the command line or in run_one, passed every test, whose runs give both explicitly (a SPEC
+    audit); each option's help also states its default, which must be the value that runs."""
+    import argparse
+    import inspect
+    defaults = inspect.signature(efff.run_one).parameters
+    assert defaults["lr"].default == 1e-3 and defaults["master_width"].default == 8
+    assert defaults["balance_epochs"].default is None and defaults["epochs"].default == 100
+    parser = argparse.ArgumentParser(prog="fffcpu")
+    efff.add_parser(parser.add_subparsers())
+    command = parser._subparsers._group_actions[0].choices["efff"]
+    for action in command._actions:  # the help's "(default X)" is the value that runs
+        if action.option_strings and action.nargs != 0 and action.default is not None:
+            stated = re.search(r"default ([0-9][0-9.e+-]*)", action.help)
+            assert stated and float(stated.group(1).rstrip(".")) == action.default, (action.dest, action.help)
+    seen = []
+    monkeypatch.setattr(efff, "compare", lambda **kw: (seen.append(kw), ([], []))[1])
+    cli.main(["efff"])
+    assert seen[0]["lr"] == 1e-3 and seen[0]["master_width"] == 8 and seen[0]["epochs"] == 100

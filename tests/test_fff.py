@@ -590,3 +590,41 @@ def test_train_forward_and_backward_check_rng_and_cache():
     with pytest.raises(TypeError, match=re.escape("depth must be an integer, got '2' (str)")):
         fffcpu.FFF.from_state_dict(layer.state_dict(), depth="2")
     assert fffcpu.FFF.from_state_dict(layer.state_dict(), depth=np.int64(2)).depth == 2
+
+
+def test_every_parameter_follows_the_spec_init_bound():
+    """SPEC §1's table, row by row: U(-1/sqrt(D), 1/sqrt(D)) for node_weights, node_biases, w1s and
+    b1s, U(-1/sqrt(l), 1/sqrt(l)) for w2s and b2s. Only the two weights' bounds were tested: node
+    weights drawn within 1/D, or b1s and b2s with each other's bound, passed (a SPEC audit). D = 64 and
+    l = 16 make the two bounds 1/8 and 1/4; each array holds at least 127 draws, so its largest
+    magnitude lies within 10 % of its bound, and a uniform's spread is bound / sqrt(3)."""
+    D, l = 64, 16
+    layer = FFF(D, l, 32, depth=7, seed=0, dtype="float64")
+    for name, bound in (("node_weights", D ** -0.5), ("node_biases", D ** -0.5), ("w1s", D ** -0.5),
+                        ("b1s", D ** -0.5), ("w2s", l ** -0.5), ("b2s", l ** -0.5)):
+        v = layer.params[name]
+        assert v.size >= 127, name
+        assert 0.9 * bound < np.abs(v).max() <= bound, (name, np.abs(v).max(), bound)
+        assert abs(v.std() / (bound / np.sqrt(3)) - 1) < 0.15, (name, v.std())  # uniform, not normal
+        assert abs(v.mean()) < 0.3 * bound, name
+
+
+def test_block_usage_counts_each_node_by_the_samples_routed_through_it():
+    """SPEC §1 (local optimizers: a block's hard usage): a node's count is the number of samples whose
+    path passes it, in heap order. Only a depth-1 tree was tested, whose one node sees every sample:
+    crediting every node with the whole batch, or the counts in reverse order, passed (a SPEC audit)."""
+    layer = FFF(6, 2, 3, depth=3, seed=1, backend="numpy")
+    x = np.random.default_rng(0).normal(size=(40, 6))
+    x[:15] += 3 * layer.params["node_weights"][0]  # skew the routing, so that the counts differ
+    _, cache = layer.train_forward(x)
+    leaves = layer.leaf_index(x)
+    expected = np.zeros(layer.n_nodes, dtype=np.int64)
+    for leaf in leaves:  # walk each sample's path from the root: left child 2k + 1, right 2k + 2
+        k = 0
+        for level in range(layer.depth):
+            expected[k] += 1
+            k = 2 * k + 1 + (int(leaf) >> (layer.depth - 1 - level) & 1)
+    usage = layer.block_usage(cache)
+    np.testing.assert_array_equal(usage["node_weights"], expected)
+    np.testing.assert_array_equal(usage["w1s"], np.bincount(leaves, minlength=layer.n_leaves))
+    assert len(set(expected.tolist())) == layer.n_nodes and expected[0] == 40  # every count differs

@@ -470,3 +470,12 @@ def test_report_says_when_the_model_runs_on_the_numpy_reference():
                                   'fffcpu.load runs the Numba kernels)'), kind_line
         assert "backend" not in report(make("auto")).splitlines()[0]
         assert report(make("numba")).splitlines()[0].endswith("   backend numba")
+
+
+def test_neuron_tree_report_states_the_flop_ratio():
+    """training_width / inference_width (SPEC §2: 4095 / 12 = 341x for ufb-768-d11); another ratio
+    printed there passed every test (a SPEC audit)."""
+    text = report(fffcpu.NeuronTreeFFF(5, 3, 2, parallel_size=2, seed=0))
+    assert "one inference visits 6 of 14 neurons (FLOP ratio 2.33x)" in text
+    text = report(fffcpu.NeuronTreeFFF(8, 3, 11, seed=0, backend="numpy"))
+    assert "one inference visits 12 of 4095 neurons (FLOP ratio 341.25x)" in text

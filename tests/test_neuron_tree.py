@@ -556,3 +556,12 @@ def test_assigned_params_mapping_is_converted_and_followed_by_the_kernels():
     layer.params["linear_out.weight"] *= 2  # in place, as an optimizer's step: the kernels see it
     np.testing.assert_allclose(layer(x), 2 * want, **tol)
     np.testing.assert_allclose(layer(x[0]), 2 * want[0], **tol)
+
+
+def test_linear_in_bias_follows_the_spec_init_bound():
+    """SPEC §2: linear_in.bias ~ U(-1/sqrt(D), 1/sqrt(D)), like linear_in.weight. Drawn with
+    linear_out.weight's bound 1/sqrt((d+1) P) it passed (a SPEC audit). D = 64: 1/8, against 1/sqrt(14)."""
+    layer = NeuronTreeFFF(64, 5, depth=6, parallel_size=2, seed=0, dtype="float64")
+    v = layer.params["linear_in.bias"]
+    assert v.size == 254 and 0.9 / 8 < np.abs(v).max() <= 1 / 8
+    assert abs(v.std() / (1 / 8 / np.sqrt(3)) - 1) < 0.15

@@ -1848,3 +1848,22 @@ def test_classifier_names_labels_of_mixed_kinds():
     with pytest.raises(TypeError, match=re.escape("y must hold labels of one kind (all numbers or all strings) to be "
                                                   "sorted into classes, got float, int, str")):
         FFFClassifier(epochs=1).fit(X, mixed)
+
+
+def test_the_reported_loss_is_the_whole_objective_of_a_real_layer():
+    """SPEC §1, §3: L = L_task + h L_harden + alpha L_balance, which fit reports as "loss". The fit
+    tests used fake layers whose balance term is 0, so dropping alpha L_balance from the report passed
+    (a SPEC audit). One batch, lr 0: the parameters stay, and each term can be computed beside."""
+    from fffcpu.training import losses
+    from fffcpu.training.optim import SGD
+    X, y = blobs(48)
+    layer = fffcpu.FFF(2, 3, 3, depth=2, seed=0, dtype="float64", backend="numpy")
+    out, cache = layer.train_forward(X)
+    task = losses.get("cross_entropy")(out, y)[0]
+    harden, balance = layer.hardening_loss(cache), layer.balance_loss(cache)
+    assert harden > 0.1 and balance > 0.1
+    hist = fit(layer, X, y, optimizer=SGD(layer.params, lr=0.0), epochs=1, batch_size=48, hardening=0.5,
+               balance=2.0, shuffle=False)
+    assert hist["task_loss"][0] == pytest.approx(task, rel=1e-12)
+    assert hist["hardening_loss"][0] == pytest.approx(harden, rel=1e-12)
+    assert hist["loss"][0] == pytest.approx(task + 0.5 * harden + 2.0 * balance, rel=1e-12)
