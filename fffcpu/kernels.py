@@ -1225,7 +1225,7 @@ LEAF_MIN_SAMPLES = 4
 LEAF_TASK = 16
 
 
-@njit(**_PARALLEL)
+@njit(**_SERIAL)
 def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s,
                        X, Y, n_threads, check_finite, reverse):
     """Hard leaf-FFF inference of a batch ``X`` (n, D) into ``Y`` (n, O) with ``n_threads`` threads,
@@ -1237,28 +1237,36 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     reported, a false alarm the caller resolves by validating ``X``), at depth 0 it is a separate
     pass.
 
-    Performance contract: routing by tasks of ``ROUTE_TASK`` samples, each walking the tree with
-    groups of samples (:func:`leaf_route_group`); then samples are bucketed by leaf (counting
-    sort) and the leaves run by tasks of ``LEAF_TASK`` leaves, each leaf reading its weights once for
-    its whole bucket, four samples per pass, while the next leaf's weights are prefetched. Tasks
-    are handed out by an atomic counter (dynamic balance by work). With ``reverse`` the leaves run
-    from the last to the first: callers alternate the direction from call to call, so that the
-    leaves a call reads first are those the previous call read last, still in cache when all the
-    weights do not fit (a fixed order evicts each leaf just before it is needed again).
-    An output of at least ``STREAM_MIN_BYTES`` is written with streaming stores (:func:`_store16`).
-    Scratch O(n * (l + m)); no allocation in the loops.
+    Two phases, each a parallel region: :func:`leaf_route_batch` finds every sample's leaf, then
+    :func:`leaf_apply_batch` runs the leaves on their samples. ``benchmarks/leaf_phases.py`` times
+    them apart. Scratch O(n * (l + m)); no allocation in the loops.
     """
     n = X.shape[0]
-    L = w1s.shape[0]
-    depth = 0
-    while (1 << depth) < L:
-        depth += 1
     n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
-    counters = np.zeros(2 * 16, np.int64)  # two task counters, 128 bytes apart (no false sharing)
-    ok = np.ones(n_workers, np.bool_)
     leaf = np.zeros(n, np.int64)
-    perm = np.empty(n, np.int64)
+    if not leaf_route_batch(node_weights, node_biases, X, leaf, n_workers, check_finite):
+        return False
+    leaf_apply_batch(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, Y, leaf, n_workers, reverse)
+    return True
+
+
+@njit(**_PARALLEL)
+def leaf_route_batch(node_weights, node_biases, X, leaf, n_workers, check_finite):
+    """The first phase of :func:`leaf_forward_batch`: ``leaf[i]`` = the leaf sample ``X[i]`` reaches,
+    for every sample, with ``n_workers`` threads; with ``check_finite``, False when ``X`` holds NaN
+    or inf (see there), else True.
+
+    Performance contract: tasks of ``ROUTE_TASK`` samples, handed out by an atomic counter (dynamic
+    balance by work), each walking the tree with groups of samples (:func:`leaf_route_group`).
+    """
+    n = X.shape[0]
+    depth = 0
+    while (1 << depth) < node_weights.shape[0] + 1:
+        depth += 1
+    ok = np.ones(n_workers, np.bool_)
     if depth > 0:
+        counters = np.zeros(16, np.int64)
+        perm = np.empty(n, np.int64)
         right = np.empty(n, np.bool_)
         right2 = np.empty(n, np.bool_)
         stacks = np.empty((n_workers, 2 * depth + 4, 4), np.int64)
@@ -1277,6 +1285,27 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
         for t in range(n_workers):
             if not ok[t]:
                 return False
+    return True
+
+
+@njit(**_PARALLEL)
+def leaf_apply_batch(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, Y, leaf, n_workers, reverse):
+    """The second phase of :func:`leaf_forward_batch`: ``Y[i]`` = leaf ``leaf[i]`` (mixed with the
+    master leaf) applied to ``X[i]``, with ``n_workers`` threads.
+
+    Performance contract: the samples are bucketed by leaf (counting sort) and the leaves run by
+    tasks of ``LEAF_TASK`` leaves, each leaf reading its weights once for its whole bucket, four
+    samples per pass (:func:`leaf_apply_group`), while the next leaf's weights are prefetched. Tasks
+    are handed out by an atomic counter (dynamic balance by work). With ``reverse`` the leaves run
+    from the last to the first: callers alternate the direction from call to call, so that the
+    leaves a call reads first are those the previous call read last, still in cache when all the
+    weights do not fit (a fixed order evicts each leaf just before it is needed again).
+    An output of at least ``STREAM_MIN_BYTES`` is written with streaming stores (:func:`_store16`).
+    """
+    n = X.shape[0]
+    L = w1s.shape[0]
+    counters = np.zeros(16, np.int64)
+    perm = np.empty(n, np.int64)
     offsets = np.empty(L + 1, np.int64)
     bucket_by(leaf, L, offsets, perm)
     H = np.empty((n, w1s.shape[2]), X.dtype)
@@ -1285,7 +1314,7 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
     for t in prange(n_workers):
         while True:
-            task = _atomic_next(counters, 16)
+            task = _atomic_next(counters, 0)
             if task >= n_tasks:
                 break
             j0 = task * LEAF_TASK
@@ -1302,7 +1331,6 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
                                      hi, H, HM, Y, stream)
         if stream:
             _store_fence()
-    return True
 
 
 @njit(**_SERIAL)

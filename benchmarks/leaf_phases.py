@@ -1,0 +1,150 @@
+"""Where one batch call of the leaf FFF spends its time: each phase beside the whole call, the
+memory floor and the dense layer, all in one process.
+
+Rows (median seconds per call; a ratio is the dense layer's time over the row's):
+
+- ``layer(x)``: the public call, as ``fffcpu bench`` times it;
+- ``route``: the first phase alone (``kernels.leaf_route_batch``: every sample's leaf);
+- ``leaves``: the second phase alone (``kernels.leaf_apply_batch``), on that routing;
+- ``leaves, 4 per leaf``: the second phase with exactly four samples per leaf (the mean of the
+  real buckets), which shows what the uneven bucket sizes cost;
+- ``leaves after a flush``: the second phase after reading a 64 MB array, so that its weights come
+  from memory instead of the cache that the previous call left them in (the flush's own time is
+  subtracted);
+- ``floor``: reading every byte a call must read (the leaves' weights and ``x``) with a parallel sum
+  and writing the output with a parallel copy, nothing else; repeated calls find it in the cache
+  as the kernel's do;
+- ``dense``: ``act(x @ W1 + b1) @ W2 + b2`` of the same training width with NumPy's BLAS.
+
+Run from the repository root::
+
+    python -m benchmarks.leaf_phases                      # leaf-768-d8-l16, batch 1024, 2 threads
+    python -m benchmarks.leaf_phases --threads 1 --rounds 3
+
+``FFFCPU_BENCH_TINY=1`` shrinks the configuration, as for the asv suites. Not an asv benchmark: asv
+imports this module and finds nothing to time in it.
+"""
+import argparse
+import sys
+
+import numpy as np
+
+from .common import LEAF_INFER, SEED, TINY, make_layer, make_x
+
+#: what the flush reads: twice the 32 MB L3 of the machine the docs measured on (1 MB when tiny)
+FLUSH_BYTES = (1 if TINY else 64) << 20
+
+
+def _kernels():
+    """The helpers this tool compiles (Numba, no disk cache), made on first use."""
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True, cache=False)
+    def parallel_sum(a):
+        total = np.float32(0)
+        for i in prange(a.size):
+            total += a[i]
+        return total
+
+    @njit(parallel=True, cache=False)
+    def parallel_copy(src, dst):
+        for i in prange(src.size):
+            dst[i] = src[i]
+
+    return parallel_sum, parallel_copy
+
+
+def phase_calls(layer, x, n_threads):
+    """``(calls, y)``: name -> callable of no arguments, for every row but ``dense`` (see the module
+    docstring), and the output array that the ``leaves`` rows write."""
+    from fffcpu import _kernel_api as api
+    from fffcpu import kernels as k
+    from fffcpu.activations import ACTIVATION_CODES
+
+    parallel_sum, parallel_copy = _kernels()
+    args = api.leaf_kernel_args(layer.params)
+    nw, nb, w1s, b1s, w2s, b2s = args[:6]
+    master = args[6:]
+    act = ACTIVATION_CODES[layer.activation]
+    n = x.shape[0]
+    n_workers = max(1, min(n_threads, n // k.LEAF_MIN_SAMPLES))
+    y = api.batch_output(n, layer.output_width, x.dtype, k)
+    leaf = np.zeros(n, np.int64)
+    k.leaf_route_batch(nw, nb, x, leaf, n_workers, True)
+    even = np.random.default_rng(SEED).permutation(n) * layer.n_leaves // n  # n / leaves per leaf
+    flush = np.ones(FLUSH_BYTES // 4, np.float32)
+    state = {"reverse": False}
+
+    def leaves(which):
+        def call():
+            state["reverse"] = not state["reverse"]  # as the layers alternate the leaf order
+            k.leaf_apply_batch(w1s, b1s, w2s, b2s, act, *master, x, y, which, n_workers, state["reverse"])
+        return call
+
+    def floor():
+        parallel_sum(w1s.reshape(-1))
+        parallel_sum(w2s.reshape(-1))
+        parallel_sum(x.reshape(-1))
+        parallel_copy(x.reshape(-1)[:y.size], y.reshape(-1)[:x.size])
+
+    return {"layer(x)": lambda: layer(x),
+            "route": lambda: k.leaf_route_batch(nw, nb, x, leaf, n_workers, True),
+            "leaves": leaves(leaf),
+            f"leaves, {n // layer.n_leaves} per leaf": leaves(even),
+            "flush": lambda: parallel_sum(flush),
+            "flush + leaves": lambda: (parallel_sum(flush), leaves(leaf)()),
+            "floor": floor}, y
+
+
+def measure_rows(layer, x, n_threads, repeats, rounds):
+    """``rounds`` lists of ``(row, seconds)``, each row timed by ``fffcpu.bench.measure``."""
+    from fffcpu import bench
+
+    calls = phase_calls(layer, x, n_threads)[0]
+    dense_w = bench.dense_weights_of(layer)
+    calls["dense"] = lambda: bench.dense_forward(x, *dense_w, layer.activation)
+    results = []
+    with bench._Threads(n_threads):
+        for _ in range(rounds):
+            t = {name: bench.measure(fn, repeats=repeats if name != "dense" else max(3, repeats // 3))[0]
+                 for name, fn in calls.items()}
+            t["leaves after a flush"] = max(t.pop("flush + leaves") - t.pop("flush"), 0.0)
+            results.append(t)
+    return results
+
+
+def format_round(t, n_bytes):
+    """The lines of one round: each row's time, the dense ratio, and the floor's rate."""
+    lines = []
+    for name, seconds in t.items():
+        extra = f"  ({n_bytes / seconds / 1e9:.0f} GB/s)" if name == "floor" and seconds else ""
+        ratio = t["dense"] / seconds if seconds else float("inf")
+        lines.append(f"  {name:24s} {seconds * 1e3:8.3f} ms  dense / this {ratio:7.1f}x{extra}")
+    return lines
+
+
+def main(argv=None, stdout=None):
+    out = stdout or sys.stdout
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.leaf_phases", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=1024, help="samples per call (default 1024)")
+    parser.add_argument("--threads", type=int, default=2, help="Numba and BLAS threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=21, help="timed repeats per row (default 21)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of all rows (default 2)")
+    args = parser.parse_args(argv)
+    for name in ("batch", "threads", "repeats", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    layer = make_layer("fff", LEAF_INFER)
+    x = make_x(args.batch, LEAF_INFER["input_width"])
+    w = layer.params
+    n_bytes = w["w1s"].nbytes + w["w2s"].nbytes + x.nbytes + args.batch * layer.output_width * x.itemsize
+    print(f"leaf FFF {LEAF_INFER}, batch {args.batch}, {args.threads} thread(s)", file=out)
+    for r, t in enumerate(measure_rows(layer, x, args.threads, args.repeats, args.rounds)):
+        print(f"round {r + 1}:", file=out)
+        for line in format_round(t, n_bytes):
+            print(line, file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""benchmarks/leaf_phases.py, the leaf FFF's batch call split into its phases, at tiny sizes."""
+import io
+
+import numpy as np
+import pytest
+
+from .benchtools import import_fresh
+
+
+@pytest.fixture
+def phases(monkeypatch):
+    return import_fresh(monkeypatch, "leaf_phases")
+
+
+def test_the_phases_together_give_the_layers_output(phases):
+    """route then leaves is the whole kernel: the rows time the code that layer(x) runs."""
+    from benchmarks.common import LEAF_INFER, make_layer, make_x
+    layer = make_layer("fff", LEAF_INFER)
+    x = make_x(64, LEAF_INFER["input_width"])
+    calls, y = phases.phase_calls(layer, x, 2)
+    y[...] = np.nan
+    calls["route"]()
+    calls["leaves"]()
+    # to the last bit or so: a kernel compiled on its own and one linked into its caller may
+    # contract other FMAs (docs/kernels.md, round 17); the kernels' contract is 1e-5 in float32
+    expected = layer(x)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    calls["leaves, 8 per leaf"]()  # 64 samples, 8 leaves: every leaf gets eight, in another order
+    assert np.isfinite(y).all() and not np.allclose(y, expected)
+
+
+def test_a_run_prints_every_row_with_its_ratio(phases):
+    out = io.StringIO()
+    assert phases.main(["--batch", "64", "--repeats", "1", "--rounds", "1"], stdout=out) == 0
+    text = out.getvalue()
+    for row in ("layer(x)", "route", "leaves ", "leaves, 8 per leaf", "floor", "dense", "leaves after a flush"):
+        assert f"  {row}" in text, row
+    assert text.count("dense / this") == 7 and "GB/s" in text
+
+
+def test_counts_below_one_are_refused(phases, capsys):
+    with pytest.raises(SystemExit):
+        phases.main(["--rounds", "0"])
+    assert "--rounds must be a positive integer, got 0" in capsys.readouterr().err
