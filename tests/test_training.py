@@ -1758,6 +1758,7 @@ def test_train_defaults_fit_a_small_csv_file(tmp_path, capsys):
     from fffcpu.cli import main
     assert commands.default_epochs(120, 64) == 1000 and commands.default_epochs(10, 64) == 1000
     assert commands.default_epochs(1437, 64) == 87 and commands.default_epochs(48000, 64) == 30
+    assert commands._names_text([f"x{i}" for i in range(8)]) == "'x0', 'x1', 'x2', 'x3', 'x4', 'x5', ... and 2 more"
     assert commands.default_epochs(1437, 32) == 45 and commands.default_epochs(1437, 64, 0.5) == 167
     rng = np.random.default_rng(0)
     y = np.arange(150) % 3
@@ -1788,7 +1789,7 @@ def test_fit_checks_all_its_data_before_the_first_step():
             (dict(X=nan), ValueError, "X must be finite, got 1 NaN or inf value(s), the first at index (35, 0)"),
             (dict(X=big), ValueError, "X must fit the layer's dtype float32 (largest magnitude 3.403e+38), got 1 "
                                       "value(s) beyond it (largest magnitude 1e+300), the first at index (35, 0)"),
-            (dict(validation=(X.astype(object), y)), TypeError, "validation X must hold real numbers, got dtype object"),
+            (dict(validation=(X.astype(object), y)), TypeError, "validation X must hold real numbers (float or int), got dtype object"),
             (dict(validation=(nan, y)), ValueError, "validation X must be finite, got 1 NaN or inf value(s), the first "
                                                     "at index (35, 0)"),
             (dict(X=[[1.0, 2, 3, 4], [1.0, 2]], y=[0, 1]), ValueError,

@@ -154,9 +154,13 @@ def _load(args, require_y, use_labels=True):
 
 
 def _names_text(names, limit=6):
-    """Column names for a message: the first ``limit``, then how many more."""
-    shown = ", ".join(repr(name) for name in names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    """Column names for a message, quoted: the first ``limit``, then how many more."""
+    return _shortened([repr(name) for name in names], limit)
+
+
+def _shortened(texts, limit):
+    """``texts`` joined by commas; after ``limit`` of them, ', ... and 12 more'."""
+    return ", ".join(texts[:limit]) + (f", ... and {len(texts) - limit} more" if len(texts) > limit else "")
 
 
 def _check_feature_columns(args, training):
@@ -244,8 +248,7 @@ def _classes_text(names, limit=8):
     """'3 classes: setosa, versicolor, virginica'; after ``limit`` names, ', ... and 12 more'. A name
     holding a comma or a quote is quoted ('Birnen, grün' read as two names)."""
     names = [repr(str(name)) if any(c in str(name) for c in ",'\"") else str(name) for name in names]
-    shown = ", ".join(names[:limit]) + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
-    return f"{len(names)} class{'' if len(names) == 1 else 'es'}: {shown}"
+    return f"{len(names)} class{'' if len(names) == 1 else 'es'}: {_shortened(names, limit)}"
 
 
 def _class_targets(y, path, classes=None):

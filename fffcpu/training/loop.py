@@ -87,12 +87,7 @@ def _prepare_features(X, layer, name="X"):
     if arr.ndim != 2 or arr.shape[1] != layer.input_width:
         raise ValueError(f"{name} must have shape (n, {layer.input_width}) (input_width), got "
                          f"{f'a scalar ({type(X).__name__})' if arr.ndim == 0 else arr.shape}")
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    with np.errstate(over="ignore"):  # values beyond float32: _check_finite says so
-        out = np.ascontiguousarray(arr, dtype=layer.dtype)
-    _check_finite(name, arr, out)
-    return out
+    return _validate.as_input(arr, layer.input_width, layer.dtype, name=name)[0]  # dtype, values
 
 
 def _prepare_targets(loss, y, n, output_width, name="y"):
