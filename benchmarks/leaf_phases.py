@@ -4,8 +4,10 @@ memory floor and the dense layer, all in one process.
 Rows (median seconds per call; a ratio is the dense layer's time over the row's):
 
 - ``layer(x)``: the public call, as ``fffcpu bench`` times it;
-- ``route``: the first phase alone (``kernels.leaf_route_batch``: every sample's leaf);
-- ``leaves``: the second phase alone (``kernels.leaf_apply_batch``), on that routing;
+- ``route``: the first phase alone (``kernels.leaf_route_worker`` on every thread: every sample's
+  leaf);
+- ``leaves``: the second phase alone (the counting sort, then ``kernels.leaf_apply_worker`` on every
+  thread), on that routing;
 - ``leaves, 4 per leaf``: the second phase with exactly four samples per leaf (the mean of the
   real buckets), which shows what the uneven bucket sizes cost;
 - ``leaves after a flush``: the second phase after reading a 64 MB array, so that its weights come
@@ -36,8 +38,42 @@ FLUSH_BYTES = (1 if TINY else 64) << 20
 
 
 def _kernels():
-    """The helpers this tool compiles (Numba, no disk cache), made on first use."""
+    """The functions this tool compiles (Numba, no disk cache), made on first use: the two phases of
+    ``kernels.leaf_forward_batch`` as parallel loops over its own workers, and the floor's passes."""
     from numba import njit, prange
+
+    from fffcpu import kernels as k
+
+    @njit(parallel=True, fastmath=k.FASTMATH, cache=False)
+    def route(node_weights, node_biases, X, leaf, n_workers):
+        n = X.shape[0]
+        depth = 0
+        while (1 << depth) < node_weights.shape[0] + 1:
+            depth += 1
+        counters = np.zeros(16, np.int64)
+        perm = np.empty(n, np.int64)
+        right = np.empty(n, np.bool_)
+        right2 = np.empty(n, np.bool_)
+        stacks = np.empty((n_workers, 2 * depth + 4, 4), np.int64)
+        no_logits = np.empty((0, 2), X.dtype)
+        for t in prange(n_workers):
+            k.leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, stacks[t], no_logits,
+                                counters)
+
+    @njit(parallel=True, fastmath=k.FASTMATH, cache=False)
+    def apply(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, Y, leaf, n_workers, reverse):
+        n = X.shape[0]
+        L = w1s.shape[0]
+        counters = np.zeros(16, np.int64)
+        perm = np.empty(n, np.int64)
+        offsets = np.empty(L + 1, np.int64)
+        k.bucket_by(leaf, L, offsets, perm)
+        H = np.empty((n, w1s.shape[2]), X.dtype)
+        HM = np.empty((n, mw1.shape[2]), X.dtype)
+        stream = Y.size * Y.itemsize >= k.STREAM_MIN_BYTES
+        for t in prange(n_workers):
+            k.leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, offsets, H, HM, Y,
+                                stream, counters, 0, reverse)
 
     @njit(parallel=True, fastmath=True, cache=False)
     def parallel_sum(a):
@@ -51,7 +87,7 @@ def _kernels():
         for i in prange(src.size):
             dst[i] = src[i]
 
-    return parallel_sum, parallel_copy
+    return route, apply, parallel_sum, parallel_copy
 
 
 def phase_calls(layer, x, n_threads):
@@ -61,7 +97,7 @@ def phase_calls(layer, x, n_threads):
     from fffcpu import kernels as k
     from fffcpu.activations import ACTIVATION_CODES
 
-    parallel_sum, parallel_copy = _kernels()
+    route, apply, parallel_sum, parallel_copy = _kernels()
     args = api.leaf_kernel_args(layer.params)
     nw, nb, w1s, b1s, w2s, b2s = args[:6]
     master = args[6:]
@@ -70,7 +106,8 @@ def phase_calls(layer, x, n_threads):
     n_workers = max(1, min(n_threads, n // k.LEAF_MIN_SAMPLES))
     y = api.batch_output(n, layer.output_width, x.dtype, k)
     leaf = np.zeros(n, np.int64)
-    k.leaf_route_batch(nw, nb, x, leaf, n_workers, True)
+    if layer.depth:
+        route(nw, nb, x, leaf, n_workers)
     even = np.random.default_rng(SEED).permutation(n) * layer.n_leaves // n  # n / leaves per leaf
     flush = np.ones(FLUSH_BYTES // 4, np.float32)
     state = {"reverse": False}
@@ -78,7 +115,7 @@ def phase_calls(layer, x, n_threads):
     def leaves(which):
         def call():
             state["reverse"] = not state["reverse"]  # as the layers alternate the leaf order
-            k.leaf_apply_batch(w1s, b1s, w2s, b2s, act, *master, x, y, which, n_workers, state["reverse"])
+            apply(w1s, b1s, w2s, b2s, act, *master, x, y, which, n_workers, state["reverse"])
         return call
 
     def floor():
@@ -88,7 +125,7 @@ def phase_calls(layer, x, n_threads):
         parallel_copy(x.reshape(-1)[:y.size], y.reshape(-1)[:x.size])
 
     return {"layer(x)": lambda: layer(x),
-            "route": lambda: k.leaf_route_batch(nw, nb, x, leaf, n_workers, True),
+            "route": lambda: route(nw, nb, x, leaf, n_workers),
             "leaves": leaves(leaf),
             f"leaves, {n // layer.n_leaves} per leaf": leaves(even),
             "flush": lambda: parallel_sum(flush),

@@ -187,22 +187,20 @@ class Layer:
         """Copies of the parameters, ``{name: ndarray}``, in the PyTorch package's order and layout."""
         return {name: np.array(self.params[name], order="C", copy=True) for name in self._param_shapes()}
 
-    def _cache_key(self):
-        """What a ``train_forward`` cache records of its layer, for :meth:`_check_cache`."""
-        return (self.kind, np.dtype(self.dtype).name, tuple((k, v.shape) for k, v in self.params.items()))
-
     def _check_cache(self, cache):
-        """``backward``'s check that ``cache`` is what this layer's ``train_forward`` returned: a
-        cache of another layer's sizes gave a NumPy broadcasting error or, for a neuron tree, gradients
-        of the other layer's shapes; ``{}`` gave KeyError 'x'."""
+        """``backward``'s check that ``cache`` is what this layer's ``train_forward`` returned (it
+        records the layer as ``cache["layer"]``): the cache of a layer of other sizes gave a NumPy
+        broadcasting error or, for a neuron tree, gradients of the other layer's shapes, and one of
+        another layer of the same sizes gradients of the wrong weights; ``{}`` gave KeyError 'x'."""
         if not isinstance(cache, dict) or "layer" not in cache:
             raise TypeError(f"cache must be the dict that this layer's train_forward returned, got "
                             f"{type(cache).__name__}" + ("" if not isinstance(cache, dict) else
                                                         f" with keys {sorted(map(str, cache))[:8]}"))
-        if cache["layer"] != self._cache_key():
-            raise ValueError(f"cache comes from the train_forward of another layer (kind, dtype and parameter "
-                             f"shapes {cache['layer']}), not of this one ({self._cache_key()}); pass the "
-                             "cache of this layer's train_forward")
+        if cache["layer"] is not self:
+            other = cache["layer"]
+            raise ValueError(f"cache comes from the train_forward of another layer ({type(other).__name__} "
+                             f"{getattr(other, 'config', dict)()}), not of this one; pass the cache of this "
+                             "layer's own train_forward")
 
     def load_state_dict(self, mapping):
         """Copy arrays from ``mapping`` into this layer's parameters (same names and shapes required)."""

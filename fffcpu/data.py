@@ -83,7 +83,8 @@ def train_test_split(X, y, test_fraction=0.25, seed=0):
     X = np.asarray(X)
     y = np.asarray(y)
     test_fraction = check_rate("test_fraction", test_fraction)
-    seed = check_int("seed", seed, 0)
+    if seed is not None and not isinstance(seed, np.random.Generator):  # None: a fresh random split
+        seed = check_int("seed", seed, 0)
     if y.ndim != 1:  # np.unique would stratify by the flattened values, and index rows with them
         raise ValueError(f"y must have shape (n,) (one label per sample to stratify by), got shape {y.shape}")
     if X.shape[0] != y.shape[0]:
@@ -692,8 +693,8 @@ def load_csv(path, label_column=-1, header="auto", delimiter=",", *, return_name
     label_column : int, str or None, default -1
         Index (negative counts from the end) or header name of the label column; None if the
         file holds features only.
-    header : {"auto", True, False}, default "auto"
-        Whether the first row holds column names; "auto": it does if one of its cells is not a number
+    header : {"auto", True, False, None}, default "auto"
+        Whether the first row holds column names (None: no, as pandas' ``header=None``); "auto": it does if one of its cells is not a number
         where the second row has a number, or if it reads 0, 1, ..., k-1 with k >= 4 (the names pandas
         gives the columns of an array), after an empty cell over a row index (then k >= 2). A first
         column without a name that holds integers (pandas' row index) is refused.
@@ -713,8 +714,11 @@ def load_csv(path, label_column=-1, header="auto", delimiter=",", *, return_name
         stripped), or None for a file without a header.
     """
     path = os.fspath(path)
+    if header is None:  # as pandas' header=None: no header row
+        header = False
     if not (isinstance(header, (bool, np.bool_)) or (isinstance(header, str) and header == "auto")):
-        raise ValueError(f"header must be 'auto', True or False, got {header!r}")  # "yes" read as True
+        # "yes" was read as True, and 0 as no header where pandas' header=0 means a header in row 0
+        raise ValueError(f"header must be 'auto', True or False (or None: no header), got {header!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"data file {path!r} does not exist")
     try:

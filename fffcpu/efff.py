@@ -78,6 +78,9 @@ def _standardised_digits():
 
 def compare(seeds=(0, 1, 2), variants=tuple(VARIANTS), **kwargs):
     """Run every variant for every seed; returns ``(rows, summary)`` with mean and spread per variant."""
+    for name, value, example in (("seeds", seeds, "range(3)"), ("variants", variants, "('plain', '+balance')")):
+        if isinstance(value, str) or not hasattr(value, "__iter__"):  # 'plain' was split into its letters
+            raise TypeError(f"{name} must be a sequence such as {example}, got {value!r} ({type(value).__name__})")
     seeds, variants = list(seeds), list(variants)
     if not seeds or not variants:  # empty: NumPy's "zero-size array to reduction operation minimum"
         raise ValueError(f"seeds and variants must each name at least one, got seeds={seeds} and "

@@ -240,9 +240,9 @@ class FFF(Layer):
         Returns ``(y, cache)``; pass the cache to :meth:`backward`.
         """
         x2d, lead = as_input(x, self.input_width, self.dtype)
-        if rng is not None and not isinstance(rng, np.random.Generator):  # rng=0 failed in the draws
-            raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed)) or None for "
-                            f"the layer's own, got {type(rng).__name__}")
+        if rng is not None and not callable(getattr(rng, "random", None)):  # rng=0 failed in the draws
+            raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed)), a RandomState "
+                            f"or None for the layer's own, got {type(rng).__name__}")
         rng = self._rng if rng is None else rng
         n = x2d.shape[0]
         flip = None
@@ -254,7 +254,7 @@ class FFF(Layer):
             drop = keep.astype(self.dtype) / self.dtype(1 - self.dropout)
         y, cache = ref.soft_forward(self.params, x2d, self.activation, flip_mask=flip,
                                     dropout_mask=drop, hardened=self.train_hardened)
-        cache["lead"], cache["layer"] = lead, self._cache_key()
+        cache["lead"], cache["layer"] = lead, self
         return y.reshape(lead + (self.output_width,)), cache
 
     def backward(self, cache, dL_dy, hardening=0.0, balance=0.0):

@@ -336,8 +336,12 @@ def _atomic_write(path, write):
         path = os.path.realpath(path)  # with a file and left its target as it was
     directory = os.path.dirname(os.path.abspath(path))
     # the name cut short: a 250-character name plus mkstemp's 8 letters and ".tmp" went past the 255
-    # bytes a name may have, and the error named the temporary file
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path)[:64] + ".", suffix=".tmp")
+    # bytes a name may have, and the error named the temporary file; counted in bytes (a character
+    # of UTF-8 may take four)
+    name = os.path.basename(path)[:64]
+    while len(os.fsencode(name)) > 64:
+        name = name[:-1]
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -1225,7 +1225,7 @@ LEAF_MIN_SAMPLES = 4
 LEAF_TASK = 16
 
 
-@njit(**_SERIAL)
+@njit(**_PARALLEL)
 def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s,
                        X, Y, n_threads, check_finite, reverse):
     """Hard leaf-FFF inference of a batch ``X`` (n, D) into ``Y`` (n, O) with ``n_threads`` threads,
@@ -1237,100 +1237,99 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     reported, a false alarm the caller resolves by validating ``X``), at depth 0 it is a separate
     pass.
 
-    Two phases, each a parallel region: :func:`leaf_route_batch` finds every sample's leaf, then
-    :func:`leaf_apply_batch` runs the leaves on their samples. ``benchmarks/leaf_phases.py`` times
-    them apart. Scratch O(n * (l + m)); no allocation in the loops.
+    Two phases, each a parallel loop over the workers: routing (:func:`leaf_route_worker`: every
+    sample's leaf), then, after a counting sort of the samples by leaf (:func:`bucket_by`), the
+    leaves (:func:`leaf_apply_worker`). ``benchmarks/leaf_phases.py`` times the phases apart with
+    these same workers. The loops stay in this function: Numba starts its threading layer when it
+    loads a function holding a parallel loop from the disk cache, not when it loads one that calls
+    such a function (a caller loaded that way crashed, round 18). Scratch O(n * (l + m)); no
+    allocation in the loops.
     """
     n = X.shape[0]
-    n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
-    leaf = np.zeros(n, np.int64)
-    if not leaf_route_batch(node_weights, node_biases, X, leaf, n_workers, check_finite):
-        return False
-    leaf_apply_batch(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, Y, leaf, n_workers, reverse)
-    return True
-
-
-@njit(**_PARALLEL)
-def leaf_route_batch(node_weights, node_biases, X, leaf, n_workers, check_finite):
-    """The first phase of :func:`leaf_forward_batch`: ``leaf[i]`` = the leaf sample ``X[i]`` reaches,
-    for every sample, with ``n_workers`` threads; with ``check_finite``, False when ``X`` holds NaN
-    or inf (see there), else True.
-
-    Performance contract: tasks of ``ROUTE_TASK`` samples, handed out by an atomic counter (dynamic
-    balance by work), each walking the tree with groups of samples (:func:`leaf_route_group`).
-    """
-    n = X.shape[0]
+    L = w1s.shape[0]
     depth = 0
-    while (1 << depth) < node_weights.shape[0] + 1:
+    while (1 << depth) < L:
         depth += 1
+    n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
+    counters = np.zeros(2 * 16, np.int64)  # two task counters, 128 bytes apart (no false sharing)
     ok = np.ones(n_workers, np.bool_)
+    leaf = np.zeros(n, np.int64)
+    perm = np.empty(n, np.int64)
     if depth > 0:
-        counters = np.zeros(16, np.int64)
-        perm = np.empty(n, np.int64)
         right = np.empty(n, np.bool_)
         right2 = np.empty(n, np.bool_)
         stacks = np.empty((n_workers, 2 * depth + 4, 4), np.int64)
         no_logits = np.empty((0, 2), X.dtype)
         for t in prange(n_workers):
-            while True:
-                lo, hi = take_samples(counters, ROUTE_TASK, perm)
-                if lo == hi:
-                    break
-                if not leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right, right2,
-                                        stacks[t], no_logits):
-                    ok[t] = False
+            ok[t] = leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, stacks[t],
+                                      no_logits, counters)
     elif check_finite:
         ok[0] = all_finite(X)
     if check_finite:
         for t in range(n_workers):
             if not ok[t]:
                 return False
-    return True
-
-
-@njit(**_PARALLEL)
-def leaf_apply_batch(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, Y, leaf, n_workers, reverse):
-    """The second phase of :func:`leaf_forward_batch`: ``Y[i]`` = leaf ``leaf[i]`` (mixed with the
-    master leaf) applied to ``X[i]``, with ``n_workers`` threads.
-
-    Performance contract: the samples are bucketed by leaf (counting sort) and the leaves run by
-    tasks of ``LEAF_TASK`` leaves, each leaf reading its weights once for its whole bucket, four
-    samples per pass (:func:`leaf_apply_group`), while the next leaf's weights are prefetched. Tasks
-    are handed out by an atomic counter (dynamic balance by work). With ``reverse`` the leaves run
-    from the last to the first: callers alternate the direction from call to call, so that the
-    leaves a call reads first are those the previous call read last, still in cache when all the
-    weights do not fit (a fixed order evicts each leaf just before it is needed again).
-    An output of at least ``STREAM_MIN_BYTES`` is written with streaming stores (:func:`_store16`).
-    """
-    n = X.shape[0]
-    L = w1s.shape[0]
-    counters = np.zeros(16, np.int64)
-    perm = np.empty(n, np.int64)
     offsets = np.empty(L + 1, np.int64)
     bucket_by(leaf, L, offsets, perm)
     H = np.empty((n, w1s.shape[2]), X.dtype)
     HM = np.empty((n, mw1.shape[2]), X.dtype)
     stream = Y.size * Y.itemsize >= STREAM_MIN_BYTES
-    n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
     for t in prange(n_workers):
-        while True:
-            task = _atomic_next(counters, 0)
-            if task >= n_tasks:
-                break
-            j0 = task * LEAF_TASK
-            if reverse:
-                j0 = (n_tasks - 1 - task) * LEAF_TASK
-            j1 = min(L, j0 + LEAF_TASK)
-            for jj in range(j1 - j0):
-                j = j1 - 1 - jj if reverse else j0 + jj
-                jn = max(j - 1, 0) if reverse else min(j + 1, L - 1)
-                lo = offsets[j]
-                hi = offsets[j + 1]
-                if hi > lo:
-                    leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, perm, lo,
-                                     hi, H, HM, Y, stream)
-        if stream:
-            _store_fence()
+        leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, offsets, H, HM, Y,
+                          stream, counters, 16, reverse)
+    return True
+
+
+@njit(**_SERIAL)
+def leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, stack, no_logits, counters):
+    """One worker's share of :func:`leaf_forward_batch`'s routing: tasks of ``ROUTE_TASK`` samples
+    taken from the shared counter ``counters[0]`` (dynamic balance by work) until none is left, each
+    walking the tree with groups of samples (:func:`leaf_route_group`), which write ``leaf``. False
+    when one of its samples had a non-finite root logit, else True."""
+    ok = True
+    while True:
+        lo, hi = take_samples(counters, ROUTE_TASK, perm)
+        if lo == hi:
+            return ok
+        if not leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right, right2, stack,
+                                no_logits):
+            ok = False
+
+
+@njit(**_SERIAL)
+def leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, offsets, H, HM, Y, stream,
+                      counters, counter, reverse):
+    """One worker's share of :func:`leaf_forward_batch`'s leaves: tasks of ``LEAF_TASK`` leaves taken
+    from the shared counter ``counters[counter]`` (dynamic balance by work) until none is left; each
+    leaf j runs on its bucket ``perm[offsets[j]:offsets[j + 1]]`` reading its weights once, four
+    samples per pass (:func:`leaf_apply_group`), while the next leaf's weights are prefetched.
+
+    With ``reverse`` the leaves run from the last to the first: callers alternate the direction from
+    call to call, so that the leaves a call reads first are those the previous call read last, still
+    in cache when all the weights do not fit (a fixed order evicts each leaf just before it is
+    needed again). With ``stream`` the outputs are written with streaming stores (:func:`_store16`),
+    fenced before the worker ends.
+    """
+    L = w1s.shape[0]
+    n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
+    while True:
+        task = _atomic_next(counters, counter)
+        if task >= n_tasks:
+            break
+        j0 = task * LEAF_TASK
+        if reverse:
+            j0 = (n_tasks - 1 - task) * LEAF_TASK
+        j1 = min(L, j0 + LEAF_TASK)
+        for jj in range(j1 - j0):
+            j = j1 - 1 - jj if reverse else j0 + jj
+            jn = max(j - 1, 0) if reverse else min(j + 1, L - 1)
+            lo = offsets[j]
+            hi = offsets[j + 1]
+            if hi > lo:
+                leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, perm, lo, hi, H,
+                                 HM, Y, stream)
+    if stream:
+        _store_fence()
 
 
 @njit(**_SERIAL)

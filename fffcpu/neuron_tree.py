@@ -268,7 +268,7 @@ class NeuronTreeFFF(Layer):
         """
         x2d, lead = as_input(x, self.input_width, self.dtype)
         y, cache = ref.masked_forward(self.params, x2d, self.depth, self.parallel_size, self.activation)
-        cache["lead"], cache["layer"] = lead, self._cache_key()
+        cache["lead"], cache["layer"] = lead, self
         return y.reshape(lead + (self.output_width,)), cache
 
     def backward(self, cache, dL_dy, hardening=0.0, balance=0.0):

@@ -1157,11 +1157,14 @@ def test_fuzz_damaged_csv_files_load_or_name_the_file(tmp_path, text):
         assert X.ndim == 2 and X.dtype == np.float64 and y.shape == (X.shape[0],)
 
 
-@pytest.mark.parametrize("header", ["yes", 1, None])
+@pytest.mark.parametrize("header", ["yes", 1, 0])
 def test_csv_header_option_is_checked(tmp_path, header):
-    """header="yes" was read as True, whatever the file held."""
+    """header="yes" was read as True whatever the file held, and 0 as no header (pandas' header=0 means
+    a header in row 0); None means no header, as in pandas."""
     p = tmp_path / "d.csv"
     p.write_text("1,2,3\n4,5,6\n")
-    with pytest.raises(ValueError, match=re.escape(f"header must be 'auto', True or False, got {header!r}")):
+    with pytest.raises(ValueError, match=re.escape(f"header must be 'auto', True or False (or None: no header), got "
+                                                   f"{header!r}")):
         data.load_csv(p, header=header)
     assert data.load_csv(p, header=False)[0].shape == (2, 2) and data.load_csv(p, header=True)[0].shape == (1, 2)
+    assert data.load_csv(p, header=None)[0].shape == (2, 2)

@@ -104,6 +104,11 @@ def test_compare_refuses_no_seeds_or_an_unknown_variant_before_training():
                         (dict(variants=("plain", "both!")), "variants must be among")):
         with pytest.raises(ValueError, match=re.escape(message)):
             efff.compare(epochs=1, **kw)
+    for kw, message in ((dict(variants="plain"), "variants must be a sequence such as ('plain', '+balance'), got "
+                                                 "'plain' (str)"),
+                        (dict(seeds=0), "seeds must be a sequence such as range(3), got 0 (int)")):
+        with pytest.raises(TypeError, match=re.escape(message)):
+            efff.compare(epochs=1, **kw)
 
 
 def test_the_published_recipe_defaults_reach_the_runs(monkeypatch):

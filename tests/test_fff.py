@@ -564,9 +564,10 @@ def test_train_forward_and_backward_check_rng_and_cache():
     does not match the arrays, which have 2"."""
     x = np.ones((5, 4))
     layer = fffcpu.FFF(4, 2, 3, 2, dropout=0.5, seed=0)
-    with pytest.raises(TypeError, match=re.escape("rng must be a numpy.random.Generator (np.random.default_rng(seed)) "
-                                                  "or None for the layer's own, got int")):
+    with pytest.raises(TypeError, match=re.escape("rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                                                  "a RandomState or None for the layer's own, got int")):
         layer.train_forward(x, rng=0)
+    layer.train_forward(x, rng=np.random.RandomState(0))  # as before (diff review)
     for other, owner in ((fffcpu.FFF(4, 2, 3, 1), layer), (fffcpu.NeuronTreeFFF(6, 3, 2),
                                                            fffcpu.NeuronTreeFFF(4, 3, 2))):
         y, cache = other.train_forward(np.ones((5, other.input_width)))
@@ -578,9 +579,10 @@ def test_train_forward_and_backward_check_rng_and_cache():
         with pytest.raises(TypeError, match="cache must be the dict that this layer's train_forward returned, got "
                                             "NoneType"):
             owner.backward(None, y)
-    y, cache = layer.astype("float64").train_forward(x)  # the same sizes in another dtype
-    with pytest.raises(ValueError, match="cache comes from the train_forward of another layer"):
-        layer.backward(cache, y)
+    for twin in (layer.astype("float64"), FFF(4, 2, 3, 2, dropout=0.5, seed=1)):  # the same sizes
+        y, cache = twin.train_forward(x)
+        with pytest.raises(ValueError, match="cache comes from the train_forward of another layer"):
+            layer.backward(cache, y)
     y, cache = layer.train_forward(x)
     layer.backward(cache, y)  # its own cache
     for bad in (None, "abc"):

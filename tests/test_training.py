@@ -653,8 +653,8 @@ def test_help_states_each_default_once():
             assert "(default: X)" in text and "(default: y)" in text and "(default: digits)" in text
     train = " ".join(sub.choices["train"].format_help().split())
     assert "labels (default: the last column) --x-key" in train and "(default: 30)" not in train
-    assert "training epochs (default: 30, or on a small data set as many as make 2,000 mini-batch steps, at most " \
-           "1,000)" in train
+    assert "training epochs (default: 30, or on a small data set as many as pass 128,000 samples through " \
+           "training, at most 1,000)" in train
     predict = " ".join(sub.choices["predict"].format_help().split())
     assert "(default: the last column if the file has one column more than the model's input width" in predict
     # predict has no --loss, and reads no labels: its --y-key read "..., or, with --loss mse, (n, k)"
@@ -1743,6 +1743,14 @@ def test_a_csv_header_naming_other_input_columns_than_the_models_is_refused(tmp_
             assert main([command, model, "--data", path]) == 2, (command, path)
             err = capsys.readouterr().err
             assert f"data file {path!r} {message}" in err, (command, err)
+    # names that repeat ('a', 'a', 'b' against 'a', 'b', 'b') are told by the first input that differs
+    dup = str(tmp_path / "dup.fff")
+    assert main(["train", "--data", write("dup.csv", ["a", "a", "b", "label"], [0, 1, 2]), "-o", dup, "--depth",
+                 "1", "--epochs", "1", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["predict", dup, "--data", write("dup2.csv", ["a", "b", "b", "label"], [0, 1, 2])]) == 2
+    assert ("has other input columns than the model's: input 2 is 'b', where the model was trained on 'a' (the "
+            "model's input columns: 'a', 'a', 'b'; read as inputs here: 'a', 'b', 'b')") in capsys.readouterr().err
     # a model trained on a file without a header, or on .npz data, checks nothing
     bare = str(tmp_path / "bare.fff")
     assert main(["train", "--data", write("t2.csv", None, [0, 1, 2]), "-o", bare, "--depth", "1", "--epochs", "1",
@@ -1753,13 +1761,17 @@ def test_a_csv_header_naming_other_input_columns_than_the_models_is_refused(tmp_
 
 def test_train_defaults_fit_a_small_csv_file(tmp_path, capsys):
     """30 epochs of 120 training rows were 60 Adam steps at lr 1e-3: iris came out at 0.67-0.83 held-out
-    (a Left item of round 17). Without --epochs, a small data set gets as many epochs as make 2,000
-    mini-batch steps (at most 1,000 epochs); a large one keeps 30."""
+    (a Left item of round 17). Without --epochs, a small data set gets as many epochs as pass 128,000
+    samples through training (2,000 steps of 64; at most 1,000 epochs); a large one keeps 30."""
     from fffcpu.cli import main
-    assert commands.default_epochs(120, 64) == 1000 and commands.default_epochs(10, 64) == 1000
-    assert commands.default_epochs(1437, 64) == 87 and commands.default_epochs(48000, 64) == 30
+    assert commands.default_epochs(120) == 1000 and commands.default_epochs(10) == 1000
+    assert commands.default_epochs(1437) == 90 and commands.default_epochs(48000) == 30
+    assert commands.default_epochs(1437, 0.5) == 179  # 719 rows left to train on
     assert commands._names_text([f"x{i}" for i in range(8)]) == "'x0', 'x1', 'x2', 'x3', 'x4', 'x5', ... and 2 more"
-    assert commands.default_epochs(1437, 32) == 45 and commands.default_epochs(1437, 64, 0.5) == 167
+    # counted in samples, not steps: a full batch of MNIST's 48,000 rows ran 1,000 epochs (diff review)
+    parse = argparse.ArgumentParser()
+    commands.add_parsers(parse.add_subparsers(dest="command"))
+    assert parse.parse_args(["train", "-o", "m.fff", "--batch-size", "48000"]).epochs is None
     rng = np.random.default_rng(0)
     y = np.arange(150) % 3
     X = np.array([[2.0, 0, 1, 0], [-2.0, 1, 0, 1], [0, -2.5, 1, 1]])[y] + 0.7 * rng.standard_normal((150, 4))
@@ -1798,11 +1810,13 @@ def test_fit_checks_all_its_data_before_the_first_step():
                                                         "cannot make one array of the list given"),
             (dict(verbose=True, stream="log.txt"), TypeError, "stream must be a text stream with a write method (or "
                                                               "None for stdout), got str"),
-            (dict(verbose="yes"), TypeError, "verbose must be a bool, got 'yes' (str)")]:
+            (dict(verbose="yes"), TypeError, "verbose must be a bool (or an integer level), got 'yes' (str)")]:
         args = dict(X=X, y=y, epochs=1, batch_size=8, shuffle=False) | kw
         with pytest.raises(error, match=re.escape(message)):
             fit(layer, args.pop("X"), args.pop("y"), **args)
         assert all(np.array_equal(before[k], layer.params[k]) for k in before), kw
+    for level in (0, 1, np.int64(1)):  # scikit-learn's verbose levels, as before (diff review)
+        fit(fffcpu.FFF(4, 2, 3, 1, seed=0), X, y, epochs=1, verbose=level, stream=io.StringIO())
     with pytest.raises(TypeError, match=re.escape("layer must be an fffcpu layer (FFF, NeuronTreeFFF) or an object "
                                                   "with the layer protocol, got NoneType (no input_width")):
         fit(None, X, y)
@@ -1832,6 +1846,8 @@ def test_estimators_refuse_options_of_the_other_variant_and_data_helpers_check_t
         data.train_test_split(X, y, test_fraction=0.999999)
     with pytest.raises(ValueError, match="seed must be"):
         data.train_test_split(X, y, seed=-1)
+    for seed in (None, np.random.default_rng(0)):  # a fresh random split, or a generator's, as before
+        assert len(data.train_test_split(X, y, seed=seed)[0]) == len(data.train_test_split(X, y)[0])
     for dtype in ("int32", None):
         with pytest.raises(ValueError, match=re.escape(f"dtype must be 'float32' or 'float64', got {dtype!r}")):
             data.load_digits(dtype=dtype)

@@ -175,6 +175,11 @@ def _check_feature_columns(args, training):
         at = next(i for i, (a, b) in enumerate(zip(names, saved)) if a != b)
         problem = (f"has the model's input columns in another order (input {at + 1} is {names[at]!r}, where the "
                    f"model was trained on {saved[at]!r}): put them in the model's order, {_names_text(saved)}")
+    elif set(names) == set(saved):  # the same names, repeated another way ('a', 'a', 'b' against 'a', 'b', 'b')
+        at = next(i for i, (a, b) in enumerate(zip(names, saved)) if a != b)
+        problem = (f"has other input columns than the model's: input {at + 1} is {names[at]!r}, where the model "
+                   f"was trained on {saved[at]!r} (the model's input columns: {_names_text(saved)}; read as inputs "
+                   f"here: {_names_text(names)}); give the data the model was trained on")
     else:
         missing = [name for name in saved if name not in names]
         extra = [name for name in names if name not in saved]
@@ -314,19 +319,20 @@ def _refuse_text_targets(y, path):
                          "real-valued targets; to classify by these labels, use --loss cross_entropy")
 
 
-#: fffcpu train's default epochs: DEFAULT_EPOCHS, or on a small data set enough for MIN_DEFAULT_STEPS
-#: optimizer steps (at most MAX_DEFAULT_EPOCHS). 30 epochs of iris (120 training rows, 2 mini-batches
-#: an epoch) were 60 Adam steps at lr 1e-3: held-out accuracy 0.67-0.83, against 0.93-1.0 after 2,000
-#: steps (docs/training.md, "Default epochs").
-DEFAULT_EPOCHS, MIN_DEFAULT_STEPS, MAX_DEFAULT_EPOCHS = 30, 2000, 1000
+#: fffcpu train's default epochs: DEFAULT_EPOCHS, or on a small data set enough to pass
+#: MIN_DEFAULT_SAMPLES samples through training (at most MAX_DEFAULT_EPOCHS): 2,000 mini-batch steps
+#: at the default batch of 64. 30 epochs of iris (120 training rows, 2 mini-batches an epoch) were 60
+#: Adam steps at lr 1e-3: held-out accuracy 0.67-0.83, against 0.93-1.0 after 2,000 steps
+#: (docs/training.md, "Default epochs"). Counted in samples, not steps, so that a larger
+#: --batch-size does not multiply the epochs of a large data set.
+DEFAULT_EPOCHS, MIN_DEFAULT_SAMPLES, MAX_DEFAULT_EPOCHS = 30, 128_000, 1000
 
 
-def default_epochs(n_samples, batch_size, validation_split=0.0):
+def default_epochs(n_samples, validation_split=0.0):
     """The epochs ``fffcpu train`` runs without ``--epochs`` on ``n_samples`` training rows (before
     ``validation_split`` is held out of them)."""
     n_fit = max(n_samples - int(round(validation_split * n_samples)), 1)
-    steps_per_epoch = -(-n_fit // batch_size)
-    return min(max(DEFAULT_EPOCHS, -(-MIN_DEFAULT_STEPS // steps_per_epoch)), MAX_DEFAULT_EPOCHS)
+    return min(max(DEFAULT_EPOCHS, -(-MIN_DEFAULT_SAMPLES // n_fit)), MAX_DEFAULT_EPOCHS)
 
 
 def run_train(args):
@@ -388,7 +394,7 @@ def run_train(args):
                              f"{len(X) + len(X_test)}; use a smaller fraction")
     _refuse_options_of_the_other_variant(args)
     if args.epochs is None:
-        args.epochs = default_epochs(len(X), args.batch_size, args.validation_split)
+        args.epochs = default_epochs(len(X), args.validation_split)
     with np.errstate(over="ignore", invalid="ignore"):
         mean, scale = (input_scaling(X) if args.standardize
                        else (np.zeros(X.shape[1]), np.ones(X.shape[1])))
@@ -843,8 +849,8 @@ def add_parsers(subparsers):
     p.add_argument("--local-batch-size", type=positive_int, default=None,
                    help="samples a block must see before a local optimizer updates it (default 64)")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help=f"training epochs (default: {DEFAULT_EPOCHS}, or on a small data set as many as make "
-                        f"{MIN_DEFAULT_STEPS:,} mini-batch steps, at most {MAX_DEFAULT_EPOCHS:,})")
+                   help=f"training epochs (default: {DEFAULT_EPOCHS}, or on a small data set as many as pass "
+                        f"{MIN_DEFAULT_SAMPLES:,} samples through training, at most {MAX_DEFAULT_EPOCHS:,})")
     p.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size")
     p.add_argument("--hardening", type=nonneg_float, default=1.0,
                    help="h, weight of the mean node entropy (first phase of the recipe)")

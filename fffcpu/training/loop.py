@@ -16,6 +16,7 @@ generator for the shuffling (a fresh ``permutation(n)`` each epoch) and one for 
 (region leak, dropout); the same seed and data give bit-identical results.
 """
 import math
+import numbers
 import sys
 import time
 
@@ -283,7 +284,9 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     loss_fn = losses.get(loss)
     _check_layer(layer)
     epochs = check_int("epochs", epochs, 1)
-    verbose = check_bool("verbose", verbose)
+    if not isinstance(verbose, (bool, np.bool_, numbers.Integral)):  # 0 and 1 as scikit-learn's levels
+        raise TypeError(f"verbose must be a bool (or an integer level), got {verbose!r} ({type(verbose).__name__})")
+    verbose = bool(verbose)
     if stream is not None and not callable(getattr(stream, "write", None)):
         raise TypeError(f"stream must be a text stream with a write method (or None for stdout), got "
                         f"{type(stream).__name__}")
