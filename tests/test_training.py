@@ -1815,6 +1815,10 @@ def test_fit_checks_all_its_data_before_the_first_step():
         with pytest.raises(error, match=re.escape(message)):
             fit(layer, args.pop("X"), args.pop("y"), **args)
         assert all(np.array_equal(before[k], layer.params[k]) for k in before), kw
+    with pytest.raises(ValueError, match=re.escape("y must fit the layer's dtype float32 (largest magnitude 3.403e+38), "
+                                                   "got 120 value(s) beyond it (largest magnitude 1e+300)")):
+        fit(layer, X, np.full((40, 3), 1e300), loss="mse", epochs=1)  # it "diverged": "lower the learning rate"
+    assert all(np.array_equal(before[k], layer.params[k]) for k in before)
     for level in (0, 1, np.int64(1)):  # scikit-learn's verbose levels, as before (diff review)
         fit(fffcpu.FFF(4, 2, 3, 1, seed=0), X, y, epochs=1, verbose=level, stream=io.StringIO())
     with pytest.raises(TypeError, match=re.escape("layer must be an fffcpu layer (FFF, NeuronTreeFFF) or an object "

@@ -91,7 +91,7 @@ def _prepare_features(X, layer, name="X"):
     return _validate.as_input(arr, layer.input_width, layer.dtype, name=name)[0]  # dtype, values
 
 
-def _prepare_targets(loss, y, n, output_width, name="y"):
+def _prepare_targets(loss, y, n, output_width, name="y", dtype=None):
     try:
         y = np.asarray(y)
     except ValueError as err:  # ragged nested lists
@@ -119,6 +119,9 @@ def _prepare_targets(loss, y, n, output_width, name="y"):
         raise ValueError(f"{name} must have shape ({n}, {output_width}) for loss='mse', got {y.shape}")
     # else training stopped on "dL_dy must be finite", and a validation loss of NaN never improved
     _check_finite(name, y, y)
+    if dtype is not None:  # targets beyond the layer's dtype: it "diverged" at once, "lower the learning rate"
+        with np.errstate(over="ignore"):
+            _check_finite(name, y, y.astype(dtype))
     return y
 
 
@@ -145,7 +148,7 @@ def evaluate(layer, X, y, loss="cross_entropy", batch_size=1024):
     _check_layer(layer, ("input_width", "output_width", "dtype", "__call__"))
     X = _prepare_features(X, layer)
     n = X.shape[0]
-    t = _prepare_targets(loss, y, n, layer.output_width)
+    t = _prepare_targets(loss, y, n, layer.output_width, dtype=layer.dtype)
     if n == 0:
         raise ValueError("cannot evaluate on an empty data set (X has 0 rows)")
     hard = np.concatenate([np.asarray(layer(X[i:i + batch_size])) for i in range(0, n, batch_size)])
@@ -320,7 +323,7 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
 
     X = _prepare_features(X, layer)
     n = X.shape[0]
-    y = _prepare_targets(loss, y, n, layer.output_width)
+    y = _prepare_targets(loss, y, n, layer.output_width, dtype=layer.dtype)
     shuffle_rng, noise_rng = make_generators(seed)
 
     if validation is None and validation_split > 0:
@@ -342,7 +345,7 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
             )
         Xv, yv = validation
         Xv = _prepare_features(Xv, layer, name="validation X")
-        yv = _prepare_targets(loss, yv, Xv.shape[0], layer.output_width, name="validation y")
+        yv = _prepare_targets(loss, yv, Xv.shape[0], layer.output_width, name="validation y", dtype=layer.dtype)
     if patience is not None and validation is None:
         raise ValueError("patience needs validation data: pass validation=(X_val, y_val) or validation_split > 0")
     if n == 0:
