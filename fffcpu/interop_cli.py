@@ -76,8 +76,7 @@ def run_convert(args):
             raise FileNotFoundError(f"input file IN {args.src!r} does not exist")
         given = [option for name, option in _OPTIONS.items() if getattr(args, name) is not None]
         interop.file_format(args.dst)  # an OUT it cannot write is said first, not after the options are fixed
-        if os.path.isfile(args.dst) and os.path.getsize(args.dst):
-            _refuse_replacing(f"OUT {args.dst!r}", args.dst, "converted model")
+        _refuse_replacing(f"OUT {args.dst!r}", args.dst, "converted model")
         if given and interop.file_format(args.src) == "npz":  # the library's message named keywords
             listed = given[0] if len(given) == 1 else ", ".join(given[:-1]) + " and " + given[-1]
             raise ValueError(f"{listed} do{'es' if len(given) == 1 else ''} not apply to IN {args.src!r}, an "

@@ -218,14 +218,26 @@ def _check_model_path(path):
     holds no model (:func:`looks_like_model_file`), which the model would replace. ``fffcpu.save(layer,
     "train.csv")`` turned a data file into a zip archive without a word."""
     path = _check_path(path)
-    if os.path.isfile(path) and os.path.getsize(path):
-        model = looks_like_model_file(path)
-        if not model:
-            held = ("cannot be read, so whether it holds a model is unknown" if model is None else
-                    "holds no model (a data or text file, or an .npz archive of data, say)")
-            raise FileExistsError(f"cannot save to {path!r}: the file exists and {held}, and the model would "
-                                  "replace it; remove it first or choose another path")
+    problem = _replacing_problem(path, model=True)
+    if problem:
+        raise FileExistsError(f"cannot save to {path!r}: the file exists and {problem}, and the model would "
+                              "replace it; remove it first or choose another path")
     return path
+
+
+def _replacing_problem(path, model):
+    """Why a file of the kind ``model`` (True: a model, False: anything else) should not replace the
+    existing, non-empty file ``path`` ("holds no model ...", "cannot be read ..."), or None when it may
+    (no such file, an empty one, or one of the same kind)."""
+    if not (os.path.isfile(path) and os.path.getsize(path)):
+        return None
+    held = looks_like_model_file(path)
+    if held is None:
+        return "cannot be read, so whether it holds a model is unknown"
+    if held != model:
+        return ("holds a model" if held else
+                "holds no model (a data or text file, or an .npz archive of data, say)")
+    return None
 
 
 def looks_like_model_file(path):

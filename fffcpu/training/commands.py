@@ -687,21 +687,17 @@ def _refuse_overwriting_inputs(output, what, *inputs):
         if source and os.path.isfile(output) and os.path.isfile(source) and os.path.samefile(output, source):
             raise ValueError(f"--output {output!r} is the {option} file {source!r}: the {what} would "
                              "overwrite it; choose another output path")
-    if os.path.isfile(output) and os.path.getsize(output):
-        _refuse_replacing(f"--output {output!r}", output, what)
+    _refuse_replacing(f"--output {output!r}", output, what)
 
 
 def _refuse_replacing(named, path, what):
-    """A ValueError when the existing file ``path`` (``named`` as the user gave it) holds another kind
-    of thing than ``what`` ("model" or "predictions", "converted model") would write, or cannot be read."""
-    model = fio.looks_like_model_file(path)
-    if model is None:
-        raise ValueError(f"{named} exists and cannot be read, so whether it holds a model is unknown: the "
-                         f"{what} would replace it; remove it first or choose another path")
-    if model != what.endswith("model"):
-        held = "a model" if model else "no model (a data or text file, or an .npz archive of data, say)"
-        raise ValueError(f"{named} exists and holds {held}: the {what} would replace it; remove it first "
-                         "or choose another path")
+    """A ValueError when ``path`` (``named`` as the user gave it) is a non-empty file that holds another
+    kind of thing than ``what`` ("model" or "predictions", "converted model") would write, or cannot
+    be read."""
+    problem = fio._replacing_problem(path, model=what.endswith("model"))
+    if problem:
+        raise ValueError(f"{named} exists and {problem}: the {what} would replace it; remove it first or "
+                         "choose another path")
 
 
 def run_predict(args):
