@@ -236,7 +236,7 @@ def canonical_state_dict(mapping, kind=None, prefix=None):
             raise ValueError(f"array {prefix + 'depth'!r} must hold a number (the tree depth), got dtype "
                              f"{depth.dtype} ({depth.tolist()!r})")
         # compared, not shifted: 1 << 4278190082 (a damaged file's depth) took 500 MB, a negative one raised
-        if (depth.size != 1 or depth.dtype.kind not in "iuf" or leaves < 1 or leaves & (leaves - 1)
+        if (depth.size != 1 or leaves < 1 or leaves & (leaves - 1)
                 or depth.reshape(()).item() != leaves.bit_length() - 1):
             raise ValueError(
                 f"array {prefix + 'depth'!r} ({depth.tolist()}) does not match 'w1s' of shape "

@@ -171,12 +171,11 @@ def _check_feature_columns(args, training):
     saved, names = training.get("feature_columns"), getattr(args, "feature_names", None)
     if saved is None or names is None or list(names) == list(saved):
         return
+    at = next(i for i, (a, b) in enumerate(zip(names, saved)) if a != b)  # as many: the widths were checked
     if sorted(names) == sorted(saved):
-        at = next(i for i, (a, b) in enumerate(zip(names, saved)) if a != b)
         problem = (f"has the model's input columns in another order (input {at + 1} is {names[at]!r}, where the "
                    f"model was trained on {saved[at]!r}): put them in the model's order, {_names_text(saved)}")
     elif set(names) == set(saved):  # the same names, repeated another way ('a', 'a', 'b' against 'a', 'b', 'b')
-        at = next(i for i, (a, b) in enumerate(zip(names, saved)) if a != b)
         problem = (f"has other input columns than the model's: input {at + 1} is {names[at]!r}, where the model "
                    f"was trained on {saved[at]!r} (the model's input columns: {_names_text(saved)}; read as inputs "
                    f"here: {_names_text(names)}); give the data the model was trained on")

@@ -117,11 +117,10 @@ def _prepare_targets(loss, y, n, output_width, name="y", dtype=None):
         y = y[:, None]
     if y.shape != (n, output_width):
         raise ValueError(f"{name} must have shape ({n}, {output_width}) for loss='mse', got {y.shape}")
-    # else training stopped on "dL_dy must be finite", and a validation loss of NaN never improved
-    _check_finite(name, y, y)
-    if dtype is not None:  # targets beyond the layer's dtype: it "diverged" at once, "lower the learning rate"
-        with np.errstate(over="ignore"):
-            _check_finite(name, y, y.astype(dtype))
+    # else training stopped on "dL_dy must be finite", and a validation loss of NaN never improved; and
+    # targets beyond the layer's dtype "diverged" at once ("lower the learning rate")
+    with np.errstate(over="ignore"):
+        _check_finite(name, y, y if dtype is None else y.astype(dtype))
     return y
 
 
