@@ -1298,13 +1298,39 @@ def leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, s
             ok = False
 
 
+@njit(**_INLINE)
+def task_leaves(task, n_tasks, L, reverse):
+    """The leaves of leaf task ``task`` in the order a worker runs them: ``(first, stop, step)``, so
+    that they are ``first, first + step, ...`` up to ``stop`` excluded (see :func:`leaf_apply_worker`)."""
+    j0 = (n_tasks - 1 - task if reverse else task) * LEAF_TASK
+    j1 = min(L, j0 + LEAF_TASK)
+    if reverse:
+        return j1 - 1, j0 - 1, -1
+    return j0, j1, 1
+
+
+@njit(**_INLINE)
+def next_bucket(offsets, j, stop, step):
+    """The first leaf of ``j, j + step, ...`` (up to ``stop`` excluded) whose bucket holds samples,
+    or -1."""
+    while j != stop:
+        if offsets[j + 1] > offsets[j]:
+            return j
+        j += step
+    return -1
+
+
 @njit(**_SERIAL)
 def leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, offsets, H, HM, Y, stream,
                       counters, counter, reverse):
     """One worker's share of :func:`leaf_forward_batch`'s leaves: tasks of ``LEAF_TASK`` leaves taken
     from the shared counter ``counters[counter]`` (dynamic balance by work) until none is left; each
     leaf j runs on its bucket ``perm[offsets[j]:offsets[j + 1]]`` reading its weights once, four
-    samples per pass (:func:`leaf_apply_group`), while the next leaf's weights are prefetched.
+    samples per pass (:func:`leaf_apply_group`), while the weights of the next leaf this worker
+    runs are prefetched: the next leaf with samples, taken from the worker's next task when this
+    is its task's last (the worker claims that task one leaf early). Until round 19 the next leaf
+    was simply j + 1 in the task: an empty leaf's weights were fetched for nothing and the one after
+    it, like every task's first leaf, started cold.
 
     With ``reverse`` the leaves run from the last to the first: callers alternate the direction from
     call to call, so that the leaves a call reads first are those the previous call read last, still
@@ -1314,22 +1340,25 @@ def leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, o
     """
     L = w1s.shape[0]
     n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
-    while True:
-        task = _atomic_next(counters, counter)
-        if task >= n_tasks:
-            break
-        j0 = task * LEAF_TASK
-        if reverse:
-            j0 = (n_tasks - 1 - task) * LEAF_TASK
-        j1 = min(L, j0 + LEAF_TASK)
-        for jj in range(j1 - j0):
-            j = j1 - 1 - jj if reverse else j0 + jj
-            jn = max(j - 1, 0) if reverse else min(j + 1, L - 1)
-            lo = offsets[j]
-            hi = offsets[j + 1]
-            if hi > lo:
-                leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, perm, lo, hi, H,
-                                 HM, Y, stream)
+    task = _atomic_next(counters, counter)
+    j = -1
+    first, stop, step = 0, 0, 1
+    while task < n_tasks:
+        if j < 0:  # a task just taken: its first leaf with samples
+            first, stop, step = task_leaves(task, n_tasks, L, reverse)
+            j = next_bucket(offsets, first, stop, step)
+            if j < 0:
+                task = _atomic_next(counters, counter)
+                continue
+        jn = next_bucket(offsets, j + step, stop, step)
+        if jn < 0:  # j is the task's last: take the next task now, to prefetch its first leaf
+            task = _atomic_next(counters, counter)
+            if task < n_tasks:
+                first, stop, step = task_leaves(task, n_tasks, L, reverse)
+                jn = next_bucket(offsets, first, stop, step)
+        leaf_apply_group(w1s, b1s, w2s, b2s, j, jn if jn >= 0 else j, act, mw1, mb1, mw2, mb2, s, X, perm,
+                         offsets[j], offsets[j + 1], H, HM, Y, stream)
+        j = jn
     if stream:
         _store_fence()
 
