@@ -533,6 +533,31 @@ def test_leaf_batch_kernel_both_leaf_orders(dtype):
             np.testing.assert_allclose(y, expected, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_leaf_batch_kernel_runs_every_bucket_once_with_empty_leaves_and_tasks(dtype):
+    """Workers prefetch the next leaf that has samples and take their next task one leaf early
+    (round 19): with most leaves empty, whole tasks of ``LEAF_TASK`` leaves among them, and the
+    samples crowded into a few leaves, every sample's row is still written once, right, in both
+    leaf orders and with more workers than tasks that hold samples."""
+    rng = np.random.default_rng(37)
+    depth = 7  # 128 leaves: 8 tasks of 16
+    assert 2 ** depth // kernels.LEAF_TASK >= 8
+    params = ref_leaf.init_params(D_WIDE, L_WIDE, O_WIDE, depth, rng, dtype, master_leaf=3)
+    base = rng.standard_normal((3, D_WIDE)).astype(dtype)
+    x = np.concatenate([rng.standard_normal((9, D_WIDE)).astype(dtype),  # spread out
+                        base[rng.integers(0, 3, 30)]])  # 30 samples in at most 3 leaves
+    expected = ref_leaf.hard_forward(params, x, "relu")
+    counts = np.bincount(ref_leaf.hard_leaf_index(params, x), minlength=2 ** depth)
+    tasks = counts.reshape(-1, kernels.LEAF_TASK).sum(axis=1)
+    assert (counts == 0).sum() > 100 and counts.max() >= 10 and (tasks == 0).sum() >= 2
+    args = api.leaf_kernel_args(params)
+    for reverse in (False, True):
+        for threads in (1, 2, 3):
+            y = np.full(expected.shape, np.nan, dtype)
+            assert kernels.leaf_forward_batch(*args[:6], 0, *args[6:], x, y, threads, True, reverse)
+            np.testing.assert_allclose(y, expected, **TOL[dtype])
+
+
 def test_a_batch_of_one_takes_the_one_sample_call_and_keeps_its_shape_and_errors():
     from fffcpu import FFF, NeuronTreeFFF
     rng = np.random.default_rng(11)
