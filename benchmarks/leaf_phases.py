@@ -16,6 +16,10 @@ Rows (median seconds per call; a ratio is the dense layer's time over the row's)
 - ``floor``: reading every byte a call must read (the leaves' weights and ``x``) with a parallel sum
   and writing the output with a parallel copy, nothing else; repeated calls find it in the cache
   as the kernel's do;
+- ``weights leaf by leaf``: reading the leaves' weights (each leaf's ``w1s`` then ``w2s``) in the
+  leaf phase's order, tasks of ``LEAF_TASK`` leaves from a shared counter, the direction
+  alternating from call to call, with no arithmetic: the memory's rate for the leaf phase's own
+  pattern;
 - ``dense``: ``act(x @ W1 + b1) @ W2 + b2`` of the same training width with NumPy's BLAS.
 
 Run from the repository root::
@@ -82,12 +86,33 @@ def _kernels():
             total += a[i]
         return total
 
+    @njit(parallel=True, fastmath=True, cache=False)
+    def leafwise_read(w1f, w2f, n_workers, reverse, sums):
+        L = w1f.shape[0]
+        n_tasks = (L + k.LEAF_TASK - 1) // k.LEAF_TASK
+        counters = np.zeros(16, np.int64)
+        for t in prange(n_workers):
+            total = np.float32(0)
+            while True:
+                task = k._atomic_next(counters, 0)
+                if task >= n_tasks:
+                    break
+                j0 = (n_tasks - 1 - task if reverse else task) * k.LEAF_TASK
+                j1 = min(L, j0 + k.LEAF_TASK)
+                for jj in range(j1 - j0):
+                    j = j1 - 1 - jj if reverse else j0 + jj
+                    for i in range(w1f.shape[1]):
+                        total += w1f[j, i]
+                    for i in range(w2f.shape[1]):
+                        total += w2f[j, i]
+            sums[t] = total
+
     @njit(parallel=True, cache=False)
     def parallel_copy(src, dst):
         for i in prange(src.size):
             dst[i] = src[i]
 
-    return route, apply, parallel_sum, parallel_copy
+    return route, apply, parallel_sum, parallel_copy, leafwise_read
 
 
 def phase_calls(layer, x, n_threads):
@@ -97,7 +122,7 @@ def phase_calls(layer, x, n_threads):
     from fffcpu import kernels as k
     from fffcpu.activations import ACTIVATION_CODES
 
-    route, apply, parallel_sum, parallel_copy = _kernels()
+    route, apply, parallel_sum, parallel_copy, leafwise_read = _kernels()
     args = api.leaf_kernel_args(layer.params)
     nw, nb, w1s, b1s, w2s, b2s = args[:6]
     master = args[6:]
@@ -124,13 +149,21 @@ def phase_calls(layer, x, n_threads):
         parallel_sum(x.reshape(-1))
         parallel_copy(x.reshape(-1)[:y.size], y.reshape(-1)[:x.size])
 
+    w1f, w2f = w1s.reshape(w1s.shape[0], -1), w2s.reshape(w2s.shape[0], -1)
+    sums = np.zeros(n_workers, x.dtype)
+
+    def leafwise():
+        state["reverse"] = not state["reverse"]
+        leafwise_read(w1f, w2f, n_workers, state["reverse"], sums)
+
     return {"layer(x)": lambda: layer(x),
             "route": lambda: route(nw, nb, x, leaf, n_workers),
             "leaves": leaves(leaf),
             f"leaves, {n // layer.n_leaves} per leaf": leaves(even),
             "flush": lambda: parallel_sum(flush),
             "flush + leaves": lambda: (parallel_sum(flush), leaves(leaf)()),
-            "floor": floor}, y
+            "floor": floor,
+            "weights leaf by leaf": leafwise}, y
 
 
 def measure_rows(layer, x, n_threads, repeats, rounds):
@@ -150,11 +183,13 @@ def measure_rows(layer, x, n_threads, repeats, rounds):
     return results
 
 
-def format_round(t, n_bytes):
-    """The lines of one round: each row's time, the dense ratio, and the floor's rate."""
+def format_round(t, n_bytes, weight_bytes):
+    """The lines of one round: each row's time, the dense ratio, and the rates of the rows that only
+    move memory (``n_bytes`` for the floor, ``weight_bytes`` for the weights leaf by leaf)."""
+    moved = {"floor": n_bytes, "weights leaf by leaf": weight_bytes}
     lines = []
     for name, seconds in t.items():
-        extra = f"  ({n_bytes / seconds / 1e9:.0f} GB/s)" if name == "floor" and seconds else ""
+        extra = f"  ({moved[name] / seconds / 1e9:.0f} GB/s)" if name in moved and seconds else ""
         ratio = t["dense"] / seconds if seconds else float("inf")
         lines.append(f"  {name:24s} {seconds * 1e3:8.3f} ms  dense / this {ratio:7.1f}x{extra}")
     return lines
@@ -174,11 +209,12 @@ def main(argv=None, stdout=None):
     layer = make_layer("fff", LEAF_INFER)
     x = make_x(args.batch, LEAF_INFER["input_width"])
     w = layer.params
-    n_bytes = w["w1s"].nbytes + w["w2s"].nbytes + x.nbytes + args.batch * layer.output_width * x.itemsize
+    weight_bytes = w["w1s"].nbytes + w["w2s"].nbytes
+    n_bytes = weight_bytes + x.nbytes + args.batch * layer.output_width * x.itemsize
     print(f"leaf FFF {LEAF_INFER}, batch {args.batch}, {args.threads} thread(s)", file=out)
     for r, t in enumerate(measure_rows(layer, x, args.threads, args.repeats, args.rounds)):
         print(f"round {r + 1}:", file=out)
-        for line in format_round(t, n_bytes):
+        for line in format_round(t, n_bytes, weight_bytes):
             print(line, file=out)
     return 0
 
