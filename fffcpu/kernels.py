@@ -275,7 +275,8 @@ def _prefetch(typingctx, arr, offset):
     """Hint the CPU to bring ``arr``'s element at flat ``offset`` (from its first element) into L2.
 
     Why: a batch reads every leaf's weights (25 MB for leaf-768-d8-l16) once from memory; fetching
-    leaf j+1's rows while leaf j computes overlaps that traffic with arithmetic. A hint never faults.
+    the next leaf's rows while leaf j computes overlaps that traffic with arithmetic (as far as it goes:
+    docs/kernels.md, round 19). A hint never faults.
     """
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
