@@ -97,14 +97,13 @@ def _kernels():
                 task = k._atomic_next(counters, 0)
                 if task >= n_tasks:
                     break
-                j0 = (n_tasks - 1 - task if reverse else task) * k.LEAF_TASK
-                j1 = min(L, j0 + k.LEAF_TASK)
-                for jj in range(j1 - j0):
-                    j = j1 - 1 - jj if reverse else j0 + jj
+                j, stop, step = k.task_leaves(task, n_tasks, L, reverse)  # the leaf phase's order
+                while j != stop:
                     for i in range(w1f.shape[1]):
                         total += w1f[j, i]
                     for i in range(w2f.shape[1]):
                         total += w2f[j, i]
+                    j += step
             sums[t] = total
 
     @njit(parallel=True, cache=False)
