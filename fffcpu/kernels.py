@@ -1321,6 +1321,18 @@ def next_bucket(offsets, j, stop, step):
     return -1
 
 
+@njit(**_INLINE)
+def take_task(counters, counter, n_tasks, L, reverse, offsets):
+    """Take the next leaf task from ``counters[counter]``: ``(task, j, stop, step)``, with ``j`` its first
+    leaf with samples (-1 when it has none, or when no task is left: ``task >= n_tasks``) and the
+    task's leaves ``j, j + step, ...`` up to ``stop`` excluded (:func:`task_leaves`)."""
+    task = _atomic_next(counters, counter)
+    if task >= n_tasks:
+        return task, -1, 0, 1
+    first, stop, step = task_leaves(task, n_tasks, L, reverse)
+    return task, next_bucket(offsets, first, stop, step), stop, step
+
+
 @njit(**_SERIAL)
 def leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, offsets, H, HM, Y, stream,
                       counters, counter, reverse):
@@ -1341,22 +1353,14 @@ def leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, o
     """
     L = w1s.shape[0]
     n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
-    task = _atomic_next(counters, counter)
-    j = -1
-    first, stop, step = 0, 0, 1
+    task, j, stop, step = take_task(counters, counter, n_tasks, L, reverse, offsets)
     while task < n_tasks:
-        if j < 0:  # a task just taken: its first leaf with samples
-            first, stop, step = task_leaves(task, n_tasks, L, reverse)
-            j = next_bucket(offsets, first, stop, step)
-            if j < 0:
-                task = _atomic_next(counters, counter)
-                continue
+        if j < 0:  # the task taken has no leaf with samples
+            task, j, stop, step = take_task(counters, counter, n_tasks, L, reverse, offsets)
+            continue
         jn = next_bucket(offsets, j + step, stop, step)
         if jn < 0:  # j is the task's last: take the next task now, to prefetch its first leaf
-            task = _atomic_next(counters, counter)
-            if task < n_tasks:
-                first, stop, step = task_leaves(task, n_tasks, L, reverse)
-                jn = next_bucket(offsets, first, stop, step)
+            task, jn, stop, step = take_task(counters, counter, n_tasks, L, reverse, offsets)
         leaf_apply_group(w1s, b1s, w2s, b2s, j, jn if jn >= 0 else j, act, mw1, mb1, mw2, mb2, s, X, perm,
                          offsets[j], offsets[j + 1], H, HM, Y, stream)
         j = jn
