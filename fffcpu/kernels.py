@@ -244,8 +244,8 @@ def all_finite(x):
 # ---------------------------------------------------------------------------------------------
 # accumulator blocks on the stack
 # ---------------------------------------------------------------------------------------------
-#: elements of a stack accumulator block: 4 samples x 16 hidden units, or 4 samples x 64 outputs
-ACC_BLOCK = 256
+#: elements of a stack accumulator block: up to 6 samples x 64 outputs (:func:`_leaf_passes`)
+ACC_BLOCK = 512
 #: hidden units per register block (16 float32 lanes: one AVX-512 register per sample)
 HID_BLOCK = 16
 #: outputs per register block (four AVX-512 registers per sample)
@@ -1041,6 +1041,101 @@ def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1, stream):
         leaf_output_tail(w2s, b2s, j, h0, h1, h0, h1, mw2, mb2, m0, m1, m0, m1, s, y0, y1, y0, y1)
 
 
+def _leaf_passes(K):
+    """The hidden and the output pass of a leaf for ``K`` samples at once, :func:`leaf_hidden4` and
+    :func:`leaf_output4` for ``K`` fixed at compile time (a closure's constant, so that the loops
+    over the samples unroll and the accumulators stay in registers): ``hidden(w1s, b1s, j, jn, act,
+    scale, X, perm, p, H)`` and ``output(w2s, b2s, j, jn, mw2, mb2, s, H, HM, p, perm, Y, stream)``
+    for the samples ``perm[p:p + K]`` of ``X``, hidden rows ``H[p:p + K]`` (``HM`` the master
+    leaf's) and output rows ``Y[perm[p:p + K]]``.
+
+    Why: a leaf whose bucket holds five or six samples ran a pass of four and then a single sample
+    or a pair, which brings the leaf's 96 KB of weights from L2 a second time for one or two samples
+    (round 20). With six samples the output pass keeps 24 accumulator registers in float32 (48 in
+    float64, which spill: float64 runs six as four and two). The same factory in place of the
+    hand-written passes of four and two ran 3-7 % slower in the whole call (paired), so those stay.
+    """
+
+    @njit(**_SERIAL)
+    def hidden(w1s, b1s, j, jn, act, scale, X, perm, p, H):
+        l = H.shape[1]
+        D = X.shape[1]
+        B = HID_BLOCK
+        acc = carray(_stack_block(X.dtype), ACC_BLOCK)
+        for cb in range((l + B - 1) // B):
+            c0 = cb * B
+            w = min(B, l - c0)
+            for t in range(2 * K * B):
+                acc[t] = 0
+            rows = D if w == B else whole_block_rows(w1s, j, c0)
+            nxt = jn * D * l + c0
+            for i2 in range(rows // 2):
+                i = 2 * i2
+                _prefetch(w1s, nxt + i * l)
+                _prefetch(w1s, nxt + (i + 1) * l)
+                for c in range(B):
+                    wc = w1s[j, i, c0 + c]
+                    we = w1s[j, i + 1, c0 + c]
+                    for q in range(K):
+                        acc[q * B + c] += X[perm[p + q], i] * wc
+                        acc[(K + q) * B + c] += X[perm[p + q], i + 1] * we
+            for i in range(2 * (rows // 2), D):
+                for c in range(w):
+                    wc = w1s[j, i, c0 + c]
+                    for q in range(K):
+                        acc[q * B + c] += X[perm[p + q], i] * wc
+            for c in range(w):
+                b = b1s[j, c0 + c]
+                for q in range(K):
+                    H[p + q, c0 + c] = scale * activate((acc[q * B + c] + acc[(K + q) * B + c]) + b, act)
+
+    @njit(**_SERIAL)
+    def output(w2s, b2s, j, jn, mw2, mb2, s, H, HM, p, perm, Y, stream):
+        l = H.shape[1]
+        m = HM.shape[1]
+        O = Y.shape[1]
+        B = OUT_BLOCK
+        sm = 1 - s
+        acc = carray(_stack_block(Y.dtype), ACC_BLOCK)
+        for ob in range(O // B):
+            o0 = ob * B
+            for t in range(B):
+                b = s * b2s[j, o0 + t] + sm * mb2[0, o0 + t]
+                for q in range(K):
+                    acc[q * B + t] = b
+            for c in range(l):
+                nxt = (jn * l + c) * O + o0
+                _prefetch(w2s, nxt)
+                _prefetch(w2s, nxt + B // 4)
+                _prefetch(w2s, nxt + B // 2)
+                _prefetch(w2s, nxt + 3 * B // 4)
+                for t in range(B):
+                    wv = w2s[j, c, o0 + t]
+                    for q in range(K):
+                        acc[q * B + t] += H[p + q, c] * wv
+            for c in range(m):
+                for t in range(B):
+                    wv = mw2[0, c, o0 + t]
+                    for q in range(K):
+                        acc[q * B + t] += HM[p + q, c] * wv
+            for q in range(K):
+                store_block(Y[perm[p + q]], o0, acc, q * B, stream)
+        if O % B:
+            for q0 in range(0, K, 4):  # groups of four, the last one padded with repeats
+                p0 = p + q0
+                p1 = p + min(q0 + 1, K - 1)
+                p2 = p + min(q0 + 2, K - 1)
+                p3 = p + min(q0 + 3, K - 1)
+                leaf_output_tail(w2s, b2s, j, H[p0], H[p1], H[p2], H[p3], mw2, mb2, HM[p0], HM[p1], HM[p2],
+                                 HM[p3], s, Y[perm[p0]], Y[perm[p1]], Y[perm[p2]], Y[perm[p3]])
+
+    return hidden, output
+
+
+leaf_hidden5, leaf_output5 = _leaf_passes(5)
+leaf_hidden6, leaf_output6 = _leaf_passes(6)
+
+
 @njit(**_INLINE)
 def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, x, h, hm, y, stream):
     """Leaf j on one sample, mixed with the master leaf:
@@ -1179,10 +1274,11 @@ def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, p
     hidden rows in ``H[lo:hi]`` (n, l) and ``HM[lo:hi]`` (n, m).
 
     Four samples at a time share every weight load (:func:`leaf_hidden4`, :func:`leaf_output4`);
-    a rest of three runs as a four with a repeat, a rest of two as a pair, a single one alone. The
-    leaf's weights (2 * D * l values) come from memory once and stay in L2 for the rest; leaf
-    ``jn``'s (the next one this thread runs) are prefetched meanwhile. The master leaf is one more
-    leaf that every group runs (its rows stay in L2). No allocation.
+    a rest of five or six runs as one pass (:func:`_leaf_passes`), of three as a four with a
+    repeat, of two as a pair, a single one alone. The leaf's weights (2 * D * l values) come from
+    memory once and stay in L2 for the rest; leaf ``jn``'s (the next one this thread runs) are
+    prefetched meanwhile. The master leaf is one more leaf that every group runs (its rows stay in
+    L2). No allocation.
     """
     w1s, b1s, w2s, b2s = _borrow(w1s), _borrow(b1s), _borrow(w2s), _borrow(b2s)
     mw1, mb1, mw2, mb2 = _borrow(mw1), _borrow(mb1), _borrow(mw2), _borrow(mb2)
@@ -1191,6 +1287,18 @@ def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, p
     sm = 1 - s
     p = lo
     while hi - p >= 3:
+        if hi - p == 5:  # the rest in one pass: a pass of four and a single one read the weights twice
+            leaf_hidden5(w1s, b1s, j, jn, act, s, X, perm, p, H)
+            if master:
+                leaf_hidden5(mw1, mb1, 0, 0, act, sm, X, perm, p, HM)
+            leaf_output5(w2s, b2s, j, jn, mw2, mb2, s, H, HM, p, perm, Y, stream)
+            return
+        if hi - p == 6 and Y.itemsize == 4:  # float64: 48 registers of sums spill (1.6x slower than 4 + 2)
+            leaf_hidden6(w1s, b1s, j, jn, act, s, X, perm, p, H)
+            if master:
+                leaf_hidden6(mw1, mb1, 0, 0, act, sm, X, perm, p, HM)
+            leaf_output6(w2s, b2s, j, jn, mw2, mb2, s, H, HM, p, perm, Y, stream)
+            return
         q0 = perm[p]
         q1 = perm[p + 1]
         q2 = perm[p + 2]

@@ -558,6 +558,33 @@ def test_leaf_batch_kernel_runs_every_bucket_once_with_empty_leaves_and_tasks(dt
             np.testing.assert_allclose(y, expected, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("master_leaf", [0, 3])
+def test_leaf_batch_kernel_every_bucket_size_up_to_thirteen(dtype, master_leaf):
+    """Round 20: a bucket of five or six samples runs as one pass (``_leaf_passes``), of seven as
+    four and three, of nine as four and five, and so on. With leaf j holding exactly j + 1 samples
+    (sizes 1 to 13 in one batch, in both leaf orders, 1 and 2 workers), hidden units in a block of
+    16 and a narrow one, outputs in a block of 64 and a tail, every row is the reference's."""
+    rng = np.random.default_rng(38)
+    depth = 4  # 16 leaves
+    params = ref_leaf.init_params(D_WIDE, L_WIDE, O_WIDE, depth, rng, dtype, master_leaf=master_leaf)
+    pool = rng.standard_normal((3000, D_WIDE)).astype(dtype)
+    leaf = ref_leaf.hard_leaf_index(params, pool)
+    sizes = np.arange(1, 14)
+    assert (np.bincount(leaf, minlength=16)[:13] >= sizes).all()
+    x = pool[np.concatenate([np.flatnonzero(leaf == j)[:size] for j, size in enumerate(sizes)])]
+    x = x[rng.permutation(len(x))]
+    np.testing.assert_array_equal(np.bincount(ref_leaf.hard_leaf_index(params, x), minlength=16),
+                                  np.r_[sizes, 0, 0, 0])
+    expected = ref_leaf.hard_forward(params, x, "relu")
+    args = api.leaf_kernel_args(params)
+    for reverse in (False, True):
+        for threads in (1, 2):
+            y = np.full(expected.shape, np.nan, dtype)
+            assert kernels.leaf_forward_batch(*args[:6], 0, *args[6:], x, y, threads, True, reverse)
+            np.testing.assert_allclose(y, expected, **TOL[dtype])
+
+
 def test_a_batch_of_one_takes_the_one_sample_call_and_keeps_its_shape_and_errors():
     from fffcpu import FFF, NeuronTreeFFF
     rng = np.random.default_rng(11)
@@ -1361,7 +1388,8 @@ def test_narrow_leaf_blocks_never_read_past_the_weights():
     on into the next row, except where that would leave the array (the last rows of the last leaf,
     and of the master leaf). Here the weights end right before a page that may not be read, so a
     read one value too far ends the process with SIGSEGV; and every path agrees with the reference
-    (the batch kernel's groups of four, two and one, the serial loop and the one-sample call)."""
+    (the batch kernel's groups of six, five, four, two and one, the serial loop and the
+    one-sample call)."""
     import sys
     if not sys.platform.startswith("linux"):
         pytest.skip("mprotect through ctypes: Linux only")
@@ -1403,6 +1431,11 @@ for dt in (np.float32, np.float64):
         Y = np.empty((203, 6), dt)
         assert k.leaf_forward_batch(*args[:6], relu, *args[6:], X, Y, 2, True, False)
         np.testing.assert_allclose(Y, want, rtol=1e-4, atol=1e-5)
+        for size in (5, 6):  # every bucket one pass of five or six samples (round 20)
+            pick = np.concatenate([np.flatnonzero(leaves == j)[:size] for j in range(4)])
+            Ys = np.empty((pick.size, 6), dt)
+            assert k.leaf_forward_batch(*args[:6], relu, *args[6:], X[pick], Ys, 2, True, False)
+            np.testing.assert_allclose(Ys, want[pick], rtol=1e-4, atol=1e-5)
         Y[...] = 0
         assert k.leaf_forward_serial(*args[:6], relu, *args[6:], X, Y, True)
         np.testing.assert_allclose(Y, want, rtol=1e-4, atol=1e-5)
