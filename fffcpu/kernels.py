@@ -842,6 +842,18 @@ def leaf_hidden2(w1s, b1s, j, jn, act, scale, x0, x1, h0, h1):
             h1[c0 + c] = scale * activate((acc[B + c] + acc[3 * B + c]) + b, act)
 
 
+@njit(**_INLINE)
+def prefetch_out_row(w2s, jn, c, o0):
+    """Prefetch into L2 the ``OUT_BLOCK`` values from column ``o0`` of row ``c`` of leaf ``jn``'s
+    ``w2s``: an output pass's step over row c of block o0 of its leaf fetches the same place of the
+    next leaf, so that pass after pass the whole next leaf arrives (one prefetch every 16 values)."""
+    nxt = (jn * w2s.shape[1] + c) * w2s.shape[2] + o0
+    _prefetch(w2s, nxt)
+    _prefetch(w2s, nxt + OUT_BLOCK // 4)
+    _prefetch(w2s, nxt + OUT_BLOCK // 2)
+    _prefetch(w2s, nxt + 3 * OUT_BLOCK // 4)
+
+
 @njit(**_SERIAL)
 def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream):
     """``y = h @ w2s[j] + s b2s[j] + hm @ mw2[0] + (1 - s) mb2[0]`` for one sample.
@@ -862,11 +874,7 @@ def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream):
         for t in range(B):
             acc[t] = s * b2s[j, o0 + t] + sm * mb2[0, o0 + t]
         for c in range(l):
-            nxt = (jn * l + c) * O + o0
-            _prefetch(w2s, nxt)
-            _prefetch(w2s, nxt + B // 4)
-            _prefetch(w2s, nxt + B // 2)
-            _prefetch(w2s, nxt + 3 * B // 4)
+            prefetch_out_row(w2s, jn, c, o0)
             g = h[c]
             for t in range(B):
                 acc[t] += g * w2s[j, c, o0 + t]
@@ -975,11 +983,7 @@ def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
             acc[2 * B + t] = b
             acc[3 * B + t] = b
         for c in range(l):
-            nxt = (jn * l + c) * O + o0
-            _prefetch(w2s, nxt)
-            _prefetch(w2s, nxt + B // 4)
-            _prefetch(w2s, nxt + B // 2)
-            _prefetch(w2s, nxt + 3 * B // 4)
+            prefetch_out_row(w2s, jn, c, o0)
             g0 = h0[c]
             g1 = h1[c]
             g2 = h2[c]
@@ -1017,11 +1021,7 @@ def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1, stream):
             acc[t] = b
             acc[B + t] = b
         for c in range(l):
-            nxt = (jn * l + c) * O + o0
-            _prefetch(w2s, nxt)
-            _prefetch(w2s, nxt + B // 4)
-            _prefetch(w2s, nxt + B // 2)
-            _prefetch(w2s, nxt + 3 * B // 4)
+            prefetch_out_row(w2s, jn, c, o0)
             g0 = h0[c]
             g1 = h1[c]
             for t in range(B):
@@ -1104,11 +1104,7 @@ def _leaf_passes(K):
                 for q in range(K):
                     acc[q * B + t] = b
             for c in range(l):
-                nxt = (jn * l + c) * O + o0
-                _prefetch(w2s, nxt)
-                _prefetch(w2s, nxt + B // 4)
-                _prefetch(w2s, nxt + B // 2)
-                _prefetch(w2s, nxt + 3 * B // 4)
+                prefetch_out_row(w2s, jn, c, o0)
                 for t in range(B):
                     wv = w2s[j, c, o0 + t]
                     for q in range(K):
