@@ -1804,6 +1804,8 @@ def test_fit_checks_all_its_data_before_the_first_step():
             (dict(validation=(X.astype(object), y)), TypeError, "validation X must hold real numbers (float or int), got dtype object"),
             (dict(validation=(nan, y)), ValueError, "validation X must be finite, got 1 NaN or inf value(s), the first "
                                                     "at index (35, 0)"),
+            (dict(validation=(X[:0], y[:0])), ValueError,
+             "cannot validate on an empty data set (validation X has 0 rows)"),  # before training (round 20)
             (dict(X=[[1.0, 2, 3, 4], [1.0, 2]], y=[0, 1]), ValueError,
              "X must be an array of shape (n, 4); NumPy cannot make one array of the list given"),
             (dict(y=[[0]] * 39 + [[0, 1]]), ValueError, "y must be an array with 40 rows (one per sample of X); NumPy "
@@ -1888,3 +1890,25 @@ def test_the_reported_loss_is_the_whole_objective_of_a_real_layer():
     assert hist["task_loss"][0] == pytest.approx(task, rel=1e-12)
     assert hist["hardening_loss"][0] == pytest.approx(harden, rel=1e-12)
     assert hist["loss"][0] == pytest.approx(task + 0.5 * harden + 2.0 * balance, rel=1e-12)
+
+
+def test_fit_checks_its_validation_data_once(monkeypatch):
+    """Round 20: fit checked and converted the validation set again at every epoch (through
+    evaluate); now once, before training, and each epoch's val_loss is still evaluate's."""
+    from fffcpu.training import loop
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(60, 5)), np.arange(60) % 3
+    Xv, yv = rng.normal(size=(20, 5)), np.arange(20) % 3
+    calls = []
+    real = loop._prepare_features
+
+    def counting(X, layer, name="X"):
+        calls.append(name)
+        return real(X, layer, name=name)
+
+    monkeypatch.setattr(loop, "_prepare_features", counting)
+    layer = fffcpu.FFF(5, 2, 3, 2, seed=0)
+    history = fit(layer, X, y, epochs=3, batch_size=16, validation=(Xv, yv), seed=0)
+    assert calls == ["X", "validation X"]
+    assert len(history["val_loss"]) == 3
+    assert history["val_loss"][-1] == evaluate(layer, Xv, yv)["loss"]

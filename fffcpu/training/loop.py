@@ -150,6 +150,14 @@ def evaluate(layer, X, y, loss="cross_entropy", batch_size=1024):
     t = _prepare_targets(loss, y, n, layer.output_width, dtype=layer.dtype)
     if n == 0:
         raise ValueError("cannot evaluate on an empty data set (X has 0 rows)")
+    return _evaluate_prepared(layer, X, t, loss, loss_fn, batch_size)
+
+
+def _evaluate_prepared(layer, X, t, loss, loss_fn, batch_size):
+    """:func:`evaluate` on data already checked and converted (:func:`_prepare_features`,
+    :func:`_prepare_targets`, at least one row): :func:`fit` checks its validation data once, not
+    again at every epoch."""
+    n = X.shape[0]
     hard = np.concatenate([np.asarray(layer(X[i:i + batch_size])) for i in range(0, n, batch_size)])
     value, _ = loss_fn(hard.astype(np.float64), t)
     out = {"loss": value, "accuracy": None, "accuracy_soft": None}
@@ -345,6 +353,8 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
         Xv, yv = validation
         Xv = _prepare_features(Xv, layer, name="validation X")
         yv = _prepare_targets(loss, yv, Xv.shape[0], layer.output_width, name="validation y", dtype=layer.dtype)
+        if Xv.shape[0] == 0:  # checked here, before any training, and not again at every epoch
+            raise ValueError("cannot validate on an empty data set (validation X has 0 rows)")
     if patience is not None and validation is None:
         raise ValueError("patience needs validation data: pass validation=(X_val, y_val) or validation_split > 0")
     if n == 0:
@@ -415,7 +425,7 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
             row = dict(epoch=epoch, loss=float(sums[0] / n), task_loss=float(sums[1] / n), hardening_loss=float(sums[2] / n),
                        accuracy=correct / n if classify else None)
             if validation is not None:
-                ev = evaluate(layer, Xv, yv, loss=loss)
+                ev = _evaluate_prepared(layer, Xv, yv, loss, loss_fn, 1024)
                 row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"], val_accuracy_soft=ev["accuracy_soft"])
             row["time"] = time.perf_counter() - t0
             history.append(**row)
