@@ -135,7 +135,11 @@ def _block_usage(layer, cache, x):
     return {k: v for k, v in out.items() if k in layer.params}
 
 
-def evaluate(layer, X, y, loss="cross_entropy", batch_size=1024):
+#: samples per hard-inference call in :func:`evaluate` (and in :func:`fit`'s validation)
+EVAL_BATCH = 1024
+
+
+def evaluate(layer, X, y, loss="cross_entropy", batch_size=EVAL_BATCH):
     """Task loss and accuracy of hard inference ``layer(X)`` (and of the soft mixture if it has one).
 
     Returns
@@ -425,7 +429,7 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
             row = dict(epoch=epoch, loss=float(sums[0] / n), task_loss=float(sums[1] / n), hardening_loss=float(sums[2] / n),
                        accuracy=correct / n if classify else None)
             if validation is not None:
-                ev = _evaluate_prepared(layer, Xv, yv, loss, loss_fn, 1024)
+                ev = _evaluate_prepared(layer, Xv, yv, loss, loss_fn, EVAL_BATCH)
                 row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"], val_accuracy_soft=ev["accuracy_soft"])
             row["time"] = time.perf_counter() - t0
             history.append(**row)
