@@ -843,6 +843,16 @@ def leaf_hidden2(w1s, b1s, j, jn, act, scale, x0, x1, h0, h1):
 
 
 @njit(**_INLINE)
+def master_share(s, w):
+    """The master leaf's share ``1 - s`` of an eFFF output, in the dtype of the weights ``w``.
+
+    Why not ``1 - s``: for a float32 ``s`` Numba types it as float64, and every leaf output pass
+    then computed its biases in float64, converting value by value (round 20: ``leaf_output4`` hot
+    1.15 -> 1.05 us without that)."""
+    return w.dtype.type(1) - s
+
+
+@njit(**_INLINE)
 def prefetch_out_row(w2s, jn, c, o0):
     """Prefetch into L2 the ``OUT_BLOCK`` values from column ``o0`` of row ``c`` of leaf ``jn``'s
     ``w2s``: an output pass's step over row c of block o0 of its leaf fetches the same place of the
@@ -863,15 +873,13 @@ def leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream):
     as long as ``mb2`` is finite). ``y`` (O,). Blocks of 64 outputs accumulate in registers over
     all hidden units, then are stored once; leaf ``jn``'s rows are prefetched alongside. No allocation.
 
-    ``1 - s`` is taken in the weights' dtype: for a float32 ``s``, Numba types ``1 - s`` as
-    float64, and every pass then computed its biases in float64, converting value by value (round
-    20: ``leaf_output4`` hot 1.15 -> 1.05 us without that).
+    ``1 - s`` comes from :func:`master_share`, in the weights' dtype.
     """
     l = h.shape[0]
     m = hm.shape[0]
     O = y.shape[0]
     B = OUT_BLOCK
-    sm = w2s.dtype.type(1) - s  # not 1 - s: that is float64 for a float32 s (see leaf_output)
+    sm = master_share(s, w2s)
     acc = carray(_stack_block(y.dtype), ACC_BLOCK)
     for ob in range(O // B):  # full blocks: every loop has a fixed size (registers, no branches)
         o0 = ob * B
@@ -914,7 +922,7 @@ def leaf_output_tail1(w2s, b2s, j, h, mw2, mb2, hm, s, y):
     a column of ``w2s`` per output: for one sample that runs faster than blocks of 16 do (1.22 against
     1.33 us for a whole one-sample call of a leaf FFF 64-16-10, round 17)."""
     O = y.shape[0]
-    sm = w2s.dtype.type(1) - s  # not 1 - s: that is float64 for a float32 s (see leaf_output)
+    sm = master_share(s, w2s)
     for o in range((O // OUT_BLOCK) * OUT_BLOCK, O):
         v = s * b2s[j, o] + sm * mb2[0, o]
         for c in range(h.shape[0]):
@@ -940,7 +948,7 @@ def leaf_output_tail(w2s, b2s, j, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
     m = m0.shape[0]
     O = y0.shape[0]
     B = HID_BLOCK
-    sm = w2s.dtype.type(1) - s  # not 1 - s: that is float64 for a float32 s (see leaf_output)
+    sm = master_share(s, w2s)
     acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
     first = (O // OUT_BLOCK) * OUT_BLOCK
     for tb in range((O - first + B - 1) // B):
@@ -976,7 +984,7 @@ def leaf_output4(w2s, b2s, j, jn, h0, h1, h2, h3, mw2, mb2, m0, m1, m2, m3, s, y
     m = m0.shape[0]
     O = y0.shape[0]
     B = OUT_BLOCK
-    sm = w2s.dtype.type(1) - s  # not 1 - s: that is float64 for a float32 s (see leaf_output)
+    sm = master_share(s, w2s)
     acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
     for ob in range(O // B):
         o0 = ob * B
@@ -1016,7 +1024,7 @@ def leaf_output2(w2s, b2s, j, jn, h0, h1, mw2, mb2, m0, m1, s, y0, y1, stream):
     m = m0.shape[0]
     O = y0.shape[0]
     B = OUT_BLOCK
-    sm = w2s.dtype.type(1) - s  # not 1 - s: that is float64 for a float32 s (see leaf_output)
+    sm = master_share(s, w2s)
     acc = carray(_stack_block(y0.dtype), ACC_BLOCK)
     for ob in range(O // B):
         o0 = ob * B
@@ -1099,7 +1107,7 @@ def _leaf_passes(K):
         m = HM.shape[1]
         O = Y.shape[1]
         B = OUT_BLOCK
-        sm = w2s.dtype.type(1) - s  # not 1 - s: that is float64 for a float32 s (see leaf_output)
+        sm = master_share(s, w2s)
         acc = carray(_stack_block(Y.dtype), ACC_BLOCK)
         for ob in range(O // B):
             o0 = ob * B
@@ -1147,7 +1155,7 @@ def leaf_apply_one(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, x, h, 
     """
     leaf_hidden(w1s, b1s, j, jn, act, s, x, h)
     if hm.shape[0]:
-        leaf_hidden(mw1, mb1, 0, 0, act, w1s.dtype.type(1) - s, x, hm)
+        leaf_hidden(mw1, mb1, 0, 0, act, master_share(s, w1s), x, hm)
     leaf_output(w2s, b2s, j, jn, h, mw2, mb2, hm, s, y, stream)
 
 
@@ -1284,7 +1292,7 @@ def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, p
     mw1, mb1, mw2, mb2 = _borrow(mw1), _borrow(mb1), _borrow(mw2), _borrow(mb2)
     X, H, HM, Y = _borrow(X), _borrow(H), _borrow(HM), _borrow(Y)
     master = HM.shape[1] > 0
-    sm = w1s.dtype.type(1) - s
+    sm = master_share(s, w1s)
     p = lo
     while hi - p >= 3:
         if hi - p == 5:  # the rest in one pass: a pass of four and a single one read the weights twice
