@@ -17,7 +17,7 @@ Rows (median seconds per call; a ratio is the dense layer's time over the row's)
   and writing the output with a parallel copy, nothing else; repeated calls find it in the cache
   as the kernel's do;
 - ``weights leaf by leaf``: reading the leaves' weights (each leaf's ``w1s`` then ``w2s``) in the
-  leaf phase's order, tasks of ``LEAF_TASK`` leaves from a shared counter, the direction
+  leaf phase's order, tasks of ``LEAF_TASK`` leaves, each worker its own range first, the direction
   alternating from call to call, with no arithmetic: the memory's rate for the leaf phase's own
   pattern;
 - ``dense``: ``act(x @ W1 + b1) @ W2 + b2`` of the same training width with NumPy's BLAS.
@@ -54,7 +54,7 @@ def _kernels():
         depth = 0
         while (1 << depth) < node_weights.shape[0] + 1:
             depth += 1
-        counters = np.zeros(16, np.int64)
+        counters = np.zeros(16 * n_workers, np.int64)
         perm = np.empty(n, np.int64)
         right = np.empty(n, np.bool_)
         right2 = np.empty(n, np.bool_)
@@ -62,13 +62,13 @@ def _kernels():
         no_logits = np.empty((0, 2), X.dtype)
         for t in prange(n_workers):
             k.leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, stacks[t], no_logits,
-                                counters)
+                                counters, t, n_workers)
 
     @njit(parallel=True, fastmath=k.FASTMATH, cache=False)
     def apply(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, Y, leaf, n_workers, reverse):
         n = X.shape[0]
         L = w1s.shape[0]
-        counters = np.zeros(16, np.int64)
+        counters = np.zeros(16 * n_workers, np.int64)
         perm = np.empty(n, np.int64)
         offsets = np.empty(L + 1, np.int64)
         k.bucket_by(leaf, L, offsets, perm)
@@ -77,7 +77,7 @@ def _kernels():
         stream = Y.size * Y.itemsize >= k.STREAM_MIN_BYTES
         for t in prange(n_workers):
             k.leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, offsets, H, HM, Y,
-                                stream, counters, 0, reverse)
+                                stream, counters, 0, t, n_workers, reverse)
 
     @njit(parallel=True, fastmath=True, cache=False)
     def parallel_sum(a):
@@ -90,14 +90,15 @@ def _kernels():
     def leafwise_read(w1f, w2f, n_workers, reverse, sums):
         L = w1f.shape[0]
         n_tasks = (L + k.LEAF_TASK - 1) // k.LEAF_TASK
-        counters = np.zeros(16, np.int64)
+        counters = np.zeros(16 * n_workers, np.int64)
         for t in prange(n_workers):
             total = np.float32(0)
+            v = 0
             while True:
-                task = k._atomic_next(counters, 0)
-                if task >= n_tasks:
+                v, task = k.next_task(counters, 0, t, v, n_workers, n_tasks, reverse)  # the leaf phase's order
+                if task < 0:
                     break
-                j, stop, step = k.task_leaves(task, n_tasks, L, reverse)  # the leaf phase's order
+                j, stop, step = k.task_leaves(task, n_tasks, L, reverse)
                 while j != stop:
                     for i in range(w1f.shape[1]):
                         total += w1f[j, i]

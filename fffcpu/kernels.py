@@ -1339,8 +1339,9 @@ def leaf_apply_group(w1s, b1s, w2s, b2s, j, jn, act, mw1, mb1, mw2, mb2, s, X, p
 ROUTE_TASK = 512
 #: samples per worker thread at least (below, fewer threads: a launch costs more than it saves)
 LEAF_MIN_SAMPLES = 4
-#: leaves per leaf-phase task: threads take tasks from a shared counter, so a thread that runs
-#: slower (uneven buckets, a core shared with another process) simply takes fewer
+#: leaves per leaf-phase task: each worker owns a range of tasks and takes the others' when its own
+#: are done (:func:`next_task`), so a thread that runs slower (uneven buckets, a core shared with
+#: another process) simply runs fewer
 LEAF_TASK = 16
 
 
@@ -1370,7 +1371,8 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     while (1 << depth) < L:
         depth += 1
     n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
-    counters = np.zeros(2 * 16, np.int64)  # two task counters, 128 bytes apart (no false sharing)
+    # task counters 128 bytes apart (no false sharing): one per worker for the routing, then for the leaves
+    counters = np.zeros(2 * n_workers * 16, np.int64)
     ok = np.ones(n_workers, np.bool_)
     leaf = np.zeros(n, np.int64)
     perm = np.empty(n, np.int64)
@@ -1381,7 +1383,7 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
         no_logits = np.empty((0, 2), X.dtype)
         for t in prange(n_workers):
             ok[t] = leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, stacks[t],
-                                      no_logits, counters)
+                                      no_logits, counters, t, n_workers)
     elif check_finite:
         ok[0] = all_finite(X)
     if check_finite:
@@ -1395,21 +1397,30 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
     stream = Y.size * Y.itemsize >= STREAM_MIN_BYTES
     for t in prange(n_workers):
         leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, offsets, H, HM, Y,
-                          stream, counters, 16, reverse)
+                          stream, counters, 16 * n_workers, t, n_workers, reverse)
     return True
 
 
 @njit(**_SERIAL)
-def leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, stack, no_logits, counters):
-    """One worker's share of :func:`leaf_forward_batch`'s routing: tasks of ``ROUTE_TASK`` samples
-    taken from the shared counter ``counters[0]`` (dynamic balance by work) until none is left, each
-    walking the tree with groups of samples (:func:`leaf_route_group`), which write ``leaf``. False
-    when one of its samples had a non-finite root logit, else True."""
+def leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, stack, no_logits, counters,
+                      t, n_workers):
+    """Worker ``t``'s share (of ``n_workers``) of :func:`leaf_forward_batch`'s routing: tasks of
+    ``ROUTE_TASK`` samples (:func:`next_task`: its own range first, then the others', through the
+    counters ``counters[16 * r]``) until none is left, each walking the tree with groups of samples
+    (:func:`leaf_route_group`), which write ``leaf``. False when one of its samples had a non-finite
+    root logit, else True."""
     ok = True
+    n = X.shape[0]
+    n_tasks = (n + ROUTE_TASK - 1) // ROUTE_TASK
+    v = 0
     while True:
-        lo, hi = take_samples(counters, ROUTE_TASK, perm)
-        if lo == hi:
+        v, task = next_task(counters, 0, t, v, n_workers, n_tasks, False)
+        if task < 0:
             return ok
+        lo = task * ROUTE_TASK
+        hi = min(n, lo + ROUTE_TASK)
+        for p in range(lo, hi):
+            perm[p] = p
         if not leaf_route_group(node_weights, node_biases, X, perm, lo, hi, leaf, right, right2, stack,
                                 no_logits):
             ok = False
@@ -1417,13 +1428,34 @@ def leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, s
 
 @njit(**_INLINE)
 def task_leaves(task, n_tasks, L, reverse):
-    """The leaves of leaf task ``task`` in the order a worker runs them: ``(first, stop, step)``, so
-    that they are ``first, first + step, ...`` up to ``stop`` excluded (see :func:`leaf_apply_worker`)."""
-    j0 = (n_tasks - 1 - task if reverse else task) * LEAF_TASK
+    """The leaves of leaf task ``task`` (leaves ``task * LEAF_TASK`` on) in the order a worker runs
+    them: ``(first, stop, step)``, so that they are ``first, first + step, ...`` up to ``stop``
+    excluded: downwards with ``reverse`` (see :func:`leaf_apply_worker`)."""
+    j0 = task * LEAF_TASK
     j1 = min(L, j0 + LEAF_TASK)
     if reverse:
         return j1 - 1, j0 - 1, -1
     return j0, j1, 1
+
+
+@njit(**_INLINE)
+def next_task(counters, base, t, v, n_workers, n_tasks, reverse):
+    """Worker ``t``'s next leaf task: ``(v, task)``, ``task`` -1 when none is left.
+
+    Worker r owns the tasks ``[r * n_tasks // n_workers, (r + 1) * n_tasks // n_workers)``, taken
+    in order (from the last with ``reverse``) through its counter ``counters[base + 16 * r]``.
+    Worker t takes from its own range first (``v = 0``), then helps the workers after it (``v = 1,
+    2, ...``: worker ``(t + v) % n_workers``), which take from the same counter, so that no task runs
+    twice and a slower worker's last tasks go to those that finished (:func:`leaf_apply_worker`)."""
+    while v < n_workers:
+        r = (t + v) % n_workers
+        t0 = r * n_tasks // n_workers
+        t1 = (r + 1) * n_tasks // n_workers
+        i = _atomic_next(counters, base + 16 * r)
+        if i < t1 - t0:
+            return v, (t1 - 1 - i if reverse else t0 + i)
+        v += 1
+    return v, -1
 
 
 @njit(**_INLINE)
@@ -1438,28 +1470,37 @@ def next_bucket(offsets, j, stop, step):
 
 
 @njit(**_INLINE)
-def take_task(counters, counter, n_tasks, L, reverse, offsets):
-    """Take the next leaf task from ``counters[counter]``: ``(task, j, stop, step)``, with ``j`` its first
-    leaf with samples (-1 when it has none, or when no task is left: ``task >= n_tasks``) and the
-    task's leaves ``j, j + step, ...`` up to ``stop`` excluded (:func:`task_leaves`)."""
-    task = _atomic_next(counters, counter)
-    if task >= n_tasks:
-        return task, -1, 0, 1
+def take_task(counters, base, t, v, n_workers, L, reverse, offsets):
+    """Worker ``t`` takes its next leaf task (:func:`next_task`): ``(v, task, j, stop, step)``, with
+    ``j`` the task's first leaf with samples (-1 when it has none, or when no task is left: ``task <
+    0``) and its leaves ``j, j + step, ...`` up to ``stop`` excluded (:func:`task_leaves`)."""
+    n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
+    v, task = next_task(counters, base, t, v, n_workers, n_tasks, reverse)
+    if task < 0:
+        return v, task, -1, 0, 1
     first, stop, step = task_leaves(task, n_tasks, L, reverse)
-    return task, next_bucket(offsets, first, stop, step), stop, step
+    return v, task, next_bucket(offsets, first, stop, step), stop, step
 
 
 @njit(**_SERIAL)
 def leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, offsets, H, HM, Y, stream,
-                      counters, counter, reverse):
-    """One worker's share of :func:`leaf_forward_batch`'s leaves: tasks of ``LEAF_TASK`` leaves taken
-    from the shared counter ``counters[counter]`` (dynamic balance by work) until none is left; each
-    leaf j runs on its bucket ``perm[offsets[j]:offsets[j + 1]]`` reading its weights once, four
-    samples per pass (:func:`leaf_apply_group`), while the weights of the next leaf this worker
-    runs are prefetched: the next leaf with samples, taken from the worker's next task when this
-    is its task's last (the worker claims that task one leaf early). Until round 19 the next leaf
-    was simply j + 1 in the task: an empty leaf's weights were fetched for nothing and the one after
-    it, like every task's first leaf, started cold.
+                      counters, base, t, n_workers, reverse):
+    """Worker ``t``'s share (of ``n_workers``) of :func:`leaf_forward_batch`'s leaves: tasks of
+    ``LEAF_TASK`` leaves (:func:`next_task`: its own range of tasks first, then the rest of the
+    others', through the counters ``counters[base + 16 * r]``) until none is left; each leaf j
+    runs on its bucket ``perm[offsets[j]:offsets[j + 1]]`` reading its weights once, four samples
+    per pass (:func:`leaf_apply_group`), while the weights of the next leaf this worker runs are
+    prefetched: the next leaf with samples, taken from the worker's next task when this is its
+    task's last (the worker claims that task one leaf early). Until round 19 the next leaf was
+    simply j + 1 in the task: an empty leaf's weights were fetched for nothing and the one after it,
+    like every task's first leaf, started cold.
+
+    Why each worker owns a range: a core reads the weights of the leaves it ran in the previous call
+    faster than those another core ran. With every task taken from one shared counter, the leaves
+    changed cores from call to call, and the leaf phase took 0.47 ms instead of 0.37 ms
+    (leaf-768-d8-l16, batch 1024, 2 threads; the same tasks with their owner swapped at every call:
+    0.53 ms; round 21, docs/kernels.md). A worker that finishes its range early still helps the
+    others, from their counters, so a slower core does not hold up the call.
 
     With ``reverse`` the leaves run from the last to the first: callers alternate the direction from
     call to call, so that the leaves a call reads first are those the previous call read last, still
@@ -1468,15 +1509,14 @@ def leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, o
     fenced before the worker ends.
     """
     L = w1s.shape[0]
-    n_tasks = (L + LEAF_TASK - 1) // LEAF_TASK
-    task, j, stop, step = take_task(counters, counter, n_tasks, L, reverse, offsets)
-    while task < n_tasks:
+    v, task, j, stop, step = take_task(counters, base, t, 0, n_workers, L, reverse, offsets)
+    while task >= 0:
         if j < 0:  # the task taken has no leaf with samples
-            task, j, stop, step = take_task(counters, counter, n_tasks, L, reverse, offsets)
+            v, task, j, stop, step = take_task(counters, base, t, v, n_workers, L, reverse, offsets)
             continue
         jn = next_bucket(offsets, j + step, stop, step)
         if jn < 0:  # j is the task's last: take the next task now, to prefetch its first leaf
-            task, jn, stop, step = take_task(counters, counter, n_tasks, L, reverse, offsets)
+            v, task, jn, stop, step = take_task(counters, base, t, v, n_workers, L, reverse, offsets)
         leaf_apply_group(w1s, b1s, w2s, b2s, j, jn if jn >= 0 else j, act, mw1, mb1, mw2, mb2, s, X, perm,
                          offsets[j], offsets[j + 1], H, HM, Y, stream)
         j = jn

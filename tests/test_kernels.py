@@ -558,6 +558,64 @@ def test_leaf_batch_kernel_runs_every_bucket_once_with_empty_leaves_and_tasks(dt
             np.testing.assert_allclose(y, expected, **TOL[dtype])
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_next_task_gives_each_worker_its_own_range_first_and_every_task_once(reverse):
+    """Round 21: worker r owns tasks [r T / W, (r + 1) T / W) and takes them in order (from the last
+    with ``reverse``); once its own are gone it takes the others', from the workers after it. Taken
+    in any interleaving, every task comes out exactly once."""
+    W, T = 3, 8
+    owned = [list(range(r * T // W, (r + 1) * T // W)) for r in range(W)]
+    if reverse:
+        owned = [o[::-1] for o in owned]
+    counters = np.zeros(16 * W, np.int64)
+    state = [0] * W
+    taken = {t: [] for t in range(W)}
+    for t in (0, 0, 2, 1, 0, 0, 0, 2, 2, 1, 0):  # worker 0 runs ahead and helps the others
+        state[t], task = kernels.next_task(counters, 0, t, state[t], W, T, reverse)
+        taken[t].append(task)
+    assert [len(o) for o in owned] == [2, 3, 3]
+    assert taken[0] == owned[0] + owned[1][1:] + [owned[2][1], -1]  # its own, then worker 1's rest, 2's
+    assert taken[1] == [owned[1][0], -1]
+    assert taken[2] == [owned[2][0], owned[2][2], -1]
+    every = [task for tasks in taken.values() for task in tasks if task >= 0]
+    assert sorted(every) == list(range(T))
+    for t in range(W):  # nothing is left for anyone
+        assert kernels.next_task(counters, 0, t, state[t], W, T, reverse)[1] == -1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_worker_alone_routes_and_runs_every_task_of_a_batch(dtype):
+    """Round 21: each worker of a batch owns a range of tasks (routing's and the leaves') and then
+    takes the others'. A worker whose partners never start (here: called by itself, worker 1 of
+    3) still routes every sample and runs every leaf, so no sample is lost to a late thread."""
+    rng = np.random.default_rng(39)
+    depth = 7  # 128 leaves: 8 leaf tasks of 16
+    params = ref_leaf.init_params(D_WIDE, L_WIDE, O_WIDE, depth, rng, dtype, master_leaf=3)
+    n = 2 * kernels.ROUTE_TASK + 77  # three routing tasks
+    x = rng.standard_normal((n, D_WIDE)).astype(dtype)
+    args = api.leaf_kernel_args(params)
+    nw, nb = args[:2]
+    W = 3
+    counters = np.zeros(2 * W * 16, np.int64)
+    perm = np.empty(n, np.int64)
+    leaf = np.full(n, -1, np.int64)
+    right, right2 = np.empty(n, np.bool_), np.empty(n, np.bool_)
+    stack = np.empty((2 * depth + 4, 4), np.int64)
+    assert kernels.leaf_route_worker(nw, nb, x, perm, leaf, right, right2, stack, np.empty((0, 2), dtype),
+                                     counters, 1, W)
+    np.testing.assert_array_equal(leaf, ref_leaf.hard_leaf_index(params, x))
+    offsets = np.empty(2 ** depth + 1, np.int64)
+    kernels.bucket_by(leaf, 2 ** depth, offsets, perm)
+    H = np.empty((n, L_WIDE), dtype)
+    HM = np.empty((n, 3), dtype)
+    for reverse in (False, True):
+        counters[:] = 0
+        y = np.full((n, O_WIDE), np.nan, dtype)
+        kernels.leaf_apply_worker(*args[2:6], 0, *args[6:], x, perm, offsets, H, HM, y, False, counters,
+                                  16 * W, 1, W, reverse)
+        np.testing.assert_allclose(y, ref_leaf.hard_forward(params, x, "relu"), **TOL[dtype])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("master_leaf", [0, 3])
 def test_leaf_batch_kernel_every_bucket_size_up_to_thirteen(dtype, master_leaf):
