@@ -1440,7 +1440,8 @@ def task_leaves(task, n_tasks, L, reverse):
 
 @njit(**_INLINE)
 def next_task(counters, base, t, v, n_workers, n_tasks, reverse):
-    """Worker ``t``'s next leaf task: ``(v, task)``, ``task`` -1 when none is left.
+    """Worker ``t``'s next task of ``n_tasks`` (leaf tasks, or routing's): ``(v, task)``, ``task`` -1
+    when none is left.
 
     Worker r owns the tasks ``[r * n_tasks // n_workers, (r + 1) * n_tasks // n_workers)``, taken
     in order (from the last with ``reverse``) through its counter ``counters[base + 16 * r]``.
@@ -1495,9 +1496,10 @@ def leaf_apply_worker(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, perm, o
     simply j + 1 in the task: an empty leaf's weights were fetched for nothing and the one after it,
     like every task's first leaf, started cold.
 
-    Why each worker owns a range: a core reads the weights of the leaves it ran in the previous call
-    faster than those another core ran. With every task taken from one shared counter, the leaves
-    changed cores from call to call, and the leaf phase took 0.47 ms instead of 0.37 ms
+    Why each worker owns a range: on some hosts a core reads the weights of the leaves it ran in the
+    previous call faster than those another core ran. With every task taken from one shared counter,
+    the leaves changed cores from call to call, and on round 21's host the leaf phase took 0.47 ms
+    instead of 0.37 ms
     (leaf-768-d8-l16, batch 1024, 2 threads; the same tasks with their owner swapped at every call:
     0.53 ms; round 21, docs/kernels.md). A worker that finishes its range early still helps the
     others, from their counters, so a slower core does not hold up the call.

@@ -562,7 +562,7 @@ def test_leaf_batch_kernel_runs_every_bucket_once_with_empty_leaves_and_tasks(dt
 def test_next_task_gives_each_worker_its_own_range_first_and_every_task_once(reverse):
     """Round 21: worker r owns tasks [r T / W, (r + 1) T / W) and takes them in order (from the last
     with ``reverse``); once its own are gone it takes the others', from the workers after it. Taken
-    in any interleaving, every task comes out exactly once."""
+    in an interleaving where one worker runs ahead, every task comes out exactly once."""
     W, T = 3, 8
     owned = [list(range(r * T // W, (r + 1) * T // W)) for r in range(W)]
     if reverse:
