@@ -98,7 +98,7 @@ def _kernels():
                 v, task = k.next_task(counters, 0, t, v, n_workers, n_tasks, reverse)  # the leaf phase's order
                 if task < 0:
                     break
-                j, stop, step = k.task_leaves(task, n_tasks, L, reverse)
+                j, stop, step = k.task_leaves(task, L, reverse)
                 while j != stop:
                     for i in range(w1f.shape[1]):
                         total += w1f[j, i]

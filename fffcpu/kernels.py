@@ -1427,7 +1427,7 @@ def leaf_route_worker(node_weights, node_biases, X, perm, leaf, right, right2, s
 
 
 @njit(**_INLINE)
-def task_leaves(task, n_tasks, L, reverse):
+def task_leaves(task, L, reverse):
     """The leaves of leaf task ``task`` (leaves ``task * LEAF_TASK`` on) in the order a worker runs
     them: ``(first, stop, step)``, so that they are ``first, first + step, ...`` up to ``stop``
     excluded: downwards with ``reverse`` (see :func:`leaf_apply_worker`)."""
@@ -1479,7 +1479,7 @@ def take_task(counters, base, t, v, n_workers, L, reverse, offsets):
     v, task = next_task(counters, base, t, v, n_workers, n_tasks, reverse)
     if task < 0:
         return v, task, -1, 0, 1
-    first, stop, step = task_leaves(task, n_tasks, L, reverse)
+    first, stop, step = task_leaves(task, L, reverse)
     return v, task, next_bucket(offsets, first, stop, step), stop, step
 
 
