@@ -64,11 +64,24 @@ class Params(dict):
             return
         if value is target:  # params[name] -= g: already done in place
             return
-        target[...] = _check_mapping({name: value}, {name: target.shape}, "a parameter", target.dtype)[name]
+        target[...] = self._checked(name, value)
+
+    def _checked(self, name, value):
+        """``value`` for the parameter array ``name``, checked as :meth:`Layer.load_state_dict` does."""
+        target = self[name]
+        return _check_mapping({name: value}, {name: target.shape}, "a parameter", target.dtype)[name]
 
     def update(self, *args, **kwargs):
-        for name, value in dict(*args, **kwargs).items():
-            self[name] = value
+        """All or nothing: every value is checked before any array changes (one at a time, a bad
+        value after good ones left the good ones copied in)."""
+        items = dict(*args, **kwargs)
+        checked = {name: self._checked(name, value) for name, value in items.items()
+                   if self.get(name) is not None and value is not self[name]}
+        for name, value in items.items():
+            if name in checked:
+                self[name][...] = checked[name]
+            elif self.get(name) is None:
+                dict.__setitem__(self, name, value)
 
     def __ior__(self, other):  # params |= {...}: dict's own would store the values unchecked
         self.update(other)
@@ -217,7 +230,7 @@ class Layer:
         in it (as in ``layer.config()``) are checked against the arrays. The dtype is taken from the
         arrays unless ``dtype`` is given.
         """
-        mapping = {k: _to_numpy(v, f"array {k!r}") for k, v in dict(mapping).items()}
+        mapping = _state_arrays(mapping, cls.__name__)
         return cls._build(mapping, cls._sizes_from_state_dict(mapping), config)
 
     @classmethod
@@ -350,13 +363,20 @@ def tensor_to_numpy(t, name="array"):
     return t.numpy()
 
 
+def _state_arrays(mapping, owner):
+    """``{name: ndarray}`` from a state mapping (NumPy arrays or torch tensors) of ``owner``; a
+    non-mapping is refused by name (``dict(None)`` said "'NoneType' object is not iterable", a str
+    ``dict()``'s own words)."""
+    if not hasattr(mapping, "keys"):
+        raise TypeError(f"state for {owner} must be a mapping of names to arrays (a state dict), got "
+                        f"{type(mapping).__name__}")
+    return {k: _to_numpy(v, f"array {k!r}") for k, v in dict(mapping).items()}
+
+
 def _check_mapping(mapping, shapes, owner, dtype=None):
     """Check a state mapping has exactly the expected names and shapes (and, given the ``dtype`` it
     will be cast to, values that fit it); return numpy arrays."""
-    if not hasattr(mapping, "keys"):  # None: "'NoneType' object is not iterable"; a str: dict()'s own words
-        raise TypeError(f"state for {owner} must be a mapping of names to arrays (a state dict), got "
-                        f"{type(mapping).__name__}")
-    arrays = {k: _to_numpy(v, f"array {k!r}") for k, v in dict(mapping).items()}
+    arrays = _state_arrays(mapping, owner)
     missing = [k for k in shapes if k not in arrays]
     extra = [k for k in arrays if k not in shapes]
     if missing or extra:

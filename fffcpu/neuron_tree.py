@@ -3,7 +3,7 @@ import numpy as np
 
 from . import _kernel_api
 from ._aligned import aligned_copy
-from ._base import Layer, _to_numpy
+from ._base import Layer, _state_arrays, _to_numpy
 from ._validate import as_grad, as_input, check_fits_memory, check_int, check_nonneg_float
 from .reference import neuron_tree as ref
 
@@ -195,7 +195,7 @@ class NeuronTreeFFF(Layer):
         arguments in ``config`` (as in ``layer.config()``) are checked against the arrays. The dtype is
         taken from the arrays unless ``dtype`` is given.
         """
-        mapping = {k: _to_numpy(v, f"array {k!r}") for k, v in dict(mapping).items()}
+        mapping = _state_arrays(mapping, cls.__name__)
         sizes = cls._sizes_from_state_dict(mapping, config.get("parallel_size"), config.get("depth"))
         return cls._build(mapping, sizes, config)
 

@@ -6,6 +6,7 @@ import pytest
 
 import fffcpu
 from fffcpu import FFF
+from fffcpu.neuron_tree import NeuronTreeFFF
 from fffcpu.reference import leaf as ref
 
 from .gradcheck import grad_check
@@ -334,6 +335,10 @@ def test_assigned_parameters_are_checked_and_copied_in_place():
             layer.params[name] = value
     with pytest.raises(ValueError, match=r"'w1s' must have shape"):
         layer.params.update(w1s=np.ones(3))
+    b1s = layer.params["b1s"].copy()  # all or nothing: a good value before a bad one is not copied in
+    with pytest.raises(ValueError, match="'w2s' must be finite"):
+        layer.params.update({"b1s": b1s + 1, "w2s": np.full((4, 2, 3), np.nan)})
+    np.testing.assert_array_equal(layer.params["b1s"], b1s)
     with pytest.raises(ValueError, match=r"'w1s' must have shape"):
         layer.params |= {"w1s": np.ones(3)}
     with pytest.raises(KeyError, match=r"must have the arrays .*missing \['node_weights'"):
@@ -589,6 +594,10 @@ def test_train_forward_and_backward_check_rng_and_cache():
         with pytest.raises(TypeError, match=re.escape("state for FFF must be a mapping of names to arrays (a state "
                                                       f"dict), got {type(bad).__name__}")):
             layer.load_state_dict(bad)
+        for cls in (fffcpu.FFF, NeuronTreeFFF):  # from_state_dict said "'NoneType' object is not iterable"
+            with pytest.raises(TypeError, match=re.escape(f"state for {cls.__name__} must be a mapping of names "
+                                                          f"to arrays (a state dict), got {type(bad).__name__}")):
+                cls.from_state_dict(bad)
     with pytest.raises(TypeError, match=re.escape("depth must be an integer, got '2' (str)")):
         fffcpu.FFF.from_state_dict(layer.state_dict(), depth="2")
     assert fffcpu.FFF.from_state_dict(layer.state_dict(), depth=np.int64(2)).depth == 2

@@ -306,3 +306,34 @@ def test_local_sgd_weight_decay_uses_the_updated_blocks_only():
     for i, u in ((0, 2.0), (2, 4.0)):
         expect[i] = p0[i] - 0.1 * (G[i] * 2 / u + 0.5 * p0[i])
     np.testing.assert_allclose(p, expect, rtol=1e-14)
+
+
+@pytest.mark.parametrize("cls", [LocalSGD, LocalAdam])
+def test_a_bad_usage_entry_changes_nothing(cls):
+    # usage was checked parameter by parameter inside the update loop, so the parameters before a bad
+    # entry (and their optimizer state) were already updated when the error came
+    params = {"a": np.ones((3, 2)), "b": np.ones((2, 2))}
+    before = {k: v.copy() for k, v in params.items()}
+    opt = cls(params, local_batch_size=1, lr=0.1)
+    grads = {"a": np.ones((3, 2)), "b": np.ones((2, 2))}
+    for bad, match in (({"a": np.ones(3), "b": np.ones(3)}, r"usage\['b'\] must have shape \(2,\)"),
+                       ({"a": np.ones(3), "b": np.array([1.0, -1.0])}, r"usage\['b'\] must hold finite counts"),
+                       ({"a": np.ones(3)}, "usage has no entry for the local parameter 'b'")):
+        with pytest.raises((ValueError, KeyError), match=match):
+            opt.step(grads, bad) if "b" in bad else cls(params, 1, lr=0.1, blocks=("a", "b")).step(grads, bad)
+        for k in params:
+            np.testing.assert_array_equal(params[k], before[k])
+        assert opt.accum == {} and opt.block_usage == {} and opt.state == {}
+    opt.step(grads, {"a": np.ones(3), "b": np.ones(2)})  # the same step with good counts updates both
+    assert all(not np.array_equal(params[k], before[k]) for k in params)
+
+
+def test_boolean_options_refuse_other_values():
+    # nesterov and decoupled took any truthy value: decoupled="False" silently made AdamW
+    for make, name in ((lambda v: SGD({"w": np.zeros(2)}, momentum=0.5, nesterov=v), "nesterov"),
+                       (lambda v: Adam({"w": np.zeros(2)}, decoupled=v), "decoupled"),
+                       (lambda v: LocalAdam({"w": np.zeros(2)}, 1, decoupled=v), "decoupled")):
+        for bad in ("False", 1, None):
+            with pytest.raises(TypeError, match=f"^{name} must be a bool, got {bad!r}"):
+                make(bad)
+        assert getattr(make(np.bool_(True)), name) is True and getattr(make(False), name) is False

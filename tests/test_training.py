@@ -122,6 +122,23 @@ def test_hardened_epochs_switch_and_restore():
         fit(layer, X, y, epochs=2, hardened_epochs=3)
 
 
+def test_hardened_epochs_are_refused_for_a_neuron_tree_with_or_without_the_attribute():
+    # the check was hasattr(layer, "train_hardened"): a tree given that attribute, which it ignores,
+    # ran its "hardened" epochs without effect instead of being refused
+    from fffcpu.neuron_tree import NeuronTreeFFF
+
+    X, y = blobs(32)
+    for given in (False, True, None):
+        tree = NeuronTreeFFF(2, 3, 2, seed=0)
+        if given is not None:
+            tree.train_hardened = given
+        before = tree.state_dict()
+        with pytest.raises(ValueError, match="hardened_epochs needs a layer with train_hardened .*NeuronTreeFFF"):
+            fit(tree, X, y, epochs=2, hardened_epochs=1)
+        for name, a in tree.state_dict().items():
+            np.testing.assert_array_equal(a, before[name])
+
+
 def test_schedules_reach_the_layer():
     calls = []
 
@@ -317,6 +334,14 @@ def test_estimators_refuse_bad_targets_and_bad_score_shapes():
     reg = FFFRegressor(depth=1, epochs=1, random_state=0, backend="numpy").fit(X, np.stack([X[:, 0], X[:, 1]], 1))
     with pytest.raises(ValueError, match=r"y must have shape \(120, 2\) .*got \(120,\)"):
         reg.score(X, X[:, 0])  # broadcast against both outputs into a wrong R^2 before
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    # the layer's own check said "x must be finite", a name the caller never used
+    for call in (lambda: clf.predict(bad), lambda: clf.predict_proba(bad), lambda: clf.score(bad, y),
+                 lambda: reg.predict(bad)):
+        with pytest.raises(ValueError, match=r"^X must be finite, got 1 NaN or inf value\(s\), the first at "
+                                             r"index \(3, 1\)"):
+            call()
 
 
 def test_estimators_name_X_for_sparse_featureless_1d_and_object_inputs():

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from .._validate import check_int
+from .._validate import as_input, check_int
 from .loop import fit as _fit
 from .losses import _as_real, softmax
 
@@ -202,6 +202,8 @@ class _FFFEstimator:
     def _outputs(self, X):
         self._check_fitted()
         X = _check_X(X, self)
+        # checked here as "X" (the layer's own check names its argument "x", which the caller never used)
+        X = as_input(X, self.layer_.input_width, self.layer_.dtype, name="X")[0]
         return np.asarray(self.layer_(X), dtype=np.float64)
 
 

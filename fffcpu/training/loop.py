@@ -240,6 +240,17 @@ def _check_training_memory(layer, batch, soft):
         )
 
 
+def _hardenable(layer):
+    """Whether ``layer`` trains hardened when ``layer.train_hardened`` is set: a layer with a
+    ``config()`` (fffcpu's own) says so there, another layer by having the attribute. Not
+    ``hasattr`` alone: a neuron tree ignores a ``train_hardened`` attribute set on it, which made
+    ``hardened_epochs`` run without effect instead of being refused."""
+    config = getattr(layer, "config", None)
+    if callable(config):
+        return "train_hardened" in config()
+    return hasattr(layer, "train_hardened")
+
+
 def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10, batch_size=64,
         hardening=0.0, balance=0.0, validation=None, validation_split=0.0, patience=None,
         restore_best=True, shuffle=True, seed=None, verbose=False, stream=None, local_batch_size=None,
@@ -329,7 +340,8 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     hardened_epochs = check_int("hardened_epochs", hardened_epochs, 0)
     if hardened_epochs > epochs:
         raise ValueError(f"hardened_epochs must be <= epochs ({epochs}), got {hardened_epochs}")
-    if hardened_epochs and not hasattr(layer, "train_hardened"):
+    hardenable = _hardenable(layer)
+    if hardened_epochs and not hardenable:
         raise ValueError(f"hardened_epochs needs a layer with train_hardened (a leaf FFF), got {type(layer).__name__}")
 
     X = _prepare_features(X, layer)
@@ -364,7 +376,7 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     if n == 0:
         raise ValueError("cannot train on an empty data set (X has 0 rows)")
 
-    _check_training_memory(layer, min(batch_size, n), soft=not getattr(layer, "train_hardened", False)
+    _check_training_memory(layer, min(batch_size, n), soft=not (hardenable and layer.train_hardened)
                            and hardened_epochs < epochs)
 
     if isinstance(optimizer, Optimizer):
@@ -381,7 +393,7 @@ def fit(layer, X, y, loss="cross_entropy", optimizer="adam", lr=None, epochs=10,
     progress = _Progress(epochs, n_batches, verbose, stream)
     history = History()
     best, best_state, waited = math.inf, None, 0
-    was_hardened = getattr(layer, "train_hardened", None)
+    was_hardened = layer.train_hardened if hardenable else None
     try:
         for epoch in range(epochs):
             t0 = time.perf_counter()

@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from .._validate import check_int, check_nonneg_float
+from .._validate import check_bool, check_int, check_nonneg_float
 
 
 def _check_params(params):
@@ -134,9 +134,9 @@ class SGD(Optimizer):
         self.momentum = check_nonneg_float("momentum", momentum)
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if nesterov and self.momentum == 0:
+        self.nesterov = check_bool("nesterov", nesterov)
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
-        self.nesterov = bool(nesterov)
         self.weight_decay = check_nonneg_float("weight_decay", weight_decay)
 
     def _update(self, name, p, g, rows):
@@ -182,7 +182,7 @@ class Adam(Optimizer):
         self.betas = _check_betas(betas)
         self.eps = check_nonneg_float("eps", eps)
         self.weight_decay = check_nonneg_float("weight_decay", weight_decay)
-        self.decoupled = bool(decoupled)
+        self.decoupled = check_bool("decoupled", decoupled)
 
     def _update(self, name, p, g, rows):
         b1, b2 = self.betas
@@ -268,6 +268,8 @@ class _Local:
         """
         self._check_grads(grads)
         local = self.blocks if self.blocks is not None else tuple(n for n in grads if n in usage)
+        # every usage entry is checked before any parameter changes: a bad one leaves all untouched
+        counts = {name: self._check_usage(name, usage) for name in grads if name in local}
         updated = {}
         for name, g in grads.items():
             p = self.params[name]
@@ -275,17 +277,7 @@ class _Local:
             if name not in local:
                 self._update(name, p, g, None)
                 continue
-            if name not in usage:
-                raise KeyError(f"usage has no entry for the local parameter {name!r}")
-            u_step = np.asarray(usage[name], dtype=np.float64)
-            if u_step.shape != p.shape[:1]:
-                raise ValueError(
-                    f"usage[{name!r}] must have shape {p.shape[:1]} (one count per block), got {u_step.shape}"
-                )
-            bad = u_step[~(np.isfinite(u_step) & (u_step >= 0))]
-            if bad.size:
-                raise ValueError(f"usage[{name!r}] must hold finite counts >= 0, got {bad.size} other(s), "
-                                 f"first {bad[0]}")
+            u_step = counts[name]
             if name not in self.accum:
                 self.accum[name] = np.zeros_like(p)
                 self.block_usage[name] = np.zeros(p.shape[0], dtype=np.float64)
@@ -300,6 +292,21 @@ class _Local:
                 acc[due] = 0
                 u[due] = 0
         return updated
+
+
+    def _check_usage(self, name, usage):
+        """``usage[name]`` as float64 counts, one per block of parameter ``name``, all finite and >= 0."""
+        if name not in usage:
+            raise KeyError(f"usage has no entry for the local parameter {name!r}")
+        shape = self.params[name].shape[:1]
+        u_step = np.asarray(usage[name], dtype=np.float64)
+        if u_step.shape != shape:
+            raise ValueError(f"usage[{name!r}] must have shape {shape} (one count per block), got {u_step.shape}")
+        bad = u_step[~(np.isfinite(u_step) & (u_step >= 0))]
+        if bad.size:
+            raise ValueError(f"usage[{name!r}] must hold finite counts >= 0, got {bad.size} other(s), "
+                             f"first {bad[0]}")
+        return u_step
 
 
 class LocalSGD(_Local, SGD):
