@@ -54,7 +54,7 @@ def _kernels():
         depth = 0
         while (1 << depth) < node_weights.shape[0] + 1:
             depth += 1
-        counters = np.zeros(16 * n_workers, np.int64)
+        counters = k.set_all(np.empty(16 * n_workers, np.int64), 0)  # np.zeros: a launch of its own
         perm = np.empty(n, np.int64)
         right = np.empty(n, np.bool_)
         right2 = np.empty(n, np.bool_)
@@ -68,7 +68,7 @@ def _kernels():
     def apply(w1s, b1s, w2s, b2s, act, mw1, mb1, mw2, mb2, s, X, Y, leaf, n_workers, reverse):
         n = X.shape[0]
         L = w1s.shape[0]
-        counters = np.zeros(16 * n_workers, np.int64)
+        counters = k.set_all(np.empty(16 * n_workers, np.int64), 0)  # np.zeros: a launch of its own
         perm = np.empty(n, np.int64)
         offsets = np.empty(L + 1, np.int64)
         k.bucket_by(leaf, L, offsets, perm)
@@ -90,7 +90,7 @@ def _kernels():
     def leafwise_read(w1f, w2f, n_workers, reverse, sums):
         L = w1f.shape[0]
         n_tasks = (L + k.LEAF_TASK - 1) // k.LEAF_TASK
-        counters = np.zeros(16 * n_workers, np.int64)
+        counters = k.set_all(np.empty(16 * n_workers, np.int64), 0)  # np.zeros: a launch of its own
         for t in prange(n_workers):
             total = np.float32(0)
             v = 0

@@ -1242,6 +1242,19 @@ def leaf_forward_serial(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1,
 
 
 @njit(**_SERIAL)
+def set_all(a, value):
+    """Every element of the 1-d array ``a`` set to ``value``, in a plain loop; returns ``a``.
+
+    Why: in a function compiled with ``parallel=True``, ``np.zeros`` and ``np.ones`` (and ``a[:] =
+    v``) become parallel loops of their own, each a launch of the thread pool: three of them cost
+    ``leaf_forward_batch`` about 3.5 us a call before its workers started (round 22). A call of this
+    serial function is not turned into one."""
+    for i in range(a.shape[0]):
+        a[i] = value
+    return a
+
+
+@njit(**_SERIAL)
 def take_samples(counters, size, perm):
     """The next task of a batch's samples, taken from the shared counter ``counters[0]``: its range
     ``[lo, hi)`` of at most ``size`` samples, with ``perm[lo:hi]`` reset to ``lo .. hi - 1``; an empty
@@ -1372,9 +1385,9 @@ def leaf_forward_batch(node_weights, node_biases, w1s, b1s, w2s, b2s, act, mw1, 
         depth += 1
     n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
     # task counters 128 bytes apart (no false sharing): one per worker for the routing, then for the leaves
-    counters = np.zeros(2 * n_workers * 16, np.int64)
-    ok = np.ones(n_workers, np.bool_)
-    leaf = np.zeros(n, np.int64)
+    counters = set_all(np.empty(2 * n_workers * 16, np.int64), 0)
+    ok = set_all(np.empty(n_workers, np.bool_), True)
+    leaf = set_all(np.empty(n, np.int64), 0)
     perm = np.empty(n, np.int64)
     if depth > 0:
         right = np.empty(n, np.bool_)
@@ -1895,7 +1908,7 @@ def nt_forward_batch(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thr
     stacks = np.empty((n_sub, levels + 2, 4), np.int64)
     n_workers = max(1, min(n_threads, n // LEAF_MIN_SAMPLES))
     top_stacks = np.empty((n_workers, 2 * K + 4, 4), np.int64)
-    counters = np.zeros(16, np.int64)
+    counters = set_all(np.empty(16, np.int64), 0)
     # tasks of NT_TOP_TASK samples, smaller for small batches (16 tasks at least: four per worker at
     # 4 threads). Not from the thread count: a task's groups decide the summation order of the
     # logits, and with n // (4 * n_workers) one batch gave other last bits at 1 thread than at 2
@@ -1963,7 +1976,7 @@ def nt_forward_each(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, n_thre
     ``check_finite``), else True."""
     n = X.shape[0]
     n_chunks = max(1, min(n // LEAF_MIN_SAMPLES, 4 * n_threads))
-    ok = np.ones(n_chunks, np.bool_)
+    ok = set_all(np.empty(n_chunks, np.bool_), True)
     for c in prange(n_chunks):
         ok[c] = nt_rows(w_in, b_in, w_out_t, depth, parallel_size, act, X, Y, c * n // n_chunks,
                         (c + 1) * n // n_chunks, check_finite)
