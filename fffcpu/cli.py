@@ -125,6 +125,9 @@ def main(argv=None):
     except (ImportError, ValueError, TypeError, KeyError, OSError, MemoryError, FloatingPointError) as exc:
         print(f"fffcpu {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (files are written whole or not at all)
+        print(f"fffcpu {args.command}: interrupted; no file was left half-written", file=sys.stderr)
+        return 130  # what a shell reports for a command ended by SIGINT
     return 0 if status is None else int(status)
 
 

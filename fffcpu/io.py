@@ -50,6 +50,7 @@ and, written by :func:`fffcpu.interop.convert` or ``save_safetensors``, in a ``.
 metadata; a ``.pt`` file does not hold them, and ``convert`` warns when it writes one from a file that has
 them.
 """
+import errno
 import importlib
 import inspect
 import json
@@ -201,16 +202,49 @@ def _check_path(path):
         raise ValueError(f"path must name a file to save to, got {path!r}"  # naming a temp file
                          + (" (it ends with a separator, so it names a directory)" if path.endswith(("/", os.sep))
                             else " (it holds a NUL character, which no file name may)" if path else ""))
-    directory = os.path.dirname(os.path.abspath(path))
+    target = path
+    if os.path.islink(path):  # the file is written where the link points (_atomic_write)
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise OSError(f"cannot save to {path!r}: it is a loop of symbolic links") from None
+        target = os.path.realpath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    link = "" if target == path else f" (the link's target {target!r})"
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot save to {path!r}: it is a directory")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise FileNotFoundError(f"cannot save to {path!r}{link}: directory {directory!r} does not exist")
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"cannot save to {path!r}{link}: it is a directory")
+    kind = _special_kind(target)
+    if kind:  # the rename replaced a pipe or a device (/dev/full, as root) with a regular file
+        raise OSError(f"cannot save to {path!r}{link}: it is {kind}, not a regular file; give the path of a "
+                      "file")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
         # the atomic rename needs only the folder's permission, so it replaced write-protected files
-        raise PermissionError(f"cannot save to {path!r}: the file is write-protected (not writable by "
+        raise PermissionError(f"cannot save to {path!r}{link}: the file is write-protected (not writable by "
                               "this user); remove its protection or choose another path")
+    try:  # a folder that takes no new file (permissions, a read-only file system, /sys as root): found
+        fd, trial = tempfile.mkstemp(dir=directory, prefix=".fffcpu-", suffix=".tmp")  # here, not after the
+    except OSError as e:                                                                # work, naming a temp file
+        raise OSError(f"cannot save to {path!r}{link}: no file can be created in directory {directory!r} "
+                      f"({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(trial)
     return path
+
+
+def _special_kind(path):
+    """What the existing ``path`` is when it is not a regular file or a folder ("a pipe", "a character
+    device", ...), else None (a regular file, a folder, or nothing there)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
 
 
 def _check_model_path(path):
@@ -464,14 +498,9 @@ def require_regular_file(path, what):
     it and ``what`` was expected (``"an fffcpu model file"``). Why: a zip reader reads a file that
     reports no size to its end, so ``/dev/zero`` took memory without limit, and a pipe (``/dev/stdin``)
     cannot seek, which was reported as a damaged archive. A missing path is left to ``open``."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
+    kind = _special_kind(path)
+    if kind is None:
         return
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return
-    kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
-            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
     raise ModelFileError(f"{path!r} is {kind}, not a file: {what} is read from a regular file (save or copy "
                          "it to one and give that path)")
 

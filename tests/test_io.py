@@ -981,3 +981,32 @@ def test_save_to_a_long_file_name(tmp_path):
     with pytest.raises(ValueError, match=re.escape("path must name a file to save to, got 'a\\x00b.npz' (it holds "
                                                    "a NUL character, which no file name may)")):
         io.save(_perturbed_fff(1, "float32"), "a\0b.npz")
+
+
+def test_save_refuses_pipes_link_loops_and_folders_that_take_no_file(tmp_path):
+    """Round 22's review: the atomic rename replaced a pipe (and, as root, /dev/full) with a regular
+    file; a dangling link, a loop of links or a folder that takes no new file failed only at the write,
+    naming a temporary file. All are refused before anything is written. (No device is used here: a
+    broken check would replace it.)"""
+    layer = fffcpu.FFF(3, 2, 2, depth=1, seed=0)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "to_fifo.npz").symlink_to(fifo)
+    (tmp_path / "dangling.npz").symlink_to(tmp_path / "nodir" / "x.npz")
+    (tmp_path / "loop1.npz").symlink_to(tmp_path / "loop2.npz")
+    (tmp_path / "loop2.npz").symlink_to(tmp_path / "loop1.npz")
+    for name, error, problem in (
+            ("fifo", OSError, "it is a pipe, not a regular file"),
+            ("to_fifo.npz", OSError, f"(the link's target {str(fifo)!r}): it is a pipe, not a regular file"),
+            ("dangling.npz", FileNotFoundError, f"directory {str(tmp_path / 'nodir')!r} does not exist"),
+            ("loop1.npz", OSError, "it is a loop of symbolic links")):
+        with pytest.raises(error, match=re.escape(f"cannot save to {str(tmp_path / name)!r}") + ".*" + re.escape(problem)):
+            fffcpu.save(layer, tmp_path / name)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    if os.path.isdir("/proc/self"):  # a folder no one may create a file in, root included
+        with pytest.raises(OSError, match=re.escape("cannot save to '/proc/self/m.npz': no file can be created in "
+                                                    "directory '/proc/self'")):
+            fffcpu.save(layer, "/proc/self/m.npz")
+    fffcpu.save(layer, tmp_path / "good.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.npz", "fifo", "good.npz", "loop1.npz",
+                                                           "loop2.npz", "to_fifo.npz"]  # no trial file left

@@ -1046,7 +1046,9 @@ def test_predict_output_is_written_atomically(tmp_path, monkeypatch):
     fffcpu.save(fffcpu.FFF(64, 2, 10, 1, seed=0), model)
     for name, writer in (("p.csv", "savetxt"), ("p.npy", "save")):
         out = tmp_path / name
-        out.write_bytes(b"old predictions")
+        args = parse(["predict", str(model), "--output", str(out)])
+        args.func(args)  # earlier predictions of the same data: the only file predict may replace
+        old = out.read_bytes()
 
         def broken(fh, *a, **k):
             fh.write(b"half")
@@ -1057,7 +1059,7 @@ def test_predict_output_is_written_atomically(tmp_path, monkeypatch):
             args = parse(["predict", str(model), "--output", str(out)])
             with pytest.raises(OSError, match="disk full"):
                 args.func(args)
-        assert out.read_bytes() == b"old predictions"
+        assert out.read_bytes() == old
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.fff", name] + (["p.csv"] if name == "p.npy" else []))
 
 # -- what each epoch feeds the layer, and what it reports --------------------------------------
@@ -1652,8 +1654,9 @@ def test_a_saved_label_column_is_named_as_the_models_and_file_faults_are_not_hid
 
 def test_train_and_predict_refuse_to_replace_a_file_of_another_kind(tmp_path, capsys):
     """A fresh user's review: `train -o data.csv` turned a data file into a model, and `predict ... -o
-    model.fff` a trained model into CSV text. A model replaces a model, predictions replace a text
-    file, and an empty file is free."""
+    model.fff` a trained model into CSV text. A model replaces a model, predictions replace earlier
+    predictions of the same shape (round 22: any text file before, a data file included), and an
+    empty file is free."""
     from fffcpu import cli
     data = tmp_path / "d.csv"
     data.write_text("a,b,y\n" + "".join(f"{i % 3},{i % 5},{i % 2}\n" for i in range(40)))
@@ -1937,3 +1940,79 @@ def test_fit_checks_its_validation_data_once(monkeypatch):
     assert calls == ["X", "validation X"]
     assert len(history["val_loss"]) == 3
     assert history["val_loss"][-1] == evaluate(layer, Xv, yv)["loss"]
+
+
+def test_predict_replaces_only_predictions_of_the_same_shape(tmp_path, capsys):
+    """Round 22's review: `predict -o train_set.csv` replaced a labelled data file with predictions, and
+    `-o features.npy` a user's array. An existing file is replaced only where it reads as predictions
+    of the same shape (a rerun on the same data)."""
+    from fffcpu import cli
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,y\n" + "".join(f"{i % 3},{i % 5},{i % 2}\n" for i in range(40)))
+    model = tmp_path / "m.fff"
+    assert cli.main(["train", "--data", str(data), "--depth", "1", "--epochs", "1", "-q", "-o", str(model)]) == 0
+    predict = ["predict", str(model), "--data", str(data), "-o"]
+    table = tmp_path / "table.csv"
+    table.write_text("p,q\n" + "1,2\n" * 40)
+    features = tmp_path / "features.npy"
+    np.save(features, np.ones((40, 2)))
+    short = tmp_path / "short.csv"
+    short.write_text("1\n" * 39)
+    capsys.readouterr()
+    for path, problem in ((table, "has 2 field(s) on line 1, where predictions have 1 (a data file?)"),
+                          (features, "holds an array of shape (40, 2), not predictions of shape (40,)"),
+                          (short, "holds 39 line(s), not 40 predictions")):
+        kept = path.read_bytes()
+        assert cli.main(predict + [str(path)]) == 2
+        assert f"--output '{path}' exists and {problem}: the predictions would replace it" in capsys.readouterr().err
+        assert path.read_bytes() == kept
+    for name in ("p.csv", "p.npy"):  # a rerun replaces its own predictions, raw outputs too
+        for raw in ([], [], ["--raw"], ["--raw"]):
+            out = tmp_path / (name if not raw else "raw_" + name)
+            assert cli.main(predict + [str(out)] + raw) == 0, (name, raw)
+    assert cli.main(predict + [str(tmp_path / "p.npy"), "--raw"]) == 2  # labels, then raw outputs: refused
+    assert "holds an array of shape (40,), not predictions of shape (40, 2)" in capsys.readouterr().err
+
+
+def test_cli_review_round_22_messages(tmp_path, capsys, monkeypatch):
+    """Ctrl-C is one line and status 130; a model saved as ./digits is replaced on the next run (it was
+    refused as "the --data file 'digits'", though --data digits is the built-in data), and an explicit
+    --data digits beside such a file is refused rather than the file ignored; a huge --classes is named
+    as the cause, not the depth; evaluate names the labels' file and their shape as given."""
+    from fffcpu import cli
+    monkeypatch.chdir(tmp_path)
+    train = ["train", "--depth", "1", "--epochs", "1", "-q"]
+    assert cli.main(train + ["-o", "digits"]) == 0 and cli.main(train + ["-o", "digits"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", "digits", "--data", "digits"]) == 2
+    assert "--data digits names the built-in digits, but a file 'digits' exists here: give --data ./digits" \
+        in capsys.readouterr().err
+    assert cli.main(["evaluate", "digits"]) == 0  # the default --data: no question which is meant
+    assert cli.main(train + ["-o", "x.npz", "--classes", "100000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--classes 100000000000 makes 100000000000 outputs, too many for this machine's memory" in err
+    assert "choose a smaller depth" not in err
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(commands, "_read_model", interrupted)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "digits"]) == 130
+    err = capsys.readouterr().err
+    assert err == "fffcpu evaluate: interrupted; no file was left half-written\n"
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    X = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
+    np.savez("reg.npz", X=X, y=X[:, :2])
+    np.savez("reg1.npz", X=X, y=X[:, 0])
+    np.savez("c7.npz", X=X, y=np.arange(30) % 7)
+    np.savez("c3.npz", X=X, y=np.arange(30) % 3)
+    assert cli.main(["train", "--data", "reg.npz", "--loss", "mse", "--depth", "1", "--epochs", "1", "-q",
+                     "-o", "r.npz"]) == 0
+    assert cli.main(["train", "--data", "c3.npz", "--depth", "1", "--epochs", "1", "-q", "-o", "c.npz"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", "r.npz", "--data", "reg1.npz"]) == 2
+    assert ("the labels in 'reg1.npz' (--y-key y) must have shape (30, 2) for loss='mse' (one target per "
+            "output), got (30,)") in capsys.readouterr().err
+    assert cli.main(["evaluate", "c.npz", "--data", "c7.npz"]) == 2
+    assert "the labels in 'c7.npz' (--y-key y) must hold class indices in [0, 2]" in capsys.readouterr().err

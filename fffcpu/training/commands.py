@@ -226,6 +226,17 @@ def _named_as_options(args, *names):
         raise
 
 
+def _labels_named(args):
+    """Where a command read its labels, for messages: "the labels in 'reg.npz' (--y-key y)"."""
+    if args.data == "digits":
+        return "the built-in digits' labels"
+    if str(args.data).lower().endswith(".npz"):
+        return f"the labels in {args.data!r} (--y-key {args.y_key})"
+    if _is_text_table(args.data):
+        return f"the labels in {args.data!r} ({_label_column_source(args)})"
+    return f"the labels in --labels {args.labels!r}"
+
+
 def _label_column_source(args):
     """Where the label column came from, for messages: the user's option, or the model's saved column."""
     if getattr(args, "saved_label_column", False):
@@ -413,6 +424,11 @@ def run_train(args):
             raise MemoryError(f"the labels in {args.data!r} go up to {n_out - 1}, so the model would have "
                               f"{n_out} outputs (one per class index 0 .. {n_out - 1}): {exc}; class labels "
                               "are indices 0 .. n_classes - 1 or text names") from None
+        if args.classes is not None and args.classes > 2 * len(np.unique(y)) + 100:  # it blamed the depth
+            need = str(exc).split("; choose")[0]  # not its advice: the depth and widths are not the cause
+            raise MemoryError(f"--classes {args.classes} makes {args.classes} outputs, too many for this "
+                              f"machine's memory ({need}); the labels in {args.data!r} hold "
+                              f"{len(np.unique(y))} classes: give --classes near that, or leave it out") from None
         raise
     if args.variant == "leaf" and args.recipe:
         schedule = recipe_schedules(args.epochs, hardening=args.hardening, final_hardening=args.final_hardening,
@@ -523,6 +539,9 @@ def _refuse_options_of_other_formats(args, labels):
                                  f"{getattr(args, dest)} without --data")
         return
     path = str(args.data)
+    if path == "digits" and "data" in given and os.path.exists(path):  # the file was ignored without a word
+        raise ValueError("--data digits names the built-in digits, but a file 'digits' exists here: give "
+                         "--data ./digits to read the file (or run elsewhere for the built-in data)")
     npz = path.lower().endswith(".npz")
     idx = not (npz or _is_text_table(path) or path == "digits")
     data = f"--data {path!r}" if "data" in given else f"the default --data {path}"
@@ -665,7 +684,12 @@ def run_evaluate(args):
         if not getattr(args, "saved_label_column", False):
             raise
         raise ValueError(f"{exc} (the labels were read from {_label_column_source(args)})") from None
-    ev = evaluate(layer, X, y, loss=args.loss)
+    try:
+        ev = evaluate(layer, X, y, loss=args.loss)
+    except (ValueError, TypeError) as exc:  # the targets' check says "y", a name the user never gave
+        if not str(exc).startswith("y "):
+            raise
+        raise type(exc)(f"{_labels_named(args)} {str(exc)[2:]}") from None
     seen = ""
     if args.data == "digits":  # the default: its accuracy (0.99) read as held-out, where train had said 0.96
         seen = (" (all of them: a model trained on digits has seen most of them; `fffcpu train` reported its "
@@ -683,6 +707,8 @@ def _refuse_overwriting_inputs(output, what, *inputs):
     """A ValueError when ``output`` is one of the ``(option, path)`` files the command reads, or an
     existing file of another kind than ``what`` ("model" or "predictions"; an empty file is free)."""
     for option, source in inputs:
+        if option == "--data" and source == "digits":  # the built-in digits, never a file of that name: a
+            continue  # model saved as ./digits was refused as "the --data file" on the next run
         if source and os.path.isfile(output) and os.path.isfile(source) and os.path.samefile(output, source):
             raise ValueError(f"--output {output!r} is the {option} file {source!r}: the {what} would "
                              "overwrite it; choose another output path")
@@ -732,6 +758,10 @@ def run_predict(args):
         for row in np.atleast_1d(result):
             print(" ".join(f"{v:.6g}" for v in np.atleast_1d(row)) if raw else int(row), file=out)
         return 0
+    problem = _not_predictions_like(args.output, np.shape(result))
+    if problem:  # a data file was replaced by predictions without a word (predict -o train_set.csv)
+        raise ValueError(f"--output {args.output!r} exists and {problem}: the predictions would replace it; "
+                         "remove it first or choose another path")
     if args.output.lower().endswith(".npy"):
         _atomic_write(args.output, lambda fh: np.save(fh, result, allow_pickle=False))
     elif text is not None:
@@ -742,6 +772,44 @@ def run_predict(args):
         _atomic_write(args.output, lambda fh: np.savetxt(fh, np.atleast_1d(result), fmt=fmt, delimiter=","))
     print(f"wrote {len(result)} predictions to {args.output}", file=out)
     return 0
+
+
+def _not_predictions_like(path, shape):
+    """Why predictions of ``shape`` should not replace the existing, non-empty file ``path``, or None
+    when it may: no such file, an empty one, or one that reads as predictions of the same shape (what
+    this command wrote for the same data before). Anything else, a data file above all, may hold what
+    a user cannot make again."""
+    if not (os.path.isfile(path) and os.path.getsize(path)):
+        return None
+    if path.lower().endswith(".npy"):
+        from numpy.lib import format as npy_format  # the header only: the array is not read
+
+        try:
+            with open(path, "rb") as f:
+                version = npy_format.read_magic(f)
+                read = npy_format.read_array_header_2_0 if version == (2, 0) else npy_format.read_array_header_1_0
+                held = read(f)[0]
+        except (OSError, ValueError) as e:
+            return f"is not a NumPy .npy file ({e})"
+        if tuple(held) != tuple(shape):
+            return f"holds an array of shape {tuple(held)}, not predictions of shape {tuple(shape)}"
+        return None
+    fields = shape[1] if len(shape) == 2 else 1
+    rows = 0
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                rows += 1
+                if len(row) != fields:
+                    return (f"has {len(row)} field(s) on line {rows}, where predictions have {fields} (a data "
+                            "file?)")
+                if rows > shape[0]:
+                    break
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        return f"is not a text file of predictions ({e})"
+    if rows != shape[0]:
+        return f"holds {'more than ' if rows > shape[0] else ''}{rows} line(s), not {shape[0]} predictions"
+    return None
 
 
 # -- argument parsers -------------------------------------------------------------------------

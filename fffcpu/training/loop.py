@@ -113,10 +113,12 @@ def _prepare_targets(loss, y, n, output_width, name="y", dtype=None):
         return y.astype(np.int64, copy=False)
     if y.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers for loss='mse', got dtype {y.dtype}")
+    given = y.shape
     if y.ndim == 1:
         y = y[:, None]
-    if y.shape != (n, output_width):
-        raise ValueError(f"{name} must have shape ({n}, {output_width}) for loss='mse', got {y.shape}")
+    if y.shape != (n, output_width):  # the shape as given: a (100,) y was reported as (100, 1)
+        raise ValueError(f"{name} must have shape ({n}, {output_width}) for loss='mse' (one target per output), "
+                         f"got {given}")
     # else training stopped on "dL_dy must be finite", and a validation loss of NaN never improved; and
     # targets beyond the layer's dtype "diverged" at once ("lower the learning rate")
     with np.errstate(over="ignore"):
