@@ -34,17 +34,23 @@ def nonneg_float(text):
     return value
 
 
+def _in_range(text, closed, what):
+    """A number in [0, 1] (``closed``) or [0, 1); a value outside is named with the whole range (-0.1
+    was "expected a finite number >= 0", as if 5 would do)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (0 <= value <= 1 if closed else 0 <= value < 1):  # NaN fails both
+        raise argparse.ArgumentTypeError(f"expected {what} in [0, {'1]' if closed else '1)'}, got {text}")
+    return value
+
+
 def probability(text):
     """A number in [0, 1]."""
-    value = nonneg_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text}")
-    return value
+    return _in_range(text, True, "a probability")
 
 
 def fraction(text):
     """A number in [0, 1)."""
-    value = nonneg_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
-    return value
+    return _in_range(text, False, "a fraction")

@@ -218,6 +218,9 @@ def _file_kind_hint(raw, path=""):
         if model:  # a trained model given as the data (fffcpu train -o m.fff; fffcpu evaluate --data m.fff)
             return ("it is an fffcpu model file (fffcpu.save): a model is the MODEL argument of evaluate, "
                     "predict and inspect, not --data")
+        if os.fspath(path).lower().endswith(".npz"):  # given where an IDX file belongs (--labels data.npz)
+            return ("it is an .npz archive, not an IDX file (an .npz file holds its labels itself, under "
+                    "--y-key: give it as --data)")
         return "it is a zip archive: if it holds arrays saved with np.savez, name the file *.npz"
     start = raw[:256]
     if start.isascii() and all(b >= 32 or b in b"\t\r\n" for b in start):

@@ -74,6 +74,8 @@ def run_convert(args):
     try:
         if not os.path.exists(args.src):  # it was "[Errno 2] No such file or directory: 'm.pt'"
             raise FileNotFoundError(f"input file IN {args.src!r} does not exist")
+        if os.path.isdir(args.src):  # it was "[Errno 21] Is a directory: 'adir.npz'"
+            raise IsADirectoryError(f"input file IN {args.src!r} is a directory: give a model file")
         given = [option for name, option in _OPTIONS.items() if getattr(args, name) is not None]
         interop.file_format(args.dst)  # an OUT it cannot write is said first, not after the options are fixed
         _refuse_replacing(f"OUT {args.dst!r}", args.dst, "converted model")

@@ -645,6 +645,16 @@ def test_file_read_as_idx_says_what_it_seems_to_be(tmp_path, kind, match):
         data.load_idx(p)
 
 
+def test_an_npz_archive_read_as_idx_labels_is_not_told_to_be_named_npz(tmp_path):
+    """Round 22's review: `--labels data.npz` was told "name the file *.npz", which it already was."""
+    images = write_idx(tmp_path / "img-idx3-ubyte", np.zeros((3, 2, 2), np.uint8))
+    np.savez(tmp_path / "data.npz", X=np.ones((3, 4)), y=np.arange(3))
+    with pytest.raises(ValueError, match=r"data\.npz' has a bad magic number [0-9a-f]{8}: the first two bytes must "
+                                         r"be 0; it is an \.npz archive, not an IDX file \(an \.npz file holds its "
+                                         r"labels itself, under --y-key: give it as --data\)$"):
+        data.load_mnist(images, tmp_path / "data.npz")
+
+
 def test_idx_labels_file_given_as_images_or_float_labels(tmp_path):
     """A 1-d labels file given as the images became one feature per sample; float labels were cast to
     int64, 1.5 silently becoming 1 and NaN a huge negative number."""

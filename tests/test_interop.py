@@ -943,3 +943,12 @@ def test_from_fastfeedforward_names_a_module_that_is_not_one():
                                                   "dropout, region_leak, train_hardened); for a state dict use "
                                                   "from_torch_state_dict")):
         interop.from_fastfeedforward(Linear())
+
+
+def test_convert_names_a_folder_given_as_in(tmp_path, capsys):
+    """Round 22's review: a folder as IN was "[Errno 21] Is a directory: 'adir.npz'", naming neither
+    the argument nor the fix."""
+    (tmp_path / "adir.npz").mkdir()
+    assert run_cli("convert", str(tmp_path / "adir.npz"), str(tmp_path / "o.npz")) == 2
+    assert f"input file IN {str(tmp_path / 'adir.npz')!r} is a directory: give a model file" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()

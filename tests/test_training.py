@@ -619,7 +619,10 @@ def test_argument_types_accept_their_range_and_name_what_they_refuse():
                                    (at.nonneg_float, "nan", "expected a finite number >= 0, got nan"),
                                    (at.nonneg_float, "inf", "expected a finite number >= 0, got inf"),
                                    (at.fraction, "1", "expected a fraction in [0, 1), got 1"),
-                                   (at.fraction, "-0.1", "expected a finite number >= 0, got -0.1"),
+                                   (at.fraction, "-0.1", "expected a fraction in [0, 1), got -0.1"),  # the range
+                                   (at.fraction, "nan", "expected a fraction in [0, 1), got nan"),
+                                   (at.probability, "-1", "expected a probability in [0, 1], got -1"),
+                                   (at.probability, "x", "expected a number, got 'x'"),
                                    (at.probability, "1.5", "expected a probability in [0, 1], got 1.5")]:
         with pytest.raises(argparse.ArgumentTypeError) as info:
             convert(text)
