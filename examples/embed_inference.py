@@ -129,20 +129,23 @@ def main(argv=None):
                         help="answer N requests per call with the batch API (default 0: one by one)")
     parser.add_argument("--train-demo", metavar="PATH", help="train a small digits model, save it to PATH, exit")
     args = parser.parse_args(argv)
-    if args.train_demo:
-        train_demo(args.train_demo)
-        return 0
-    if args.model is None:
+    if args.model is None and not args.train_demo:
         parser.error("give a MODEL file (or --train-demo PATH to make one)")
     if args.batch < 0:
         parser.error(f"--batch must be >= 0, got {args.batch}")
 
-    # validates the file, never unpickles; classes: the class names saved with the model, or None
-    layer, classes = fffcpu.load(args.model, with_classes=True)
+    try:  # a file that is missing, or is no model: one line, not a traceback
+        if args.train_demo:
+            train_demo(args.train_demo)
+            return 0
+        # validates the file, never unpickles; classes: the class names saved with the model, or None
+        layer, classes = fffcpu.load(args.model, with_classes=True)
+        source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    except (fffcpu.io.ModelFileError, OSError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     fffcpu.warmup(dtypes=(np.dtype(layer.dtype).name,))
     print(f"loaded {layer!r}", file=sys.stderr)
 
-    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
     try:
         if args.batch:
             times = serve_in_batches(layer, source, sys.stdout, args.batch, classes)

@@ -48,6 +48,20 @@ def four_blobs(n, rng, spread=0.3):
 PROBLEMS = {"spirals": two_spirals, "blobs": four_blobs}
 
 
+def at_least(low, kind=int):
+    """An argparse type: a number of ``kind`` >= ``low`` (and finite); argparse names the option in its error."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value < float("inf"):  # NaN and inf fail too
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a finite number'} >= {low}, got {text!r}")
+        return value
+    return parse
+
+
 def path_entropy(layer, x):
     """Mean of H(p_k(x)) over the d nodes on each sample's hard path: (n, 2) -> (n,)."""
     if layer.depth == 0:
@@ -121,26 +135,31 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problem", choices=sorted(PROBLEMS), default="spirals",
                         help="the 2-D data set (default %(default)s)")
-    parser.add_argument("--depth", type=int, default=3, help="tree depth d: 2^d leaves (default 3)")
-    parser.add_argument("--leaf-width", type=int, default=8, help="neurons per leaf (default 8)")
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs (default %(default)s)")
-    parser.add_argument("--hardening", type=float, default=1.0,
+    parser.add_argument("--depth", type=at_least(0), default=3, help="tree depth d: 2^d leaves (default 3)")
+    parser.add_argument("--leaf-width", type=at_least(1), default=8, help="neurons per leaf (default 8)")
+    parser.add_argument("--epochs", type=at_least(1), help="training epochs (default 60; 5 with --quick)")
+    parser.add_argument("--hardening", type=at_least(0, float), default=1.0,
                         help="h, the weight of the mean decision entropy, switched on after a third of the epochs "
                              "(default %(default)s)")
-    parser.add_argument("--samples", type=int, default=2000, help="training samples, as many again for testing "
-                                                                  "(default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, weights and shuffling (default 0)")
+    parser.add_argument("--samples", type=at_least(1), help="training samples, as many again for testing "
+                                                             "(default 2000; 500 with --quick)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the data, weights and shuffling (default 0)")
     parser.add_argument("--out", default="toy_regions_2d.png", help="PNG to write (default toy_regions_2d.png)")
-    parser.add_argument("--quick", action="store_true", help="500 samples, 5 epochs (instead of --samples and --epochs): a smoke test")
+    parser.add_argument("--quick", action="store_true", help="500 samples and 5 epochs unless --samples or --epochs "
+                                                             "is given: a smoke test")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.samples, args.epochs = 500, 5
+    if not args.out.lower().endswith(".png"):
+        parser.error(f"--out must name a .png file, got {args.out!r}")
+    if args.samples is None:
+        args.samples = 500 if args.quick else 2000
+    if args.epochs is None:
+        args.epochs = 5 if args.quick else 60
 
     rng = np.random.default_rng(args.seed)
     make = PROBLEMS[args.problem]
     X, y = make(args.samples, rng)
     X_test, y_test = make(args.samples, rng)
-    n_classes = int(y.max()) + 1
+    n_classes = int(max(y.max(), y_test.max())) + 1  # a few samples may miss a class in one of them
 
     layer = fffcpu.FFF(input_width=2, leaf_width=args.leaf_width, output_width=n_classes, depth=args.depth,
                        seed=args.seed)
@@ -160,7 +179,11 @@ def main(argv=None):
 
     title = (f"{args.problem}, FFF depth {layer.depth}, leaf width {layer.leaf_width}: "
              f"hard test accuracy {ev['accuracy']:.3f} (soft {ev['accuracy_soft']:.3f})")
-    if draw(layer, X, y, args.out, title):
+    try:
+        drawn = draw(layer, X, y, args.out, title)
+    except OSError as exc:  # no such folder, no permission: one line, not a traceback
+        parser.exit(2, f"{parser.prog}: error: cannot write --out {args.out!r}: {exc.strerror or exc}\n")
+    if drawn:
         print(f"wrote {args.out}")
     else:
         print("matplotlib is not installed, so no picture was drawn; "

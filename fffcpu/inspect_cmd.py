@@ -50,8 +50,10 @@ def report(layer, X=None, y=None, tree_depth=TREE_DEPTH, classes=None):
     return _report(layer, X, y, tree_depth, classes, "y")
 
 
-def _report(layer, X, y, tree_depth, classes, labels_from):
-    """:func:`report`, with ``labels_from`` naming where ``y`` came from in an error about a label."""
+def _report(layer, X, y, tree_depth, classes, labels_from, labels_checked=False):
+    """:func:`report`, with ``labels_from`` naming where ``y`` came from in an error about a label;
+    ``labels_checked``: ``y`` holds class indices already (or text labels, without names), as
+    :func:`_class_labels` gives them, and is not looked up in the names again."""
     if isinstance(tree_depth, bool) or not isinstance(tree_depth, (int, np.integer)) or tree_depth < 0:
         raise ValueError(f"tree_depth must be an integer >= 0, got {tree_depth!r}")
     if classes is not None:
@@ -71,7 +73,7 @@ def _report(layer, X, y, tree_depth, classes, labels_from):
             y = np.asarray(y)
             if y.shape != (X.shape[0],):
                 raise ValueError(f"labels must have shape ({X.shape[0]},), got {y.shape}")
-            if _labels_are_names(y, classes):  # as indices, for the accuracies
+            if not labels_checked and _labels_are_names(y, classes):  # as indices, for the accuracies
                 from .training.commands import _class_targets
                 y = _class_targets(y, labels_from, classes)
     if layer.kind == "fff":
@@ -361,6 +363,26 @@ def add_parser(subparsers):
     return p
 
 
+def _class_labels(y, args, classes, output_width):
+    """The labels ``y`` of ``--data`` as ``fffcpu evaluate`` reads them (class indices, or names looked
+    up in ``classes``), refused as evaluate refuses them: real-valued, negative, several per sample, or
+    an index beyond the outputs. Text labels of a model without class names are kept as text: each
+    leaf's most common one is shown, with no accuracy (evaluate refuses them, having nothing to score)."""
+    from .training.commands import _class_targets, _label_column_source, _labels_named
+    from .training.loop import _prepare_targets
+    if y.dtype.kind == "U" and classes is None:
+        return y
+    try:
+        y = _class_targets(y, args.data, classes)
+    except ValueError as exc:
+        # evaluate's hint names its --loss, which inspect does not have: the model's own loss decides here
+        text = str(exc).replace("use --loss mse for", "a model trained with --loss mse takes")
+        if getattr(args, "saved_label_column", False):
+            text += f" (the labels were read from {_label_column_source(args)})"
+        raise ValueError(text) from None
+    return _prepare_targets("cross_entropy", y, len(y), output_width, name=_labels_named(args))
+
+
 def run_inspect(args):
     """Handler of ``fffcpu inspect``: prints the report; returns the exit status (0, or 2 on bad input)."""
     try:
@@ -395,14 +417,16 @@ def run_inspect(args):
             if X.shape[1] != layer.input_width:  # it was "data must have shape (n, 4) ...", naming no file
                 raise _width_error(layer, args, X.shape[1], "features per sample")
             _check_feature_columns(args, training)
-            if y is not None and (training.get("loss") == "mse" or np.ndim(y) != 1):
+            if y is not None and training.get("loss") == "mse":
                 y = None  # regression targets, not class labels: nothing to count per leaf
             if args.limit is not None:
                 X = X[:args.limit]
                 y = None if y is None else y[:args.limit]
-        # labels are looked up in the class names once, by _report, whose errors name the data file (the
-        # names were looked up here as well, so integer names read the indices found as names again)
-        text = _report(layer, X, y, args.tree_depth, classes, args.data)
+            if y is not None:  # real-valued, negative or 2-d labels were shown as "top label -4.12"
+                y = _class_labels(y, args, classes, layer.output_width)
+        # labels are looked up in the class names once, here: _report must not look the indices found up
+        # again (integer names read the indices as names: "label 0 ... is not one of the model's classes")
+        text = _report(layer, X, y, args.tree_depth, classes, args.data, labels_checked=True)
     except (ValueError, TypeError, KeyError, OSError, MemoryError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"fffcpu inspect: error: {msg}", file=sys.stderr)

@@ -210,3 +210,91 @@ def test_every_option_with_a_default_states_it(name, monkeypatch, capsys):
     for action in parsers[0]._actions:
         if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
             assert action.help and "default" in action.help, (name, action.option_strings)
+
+
+# -- user mistakes: an argparse-style line and exit status 2, never a traceback ----------------------
+def refused(name, argv, capsys, before_any_output=False):
+    """The last stderr line of ``main(argv)`` of example ``name``, which must exit with status 2 (with
+    ``before_any_output``, before it printed anything: before training)."""
+    with pytest.raises(SystemExit) as stop:
+        load_example(name)["main"](argv)
+    assert stop.value.code == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert out == "" or not before_any_output, out
+    return err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--depth", "-1", "--quick"], "argument --depth: must be an integer >= 0, got '-1'"),
+    (["--samples", "0"], "argument --samples: must be an integer >= 1, got '0'"),  # "zero-size array ..."
+    (["--epochs", "0", "--quick"], "argument --epochs: must be an integer >= 1, got '0'"),  # --quick overrode it
+    (["--quick", "--hardening", "nan"], "argument --hardening: must be a finite number >= 0, got 'nan'"),
+    (["--quick", "--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
+    (["--quick", "--out", "adir.npz"], "--out must name a .png file, got 'adir.npz'"),  # "Format 'npz' is not ..."
+])
+def test_toy_regions_refuses_bad_options(argv, message, capsys):
+    assert refused("toy_regions_2d.py", argv, capsys, before_any_output=True).endswith(f": error: {message}")
+
+
+def test_toy_regions_quick_keeps_the_samples_and_epochs_given(tmp_path, monkeypatch, capsys):
+    """--quick replaced --samples and --epochs without a word: --quick --samples 40 trained on 500."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # no picture: faster
+    ns = load_example("toy_regions_2d.py")
+    assert ns["main"](["--quick", "--samples", "40", "--epochs", "1", "--out", str(tmp_path / "r.png")]) == 0
+    assert "spirals: 40 training points" in capsys.readouterr().out
+    assert ns["main"](["--quick", "--out", str(tmp_path / "r.png")]) == 0
+    assert "spirals: 500 training points" in capsys.readouterr().out
+
+
+def test_toy_regions_names_an_out_path_it_cannot_write(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "no such folder" / "r.png"
+    line = refused("toy_regions_2d.py", ["--quick", "--samples", "40", "--epochs", "1", "--out", str(out)], capsys)
+    assert line.endswith(f": error: cannot write --out {str(out)!r}: No such file or directory")
+
+
+def test_embed_names_a_missing_or_wrong_file_in_one_line(tmp_path, saved_model, capsys):
+    _, model = saved_model
+    (tmp_path / "iris like.csv").write_text("a,b\n1,2\n")
+    missing = str(tmp_path / "missing.npz")
+    assert refused("embed_inference.py", [missing], capsys).endswith(
+        f": error: [Errno 2] No such file or directory: {missing!r}")
+    assert refused("embed_inference.py", [str(tmp_path / "iris like.csv")], capsys).endswith(
+        f": error: {str(tmp_path / 'iris like.csv')!r} is not a valid fffcpu model file: not an npz (zip) archive, "
+        "or truncated (File is not a zip file)")
+    assert refused("embed_inference.py", [str(model), "--input", str(tmp_path / "none.txt")], capsys).endswith(
+        f": error: [Errno 2] No such file or directory: {str(tmp_path / 'none.txt')!r}")
+
+
+def test_embed_as_a_script_exits_with_one_line_for_a_missing_model(tmp_path):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "embed_inference.py"), str(tmp_path / "missing.npz")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"embed_inference.py: error: [Errno 2] No such file or directory: "
+                           f"{str(tmp_path / 'missing.npz')!r}\n")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--limit", "0"], "argument --limit: must be an integer >= 1, got '0'"),  # ignored: all samples were used
+    (["--limit", "-100"], "argument --limit: must be an integer >= 1, got '-100'"),  # all but the last 100
+    (["--depth", "-1"], "argument --depth: must be an integer >= 0, got '-1'"),
+    (["--lr", "nan"], "argument --lr: must be a finite number >= 0, got 'nan'"),
+    (["--harden-after", "x"], "argument --harden-after: must be an integer >= 0, got 'x'"),
+    (["--out", "{d}/no such folder/m.npz"], "--out must be a file in an existing folder, got '{d}/no such folder/m.npz'"),
+    (["--train-images", "{d}/missing.gz"], "data file '{d}/missing.gz' does not exist"),
+    (["--train-images", "{d}/text.csv"], "IDX file '{d}/text.csv' has a bad magic number"),
+    (["--dir", "{d}/nowhere"], "neither train-images-idx3-ubyte nor train-images-idx3-ubyte.gz is in '{d}/nowhere'"),
+])
+def test_train_mnist_refuses_bad_options_and_files_before_training(tiny_mnist, argv, message, capsys):
+    (tiny_mnist / "text.csv").write_text("a,b\n1,2\n")
+    argv = ["--dir", str(tiny_mnist), *(a.format(d=tiny_mnist) for a in argv)]
+    line = refused("train_mnist.py", argv, capsys, before_any_output=True)
+    assert f": error: {message.format(d=tiny_mnist)}" in line
+
+
+def test_train_mnist_names_an_out_file_it_cannot_replace(tiny_mnist, capsys):
+    (tiny_mnist / "notes.txt").write_text("not a model\n")
+    line = refused("train_mnist.py", ["--dir", str(tiny_mnist), "--depth", "0", "--epochs", "1", "--out",
+                                      str(tiny_mnist / "notes.txt")], capsys)
+    assert f": error: --out: cannot save to {str(tiny_mnist / 'notes.txt')!r}: the file exists and holds no model" in line

@@ -479,3 +479,73 @@ def test_neuron_tree_report_states_the_flop_ratio():
     assert "one inference visits 6 of 14 neurons (FLOP ratio 2.33x)" in text
     text = report(fffcpu.NeuronTreeFFF(8, 3, 11, seed=0, backend="numpy"))
     assert "one inference visits 12 of 4095 neurons (FLOP ratio 341.25x)" in text
+
+
+@pytest.mark.parametrize("y, message", [
+    (np.array([0.5, 1, 2, 0, 1, 2]), "labels in {data!r} must be integer class indices 0 .. n_classes-1 for "
+                                     "classification, got 0.5 at index 0 (dtype float64; a model trained with "
+                                     "--loss mse takes real-valued targets)"),
+    (np.zeros((6, 2)), "labels in {data!r} must be one class index per sample, shape (n,), got shape (6, 2) (a model "
+                       "trained with --loss mse takes several real-valued targets)"),
+    (np.array([0, 1, -2, 0, 1, 2]), "labels in {data!r} must be >= 0, got minimum -2"),
+    (np.array([0, 1, 3, 0, 1, 2]), "the labels in {data!r} (--y-key y) must hold class indices in [0, 2] "
+                                   "(output_width 3), got values in [0, 3]"),
+])
+def test_cli_refuses_labels_that_evaluate_refuses(tmp_path, capsys, y, message):
+    """Real-valued labels were shown as "top label -4.1219684158773715 (50%)", negative ones as "top
+    label -2" with an accuracy, labels of 2 columns were dropped without a word: evaluate refuses them all."""
+    from fffcpu import cli
+    model, data = tmp_path / "m.npz", tmp_path / "d.npz"
+    fffcpu.save(fffcpu.FFF(2, 2, 3, 1, seed=0), model)
+    np.savez(data, X=np.random.default_rng(0).normal(size=(6, 2)), y=y)
+    assert run_cli(str(model), "--data", str(data)) == 2
+    assert capsys.readouterr().err == f"fffcpu inspect: error: {message.format(data=str(data))}\n"
+    assert cli.main(["evaluate", str(model), "--data", str(data)]) == 2
+    assert "evaluate: error:" in capsys.readouterr().err
+
+
+def test_cli_reads_whole_float_labels_as_evaluate_does(tmp_path, capsys):
+    """Labels 0., 1., 2. (as NumPy and pandas often store them) are class indices, and with integer class
+    names they are names: inspect showed them as "top label 1.0", without an accuracy."""
+    layer, X, y = _hand_set_routing()
+    model, data = tmp_path / "m.npz", tmp_path / "d.npz"
+    fffcpu.save(layer, model)
+    np.savez(data, X=X, y=y.astype(np.float64))
+    assert run_cli(str(model), "--data", str(data)) == 0
+    assert capsys.readouterr().out == f"model: {model}\n" + report(layer, X, y) + "\n"
+    names = np.array([-1, 5, 7])
+    fffcpu.save(layer, model, classes=names)
+    np.savez(data, X=X, y=names[y].astype(np.float64))
+    assert run_cli(str(model), "--data", str(data)) == 0
+    out = capsys.readouterr().out
+    assert out == f"model: {model}\n" + report(layer, X, names[y], classes=names) + "\n"
+    assert "accuracy on these labels" in out and "top label 7 (100%)" in out
+
+
+def test_cli_keeps_text_labels_of_a_model_without_names_and_drops_a_regression_models_targets(tmp_path, capsys):
+    """Text labels without class names to look them up in: each leaf's most common one, no accuracy (as
+    report() shows them). A model `fffcpu train --loss mse` saved takes real-valued targets: not labels."""
+    layer, X, y = _hand_set_routing()
+    model, data = tmp_path / "m.npz", tmp_path / "d.npz"
+    fffcpu.save(layer, model)
+    np.savez(data, X=X, y=np.array(["zero", "one", "two"])[y])
+    assert run_cli(str(model), "--data", str(data)) == 0
+    out = capsys.readouterr().out
+    assert "top label two (100%)" in out and "accuracy" not in out
+    fffcpu.io.save(layer, model, _training={"loss": "mse"})
+    np.savez(data, X=X, y=np.linspace(-4.5, 3.25, 10).reshape(5, 2))
+    assert run_cli(str(model), "--data", str(data)) == 0
+    out = capsys.readouterr().out
+    assert "routing of 5 samples" in out and "top label" not in out
+
+
+def test_cli_names_the_models_saved_label_column_in_a_label_error(tmp_path, capsys):
+    """A label column the user did not choose (saved by `fffcpu train --label-column`) may be the cause."""
+    layer = fffcpu.FFF(2, 2, 3, 1, seed=0)
+    model = tmp_path / "m.npz"
+    fffcpu.io.save(layer, model, _training={"loss": "cross_entropy", "label_column": "kind"})
+    (tmp_path / "d.csv").write_text("kind,a,b\n0,0.5,1\n-1,2,3\n")
+    assert run_cli(str(model), "--data", str(tmp_path / "d.csv")) == 2
+    assert capsys.readouterr().err == (
+        f"fffcpu inspect: error: labels in {str(tmp_path / 'd.csv')!r} must be >= 0, got minimum -1 (the labels were "
+        "read from column kind, the model's saved label column (from `fffcpu train --label-column`))\n")
