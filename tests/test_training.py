@@ -1961,10 +1961,13 @@ def test_predict_replaces_only_predictions_of_the_same_shape(tmp_path, capsys):
     np.save(features, np.ones((40, 2)))
     short = tmp_path / "short.csv"
     short.write_text("1\n" * 39)
+    long = tmp_path / "long.csv"
+    long.write_text("1\n" * 100)
     capsys.readouterr()
     for path, problem in ((table, "has 2 field(s) on line 1, where predictions have 1 (a data file?)"),
                           (features, "holds an array of shape (40, 2), not predictions of shape (40,)"),
-                          (short, "holds 39 line(s), not 40 predictions")):
+                          (short, "holds 39 line(s), not 40 predictions"),
+                          (long, "holds more than 40 line(s), not 40 predictions")):
         kept = path.read_bytes()
         assert cli.main(predict + [str(path)]) == 2
         assert f"--output '{path}' exists and {problem}: the predictions would replace it" in capsys.readouterr().err

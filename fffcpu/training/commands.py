@@ -807,8 +807,8 @@ def _not_predictions_like(path, shape):
                     break
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         return f"is not a text file of predictions ({e})"
-    if rows != shape[0]:
-        return f"holds {'more than ' if rows > shape[0] else ''}{rows} line(s), not {shape[0]} predictions"
+    if rows != shape[0]:  # (the count stops one past the predictions')
+        return f"holds {f'more than {shape[0]}' if rows > shape[0] else rows} line(s), not {shape[0]} predictions"
     return None
 
 
