@@ -1184,6 +1184,9 @@ def test_regressor_score_is_r2_about_the_mean():
     # a constant output has no variance to explain: it scores 0 (as scikit-learn's r2_score), not NaN or 1
     constant = np.column_stack([y[:, 0], np.full(len(y), 7.0)])
     assert reg.score(X, constant) == pytest.approx(r2[0] / 2, rel=1e-12)
+    # ... unless it is predicted exactly: then 1, as r2_score says (round 22's review: it was 0)
+    reg.predict = lambda X: np.column_stack([p[:, 0], np.full(len(X), 7.0)])
+    assert reg.score(X, constant) == pytest.approx((r2[0] + 1) / 2, rel=1e-12)
 
 
 def test_make_layer_passes_every_setting_on_and_shares_the_estimators_defaults():

@@ -346,5 +346,6 @@ class FFFRegressor(_FFFEstimator):
         p2 = pred.reshape(len(pred), -1)
         ss_res = ((y2 - p2) ** 2).sum(axis=0)
         ss_tot = ((y2 - y2.mean(axis=0)) ** 2).sum(axis=0)
-        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 0.0)
+        # a constant target: 1 for an exact fit, else 0 (as scikit-learn's r2_score; it was 0 for both)
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), np.where(ss_res == 0, 1.0, 0.0))
         return float(r2.mean())
