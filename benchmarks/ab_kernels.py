@@ -140,13 +140,15 @@ def main(argv=None, stdout=None):
     out = stdout or sys.stdout
     parser = make_parser("python -m benchmarks.ab_kernels", __doc__,
                          "git revision or file of the base fffcpu/kernels.py")
-    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    import numba
+
+    most = numba.config.NUMBA_NUM_THREADS  # the threads Numba started with: no call can use more
+    parser.add_argument("--threads", type=int, nargs="+", default=[min(2, most)], metavar="N",
+                        help=f"thread counts to compare at, each at most {most} (default {min(2, most)})")
     args = parser.parse_args(argv)
     check_counts(parser, args)
-    if min(args.threads) < 1:
-        parser.error(f"--threads must be positive integers, got {args.threads}")
-
-    import numba
+    if min(args.threads) < 1 or max(args.threads) > most:  # a larger count was lowered without a word
+        parser.error(f"--threads must be integers from 1 to {most} (NUMBA_NUM_THREADS), got {args.threads}")
     base_source = kernels_source(args.base)
     with open(os.path.join(ROOT, KERNELS), encoding="utf-8") as f:
         work_source = f.read()
@@ -164,7 +166,6 @@ def main(argv=None, stdout=None):
                 layer = make_layer(variant, sizes)
                 x = make_x(batch, sizes["input_width"])
                 for n_threads in args.threads:
-                    n_threads = min(n_threads, numba.config.NUMBA_NUM_THREADS)  # what Numba can run
                     numba.set_num_threads(n_threads)
                     line = compare(variant, layer, x, modules, n_threads, args.blocks, args.calls)
                     print(f"{config} batch {batch} threads {n_threads}: {line}", file=out, flush=True)

@@ -199,13 +199,19 @@ def main(argv=None, stdout=None):
     out = stdout or sys.stdout
     parser = argparse.ArgumentParser(prog="python -m benchmarks.leaf_phases", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=1024, help="samples per call (default 1024)")
-    parser.add_argument("--threads", type=int, default=2, help="Numba and BLAS threads (default 2)")
+    import numba
+
+    most = numba.config.NUMBA_NUM_THREADS  # the threads Numba started with: no call can use more
+    parser.add_argument("--threads", type=int, default=min(2, most),
+                        help=f"Numba and BLAS threads, at most {most} (default {min(2, most)})")
     parser.add_argument("--repeats", type=int, default=21, help="timed repeats per row (default 21)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of all rows (default 2)")
     args = parser.parse_args(argv)
     for name in ("batch", "threads", "repeats", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if args.threads > most:  # set_num_threads' traceback before
+        parser.error(f"--threads must be at most {most} (NUMBA_NUM_THREADS), got {args.threads}")
     layer = make_layer("fff", LEAF_INFER)
     x = make_x(args.batch, LEAF_INFER["input_width"])
     w = layer.params

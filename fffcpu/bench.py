@@ -885,7 +885,11 @@ def plot_scaling(results, path, machine=None):
     if not fmt:  # as matplotlib does with a bare name: PNG, with its suffix added
         fmt, path = "png", path + ".png"
     from .io import _atomic_write, _check_path  # a failed or interrupted write leaves an earlier plot as it was;
-    _atomic_write(_check_path(path), lambda f: fig.savefig(f, dpi=120, format=fmt))  # a protected one is refused
+    path = _check_path(path)                     # a protected one is refused
+    if _holds_something_else(path):
+        raise FileExistsError(f"cannot write the plot to {path!r}: the file holds something other than a plot, "
+                              "and the plot would replace it; remove it first or choose another path")
+    _atomic_write(path, lambda f: fig.savefig(f, dpi=120, format=fmt))
 
 
 def _plot_formats():
@@ -893,6 +897,29 @@ def _plot_formats():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     return FigureCanvasAgg(Figure()).get_supported_filetypes()
+
+
+#: how the image formats in which matplotlib does not name itself begin (JPEG, TIFF, WebP, gzip)
+_IMAGE_MAGIC = {"jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",), "tif": (b"II*\x00", b"MM\x00*"),
+                "tiff": (b"II*\x00", b"MM\x00*"), "webp": (b"RIFF",), "svgz": (b"\x1f\x8b",)}
+
+
+def _holds_something_else(path):
+    """Whether ``path`` is a non-empty file that an earlier plot cannot be: only a figure matplotlib
+    wrote may be replaced (it names itself in PNG, PDF, SVG, PGF and PostScript files), or, in the
+    formats where it does not, an image of the suffix's format. ``--plot notes.pdf`` replaced a
+    user's text without a word."""
+    if not (os.path.isfile(path) and os.path.getsize(path)):
+        return False
+    if os.path.getsize(path) > 64 << 20:  # no plot of this module is that large
+        return True
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    magic = _IMAGE_MAGIC.get(os.path.splitext(path)[1][1:].lower())
+    return b"atplotlib" not in data and not (magic and data.startswith(magic))
 
 
 def _plot_path_error(path):
@@ -910,6 +937,9 @@ def _plot_path_error(path):
         return f"must be a file in a folder this user may write to, got {path!r} ({folder!r} is not writable)"
     if os.path.exists(path) and not os.access(path, os.W_OK):  # plot_scaling refuses it, after the sweep
         return f"names a write-protected file, got {path!r}; remove its protection or choose another path"
+    if _holds_something_else(path):
+        return (f"names a file that holds something other than a plot, got {path!r}: the plot would replace it; "
+                "remove it first or choose another path")
     suffix = os.path.splitext(path)[1][1:].lower()
     formats = _plot_formats()
     if suffix not in formats:
@@ -925,10 +955,14 @@ def _trial_plot_error(path, folder, fmt):
     ``os.access`` says yes to root in a folder such as /sys, which refuses new files, and ``.pgf``
     needs a LaTeX program to measure text: both failed only after the sweep."""
     import tempfile
+
     from matplotlib.figure import Figure
+
+    from .io import _temp_prefix
     try:
-        # named as io._atomic_write names its temporary file, so a name too long fails both or neither
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(os.path.realpath(path))}.", suffix=".tmp")
+        # named as io._atomic_write names its temporary file, so a name too long fails both or neither (the
+        # name was not cut as the write cuts it, so a long valid name was refused)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(os.path.realpath(path)), suffix=".tmp")
     except OSError as exc:
         return f"must be a file in a folder this user may write to, got {path!r} ({folder!r}: {exc.strerror or exc})"
     try:

@@ -51,8 +51,9 @@ def run_one(variant, seed, depth=3, leaf_width=2, master_width=8, epochs=100, ba
     if opts["master"] and master_width < 1:
         raise ValueError(f"master_width must be >= 1 for variant {variant!r}, got {master_width}")
     if opts["balance"] and phase < 1:
-        raise ValueError(f"variant {variant!r} needs a balancing phase of >= 1 epoch, got {phase} "
-                         f"(epochs {epochs}): use epochs >= 2")
+        raise ValueError(f"variant {variant!r} needs a balancing phase of >= 1 epoch (the first half of the "
+                         f"epochs unless balance_epochs is given), got {phase} with epochs {epochs}: give epochs "
+                         ">= 2 (fffcpu efff --epochs 2)")
     if split is None:
         split = _standardised_digits()
     X_tr, X_te, y_tr, y_te = split

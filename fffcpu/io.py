@@ -381,13 +381,7 @@ def _atomic_write(path, write):
     if os.path.islink(path):  # write the file the link names: renaming onto the link replaced the link
         path = os.path.realpath(path)  # with a file and left its target as it was
     directory = os.path.dirname(os.path.abspath(path))
-    # the name cut short: a 250-character name plus mkstemp's 8 letters and ".tmp" went past the 255
-    # bytes a name may have, and the error named the temporary file; counted in bytes (a character
-    # of UTF-8 may take four)
-    name = os.path.basename(path)[:64]
-    while len(os.fsencode(name)) > 64:
-        name = name[:-1]
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + name + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -402,6 +396,17 @@ def _atomic_write(path, write):
             pass
         raise
     _fsync_directory(directory)
+
+
+def _temp_prefix(path):
+    """The prefix of the temporary file that :func:`_atomic_write` writes beside ``path``: a dot and
+    ``path``'s name cut to 64 bytes. Why cut: a 250-character name plus mkstemp's 8 letters and
+    ".tmp" went past the 255 bytes a name may have, and the error named the temporary file; counted
+    in bytes (a character of UTF-8 may take four)."""
+    name = os.path.basename(path)[:64]
+    while len(os.fsencode(name)) > 64:
+        name = name[:-1]
+    return "." + name + "."
 
 
 def _new_file_mode(path):

@@ -921,3 +921,33 @@ def test_the_standard_configurations_have_the_sizes_spec_5_names():
     assert FFF(**spec["leaf-768-d8-l16"], backend="numpy").training_width == 4096
     assert "(width 4096)" in bench.CONFIGS["leaf-768-d8-l16"]["what"]
     assert "(4095 neurons)" in bench.CONFIGS["ufb-768-d11"]["what"]
+
+
+def test_plot_replaces_an_earlier_plot_but_not_a_file_of_another_kind(tmp_path, capsys):
+    """Round 22's review: `--plot notes.pdf` replaced a user's file with the plot without a word. An
+    earlier plot (a figure matplotlib wrote, or an image of the suffix's format where matplotlib does
+    not name itself) is replaced; anything else is refused, before measuring and from Python."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    rec = dict(record="scaling", width=64, implementation="dense numpy relu", batch=1, per_sample_seconds=1e-6)
+    notes = tmp_path / "notes.pdf"
+    notes.write_text("my notes\n")
+    for path in (notes, tmp_path / "photo.jpg"):
+        if path.suffix == ".jpg":
+            path.write_bytes(b"GIF89a not a jpeg")
+        kept = path.read_bytes()
+        assert run_bench("--quick", "--scaling", "--repeats", "1", "--batches", "1", "--plot", str(path)) == (2, "")
+        assert (f"--plot names a file that holds something other than a plot, got {str(path)!r}: the plot would "
+                "replace it") in capsys.readouterr().err
+        with pytest.raises(FileExistsError, match="holds something other than a plot"):
+            bench.plot_scaling([rec], str(path))
+        assert path.read_bytes() == kept
+    for suffix in ("pdf", "png", "svg", "jpg"):  # earlier plots, replaced
+        path = tmp_path / f"plot.{suffix}"
+        Figure(figsize=(1, 1)).savefig(path)
+        assert bench._plot_path_error(str(path)) is None
+        bench.plot_scaling([rec], str(path))
+    long_name = tmp_path / ("a" * 240 + ".png")  # a valid name: the trial file is cut as the write's is
+    assert bench._plot_path_error(str(long_name)) is None
+    bench.plot_scaling([rec], str(long_name))
+    assert long_name.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

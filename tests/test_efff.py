@@ -52,7 +52,8 @@ def test_variants_that_would_train_as_plain_are_refused(capsys):
     # master width 0 or no balancing epoch made "+master" / "+balance" train exactly as "plain"
     with pytest.raises(ValueError, match="master_width must be >= 1 for variant '\\+master', got 0"):
         efff.run_one("+master", 0, epochs=2, master_width=0)
-    with pytest.raises(ValueError, match="variant '\\+balance' needs a balancing phase of >= 1 epoch, got 0"):
+    with pytest.raises(ValueError, match="variant '\\+balance' needs a balancing phase of >= 1 epoch .*, got 0 "
+                                         "with epochs 1: give epochs >= 2 \\(fffcpu efff --epochs 2\\)"):
         efff.run_one("+balance", 0, epochs=1)
     with pytest.raises(SystemExit):
         cli.main(["efff", "--master-width", "0"])

@@ -44,3 +44,8 @@ def test_counts_below_one_are_refused(phases, capsys):
     with pytest.raises(SystemExit):
         phases.main(["--rounds", "0"])
     assert "--rounds must be a positive integer, got 0" in capsys.readouterr().err
+    import numba  # round 22's review: more threads than Numba has ended in set_num_threads' traceback
+    most = numba.config.NUMBA_NUM_THREADS
+    with pytest.raises(SystemExit):
+        phases.main(["--threads", str(most + 1)])
+    assert f"--threads must be at most {most} (NUMBA_NUM_THREADS), got {most + 1}" in capsys.readouterr().err
