@@ -159,7 +159,7 @@ def phase_calls(layer, x, n_threads):
     return {"layer(x)": lambda: layer(x),
             "route": lambda: route(nw, nb, x, leaf, n_workers),
             "leaves": leaves(leaf),
-            f"leaves, {n // layer.n_leaves} per leaf": leaves(even),
+            f"leaves, {max(1, n // layer.n_leaves)} per leaf": leaves(even),  # (fewer samples than leaves: one each)
             "flush": lambda: parallel_sum(flush),
             "flush + leaves": lambda: (parallel_sum(flush), leaves(leaf)()),
             "floor": floor,
