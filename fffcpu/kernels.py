@@ -100,12 +100,14 @@ STREAM_MIN_BYTES = 1 << 21
 # ---------------------------------------------------------------------------------------------
 @njit(**_SERIAL)
 def activate(z, act):
-    """Activation ``act`` of a scalar, computed in float64 (callers cast back to their dtype)."""
+    """Activation ``act`` of a scalar, computed in float64 (callers cast back to their dtype). gelu
+    takes ``Phi(v) = erfc(-v / sqrt 2) / 2``, as the reference does: ``1 + erf(v / sqrt 2)`` cancels to
+    0 below v = -8.3 in float64 (round 22)."""
     v = float(z)
     if act == 0:
         return v if v > 0.0 else 0.0
     if act == 1:
-        return 0.5 * v * (1.0 + math.erf(v * _SQRT1_2))
+        return 0.5 * v * math.erfc(v * -_SQRT1_2)
     if act == 2:
         return math.tanh(v)
     if act == 3:

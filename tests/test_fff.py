@@ -639,3 +639,25 @@ def test_block_usage_counts_each_node_by_the_samples_routed_through_it():
     np.testing.assert_array_equal(usage["node_weights"], expected)
     np.testing.assert_array_equal(usage["w1s"], np.bincount(leaves, minlength=layer.n_leaves))
     assert len(set(expected.tolist())) == layer.n_nodes and expected[0] == 40  # every count differs
+
+
+def test_gelu_and_its_derivative_keep_their_precision_for_negative_inputs():
+    """Round 22's kernel review: the reference computed Phi(z) as (1 + erf(z / sqrt 2)) / 2, which
+    cancels in float32 for z below about -5 (gelu(-5) came out -1.49e-6 for -1.43e-6, and 0 from
+    about -6), where the kernels, in float64, were right. Both dtypes now agree with float64 to their
+    own precision over the whole range, and the leaf kernel agrees with the reference there."""
+    from fffcpu.activations import ACTIVATIONS
+    gelu, d_gelu = ACTIVATIONS["gelu"]
+    z32 = np.linspace(-12.0, 6.0, 721).astype(np.float32)
+    z64 = z32.astype(np.float64)  # the same inputs: float32's rounding of z alone moves gelu(-12) by 1e-5
+    exact, slope = gelu(z64), d_gelu(z64, None)
+    np.testing.assert_allclose(gelu(z32), exact, rtol=2e-6, atol=0)
+    np.testing.assert_allclose(d_gelu(z32, None), slope, rtol=2e-6, atol=1e-30)
+    assert gelu(z32).dtype == np.float32 and d_gelu(z32, None).dtype == np.float32
+    # depth 0, one leaf of one unit with weight 1: the output is gelu of the input itself
+    layer = FFF(1, 1, 1, depth=0, activation="gelu", seed=0)
+    layer.params.update(w1s=np.ones((1, 1, 1)), b1s=np.zeros((1, 1)), w2s=np.ones((1, 1, 1)), b2s=np.zeros((1, 1)))
+    x = z32[:, None]
+    np.testing.assert_allclose(layer(x)[:, 0], exact, rtol=2e-6, atol=0)
+    np.testing.assert_allclose(layer.astype("float32").__class__.from_state_dict(
+        layer.state_dict(), activation="gelu", backend="numpy")(x)[:, 0], exact, rtol=2e-6, atol=0)
