@@ -906,7 +906,7 @@ _IMAGE_MAGIC = {"jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",), "tif": (b
 
 def _holds_something_else(path):
     """Whether ``path`` is a non-empty file that an earlier plot cannot be: only a figure matplotlib
-    wrote may be replaced (it names itself in PNG, PDF, SVG, PGF and PostScript files), or, in the
+    wrote may be replaced (it names itself in the PNG, PDF, SVG and PostScript files it writes), or, in the
     formats where it does not, an image of the suffix's format. ``--plot notes.pdf`` replaced a
     user's text without a word."""
     if not (os.path.isfile(path) and os.path.getsize(path)):
