@@ -142,7 +142,8 @@ def main(argv=None, stdout=None):
                          "git revision or file of the base fffcpu/kernels.py")
     import numba
 
-    most = numba.config.NUMBA_NUM_THREADS  # the threads Numba started with: no call can use more
+    from fffcpu.bench import default_threads
+    most = default_threads()  # the threads Numba started with: no call can use more
     parser.add_argument("--threads", type=int, nargs="+", default=[min(2, most)], metavar="N",
                         help=f"thread counts to compare at, each at most {most} (default {min(2, most)})")
     args = parser.parse_args(argv)

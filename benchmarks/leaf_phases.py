@@ -199,9 +199,8 @@ def main(argv=None, stdout=None):
     out = stdout or sys.stdout
     parser = argparse.ArgumentParser(prog="python -m benchmarks.leaf_phases", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=1024, help="samples per call (default 1024)")
-    import numba
-
-    most = numba.config.NUMBA_NUM_THREADS  # the threads Numba started with: no call can use more
+    from fffcpu.bench import default_threads
+    most = default_threads()  # the threads Numba started with: no call can use more
     parser.add_argument("--threads", type=int, default=min(2, most),
                         help=f"Numba and BLAS threads, at most {most} (default {min(2, most)})")
     parser.add_argument("--repeats", type=int, default=21, help="timed repeats per row (default 21)")

@@ -373,10 +373,10 @@ def _class_labels(y, args, classes, output_width):
     if y.dtype.kind == "U" and classes is None:
         return y
     try:
-        y = _class_targets(y, args.data, classes)
-    except ValueError as exc:
         # evaluate's hint names its --loss, which inspect does not have: the model's own loss decides here
-        text = str(exc).replace("use --loss mse for", "a model trained with --loss mse takes")
+        y = _class_targets(y, args.data, classes, mse_hint="a model trained with --loss mse takes")
+    except ValueError as exc:
+        text = str(exc)
         if getattr(args, "saved_label_column", False):
             text += f" (the labels were read from {_label_column_source(args)})"
         raise ValueError(text) from None

@@ -266,8 +266,10 @@ def _classes_text(names, limit=8):
     return f"{len(names)} class{'' if len(names) == 1 else 'es'}: {_shortened(names, limit)}"
 
 
-def _class_targets(y, path, classes=None):
-    """Labels ``y`` as class indices (int64, shape (n,)).
+def _class_targets(y, path, classes=None, mse_hint="use --loss mse for"):
+    """Labels ``y`` as class indices (int64, shape (n,)). ``mse_hint`` begins the messages' pointer to
+    regression ("use --loss mse for real-valued targets"; inspect, which has no --loss, says how the
+    model must have been trained).
 
     Labels are looked up by name in ``classes`` (the class names of a model, or those ``train`` found)
     when they are names of the same kind: text labels in text names (which they need), integer labels
@@ -277,7 +279,7 @@ def _class_targets(y, path, classes=None):
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"labels in {path!r} must be one class index per sample, shape (n,), got shape "
-                         f"{y.shape} (use --loss mse for several real-valued targets)")
+                         f"{y.shape} ({mse_hint} several real-valued targets)")
     if y.dtype.kind == "b":
         y = y.astype(np.int64)
     elif y.dtype.kind == "f":  # 0., 1., 2. as NumPy and pandas often store labels; a CSV reads them alike
@@ -286,7 +288,7 @@ def _class_targets(y, path, classes=None):
             i = int(np.argmin(whole))
             raise ValueError(
                 f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
-                f"got {y[i].item()!r} at index {i} (dtype {y.dtype}; use --loss mse for real-valued targets)"
+                f"got {y[i].item()!r} at index {i} (dtype {y.dtype}; {mse_hint} real-valued targets)"
             )
     elif y.dtype.kind == "U":  # a CSV label column of names
         if classes is None:
@@ -301,7 +303,7 @@ def _class_targets(y, path, classes=None):
     elif y.dtype.kind not in "iu":
         raise ValueError(
             f"labels in {path!r} must be integer class indices 0 .. n_classes-1 for classification, "
-            f"got dtype {y.dtype} (use --loss mse for real-valued targets)"
+            f"got dtype {y.dtype} ({mse_hint} real-valued targets)"
         )
     if classes is not None and isinstance(classes[0], int):  # -1 and 1, or 3, 5 and 7: names, not indices
         return _by_name(y, classes, path)
